@@ -1,1 +1,338 @@
-//! (in progress)
+//! smoltcp host glue: one IPv4 stack (`Interface` on `Medium::Ip`) per node attachment, over
+//! an in-memory device whose queues the driver fills and drains.
+//!
+//! The driver pushes received packets with [`IpStack::push_rx`], calls [`IpStack::poll`] with
+//! its own clock (smoltcp never reads one), takes outgoing packets with [`IpStack::pop_tx`] and
+//! exchanges UDP payloads with the roles through [`IpStack::send_udp`] / [`IpStack::recv_udp`].
+//! smoltcp answers ICMP echo requests to the stack's address by itself.
+
+use crate::Time;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::udp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// MTU of every emulated link.
+pub const MTU: usize = 1500;
+/// Datagrams a UDP socket buffers in each direction before dropping.
+const SOCKET_PACKETS: usize = 256;
+/// Bytes a UDP socket buffers in each direction.
+const SOCKET_BYTES: usize = 256 * 1024;
+
+/// Errors of the host glue.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostError {
+    /// The port is already bound.
+    #[error("UDP port {0} is already bound")]
+    PortInUse(u16),
+    /// No socket is bound to the port.
+    #[error("no UDP socket is bound to port {0}")]
+    NotBound(u16),
+    /// The socket's send buffer is full (or the datagram is too large).
+    #[error("UDP send on port {port} failed: {reason}")]
+    Send {
+        /// Local port.
+        port: u16,
+        /// smoltcp's reason.
+        reason: String,
+    },
+}
+
+/// A UDP datagram received by the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Sender.
+    pub from: SocketAddrV4,
+    /// Destination as it arrived (may be a broadcast address).
+    pub to: SocketAddrV4,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// In-memory device: two packet queues.
+#[derive(Debug, Default)]
+struct QueueDevice {
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+}
+
+impl Device for QueueDevice {
+    type RxToken<'a> = RxToken;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.max_transmission_unit = MTU;
+        caps.medium = Medium::Ip;
+        caps
+    }
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken<'_>)> {
+        let buffer = self.rx.pop_front()?;
+        Some((
+            RxToken { buffer },
+            TxToken {
+                queue: &mut self.tx,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken {
+            queue: &mut self.tx,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RxToken {
+    buffer: Vec<u8>,
+}
+
+impl phy::RxToken for RxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.buffer)
+    }
+}
+
+#[derive(Debug)]
+struct TxToken<'a> {
+    queue: &'a mut VecDeque<Vec<u8>>,
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buffer = vec![0; len];
+        let r = f(&mut buffer);
+        self.queue.push_back(buffer);
+        r
+    }
+}
+
+fn instant(t: Time) -> Instant {
+    Instant::from_micros(i64::try_from(t.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// One IPv4 stack.
+pub struct IpStack {
+    iface: Interface,
+    device: QueueDevice,
+    sockets: SocketSet<'static>,
+    udp: Vec<(u16, SocketHandle)>,
+    /// Round-robin start for `recv_udp`, so one busy port does not starve the others.
+    next_socket: usize,
+}
+
+impl std::fmt::Debug for IpStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpStack")
+            .field("addr", &self.address())
+            .field(
+                "udp_ports",
+                &self.udp.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl IpStack {
+    /// A stack with no address yet (a DHCP client) or with a static one.
+    pub fn new(now: Time, seed: u64) -> Self {
+        let mut device = QueueDevice::default();
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let iface = Interface::new(config, &mut device, instant(now));
+        IpStack {
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            udp: Vec::new(),
+            next_socket: 0,
+        }
+    }
+
+    /// Sets (or removes) the address and the default gateway.
+    pub fn set_address(&mut self, addr: Option<(Ipv4Addr, u8)>, gateway: Option<Ipv4Addr>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            if let Some((a, len)) = addr {
+                // Cannot fail: the list was just cleared and holds at least one entry.
+                let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(a, len)));
+            }
+        });
+        self.iface.routes_mut().remove_default_ipv4_route();
+        if let (Some(_), Some(gw)) = (addr, gateway) {
+            // Cannot fail: the route table was just emptied of its default route.
+            let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
+        }
+    }
+
+    /// The current address.
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.iface.ipv4_addr()
+    }
+
+    /// Opens a UDP socket on `port` (all addresses, broadcasts included).
+    pub fn bind_udp(&mut self, port: u16) -> Result<(), HostError> {
+        if self.udp.iter().any(|(p, _)| *p == port) {
+            return Err(HostError::PortInUse(port));
+        }
+        let rx = udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
+            vec![0; SOCKET_BYTES],
+        );
+        let tx = udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
+            vec![0; SOCKET_BYTES],
+        );
+        let mut socket = udp::Socket::new(rx, tx);
+        socket.bind(port).map_err(|e| HostError::Send {
+            port,
+            reason: e.to_string(),
+        })?;
+        let handle = self.sockets.add(socket);
+        self.udp.push((port, handle));
+        Ok(())
+    }
+
+    /// Queues a datagram. `src_ip = Some(0.0.0.0)` sends from the unspecified address (a DHCP
+    /// client before its lease); smoltcp drops such a datagram silently otherwise.
+    pub fn send_udp(
+        &mut self,
+        src_ip: Option<Ipv4Addr>,
+        src_port: u16,
+        dst: SocketAddrV4,
+        payload: &[u8],
+    ) -> Result<(), HostError> {
+        let handle = self
+            .udp
+            .iter()
+            .find(|(p, _)| *p == src_port)
+            .map(|(_, h)| *h)
+            .ok_or(HostError::NotBound(src_port))?;
+        let socket = self.sockets.get_mut::<udp::Socket>(handle);
+        let mut meta =
+            udp::UdpMetadata::from(IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()));
+        meta.local_address = src_ip.map(IpAddress::Ipv4);
+        socket
+            .send_slice(payload, meta)
+            .map_err(|e| HostError::Send {
+                port: src_port,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Hands a received IP packet to the stack (processed at the next `poll`).
+    pub fn push_rx(&mut self, packet: Vec<u8>) {
+        self.device.rx.push_back(packet);
+    }
+
+    /// Runs the stack at `now`: ingress, then egress.
+    pub fn poll(&mut self, now: Time) {
+        self.iface
+            .poll(instant(now), &mut self.device, &mut self.sockets);
+    }
+
+    /// Takes the next packet the stack transmitted.
+    pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
+        self.device.tx.pop_front()
+    }
+
+    /// Takes the next received UDP datagram on any bound port.
+    pub fn recv_udp(&mut self) -> Option<Datagram> {
+        let n = self.udp.len();
+        for i in 0..n {
+            let idx = (self.next_socket + i) % n;
+            let (port, handle) = self.udp[idx];
+            let socket = self.sockets.get_mut::<udp::Socket>(handle);
+            if let Ok((data, meta)) = socket.recv() {
+                self.next_socket = (idx + 1) % n;
+                let IpAddress::Ipv4(from_ip) = meta.endpoint.addr;
+                let to_ip = match meta.local_address {
+                    Some(IpAddress::Ipv4(a)) => a,
+                    None => Ipv4Addr::UNSPECIFIED,
+                };
+                return Some(Datagram {
+                    from: SocketAddrV4::new(from_ip, meta.endpoint.port),
+                    to: SocketAddrV4::new(to_ip, port),
+                    payload: data.to_vec(),
+                });
+            }
+        }
+        None
+    }
+
+    /// When the stack next needs `poll` without new input.
+    pub fn poll_at(&mut self, now: Time) -> Option<Time> {
+        self.iface
+            .poll_at(instant(now), &self.sockets)
+            .map(|i| Time::from_micros(u64::try_from(i.total_micros()).unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Moves every transmitted packet of `a` into `b` and vice versa.
+    fn exchange(a: &mut IpStack, b: &mut IpStack, now: Time) {
+        for _ in 0..4 {
+            a.poll(now);
+            b.poll(now);
+            while let Some(p) = a.pop_tx() {
+                b.push_rx(p);
+            }
+            while let Some(p) = b.pop_tx() {
+                a.push_rx(p);
+            }
+        }
+    }
+
+    #[test]
+    fn two_stacks_exchange_udp() {
+        let now = Time::ZERO;
+        let mut a = IpStack::new(now, 1);
+        let mut b = IpStack::new(now, 2);
+        a.set_address(Some((Ipv4Addr::new(10, 0, 0, 1), 24)), None);
+        b.set_address(Some((Ipv4Addr::new(10, 0, 0, 2), 24)), None);
+        a.bind_udp(5000).unwrap();
+        b.bind_udp(7).unwrap();
+        a.send_udp(
+            None,
+            5000,
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7),
+            b"hi",
+        )
+        .unwrap();
+        exchange(&mut a, &mut b, now);
+        let d = b.recv_udp().unwrap();
+        assert_eq!(d.payload, b"hi");
+        assert_eq!(d.from, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5000));
+        assert_eq!(d.to, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7));
+        assert_eq!(a.bind_udp(5000), Err(HostError::PortInUse(5000)));
+    }
+
+    #[test]
+    fn addressless_stack_broadcasts_from_unspecified_and_receives_broadcast() {
+        let now = Time::ZERO;
+        let mut client = IpStack::new(now, 1);
+        let mut server = IpStack::new(now, 2);
+        server.set_address(Some((Ipv4Addr::new(10, 0, 0, 1), 24)), None);
+        client.bind_udp(68).unwrap();
+        server.bind_udp(67).unwrap();
+        let bcast = |p| SocketAddrV4::new(Ipv4Addr::BROADCAST, p);
+        client
+            .send_udp(Some(Ipv4Addr::UNSPECIFIED), 68, bcast(67), b"discover")
+            .unwrap();
+        exchange(&mut client, &mut server, now);
+        let d = server.recv_udp().unwrap();
+        assert_eq!(d.from, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68));
+        assert_eq!(d.to.ip(), &Ipv4Addr::BROADCAST);
+        server.send_udp(None, 67, bcast(68), b"offer").unwrap();
+        exchange(&mut client, &mut server, now);
+        assert_eq!(client.recv_udp().unwrap().payload, b"offer");
+    }
+}

@@ -1,0 +1,278 @@
+//! A segment: a layer-3 LAN (or a point-to-point link, a segment of two) with per-pair link
+//! emulation.
+
+use crate::Time;
+use crate::netem::{Channel, Fate, LinkParams};
+use smoltcp::wire::Ipv4Cidr;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// Index of a member within its segment.
+pub type MemberId = usize;
+
+/// One attachment of a node to a segment.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Index of the node in the driver's node list.
+    pub node: usize,
+    /// Index of the attachment (port) within the node.
+    pub port: usize,
+    /// Current address on this segment (`None` while a DHCP client has no lease).
+    pub addr: Option<Ipv4Addr>,
+}
+
+/// Where a packet on the segment is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// To the member that holds this address (the next hop).
+    Unicast(Ipv4Addr),
+    /// To every other member (255.255.255.255 or the subnet broadcast).
+    Broadcast,
+}
+
+/// Why a segment could not deliver a packet to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentDrop {
+    /// No member holds the next-hop address (the layer-3 analogue of an ARP failure).
+    NoNeighbour,
+    /// Lost by link emulation.
+    Lost,
+    /// Tail-dropped at a full queue.
+    QueueFull,
+}
+
+impl SegmentDrop {
+    /// Stable name used in events and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentDrop::NoNeighbour => "no_neighbour",
+            SegmentDrop::Lost => "link_loss",
+            SegmentDrop::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// A layer-3 segment.
+#[derive(Debug)]
+pub struct Segment {
+    /// Name from the topology (also the capture interface name).
+    pub name: String,
+    /// The segment's subnet.
+    pub subnet: Ipv4Cidr,
+    index: u64,
+    seed: u64,
+    default_params: LinkParams,
+    /// Per-pair overrides, keyed by (lower member, higher member); symmetric.
+    paths: HashMap<(MemberId, MemberId), LinkParams>,
+    members: Vec<Member>,
+    by_addr: HashMap<Ipv4Addr, MemberId>,
+    /// Directed channels, created on first use.
+    channels: HashMap<(MemberId, MemberId), Channel>,
+}
+
+impl Segment {
+    /// A segment with default link parameters for every pair of members. `index` and `seed`
+    /// make the channel RNGs distinct and reproducible.
+    pub fn new(name: &str, subnet: Ipv4Cidr, index: usize, seed: u64, params: LinkParams) -> Self {
+        Segment {
+            name: name.to_owned(),
+            subnet,
+            index: index as u64,
+            seed,
+            default_params: params,
+            paths: HashMap::new(),
+            members: Vec::new(),
+            by_addr: HashMap::new(),
+            channels: HashMap::new(),
+        }
+    }
+
+    /// Attaches a node's port; returns the member id.
+    pub fn add_member(&mut self, node: usize, port: usize, addr: Option<Ipv4Addr>) -> MemberId {
+        let id = self.members.len();
+        self.members.push(Member {
+            node,
+            port,
+            addr: None,
+        });
+        self.set_addr(id, addr);
+        id
+    }
+
+    /// The members, by id.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Sets the link parameters between two members, both directions.
+    pub fn set_path(&mut self, a: MemberId, b: MemberId, params: LinkParams) {
+        self.paths.insert((a.min(b), a.max(b)), params.clone());
+        for key in [(a, b), (b, a)] {
+            if let Some(ch) = self.channels.get_mut(&key) {
+                ch.set_params(params.clone());
+            }
+        }
+    }
+
+    /// Replaces the default parameters (and those of existing channels without an override).
+    pub fn set_default_params(&mut self, params: LinkParams) {
+        for (&(a, b), ch) in self.channels.iter_mut() {
+            if !self.paths.contains_key(&(a.min(b), a.max(b))) {
+                ch.set_params(params.clone());
+            }
+        }
+        self.default_params = params;
+    }
+
+    /// The parameters used from `a` to `b`.
+    pub fn params(&self, a: MemberId, b: MemberId) -> &LinkParams {
+        self.paths
+            .get(&(a.min(b), a.max(b)))
+            .unwrap_or(&self.default_params)
+    }
+
+    /// Changes a member's address (DHCP lease gained or lost).
+    pub fn set_addr(&mut self, member: MemberId, addr: Option<Ipv4Addr>) {
+        let Some(m) = self.members.get_mut(member) else {
+            return;
+        };
+        if let Some(old) = m.addr.take() {
+            if self.by_addr.get(&old) == Some(&member) {
+                self.by_addr.remove(&old);
+            }
+        }
+        m.addr = addr;
+        if let Some(a) = addr {
+            self.by_addr.insert(a, member);
+        }
+    }
+
+    /// The member holding `addr`, if any.
+    pub fn resolve(&self, addr: Ipv4Addr) -> Option<MemberId> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// Whether `addr` is a broadcast address on this segment.
+    pub fn is_broadcast(&self, addr: Ipv4Addr) -> bool {
+        addr == Ipv4Addr::BROADCAST || self.subnet.broadcast() == Some(addr)
+    }
+
+    /// Sends a packet of `len` bytes from `from` at `now`; appends one `(member, fate)` per
+    /// receiver to `out` (several for a broadcast).
+    pub fn transmit(
+        &mut self,
+        now: Time,
+        from: MemberId,
+        dest: Dest,
+        len: usize,
+        out: &mut Vec<(MemberId, Result<Time, SegmentDrop>)>,
+    ) {
+        match dest {
+            Dest::Unicast(addr) => match self.resolve(addr) {
+                Some(to) if to != from => {
+                    let fate = self.channel(from, to).send(now, len);
+                    out.push((to, fate_result(fate)));
+                }
+                _ => out.push((from, Err(SegmentDrop::NoNeighbour))),
+            },
+            Dest::Broadcast => {
+                for to in 0..self.members.len() {
+                    if to != from {
+                        let fate = self.channel(from, to).send(now, len);
+                        out.push((to, fate_result(fate)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn channel(&mut self, from: MemberId, to: MemberId) -> &mut Channel {
+        let params = self.params(from, to).clone();
+        let id = (self.index << 42) | ((from as u64) << 21) | to as u64;
+        let seed = self.seed;
+        self.channels
+            .entry((from, to))
+            .or_insert_with(|| Channel::new(params, seed, id))
+    }
+}
+
+fn fate_result(f: Fate) -> Result<Time, SegmentDrop> {
+    match f {
+        Fate::Deliver(t) => Ok(t),
+        Fate::Lost => Err(SegmentDrop::Lost),
+        Fate::QueueFull => Err(SegmentDrop::QueueFull),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn seg() -> Segment {
+        let subnet = Ipv4Cidr::new(Ipv4Addr::new(10, 1, 0, 0), 24);
+        let params = LinkParams {
+            delay: Duration::from_millis(1),
+            ..Default::default()
+        };
+        Segment::new("lan", subnet, 0, 42, params)
+    }
+
+    #[test]
+    fn unicast_goes_to_the_address_holder_with_path_delay() {
+        let mut s = seg();
+        let a = s.add_member(0, 0, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let b = s.add_member(1, 0, Some(Ipv4Addr::new(10, 1, 0, 2)));
+        s.set_path(
+            a,
+            b,
+            LinkParams {
+                delay: Duration::from_millis(40),
+                ..Default::default()
+            },
+        );
+        let mut out = Vec::new();
+        s.transmit(
+            Duration::ZERO,
+            a,
+            Dest::Unicast(Ipv4Addr::new(10, 1, 0, 2)),
+            60,
+            &mut out,
+        );
+        assert_eq!(out, vec![(b, Ok(Duration::from_millis(40)))]);
+        out.clear();
+        s.transmit(
+            Duration::ZERO,
+            b,
+            Dest::Unicast(Ipv4Addr::new(10, 1, 0, 9)),
+            60,
+            &mut out,
+        );
+        assert_eq!(out, vec![(b, Err(SegmentDrop::NoNeighbour))]);
+    }
+
+    #[test]
+    fn broadcast_reaches_everyone_else_including_addressless() {
+        let mut s = seg();
+        let a = s.add_member(0, 0, None);
+        let b = s.add_member(1, 0, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let c = s.add_member(2, 0, None);
+        let mut out = Vec::new();
+        s.transmit(Duration::ZERO, a, Dest::Broadcast, 300, &mut out);
+        let to: Vec<_> = out.iter().map(|(m, _)| *m).collect();
+        assert_eq!(to, vec![b, c]);
+        assert!(s.is_broadcast(Ipv4Addr::new(10, 1, 0, 255)));
+        assert!(s.is_broadcast(Ipv4Addr::BROADCAST));
+    }
+
+    #[test]
+    fn address_changes_move_the_neighbour() {
+        let mut s = seg();
+        let a = s.add_member(0, 0, None);
+        assert_eq!(s.resolve(Ipv4Addr::new(10, 1, 0, 5)), None);
+        s.set_addr(a, Some(Ipv4Addr::new(10, 1, 0, 5)));
+        assert_eq!(s.resolve(Ipv4Addr::new(10, 1, 0, 5)), Some(a));
+        s.set_addr(a, None);
+        assert_eq!(s.resolve(Ipv4Addr::new(10, 1, 0, 5)), None);
+    }
+}
