@@ -1,1 +1,158 @@
-fn main() {}
+//! `binfm`: run a BINFM testbed topology and watch it packet by packet.
+
+use anyhow::Context;
+use binfm_testbed::driver::{self, RunOptions};
+use binfm_testbed::topology::{Topology, parse_duration};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A testbed for BINFM (NAT traversal, mobility and security from one blockchain Query/Reply)
+/// with real IPv4 packets.
+///
+/// A topology file (TOML, see docs/topology.md) describes segments, NATs, routers and hosts.
+/// `binfm run` plays it in virtual time (fast, deterministic for a seed) and writes a pcapng
+/// capture (open it in Wireshark), a JSON-lines event log and a results file.
+#[derive(Debug, Parser)]
+#[command(name = "binfm", version, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a topology and write OUT/capture.pcapng, OUT/events.jsonl and OUT/results.json.
+    Run {
+        /// Topology file, e.g. topologies/lan-nat.toml.
+        file: PathBuf,
+        /// Output folder [default: out/<topology name>/].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed for every random decision (jitter, loss, DHCP ids) [default: the file's `seed`].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Virtual time to run, e.g. 60s or 10min [default: the file's `duration`, else 60s].
+        #[arg(long, value_parser = parse_duration_arg)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Check a topology file and list every problem with its line.
+    Check {
+        /// Topology file.
+        file: PathBuf,
+    },
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration(s)
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(file: &PathBuf) -> Result<Topology, ExitCode> {
+    Topology::load(file).map_err(|e| {
+        eprintln!("{e}");
+        let n = e.diagnostics.len();
+        eprintln!(
+            "{}: {n} problem{} found",
+            file.display(),
+            if n == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    })
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { file } => {
+            let topo = match load(&file) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            let hosts = topo.nodes.len();
+            println!(
+                "{}: ok: topology `{}`, {} segments, {hosts} nodes, seed {}, duration {}",
+                file.display(),
+                topo.name,
+                topo.segments.len(),
+                topo.seed,
+                humantime::format_duration(topo.duration)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            file,
+            out,
+            seed,
+            duration,
+        } => {
+            let topo = match load(&file) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            let out_dir = out.unwrap_or_else(|| driver::default_out_dir(&topo));
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+                .context("installing the Ctrl-C handler")?;
+            let opts = RunOptions {
+                out_dir,
+                seed,
+                duration,
+            };
+            let s = driver::run_virtual(&topo, &opts, &stop)?;
+            println!(
+                "{}: {} of virtual time in {:.2} s of wall time (seed {}), {} packets, {} events{}",
+                topo.name,
+                humantime::format_duration(s.virtual_time),
+                s.wall.as_secs_f64(),
+                s.seed,
+                s.packets,
+                s.events,
+                if s.interrupted {
+                    " (interrupted by Ctrl-C; files are complete up to that moment)"
+                } else {
+                    ""
+                }
+            );
+            for f in ["capture.pcapng", "events.jsonl", "results.json"] {
+                println!("  {}", s.out_dir.join(f).display());
+            }
+            Ok(if s.interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

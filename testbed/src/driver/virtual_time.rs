@@ -1,0 +1,331 @@
+//! The virtual-time driver: a deterministic discrete-event loop.
+//!
+//! `now` jumps to the earliest pending event: a packet delivery scheduled by link emulation or
+//! a node's own `poll_at`. Ties are broken by insertion order, so a topology and a seed give
+//! byte-identical captures. Nothing here reads the wall clock (that is why tokio's paused
+//! clock is not used: it jumps over real I/O).
+
+use crate::events::EventLog;
+use crate::node::{Node, Output};
+use crate::topology::Topology;
+use binfm_roles::{Event, Time};
+use binfm_stack::capture::Capture;
+use binfm_stack::fabric::{Segment, SegmentDrop};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+
+/// Something scheduled at a time.
+#[derive(Debug)]
+enum What {
+    Deliver {
+        segment: usize,
+        member: usize,
+        packet: Vec<u8>,
+    },
+    Wake {
+        node: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    what: What,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Writing the capture failed.
+    #[error(transparent)]
+    Capture(#[from] binfm_stack::capture::CaptureError),
+    /// Writing events failed.
+    #[error("writing events.jsonl: {0}")]
+    Events(#[from] std::io::Error),
+}
+
+/// The whole emulated network in virtual time.
+pub struct VirtualNet<W: Write> {
+    now: Time,
+    /// Nodes, in topology order.
+    pub nodes: Vec<Node>,
+    /// Segments, in topology order.
+    pub segments: Vec<Segment>,
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+    wake: Vec<Option<Time>>,
+    capture: Option<Capture<W>>,
+    /// The event log.
+    pub events: EventLog,
+    /// Packets the segments did not deliver: (segment, reason) -> count.
+    pub link_drops: BTreeMap<(String, &'static str), u64>,
+    /// Packets put on each segment.
+    pub segment_packets: Vec<u64>,
+    /// Events handled by the loop (deliveries and wakes).
+    pub steps: u64,
+    scratch_out: Vec<Output>,
+    scratch_fates: Vec<(usize, Result<Time, SegmentDrop>)>,
+}
+
+impl<W: Write> std::fmt::Debug for VirtualNet<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualNet")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl<W: Write> VirtualNet<W> {
+    /// Builds segments and nodes from a checked topology (nothing runs yet).
+    pub fn new(topo: &Topology, seed: u64, capture: Option<Capture<W>>, events: EventLog) -> Self {
+        let mut segments: Vec<Segment> = topo
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Segment::new(&s.name, s.subnet, i, seed, s.params.clone()))
+            .collect();
+        let mut topo = topo.clone();
+        topo.seed = seed;
+        let mut nodes = Vec::with_capacity(topo.nodes.len());
+        for (n, def) in topo.nodes.iter().enumerate() {
+            let members: Vec<usize> = def
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(p, port)| segments[port.segment].add_member(n, p, port.addr))
+                .collect();
+            nodes.push(Node::new(&topo, n, &members, Time::ZERO));
+        }
+        for (si, s) in topo.segments.iter().enumerate() {
+            for (a, b, params) in &s.paths {
+                let ma = nodes[*a]
+                    .ports
+                    .iter()
+                    .find(|p| p.segment == si)
+                    .map(|p| p.member);
+                let mb = nodes[*b]
+                    .ports
+                    .iter()
+                    .find(|p| p.segment == si)
+                    .map(|p| p.member);
+                if let (Some(ma), Some(mb)) = (ma, mb) {
+                    segments[si].set_path(ma, mb, params.clone());
+                }
+            }
+        }
+        let n = nodes.len();
+        let s = segments.len();
+        VirtualNet {
+            now: Time::ZERO,
+            nodes,
+            segments,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            wake: vec![None; n],
+            capture,
+            events,
+            link_drops: BTreeMap::new(),
+            segment_packets: vec![0; s],
+            steps: 0,
+            scratch_out: Vec::new(),
+            scratch_fates: Vec::new(),
+        }
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Starts every node at time zero (binds sockets, starts DHCP clients and apps).
+    pub fn start(&mut self) -> Result<(), RunError> {
+        for n in 0..self.nodes.len() {
+            let mut out = std::mem::take(&mut self.scratch_out);
+            self.nodes[n].start(self.now, &mut out);
+            self.process(n, &mut out)?;
+            self.scratch_out = out;
+        }
+        Ok(())
+    }
+
+    /// Polls node `n` now (after changing it from outside, e.g. a benchmark sending a datagram).
+    pub fn kick(&mut self, n: usize) -> Result<(), RunError> {
+        let mut out = std::mem::take(&mut self.scratch_out);
+        self.nodes[n].poll(self.now, &mut out);
+        self.process(n, &mut out)?;
+        self.scratch_out = out;
+        Ok(())
+    }
+
+    fn schedule(&mut self, at: Time, what: What) {
+        self.seq += 1;
+        self.heap.push(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        });
+    }
+
+    /// Handles a node's outputs and re-arms its timer.
+    fn process(&mut self, n: usize, out: &mut Vec<Output>) -> Result<(), RunError> {
+        for o in out.drain(..) {
+            match o {
+                Output::Send { port, dest, packet } => {
+                    let (seg, member) = (
+                        self.nodes[n].ports[port].segment,
+                        self.nodes[n].ports[port].member,
+                    );
+                    if let Some(c) = &mut self.capture {
+                        c.record(seg, self.now, &packet)?;
+                    }
+                    self.segment_packets[seg] += 1;
+                    let mut fates = std::mem::take(&mut self.scratch_fates);
+                    self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
+                    let last = fates.len().saturating_sub(1);
+                    let mut packet = Some(packet);
+                    for (i, (to, fate)) in fates.drain(..).enumerate() {
+                        match fate {
+                            Ok(at) => {
+                                let p = if i == last {
+                                    packet.take().unwrap_or_default()
+                                } else {
+                                    packet.clone().unwrap_or_default()
+                                };
+                                self.schedule(
+                                    at,
+                                    What::Deliver {
+                                        segment: seg,
+                                        member: to,
+                                        packet: p,
+                                    },
+                                );
+                            }
+                            Err(reason) => {
+                                *self
+                                    .link_drops
+                                    .entry((self.segments[seg].name.clone(), reason.as_str()))
+                                    .or_default() += 1;
+                                let ev = Event::new("fabric.drop")
+                                    .with("segment", self.segments[seg].name.clone())
+                                    .with("reason", reason.as_str())
+                                    .with_display("next_hop", format!("{dest:?}"));
+                                self.events.push(self.now, &self.nodes[n].name, ev)?;
+                            }
+                        }
+                    }
+                    self.scratch_fates = fates;
+                }
+                Output::AddrChanged { port, addr } => {
+                    let (seg, member) = (
+                        self.nodes[n].ports[port].segment,
+                        self.nodes[n].ports[port].member,
+                    );
+                    self.segments[seg].set_addr(member, addr);
+                }
+                Output::Event(e) => {
+                    self.events.push(self.now, &self.nodes[n].name, e)?;
+                }
+            }
+        }
+        let next = self.nodes[n]
+            .poll_at(self.now)
+            .map(|t| t.max(self.now + Time::from_micros(1)));
+        if next != self.wake[n] {
+            self.wake[n] = next;
+            if let Some(at) = next {
+                self.schedule(at, What::Wake { node: n });
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the next event if it is due by `end`; returns false when there is none.
+    pub fn step(&mut self, end: Time) -> Result<bool, RunError> {
+        let Some(top) = self.heap.peek() else {
+            return Ok(false);
+        };
+        if top.at > end {
+            return Ok(false);
+        }
+        let Some(ev) = self.heap.pop() else {
+            return Ok(false);
+        };
+        self.now = self.now.max(ev.at);
+        self.steps += 1;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        let n = match ev.what {
+            What::Deliver {
+                segment,
+                member,
+                packet,
+            } => {
+                let m = &self.segments[segment].members()[member];
+                let (n, port) = (m.node, m.port);
+                self.nodes[n].receive(self.now, port, packet, &mut out);
+                self.nodes[n].poll(self.now, &mut out);
+                n
+            }
+            What::Wake { node } => {
+                if self.wake[node] != Some(ev.at) {
+                    self.scratch_out = out;
+                    return Ok(true); // superseded timer
+                }
+                self.wake[node] = None;
+                self.nodes[node].poll(self.now, &mut out);
+                node
+            }
+        };
+        let r = self.process(n, &mut out);
+        self.scratch_out = out;
+        r.map(|()| true)
+    }
+
+    /// Runs until `end` (virtual) or until `stop` is set; returns whether it was stopped.
+    pub fn run_until(&mut self, end: Time, stop: &AtomicBool) -> Result<bool, RunError> {
+        let mut i: u32 = 0;
+        while self.step(end)? {
+            i = i.wrapping_add(1);
+            if i % 1024 == 0 && stop.load(AtomicOrdering::Relaxed) {
+                return Ok(true);
+            }
+        }
+        self.now = self.now.max(end);
+        Ok(false)
+    }
+
+    /// Flushes the capture and the event log; returns the capture writer.
+    pub fn finish(&mut self) -> Result<Option<W>, RunError> {
+        self.events.flush()?;
+        match self.capture.take() {
+            Some(c) => Ok(Some(c.finish()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Packets captured so far.
+    pub fn captured(&self) -> u64 {
+        self.capture.as_ref().map_or(0, |c| c.packets())
+    }
+}

@@ -1,0 +1,9 @@
+//! The binfm testbed: topology files, drivers, scenarios, captures, metrics and the CLI's
+//! building blocks. The `binfm` binary is a thin layer over this library, so tests and
+//! benchmarks drive exactly what users run.
+
+pub mod driver;
+pub mod events;
+pub mod node;
+pub mod results;
+pub mod topology;

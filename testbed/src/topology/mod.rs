@@ -1,0 +1,267 @@
+//! Topology files: loading, checking and the resolved model the drivers run.
+//!
+//! Every error names the file and the line and says what to do, e.g.
+//! `topologies/x.toml:14: host `a` is on segment `lan-b`, which has no DHCP server ...`.
+
+mod parse;
+pub mod spec;
+
+use binfm_roles::nat::Filtering;
+use binfm_stack::fabric::{NatSide, RouteGraphNode, RoutePort, RouteTable, compute_routes};
+use binfm_stack::netem::LinkParams;
+use smoltcp::wire::Ipv4Cidr;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use parse::{parse_duration, parse_rate};
+
+/// Default virtual duration of a run.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+/// Default DHCP lease.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
+/// Default NAT mapping timeout (RFC 4787 REQ-5 minimum).
+pub const DEFAULT_MAPPING_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One problem found in a topology file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Every problem found in a topology file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyError {
+    /// The file as the user named it.
+    pub file: String,
+    /// The problems, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match d.line {
+                Some(line) => write!(f, "{}:{}: {}", self.file, line, d.message)?,
+                None => write!(f, "{}: {}", self.file, d.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+/// A checked topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Topology name (also the default output folder and the live namespace suffix).
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Seed of every random decision of a run.
+    pub seed: u64,
+    /// Virtual duration of a run.
+    pub duration: Duration,
+    /// Segments and point-to-point links.
+    pub segments: Vec<SegmentDef>,
+    /// Hosts, routers and NATs.
+    pub nodes: Vec<NodeDef>,
+    /// Static routes per node (same order as `nodes`).
+    pub routes: Vec<RouteTable>,
+}
+
+/// A segment (or a point-to-point link).
+#[derive(Debug, Clone)]
+pub struct SegmentDef {
+    /// Name (capture interface name).
+    pub name: String,
+    /// Subnet.
+    pub subnet: Ipv4Cidr,
+    /// Default link parameters between any two members.
+    pub params: LinkParams,
+    /// Per-pair overrides: (node, node, parameters).
+    pub paths: Vec<(usize, usize, LinkParams)>,
+    /// DHCP service on this segment.
+    pub dhcp: Option<DhcpDef>,
+    /// Declared as a `[[link]]`.
+    pub is_link: bool,
+}
+
+/// A DHCP server on a segment.
+#[derive(Debug, Clone)]
+pub struct DhcpDef {
+    /// Node running the server.
+    pub server: usize,
+    /// Server's address on the segment.
+    pub server_ip: Ipv4Addr,
+    /// First and last pool address.
+    pub pool: (Ipv4Addr, Ipv4Addr),
+    /// Lease time.
+    pub lease: Duration,
+    /// Router option.
+    pub router: Ipv4Addr,
+    /// NAT public address option (when the router is a NAT whose inside is this segment).
+    pub nat_public: Option<Ipv4Addr>,
+}
+
+/// What a node does.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// An end host (no forwarding).
+    Host,
+    /// A router.
+    Router,
+    /// A NAT box: port 0 is the inside, port 1 the outside.
+    Nat(NatDef),
+}
+
+/// NAT settings.
+#[derive(Debug, Clone)]
+pub struct NatDef {
+    /// Filtering behaviour.
+    pub filtering: Filtering,
+    /// Idle timeout of a mapping.
+    pub mapping_timeout: Duration,
+}
+
+/// An attachment of a node.
+#[derive(Debug, Clone)]
+pub struct PortDef {
+    /// Segment index.
+    pub segment: usize,
+    /// Static address, or `None` for DHCP.
+    pub addr: Option<Ipv4Addr>,
+}
+
+/// An echo client app.
+#[derive(Debug, Clone)]
+pub struct EchoClientDef {
+    /// The server.
+    pub target: SocketAddrV4,
+    /// Local port.
+    pub port: u16,
+    /// Probe interval.
+    pub interval: Duration,
+    /// Probe count (0 = unlimited).
+    pub count: u64,
+    /// Probe size.
+    pub size: usize,
+}
+
+/// A host, router or NAT.
+#[derive(Debug, Clone)]
+pub struct NodeDef {
+    /// Unique name.
+    pub name: String,
+    /// Role.
+    pub kind: NodeKind,
+    /// Attachments.
+    pub ports: Vec<PortDef>,
+    /// Default gateway of a static host.
+    pub gateway: Option<Ipv4Addr>,
+    /// Echo server port.
+    pub echo_server: Option<u16>,
+    /// Echo client.
+    pub echo_client: Option<EchoClientDef>,
+}
+
+impl NodeDef {
+    /// Whether the node forwards packets.
+    pub fn forwards(&self) -> bool {
+        !matches!(self.kind, NodeKind::Host)
+    }
+}
+
+/// Allowed address space (DESIGN.md): private 10.0.0.0/8 and the three documentation /24s.
+pub fn allowed_ranges() -> [Ipv4Cidr; 4] {
+    [
+        Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 0), 8),
+        Ipv4Cidr::new(Ipv4Addr::new(192, 0, 2, 0), 24),
+        Ipv4Cidr::new(Ipv4Addr::new(198, 51, 100, 0), 24),
+        Ipv4Cidr::new(Ipv4Addr::new(203, 0, 113, 0), 24),
+    ]
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| TopologyError {
+            file: file.clone(),
+            diagnostics: vec![Diagnostic {
+                line: None,
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Topology::from_str(&text, path)
+    }
+
+    /// Checks topology text (`path` names it in errors and in the model).
+    pub fn from_str(text: &str, path: &Path) -> Result<Topology, TopologyError> {
+        parse::build(text, path)
+    }
+
+    /// Index of a node by name.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Index of a segment by name.
+    pub fn segment_index(&self, name: &str) -> Option<usize> {
+        self.segments.iter().position(|s| s.name == name)
+    }
+
+    /// The route-computation view of the nodes.
+    pub fn route_graph(
+        segments: &[SegmentDef],
+        nodes: &[NodeDef],
+    ) -> (Vec<Ipv4Cidr>, Vec<RouteGraphNode>) {
+        let subnets = segments.iter().map(|s| s.subnet).collect();
+        let graph = nodes
+            .iter()
+            .map(|n| RouteGraphNode {
+                forwards: n.forwards(),
+                ports: n
+                    .ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| RoutePort {
+                        segment: p.segment,
+                        addr: p.addr,
+                        nat: match (&n.kind, i) {
+                            (NodeKind::Nat(_), 0) => NatSide::Inside,
+                            (NodeKind::Nat(_), _) => NatSide::Outside,
+                            _ => NatSide::None,
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        (subnets, graph)
+    }
+
+    /// Computes the static routes of every node.
+    pub fn compute_routes(segments: &[SegmentDef], nodes: &[NodeDef]) -> Vec<RouteTable> {
+        let (subnets, graph) = Topology::route_graph(segments, nodes);
+        compute_routes(&subnets, &graph)
+    }
+
+    /// A name -> static address map of the nodes (first static address of each).
+    pub fn static_addresses(&self) -> HashMap<&str, Ipv4Addr> {
+        self.nodes
+            .iter()
+            .filter_map(|n| Some((n.name.as_str(), n.ports.iter().find_map(|p| p.addr)?)))
+            .collect()
+    }
+}

@@ -1,0 +1,197 @@
+//! The topology file as written: serde structs with `deny_unknown_fields`, spans kept for
+//! error messages. [`super::Topology::load`] turns this into the checked model.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole topology file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub duration: Option<Spanned<String>>,
+    #[serde(default)]
+    pub segment: Vec<SegmentSpec>,
+    #[serde(default)]
+    pub link: Vec<SegmentSpec>,
+    #[serde(default)]
+    pub nat: Vec<NatSpec>,
+    #[serde(default)]
+    pub router: Vec<RouterSpec>,
+    #[serde(default)]
+    pub host: Vec<HostSpec>,
+}
+
+/// Link emulation parameters as written (segments, links and per-pair paths carry the same
+/// six keys; serde cannot combine `flatten` with `deny_unknown_fields`, hence [`link_spec!`]).
+#[derive(Debug, Default)]
+pub struct LinkSpec<'a> {
+    pub delay: Option<&'a Spanned<String>>,
+    pub jitter: Option<&'a Spanned<String>>,
+    pub loss: Option<&'a Spanned<LossSpec>>,
+    pub rate: Option<&'a Spanned<String>>,
+    pub queue: Option<usize>,
+    pub reorder: Option<bool>,
+}
+
+macro_rules! link_spec {
+    ($t:ty) => {
+        impl $t {
+            /// The link parameters written in this table.
+            pub fn link(&self) -> LinkSpec<'_> {
+                LinkSpec {
+                    delay: self.delay.as_ref(),
+                    jitter: self.jitter.as_ref(),
+                    loss: self.loss.as_ref(),
+                    rate: self.rate.as_ref(),
+                    queue: self.queue,
+                    reorder: self.reorder,
+                }
+            }
+        }
+    };
+}
+link_spec!(SegmentSpec);
+link_spec!(PathSpec);
+
+/// Loss as a fraction (`0.01`) or a percentage string (`"1%"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LossSpec {
+    Fraction(f64),
+    Text(String),
+}
+
+/// A segment (LAN) or a point-to-point link.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSpec {
+    pub name: Spanned<String>,
+    pub subnet: Spanned<String>,
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jitter: Option<Spanned<String>>,
+    #[serde(default)]
+    pub loss: Option<Spanned<LossSpec>>,
+    #[serde(default)]
+    pub rate: Option<Spanned<String>>,
+    #[serde(default)]
+    pub queue: Option<usize>,
+    #[serde(default)]
+    pub reorder: Option<bool>,
+    #[serde(default)]
+    pub dhcp: Option<Spanned<DhcpSpec>>,
+    #[serde(default)]
+    pub path: Vec<PathSpec>,
+}
+
+/// Link parameters between two members of a segment (both directions).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathSpec {
+    pub between: Spanned<[String; 2]>,
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jitter: Option<Spanned<String>>,
+    #[serde(default)]
+    pub loss: Option<Spanned<LossSpec>>,
+    #[serde(default)]
+    pub rate: Option<Spanned<String>>,
+    #[serde(default)]
+    pub queue: Option<usize>,
+    #[serde(default)]
+    pub reorder: Option<bool>,
+}
+
+/// A DHCP server for a segment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpSpec {
+    /// Node that runs the server (must be attached with a static address).
+    pub server: Spanned<String>,
+    /// `"first-last"` addresses of the pool.
+    pub pool: Spanned<String>,
+    #[serde(default)]
+    pub lease: Option<Spanned<String>>,
+    /// Router option; default: the server's own address.
+    #[serde(default)]
+    pub router: Option<Spanned<String>>,
+}
+
+/// An attachment of a router or NAT.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub segment: Spanned<String>,
+    pub address: Spanned<String>,
+}
+
+/// A NAT box.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatSpec {
+    pub name: Spanned<String>,
+    pub inside: PortSpec,
+    pub outside: PortSpec,
+    #[serde(default)]
+    pub filtering: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mapping_timeout: Option<Spanned<String>>,
+}
+
+/// A plain router.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    pub name: Spanned<String>,
+    pub ports: Vec<PortSpec>,
+}
+
+/// An end host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: Spanned<String>,
+    pub segment: Spanned<String>,
+    /// `"dhcp"` (default) or a static address in the segment's subnet.
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    /// Default gateway of a host with a static address.
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub echo_server: Option<EchoServerSpec>,
+    #[serde(default)]
+    pub echo_client: Option<Spanned<EchoClientSpec>>,
+}
+
+/// A UDP echo server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoServerSpec {
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// A UDP echo client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoClientSpec {
+    /// `"host"`, `"host:port"` or `"a.b.c.d:port"`.
+    pub to: Spanned<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub size: Option<usize>,
+}
