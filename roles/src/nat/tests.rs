@@ -688,3 +688,27 @@ proptest! {
         prop_assert_eq!(s.src, sa(remote, dport));
     }
 }
+
+#[test]
+fn icmp_error_does_not_destroy_mapping() {
+    let mut nat = nat();
+    nat.outbound(secs(0), &mut udp(A, sa(REMOTE, 1), b""))
+        .unwrap();
+    let b = PacketBuilder::ipv4(REMOTE.octets(), PUB.octets(), 64).icmpv4(
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+    );
+    let quoted = udp(sa(PUB, 0x6a3e), sa(REMOTE, 1), b"");
+    let mut p = Vec::new();
+    b.write(&mut p, &quoted).unwrap();
+    assert_eq!(
+        nat.inbound(secs(1), &mut p),
+        Err(DropReason::UnsupportedProtocol)
+    );
+    assert_eq!(
+        nat.mapping_for(A),
+        Some(0x6a3e),
+        "REQ-12: ICMP never ends a mapping"
+    );
+    let mut r = udp(sa(REMOTE, 1), sa(PUB, 0x6a3e), b"");
+    assert_eq!(nat.inbound(secs(2), &mut r), Ok(()));
+}
