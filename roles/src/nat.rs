@@ -1,1 +1,974 @@
-//! (in progress)
+//! The H16 NAT box: a packet middleware (like smoltcp's `phy::Tracer`), not a socket app.
+//!
+//! The driver routes, decrements TTL and tells us which interface a packet came in on; we
+//! rewrite complete IPv4 packets in place and fix the IPv4, UDP and ICMP checksums
+//! incrementally (RFC 1624), so a translation costs a table lookup and a few additions.
+//!
+//! The public port of a mapping is `H16(private ip, private port)` (the BINFM scheme) unless
+//! that port is reserved (< 1024) or taken; then a documented, deterministic collision rule
+//! picks another one (see [`Nat::outbound`] and `docs/nat.md`). RFC 4787 is the checklist.
+//!
+//! Sans-IO: no clock reads (every input carries `now`), no RNG, no sockets.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use binfm_stack::checksum::{
+    ones_complement_sum, update_u32, update_udp_u32, update_udp_word, update_word,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{Event, Time};
+
+/// The lowest public port (and ICMP identifier) the NAT hands out: well-known ports are
+/// reserved so a mapping can never shadow a service of the NAT box itself.
+pub const MIN_PUBLIC_PORT: u16 = 1024;
+/// Number of re-hashed candidates `c_1..=c_15` tried after `c_0 = H16` before the scan.
+pub const REHASH_CANDIDATES: u8 = 15;
+/// Remote endpoints remembered per mapping for address(-and-port)-dependent filtering;
+/// the least recently used one is evicted, so a host talking to many peers cannot grow
+/// the table without bound.
+pub const MAX_REMOTES_PER_MAPPING: usize = 64;
+/// Events kept until the driver drains them; beyond this they are counted as lost so an
+/// idle driver cannot make the NAT grow without bound.
+pub const EVENT_QUEUE_CAP: usize = 4096;
+/// At most one `nat.drop` event per reason per this interval; the counters stay exact.
+pub const DROP_EVENT_INTERVAL: Duration = Duration::from_secs(1);
+
+const PROTO_ICMP: u8 = 1;
+const PROTO_UDP: u8 = 17;
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+/// Public ports a namespace can hand out: 1024..=65535.
+const PUBLIC_PORTS: u32 = 65536 - MIN_PUBLIC_PORT as u32;
+
+/// First 16 bits (big-endian) of SHA-256 over the 4 address bytes then the 2 port bytes
+/// (network order): the port the BINFM scheme expects the NAT to use.
+pub fn h16(ip: Ipv4Addr, port: u16) -> u16 {
+    let mut buf = [0u8; 6];
+    buf[..4].copy_from_slice(&ip.octets());
+    buf[4..].copy_from_slice(&port.to_be_bytes());
+    first16(&Sha256::digest(buf))
+}
+
+/// Collision candidate `c_k`: `c_0` is [`h16`]; for k ≥ 1 it is the first 16 bits of
+/// SHA-256(ip ‖ port ‖ k as one byte). Public so an EN or a test can predict the NAT's choice.
+pub fn h16_candidate(ip: Ipv4Addr, port: u16, k: u8) -> u16 {
+    if k == 0 {
+        return h16(ip, port);
+    }
+    let mut buf = [0u8; 7];
+    buf[..4].copy_from_slice(&ip.octets());
+    buf[4..6].copy_from_slice(&port.to_be_bytes());
+    buf[6] = k;
+    first16(&Sha256::digest(buf))
+}
+
+fn first16(digest: &[u8]) -> u16 {
+    match digest {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
+}
+
+/// Which inbound packets a mapping admits (RFC 4787 section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filtering {
+    /// Anyone may send to a mapped port: BINFM needs inbound Session Requests from peers the
+    /// EN has never talked to.
+    #[default]
+    EndpointIndependent,
+    /// Only remote IPs the mapping has sent to.
+    AddressDependent,
+    /// Only remote ip:port pairs the mapping has sent to (ICMP: remote IP only).
+    AddressAndPortDependent,
+}
+
+/// The two mapping namespaces: UDP ports and ICMP echo identifiers are independent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// UDP, keyed by source port.
+    Udp,
+    /// ICMP echo, keyed by the echo identifier.
+    Icmp,
+}
+
+impl Protocol {
+    /// Lower-case name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Protocol::Udp => 0,
+            Protocol::Icmp => 1,
+        }
+    }
+}
+
+/// Configuration of one NAT box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatConfig {
+    /// The one public address every mapping uses (RFC 4787 REQ-2 "paired" trivially).
+    pub public_ip: Ipv4Addr,
+    /// Inside network; outbound packets from elsewhere are dropped as `NotForUs`.
+    pub inside_network: Ipv4Addr,
+    /// Prefix length of the inside network (values above 32 act as 32).
+    pub inside_prefix_len: u8,
+    /// Inbound filtering behaviour.
+    pub filtering: Filtering,
+    /// Idle time after which a mapping expires. 120 s is the RFC 4787 REQ-5 minimum; lower
+    /// values are allowed for experiments but violate REQ-5.
+    pub mapping_timeout: Duration,
+    /// Mappings in both namespaces together; more is a `TableFull` drop.
+    pub max_mappings: usize,
+    /// Mappings per private IP (both namespaces); more is a `HostMappingLimit` drop.
+    pub max_mappings_per_host: usize,
+}
+
+impl NatConfig {
+    /// A configuration with the defaults: endpoint-independent filtering, 120 s timeout,
+    /// 16384 mappings, 1024 per host.
+    pub fn new(public_ip: Ipv4Addr, inside_network: Ipv4Addr, inside_prefix_len: u8) -> Self {
+        NatConfig {
+            public_ip,
+            inside_network,
+            inside_prefix_len,
+            filtering: Filtering::EndpointIndependent,
+            mapping_timeout: Duration::from_secs(120),
+            max_mappings: 16384,
+            max_mappings_per_host: 1024,
+        }
+    }
+}
+
+impl Default for NatConfig {
+    /// 192.0.2.1 (documentation range) in front of 10.0.0.0/8.
+    fn default() -> Self {
+        NatConfig::new(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(10, 0, 0, 0), 8)
+    }
+}
+
+/// Where an outbound packet goes after translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translated {
+    /// Send it out of the outside interface.
+    ToOutside,
+    /// It was addressed to one of our own mappings: the rewritten packet must go back to the
+    /// inside (RFC 4787 REQ-9).
+    Hairpin,
+}
+
+/// Why a packet was dropped. Every drop is counted under exactly one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum DropReason {
+    /// Too short, not IPv4, bad IHL, total length beyond the buffer, bad UDP length.
+    #[error("malformed IPv4/UDP/ICMP packet")]
+    Malformed,
+    /// IPv4 header checksum does not verify.
+    #[error("bad IPv4 header checksum")]
+    BadChecksum,
+    /// MF set or fragment offset non-zero: the NAT does not reassemble.
+    #[error("IPv4 fragment (not reassembled)")]
+    Fragment,
+    /// Neither UDP nor ICMP echo (request outbound, reply inbound).
+    #[error("protocol not translated (only UDP and ICMP echo)")]
+    UnsupportedProtocol,
+    /// Inbound (or hairpin) to a public port without a live mapping.
+    #[error("no mapping for the destination port")]
+    NoMapping,
+    /// The mapping exists but its filtering rejects the remote endpoint.
+    #[error("rejected by the mapping's filtering")]
+    Filtered,
+    /// Every public port from 1024 to 65535 is held by a live mapping.
+    #[error("no free public port")]
+    PortsExhausted,
+    /// The private host already has `max_mappings_per_host` mappings.
+    #[error("per-host mapping limit reached")]
+    HostMappingLimit,
+    /// The NAT already has `max_mappings` mappings.
+    #[error("mapping table full")]
+    TableFull,
+    /// Outbound from outside the inside network, or inbound not addressed to `public_ip`.
+    #[error("packet not for this NAT")]
+    NotForUs,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::BadChecksum,
+        DropReason::Fragment,
+        DropReason::UnsupportedProtocol,
+        DropReason::NoMapping,
+        DropReason::Filtered,
+        DropReason::PortsExhausted,
+        DropReason::HostMappingLimit,
+        DropReason::TableFull,
+        DropReason::NotForUs,
+    ];
+
+    /// Snake-case name used in events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::Fragment => "fragment",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::NoMapping => "no_mapping",
+            DropReason::Filtered => "filtered",
+            DropReason::PortsExhausted => "ports_exhausted",
+            DropReason::HostMappingLimit => "host_mapping_limit",
+            DropReason::TableFull => "table_full",
+            DropReason::NotForUs => "not_for_us",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Translation counters (drops are in [`Nat::drops`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatStats {
+    /// Outbound packets translated to the outside.
+    pub outbound: u64,
+    /// Inbound packets translated to the inside.
+    pub inbound: u64,
+    /// Hairpinned packets.
+    pub hairpin: u64,
+    /// Mappings created.
+    pub mappings_created: u64,
+    /// Mappings expired (by timeout or reclaimed when already idle too long).
+    pub mappings_expired: u64,
+    /// Events not queued because the driver did not drain [`Nat::poll_event`].
+    pub events_lost: u64,
+}
+
+/// Which step of the collision rule produced a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRule {
+    H16,
+    Rehash,
+    Scan,
+}
+
+impl PortRule {
+    fn as_str(self) -> &'static str {
+        match self {
+            PortRule::H16 => "h16",
+            PortRule::Rehash => "rehash",
+            PortRule::Scan => "scan",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Mapping {
+    proto: Protocol,
+    private: SocketAddrV4,
+    public_port: u16,
+    last_active: Time,
+    /// Distinguishes this mapping from earlier users of the same slot in the expiry heap.
+    generation: u64,
+    /// Remotes sent to, most recent at the back; only kept when filtering needs them.
+    remotes: VecDeque<SocketAddrV4>,
+}
+
+/// Hasher for the packed (protocol, ip, port) key: SipHash would cost more than the rest of
+/// the translation. Keys come from inside hosts only (inbound uses the port arrays), so
+/// flooding resistance is not needed.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        // Folded multiply: mixes high bits into the low bits hashbrown uses as the index.
+        let full = u128::from(self.0 ^ x) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (full as u64) ^ ((full >> 64) as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+fn key(proto: Protocol, ip: u32, port: u16) -> u64 {
+    ((proto.index() as u64) << 48) | (u64::from(ip) << 16) | u64::from(port)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DropReport {
+    last: Option<Time>,
+    pending: u64,
+}
+
+/// The NAT box. See the module docs and `docs/nat.md`.
+pub struct Nat {
+    config: NatConfig,
+    public: u32,
+    inside_net: u32,
+    inside_mask: u32,
+    by_private: FastMap<u64, u32>,
+    slots: Vec<Option<Mapping>>,
+    free_slots: Vec<u32>,
+    /// Per namespace, public port → slot + 1 (0 = free): O(1) inbound lookup.
+    ports: [Vec<u32>; 2],
+    per_host: FastMap<u32, usize>,
+    /// Lazy expiry queue: (deadline when pushed, generation, slot). A refreshed mapping's
+    /// entry is re-pushed when it surfaces, so refreshing costs nothing per packet.
+    expiry: BinaryHeap<Reverse<(Time, u64, u32)>>,
+    next_generation: u64,
+    events: VecDeque<Event>,
+    drops: [u64; DropReason::ALL.len()],
+    drop_reports: [DropReport; DropReason::ALL.len()],
+    stats: NatStats,
+}
+
+impl fmt::Debug for Nat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nat")
+            .field("config", &self.config)
+            .field("mappings", &self.by_private.len())
+            .field("stats", &self.stats)
+            .field("drops", &self.drops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fields of a checked IPv4 header.
+struct Ip {
+    ihl: usize,
+    total: usize,
+    proto: u8,
+    src: u32,
+    dst: u32,
+}
+
+#[inline]
+fn rd16(p: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([p[off], p[off + 1]])
+}
+
+#[inline]
+fn wr16(p: &mut [u8], off: usize, v: u16) {
+    p[off..off + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline]
+fn rd32(p: &[u8], off: usize) -> u32 {
+    u32::from_be_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
+}
+
+#[inline]
+fn wr32(p: &mut [u8], off: usize, v: u32) {
+    p[off..off + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Checks the IPv4 header; every index used later is within `ihl`/`total` ≤ `p.len()`.
+#[inline]
+fn parse_ipv4(p: &[u8]) -> Result<Ip, DropReason> {
+    if p.len() < 20 || p[0] >> 4 != 4 {
+        return Err(DropReason::Malformed);
+    }
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(rd16(p, 2));
+    if ihl < 20 || total < ihl || total > p.len() {
+        return Err(DropReason::Malformed);
+    }
+    // A valid header sums to 0xffff (the checksum is the complement of the rest).
+    if ones_complement_sum(&p[..ihl]) != 0xffff {
+        return Err(DropReason::BadChecksum);
+    }
+    // MF flag or a non-zero offset.
+    if rd16(p, 6) & 0x3fff != 0 {
+        return Err(DropReason::Fragment);
+    }
+    Ok(Ip {
+        ihl,
+        total,
+        proto: p[9],
+        src: rd32(p, 12),
+        dst: rd32(p, 16),
+    })
+}
+
+/// UDP source and destination ports after checking the UDP length.
+#[inline]
+fn udp_ports(p: &[u8], ip: &Ip) -> Result<(u16, u16), DropReason> {
+    let l4 = ip.total - ip.ihl;
+    if l4 < 8 {
+        return Err(DropReason::Malformed);
+    }
+    let len = usize::from(rd16(p, ip.ihl + 4));
+    if len < 8 || len > l4 {
+        return Err(DropReason::Malformed);
+    }
+    Ok((rd16(p, ip.ihl), rd16(p, ip.ihl + 2)))
+}
+
+/// ICMP type and echo identifier.
+#[inline]
+fn icmp_echo(p: &[u8], ip: &Ip) -> Result<(u8, u16), DropReason> {
+    if ip.total - ip.ihl < 8 {
+        return Err(DropReason::Malformed);
+    }
+    Ok((p[ip.ihl], rd16(p, ip.ihl + 4)))
+}
+
+/// Which address/port pair of a packet to rewrite.
+#[derive(Clone, Copy)]
+enum Side {
+    Src,
+    Dst,
+}
+
+/// Rewrites one UDP endpoint and updates the IPv4 and UDP checksums (the UDP pseudo-header
+/// covers the addresses; a zero UDP checksum stays zero).
+#[inline]
+fn rewrite_udp(p: &mut [u8], ihl: usize, side: Side, ip: u32, port: u16) {
+    let (ip_off, port_off) = match side {
+        Side::Src => (12, ihl),
+        Side::Dst => (16, ihl + 2),
+    };
+    let old_ip = rd32(p, ip_off);
+    let old_port = rd16(p, port_off);
+    wr32(p, ip_off, ip);
+    wr16(p, port_off, port);
+    let ipc = update_u32(rd16(p, 10), old_ip, ip);
+    wr16(p, 10, ipc);
+    let uc = update_udp_u32(rd16(p, ihl + 6), old_ip, ip);
+    let uc = update_udp_word(uc, old_port, port);
+    wr16(p, ihl + 6, uc);
+}
+
+/// Rewrites one address and the echo identifier; the ICMP checksum has no pseudo-header,
+/// so only the identifier change touches it.
+#[inline]
+fn rewrite_icmp(p: &mut [u8], ihl: usize, side: Side, ip: u32, ident: u16) {
+    let ip_off = match side {
+        Side::Src => 12,
+        Side::Dst => 16,
+    };
+    let old_ip = rd32(p, ip_off);
+    wr32(p, ip_off, ip);
+    wr16(p, 10, update_u32(rd16(p, 10), old_ip, ip));
+    let old_id = rd16(p, ihl + 4);
+    wr16(p, ihl + 4, ident);
+    wr16(p, ihl + 2, update_word(rd16(p, ihl + 2), old_id, ident));
+}
+
+impl Nat {
+    /// A NAT with no mappings.
+    pub fn new(config: NatConfig) -> Self {
+        let prefix = u32::from(config.inside_prefix_len.min(32));
+        let inside_mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        Nat {
+            public: u32::from(config.public_ip),
+            inside_net: u32::from(config.inside_network) & inside_mask,
+            inside_mask,
+            by_private: FastMap::default(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            ports: [vec![0; 65536], vec![0; 65536]],
+            per_host: FastMap::default(),
+            expiry: BinaryHeap::new(),
+            next_generation: 0,
+            events: VecDeque::new(),
+            drops: [0; DropReason::ALL.len()],
+            drop_reports: [DropReport::default(); DropReason::ALL.len()],
+            stats: NatStats::default(),
+            config,
+        }
+    }
+
+    /// The configuration this NAT runs with.
+    pub fn config(&self) -> &NatConfig {
+        &self.config
+    }
+
+    /// A packet that arrived on the inside interface and is routed to the outside (or to
+    /// `public_ip`: hairpin). Rewrites the source to `public_ip:mapped port`, creating the
+    /// mapping if needed, and refreshes it.
+    ///
+    /// Port choice for a new mapping of private endpoint (ip, port): candidates
+    /// `c_0 = h16(ip, port)`, `c_k = h16_candidate(ip, port, k)` for k = 1..=15; the first
+    /// that is ≥ 1024 and free (no live mapping holds it; expired ones count as free) wins.
+    /// If all 16 fail, the ports from `max(c_0, 1024)` upward (wrapping 65535 → 1024) are
+    /// scanned for the first free one; if none, `PortsExhausted`.
+    pub fn outbound(&mut self, now: Time, packet: &mut [u8]) -> Result<Translated, DropReason> {
+        match self.outbound_inner(now, packet) {
+            Ok(t) => {
+                match t {
+                    Translated::ToOutside => self.stats.outbound += 1,
+                    Translated::Hairpin => self.stats.hairpin += 1,
+                }
+                Ok(t)
+            }
+            Err(reason) => Err(self.record_drop(now, "outbound", reason, packet)),
+        }
+    }
+
+    /// A packet that arrived on the outside interface addressed to `public_ip`. Rewrites the
+    /// destination to the private endpoint of the live mapping, after filtering. Inbound
+    /// traffic does not refresh the mapping (RFC 4787 REQ-6 makes that optional; refreshing
+    /// only on outbound stops an outsider from keeping a mapping alive).
+    pub fn inbound(&mut self, now: Time, packet: &mut [u8]) -> Result<(), DropReason> {
+        match self.inbound_inner(now, packet) {
+            Ok(()) => {
+                self.stats.inbound += 1;
+                Ok(())
+            }
+            Err(reason) => Err(self.record_drop(now, "inbound", reason, packet)),
+        }
+    }
+
+    /// Expires mappings idle for `mapping_timeout` or longer.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&Reverse((deadline, generation, slot))) = self.expiry.peek() {
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop();
+            let Some(m) = self.slots.get(slot as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            if m.generation != generation {
+                continue; // the slot was reused; this entry is stale
+            }
+            let real = m.last_active.saturating_add(self.config.mapping_timeout);
+            if real <= now {
+                self.remove(slot as usize);
+            } else {
+                self.expiry.push(Reverse((real, generation, slot)));
+            }
+        }
+    }
+
+    /// When [`Nat::handle_timeout`] should next be called. May be earlier than a real expiry
+    /// (a refreshed mapping's old deadline), never later.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.expiry.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Next event: `nat.mapping_created`, `nat.mapping_expired`, `nat.drop`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Drop counters, one per [`DropReason`] (zeros included), in [`DropReason::ALL`] order.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (*r, self.drops[r.index()]))
+    }
+
+    /// Drops counted for one reason.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// Translation counters.
+    pub fn stats(&self) -> NatStats {
+        self.stats
+    }
+
+    /// Public UDP port mapped to a private endpoint (a mapping past its timeout but not yet
+    /// removed by `handle_timeout` is still reported).
+    pub fn mapping_for(&self, private: SocketAddrV4) -> Option<u16> {
+        self.public_for(Protocol::Udp, private)
+    }
+
+    /// Public port (UDP) or echo identifier (ICMP; the private "port" is the identifier)
+    /// mapped to a private endpoint.
+    pub fn public_for(&self, proto: Protocol, private: SocketAddrV4) -> Option<u16> {
+        let k = key(proto, u32::from(*private.ip()), private.port());
+        let slot = *self.by_private.get(&k)?;
+        self.slots
+            .get(slot as usize)?
+            .as_ref()
+            .map(|m| m.public_port)
+    }
+
+    /// Mappings in both namespaces.
+    pub fn mapping_count(&self) -> usize {
+        self.by_private.len()
+    }
+
+    fn outbound_inner(&mut self, now: Time, p: &mut [u8]) -> Result<Translated, DropReason> {
+        let ip = parse_ipv4(p)?;
+        if ip.src & self.inside_mask != self.inside_net {
+            return Err(DropReason::NotForUs);
+        }
+        match ip.proto {
+            PROTO_UDP => {
+                let (sport, dport) = udp_ports(p, &ip)?;
+                let slot = self.lookup_or_create(now, Protocol::Udp, ip.src, sport)?;
+                let my_port = self.mapping(slot).public_port;
+                // Refresh and open the filter before any hairpin check: as with a packet
+                // the far NAT drops, sending is what punches the hole.
+                self.touch(slot, now, ip.dst, dport);
+                if ip.dst == self.public {
+                    let target = self
+                        .live_slot(now, Protocol::Udp, dport)
+                        .ok_or(DropReason::NoMapping)?;
+                    self.filter(target, self.public, my_port)?;
+                    let to = self.mapping(target).private;
+                    rewrite_udp(p, ip.ihl, Side::Src, self.public, my_port);
+                    rewrite_udp(p, ip.ihl, Side::Dst, u32::from(*to.ip()), to.port());
+                    Ok(Translated::Hairpin)
+                } else {
+                    rewrite_udp(p, ip.ihl, Side::Src, self.public, my_port);
+                    Ok(Translated::ToOutside)
+                }
+            }
+            PROTO_ICMP => {
+                let (ty, ident) = icmp_echo(p, &ip)?;
+                // Echo to the NAT itself is for the driver's host stack, not a translation.
+                if ty != ICMP_ECHO_REQUEST || ip.dst == self.public {
+                    return Err(DropReason::UnsupportedProtocol);
+                }
+                let slot = self.lookup_or_create(now, Protocol::Icmp, ip.src, ident)?;
+                self.touch(slot, now, ip.dst, 0);
+                let public_id = self.mapping(slot).public_port;
+                rewrite_icmp(p, ip.ihl, Side::Src, self.public, public_id);
+                Ok(Translated::ToOutside)
+            }
+            _ => Err(DropReason::UnsupportedProtocol),
+        }
+    }
+
+    fn inbound_inner(&mut self, now: Time, p: &mut [u8]) -> Result<(), DropReason> {
+        let ip = parse_ipv4(p)?;
+        if ip.dst != self.public {
+            return Err(DropReason::NotForUs);
+        }
+        let (proto, remote_port, public_port) = match ip.proto {
+            PROTO_UDP => {
+                let (sport, dport) = udp_ports(p, &ip)?;
+                (Protocol::Udp, sport, dport)
+            }
+            PROTO_ICMP => match icmp_echo(p, &ip)? {
+                (ICMP_ECHO_REPLY, ident) => (Protocol::Icmp, 0, ident),
+                _ => return Err(DropReason::UnsupportedProtocol),
+            },
+            _ => return Err(DropReason::UnsupportedProtocol),
+        };
+        let slot = self
+            .live_slot(now, proto, public_port)
+            .ok_or(DropReason::NoMapping)?;
+        self.filter(slot, ip.src, remote_port)?;
+        let to = self.mapping(slot).private;
+        match proto {
+            Protocol::Udp => rewrite_udp(p, ip.ihl, Side::Dst, u32::from(*to.ip()), to.port()),
+            Protocol::Icmp => rewrite_icmp(p, ip.ihl, Side::Dst, u32::from(*to.ip()), to.port()),
+        }
+        Ok(())
+    }
+
+    /// The mapping in a slot known to be occupied (callers got the slot from a live lookup).
+    fn mapping(&self, slot: usize) -> &Mapping {
+        match self.slots.get(slot).and_then(Option::as_ref) {
+            Some(m) => m,
+            None => unreachable!("slot {slot} looked up as live but is empty"),
+        }
+    }
+
+    fn is_live(&self, m: &Mapping, now: Time) -> bool {
+        now < m.last_active.saturating_add(self.config.mapping_timeout)
+    }
+
+    /// The live mapping holding a public port; an expired holder is removed on the way.
+    fn live_slot(&mut self, now: Time, proto: Protocol, port: u16) -> Option<usize> {
+        let slot = self.ports[proto.index()][usize::from(port)].checked_sub(1)? as usize;
+        let m = self.slots.get(slot)?.as_ref()?;
+        if self.is_live(m, now) {
+            Some(slot)
+        } else {
+            self.remove(slot);
+            None
+        }
+    }
+
+    fn lookup_or_create(
+        &mut self,
+        now: Time,
+        proto: Protocol,
+        ip: u32,
+        port: u16,
+    ) -> Result<usize, DropReason> {
+        let k = key(proto, ip, port);
+        if let Some(&slot) = self.by_private.get(&k) {
+            let slot = slot as usize;
+            if let Some(m) = self.slots.get(slot).and_then(Option::as_ref)
+                && self.is_live(m, now)
+            {
+                return Ok(slot);
+            }
+            self.remove(slot);
+        }
+        self.create(now, proto, ip, port, k)
+    }
+
+    fn create(
+        &mut self,
+        now: Time,
+        proto: Protocol,
+        ip: u32,
+        port: u16,
+        k: u64,
+    ) -> Result<usize, DropReason> {
+        // Limits: reclaim idle mappings first so a full table of dead entries is not a drop.
+        if self.per_host.get(&ip).copied().unwrap_or(0) >= self.config.max_mappings_per_host {
+            self.handle_timeout(now);
+            if self.per_host.get(&ip).copied().unwrap_or(0) >= self.config.max_mappings_per_host {
+                return Err(DropReason::HostMappingLimit);
+            }
+        }
+        if self.by_private.len() >= self.config.max_mappings {
+            self.handle_timeout(now);
+            if self.by_private.len() >= self.config.max_mappings {
+                return Err(DropReason::TableFull);
+            }
+        }
+        let private_ip = Ipv4Addr::from(ip);
+        let c0 = h16(private_ip, port);
+        let (public_port, collisions, rule) = self.pick_port(now, proto, private_ip, port, c0)?;
+        // An expired mapping may still hold the chosen port: it is reclaimed here.
+        if let Some(old) = self.ports[proto.index()][usize::from(public_port)].checked_sub(1) {
+            self.remove(old as usize);
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let mapping = Mapping {
+            proto,
+            private: SocketAddrV4::new(private_ip, port),
+            public_port,
+            last_active: now,
+            generation,
+            remotes: VecDeque::new(),
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(mapping);
+                s
+            }
+            None => {
+                self.slots.push(Some(mapping));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_private.insert(k, slot);
+        self.ports[proto.index()][usize::from(public_port)] = slot + 1;
+        *self.per_host.entry(ip).or_insert(0) += 1;
+        self.expiry.push(Reverse((
+            now.saturating_add(self.config.mapping_timeout),
+            generation,
+            slot,
+        )));
+        self.stats.mappings_created += 1;
+        self.push_event(
+            Event::new("nat.mapping_created")
+                .with("protocol", proto.as_str())
+                .with_display("private", SocketAddrV4::new(private_ip, port))
+                .with_display(
+                    "public",
+                    SocketAddrV4::new(self.config.public_ip, public_port),
+                )
+                .with("port_h16", c0)
+                .with("collisions", collisions)
+                .with("rule", rule.as_str()),
+        );
+        Ok(slot as usize)
+    }
+
+    /// The collision rule (see [`Nat::outbound`]). Returns the port, how many candidates
+    /// were rejected before it, and which step found it.
+    fn pick_port(
+        &self,
+        now: Time,
+        proto: Protocol,
+        ip: Ipv4Addr,
+        port: u16,
+        c0: u16,
+    ) -> Result<(u16, u32, PortRule), DropReason> {
+        for k in 0..=REHASH_CANDIDATES {
+            let c = if k == 0 {
+                c0
+            } else {
+                h16_candidate(ip, port, k)
+            };
+            if c >= MIN_PUBLIC_PORT && self.port_free(now, proto, c) {
+                let rule = if k == 0 {
+                    PortRule::H16
+                } else {
+                    PortRule::Rehash
+                };
+                return Ok((c, u32::from(k), rule));
+            }
+        }
+        let start = u32::from(c0.max(MIN_PUBLIC_PORT)) - u32::from(MIN_PUBLIC_PORT);
+        for i in 0..PUBLIC_PORTS {
+            let c = ((start + i) % PUBLIC_PORTS + u32::from(MIN_PUBLIC_PORT)) as u16;
+            if self.port_free(now, proto, c) {
+                return Ok((c, u32::from(REHASH_CANDIDATES) + 1 + i, PortRule::Scan));
+            }
+        }
+        Err(DropReason::PortsExhausted)
+    }
+
+    fn port_free(&self, now: Time, proto: Protocol, port: u16) -> bool {
+        match self.ports[proto.index()][usize::from(port)].checked_sub(1) {
+            None => true,
+            Some(slot) => match self.slots.get(slot as usize).and_then(Option::as_ref) {
+                Some(m) => !self.is_live(m, now),
+                None => true,
+            },
+        }
+    }
+
+    /// Refreshes a mapping on outbound traffic and remembers the remote for filtering.
+    #[inline]
+    fn touch(&mut self, slot: usize, now: Time, remote_ip: u32, remote_port: u16) {
+        let track = self.config.filtering != Filtering::EndpointIndependent;
+        let Some(m) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        m.last_active = now;
+        if !track {
+            return;
+        }
+        let remote = SocketAddrV4::new(Ipv4Addr::from(remote_ip), remote_port);
+        if m.remotes.back() == Some(&remote) {
+            return;
+        }
+        if let Some(pos) = m.remotes.iter().position(|r| *r == remote) {
+            m.remotes.remove(pos);
+        } else if m.remotes.len() >= MAX_REMOTES_PER_MAPPING {
+            m.remotes.pop_front();
+        }
+        m.remotes.push_back(remote);
+    }
+
+    fn filter(&self, slot: usize, remote_ip: u32, remote_port: u16) -> Result<(), DropReason> {
+        let m = self.mapping(slot);
+        let ip = Ipv4Addr::from(remote_ip);
+        let ok = match self.config.filtering {
+            Filtering::EndpointIndependent => true,
+            Filtering::AddressDependent => m.remotes.iter().any(|r| *r.ip() == ip),
+            Filtering::AddressAndPortDependent => match m.proto {
+                // Echo replies carry no remote port: the address is all there is to match.
+                Protocol::Icmp => m.remotes.iter().any(|r| *r.ip() == ip),
+                Protocol::Udp => m
+                    .remotes
+                    .iter()
+                    .any(|r| *r.ip() == ip && r.port() == remote_port),
+            },
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(DropReason::Filtered)
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        let Some(m) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let ip = u32::from(*m.private.ip());
+        self.by_private.remove(&key(m.proto, ip, m.private.port()));
+        self.ports[m.proto.index()][usize::from(m.public_port)] = 0;
+        if let Some(n) = self.per_host.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_host.remove(&ip);
+            }
+        }
+        self.free_slots.push(slot as u32);
+        self.stats.mappings_expired += 1;
+        self.push_event(
+            Event::new("nat.mapping_expired")
+                .with("protocol", m.proto.as_str())
+                .with_display("private", m.private)
+                .with_display(
+                    "public",
+                    SocketAddrV4::new(self.config.public_ip, m.public_port),
+                )
+                .with("last_active_ms", m.last_active.as_millis() as u64),
+        );
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() < EVENT_QUEUE_CAP {
+            self.events.push_back(event);
+        } else {
+            self.stats.events_lost += 1;
+        }
+    }
+
+    /// Counts a drop and emits at most one `nat.drop` per reason per [`DROP_EVENT_INTERVAL`],
+    /// carrying how many drops it stands for.
+    #[cold]
+    fn record_drop(
+        &mut self,
+        now: Time,
+        direction: &'static str,
+        reason: DropReason,
+        packet: &[u8],
+    ) -> DropReason {
+        let i = reason.index();
+        self.drops[i] += 1;
+        let report = &mut self.drop_reports[i];
+        report.pending += 1;
+        let due = report
+            .last
+            .is_none_or(|t| now.saturating_sub(t) >= DROP_EVENT_INTERVAL);
+        if due {
+            let count = report.pending;
+            report.pending = 0;
+            report.last = Some(now);
+            let mut ev = Event::new("nat.drop")
+                .with("reason", reason.as_str())
+                .with("direction", direction)
+                .with("count", count)
+                .with("total", self.drops[i]);
+            // Best effort sample of the packet, even if it is malformed.
+            if let (Some(src), Some(dst), Some(proto)) =
+                (packet.get(12..16), packet.get(16..20), packet.get(9))
+            {
+                let a = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+                ev = ev
+                    .with_display("src", a(src))
+                    .with_display("dst", a(dst))
+                    .with("ip_protocol", *proto);
+            }
+            self.push_event(ev);
+        }
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests;
