@@ -22,7 +22,12 @@ pub struct EchoServer {
 impl EchoServer {
     /// A server on `port`.
     pub fn new(port: u16) -> Self {
-        EchoServer { port, out: VecDeque::new(), events: VecDeque::new(), served: 0 }
+        EchoServer {
+            port,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            served: 0,
+        }
     }
 
     /// The port served.
@@ -36,17 +41,30 @@ impl EchoServer {
     }
 
     /// Echoes `data` back to `from`.
-    pub fn handle_datagram(&mut self, _now: Time, from: SocketAddrV4, to: SocketAddrV4, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        _now: Time,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        data: &[u8],
+    ) {
         if to.port() != self.port {
             return;
         }
         self.served += 1;
-        let mut ev = Event::new("echo.request").with_display("from", from).with("bytes", data.len());
+        let mut ev = Event::new("echo.request")
+            .with_display("from", from)
+            .with("bytes", data.len());
         if let Some(seq) = probe_seq(data) {
             ev = ev.with("seq", seq);
         }
         self.events.push_back(ev);
-        self.out.push_back(Transmit { src_ip: None, src_port: self.port, dst: from, payload: data.to_vec() });
+        self.out.push_back(Transmit {
+            src_ip: None,
+            src_port: self.port,
+            dst: from,
+            payload: data.to_vec(),
+        });
     }
 
     /// Next datagram to send.
@@ -89,7 +107,14 @@ pub struct EchoClient {
 impl EchoClient {
     /// A stopped client.
     pub fn new(config: EchoClientConfig) -> Self {
-        EchoClient { config, next_send: None, sent: 0, received: 0, out: VecDeque::new(), events: VecDeque::new() }
+        EchoClient {
+            config,
+            next_send: None,
+            sent: 0,
+            received: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
     }
 
     /// The local port.
@@ -129,7 +154,9 @@ impl EchoClient {
             let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
             payload[8..16].copy_from_slice(&ns.to_be_bytes());
             self.events.push_back(
-                Event::new("echo.sent").with("seq", self.sent).with_display("to", self.config.target),
+                Event::new("echo.sent")
+                    .with("seq", self.sent)
+                    .with_display("to", self.config.target),
             );
             self.out.push_back(Transmit {
                 src_ip: None,
@@ -138,17 +165,28 @@ impl EchoClient {
                 payload,
             });
             self.sent += 1;
-            self.next_send = if self.done() { None } else { Some(at + self.config.interval) };
+            self.next_send = if self.done() {
+                None
+            } else {
+                Some(at + self.config.interval)
+            };
         }
     }
 
     /// Handles a reply.
-    pub fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        data: &[u8],
+    ) {
         if to.port() != self.config.local_port || from != self.config.target {
             return;
         }
         let (Some(seq), Some(sent_ns)) = (probe_seq(data), probe_time(data)) else {
-            self.events.push_back(Event::new("echo.malformed").with("bytes", data.len()));
+            self.events
+                .push_back(Event::new("echo.malformed").with("bytes", data.len()));
             return;
         };
         self.received += 1;
@@ -213,7 +251,10 @@ mod tests {
         c.handle_datagram(Time::from_millis(80), server_addr, client_addr, &r.payload);
         let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
         assert_eq!(ev[1].kind, "echo.reply");
-        assert_eq!(ev[1].get("rtt_ns").and_then(|v| v.as_u64()), Some(80_000_000));
+        assert_eq!(
+            ev[1].get("rtt_ns").and_then(|v| v.as_u64()),
+            Some(80_000_000)
+        );
         assert_eq!(c.poll_timeout(), Some(Time::from_secs(1)));
         c.handle_timeout(Time::from_secs(1));
         assert_eq!(c.poll_timeout(), None, "count reached");
@@ -230,7 +271,12 @@ mod tests {
             count: 0,
             size: 0,
         });
-        c.handle_datagram(Time::ZERO, server_addr, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1), &[1, 2, 3]);
+        c.handle_datagram(
+            Time::ZERO,
+            server_addr,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1),
+            &[1, 2, 3],
+        );
         assert_eq!(c.poll_event().unwrap().kind, "echo.malformed");
     }
 }

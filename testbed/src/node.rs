@@ -424,12 +424,14 @@ impl Node {
                 }
                 while let Some(d) = self.ports[p].stack.recv_udp() {
                     progressed = true;
-                    if let Some((_, svc)) = self
+                    match self
                         .services
                         .iter_mut()
                         .find(|(sp, s)| *sp == p && s.udp_port() == d.to.port())
                     {
-                        svc.handle_datagram(now, &d);
+                        Some((_, svc)) => svc.handle_datagram(now, &d),
+                        // A socket bound from outside (benchmarks, tests) acts as a sink.
+                        None => *self.drops.entry("udp_no_service").or_default() += 1,
                     }
                 }
             }

@@ -61,7 +61,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// A table from routes in any order.
     pub fn new(mut routes: Vec<Route>) -> Self {
-        routes.sort_by(|a, b| b.dest.prefix_len().cmp(&a.dest.prefix_len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.dest.prefix_len()));
         RouteTable { routes }
     }
 

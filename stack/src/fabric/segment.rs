@@ -136,10 +136,10 @@ impl Segment {
         let Some(m) = self.members.get_mut(member) else {
             return;
         };
-        if let Some(old) = m.addr.take() {
-            if self.by_addr.get(&old) == Some(&member) {
-                self.by_addr.remove(&old);
-            }
+        if let Some(old) = m.addr.take()
+            && self.by_addr.get(&old) == Some(&member)
+        {
+            self.by_addr.remove(&old);
         }
         m.addr = addr;
         if let Some(a) = addr {
