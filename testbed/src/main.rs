@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(file: &PathBuf) -> Result<Topology, ExitCode> {
+fn load(file: &std::path::Path) -> Result<Topology, ExitCode> {
     Topology::load(file).map_err(|e| {
         eprintln!("{e}");
         let n = e.diagnostics.len();

@@ -62,8 +62,8 @@ pub enum Output {
 
 #[derive(Debug)]
 enum Service {
-    DhcpServer(DhcpServer),
-    DhcpClient(DhcpClient),
+    DhcpServer(Box<DhcpServer>),
+    DhcpClient(Box<DhcpClient>),
     EchoServer(EchoServer),
     EchoClient(EchoClient),
 }
@@ -184,7 +184,7 @@ impl Node {
                 let port = def.ports.iter().position(|p| p.segment == si).unwrap_or(0);
                 services.push((
                     port,
-                    Service::DhcpServer(DhcpServer::new(ServerConfig {
+                    Service::DhcpServer(Box::new(DhcpServer::new(ServerConfig {
                         server_ip: d.server_ip,
                         prefix_len: seg.subnet.prefix_len(),
                         router: d.router,
@@ -193,7 +193,7 @@ impl Node {
                         lease_time: d.lease,
                         nat_public: d.nat_public,
                         super_nodes: Vec::new(),
-                    })),
+                    }))),
                 ));
             }
         }
@@ -204,13 +204,13 @@ impl Node {
             hw[2..6].copy_from_slice(&(index as u32).to_be_bytes());
             services.push((
                 0,
-                Service::DhcpClient(DhcpClient::new(
+                Service::DhcpClient(Box::new(DhcpClient::new(
                     ClientConfig {
                         client_id: id,
                         hw_addr: hw,
                     },
                     seed,
-                )),
+                ))),
             ));
         }
         if let Some(port) = def.echo_server {
@@ -290,10 +290,10 @@ impl Node {
 
     /// Where a packet to `dst` leaves this node: (port, next hop).
     fn route(&self, origin: Option<usize>, dst: Ipv4Addr) -> Option<(usize, Dest)> {
-        if let Some(p) = origin {
-            if self.is_broadcast(p, dst) {
-                return Some((p, Dest::Broadcast));
-            }
+        if let Some(p) = origin
+            && self.is_broadcast(p, dst)
+        {
+            return Some((p, Dest::Broadcast));
         }
         if let Some(p) = self
             .ports
@@ -371,18 +371,19 @@ impl Node {
         let Some((out_port, dest)) = self.route(None, dst) else {
             return self.count_drop("no_route", out, &packet);
         };
-        if let Some(nat) = &mut self.nat {
-            if in_port == 0 && out_port == 1 {
-                let r = nat.outbound(now, &mut packet);
-                self.drain_nat_events(out);
-                match r {
-                    Ok(Translated::ToOutside) => {}
-                    Ok(Translated::Hairpin) => {
-                        // Cannot happen here (hairpin is handled on receive), but be total.
-                        return self.forward_hairpin(packet, out);
-                    }
-                    Err(_) => return,
+        if let Some(nat) = &mut self.nat
+            && in_port == 0
+            && out_port == 1
+        {
+            let r = nat.outbound(now, &mut packet);
+            self.drain_nat_events(out);
+            match r {
+                Ok(Translated::ToOutside) => {}
+                Ok(Translated::Hairpin) => {
+                    // Cannot happen here (hairpin is handled on receive), but be total.
+                    return self.forward_hairpin(packet, out);
                 }
+                Err(_) => return,
             }
         }
         out.push(Output::Send {
@@ -408,10 +409,10 @@ impl Node {
 
     /// Runs stacks and services at `now` until nothing more happens.
     pub fn poll(&mut self, now: Time, out: &mut Vec<Output>) {
-        if let Some(nat) = &mut self.nat {
-            if nat.poll_timeout().is_some_and(|t| t <= now) {
-                nat.handle_timeout(now);
-            }
+        if let Some(nat) = &mut self.nat
+            && nat.poll_timeout().is_some_and(|t| t <= now)
+        {
+            nat.handle_timeout(now);
         }
         self.drain_nat_events(out);
         for _ in 0..MAX_POLL_ROUNDS {
@@ -455,11 +456,11 @@ impl Node {
                 while let Some(e) = svc.poll_event() {
                     out.push(Output::Event(e));
                 }
-                if let Service::DhcpClient(c) = svc {
-                    if let Some(change) = c.poll_config() {
-                        progressed = true;
-                        self.apply_config(now, port, change, out);
-                    }
+                if let Service::DhcpClient(c) = svc
+                    && let Some(change) = c.poll_config()
+                {
+                    progressed = true;
+                    self.apply_config(now, port, change, out);
                 }
             }
             if !progressed {

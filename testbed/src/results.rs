@@ -29,12 +29,12 @@ pub fn collect<W: Write>(
     let mut echo = Map::new();
     let mut rtts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for r in &net.events.records {
-        if r.kind == "echo.reply" {
-            if let Some(ns) = r.fields.get("rtt_ns").and_then(Value::as_u64) {
-                rtts.entry(r.host.as_str())
-                    .or_default()
-                    .push(ns as f64 / 1e6);
-            }
+        if r.kind == "echo.reply"
+            && let Some(ns) = r.fields.get("rtt_ns").and_then(Value::as_u64)
+        {
+            rtts.entry(r.host.as_str())
+                .or_default()
+                .push(ns as f64 / 1e6);
         }
     }
     for node in &net.nodes {

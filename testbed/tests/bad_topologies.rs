@@ -1,6 +1,7 @@
 //! `binfm check` on broken topology files: each file states the error it must produce
 //! (`# expect: <line>: <text>` on its first line), and the check must report exactly that
 //! line with that text.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Same topology + same seed => byte-identical capture, events and results; another seed
 //! changes jitter and loss outcomes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! the events (never from the NAT's own state) that the end host got a lease carrying its NAT's
 //! public address, that its echo left the NAT from port H16(private ip, private port), that the
 //! reply came back translated, and that every checksum on the wire is valid.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 

@@ -307,7 +307,7 @@ impl<W: Write> VirtualNet<W> {
         let mut i: u32 = 0;
         while self.step(end)? {
             i = i.wrapping_add(1);
-            if i % 1024 == 0 && stop.load(AtomicOrdering::Relaxed) {
+            if i.is_multiple_of(1024) && stop.load(AtomicOrdering::Relaxed) {
                 return Ok(true);
             }
         }

@@ -14,10 +14,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    if let Some(secs) = t.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()) {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Some(secs) = t.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
     humantime::parse_duration(t)
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"40ms\" or \"1.5s\""))
@@ -373,16 +374,16 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             .gateway
             .as_ref()
             .and_then(|g| cx.addr(g, &format!("host `{name}` gateway")));
-        if let (Some(g), Some(gw)) = (gateway, &h.gateway) {
-            if !segments[segment].subnet.contains_addr(&g) {
-                cx.err(
-                    gw,
-                    format!(
-                        "host `{name}`: gateway {g} is not on segment `{}` ({})",
-                        segments[segment].name, segments[segment].subnet
-                    ),
-                );
-            }
+        if let (Some(g), Some(gw)) = (gateway, &h.gateway)
+            && !segments[segment].subnet.contains_addr(&g)
+        {
+            cx.err(
+                gw,
+                format!(
+                    "host `{name}`: gateway {g} is not on segment `{}` ({})",
+                    segments[segment].name, segments[segment].subnet
+                ),
+            );
         }
         let echo_server = h
             .echo_server
@@ -635,10 +636,10 @@ fn dhcp_def(
     }
     for n in nodes {
         for p in n.ports.iter().filter(|p| p.segment == si) {
-            if let Some(a) = p.addr {
-                if (u32::from(first)..=u32::from(last)).contains(&u32::from(a)) {
-                    cx.err(&spec.pool, format!("pool {first}-{last} contains {a}, the static address of `{}`; keep static addresses out of the pool", n.name));
-                }
+            if let Some(a) = p.addr
+                && (u32::from(first)..=u32::from(last)).contains(&u32::from(a))
+            {
+                cx.err(&spec.pool, format!("pool {first}-{last} contains {a}, the static address of `{}`; keep static addresses out of the pool", n.name));
             }
         }
     }

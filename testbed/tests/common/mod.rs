@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: run a topology into a temporary folder and read
 //! back what it wrote (capture, events, results) with independent parsers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use binfm_testbed::driver::{RunOptions, RunSummary, run_virtual};
 use binfm_testbed::events::Record;
