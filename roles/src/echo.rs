@@ -262,6 +262,31 @@ mod tests {
     }
 
     #[test]
+    fn probe_byte_fixture() {
+        let target = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 7);
+        let mut c = EchoClient::new(EchoClientConfig {
+            local_port: 40000,
+            target,
+            interval: Duration::from_secs(1),
+            count: 0,
+            size: 20,
+        });
+        c.start(Time::from_nanos(0x0102_0304));
+        c.handle_timeout(Time::from_nanos(0x0102_0304));
+        let t = c.poll_transmit().unwrap();
+        assert_eq!(
+            t.payload,
+            [
+                0, 0, 0, 0, 0, 0, 0, 0, // seq 0
+                0, 0, 0, 0, 1, 2, 3, 4, // sent at 0x01020304 ns
+                0, 0, 0, 0, // padding to 20 bytes
+            ]
+        );
+        assert_eq!(probe_seq(&t.payload), Some(0));
+        assert_eq!(probe_time(&t.payload), Some(0x0102_0304));
+    }
+
+    #[test]
     fn short_reply_is_reported_not_panicked() {
         let server_addr = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 7);
         let mut c = EchoClient::new(EchoClientConfig {
