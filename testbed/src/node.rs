@@ -139,6 +139,8 @@ pub struct Node {
     services: Vec<(usize, Service)>,
     /// Packets this node dropped, by reason (NAT drops are counted by the NAT).
     pub drops: BTreeMap<&'static str, u64>,
+    /// False while the node is crashed (fault injection).
+    pub up: bool,
 }
 
 impl Node {
@@ -241,6 +243,7 @@ impl Node {
             nat,
             services,
             drops: BTreeMap::new(),
+            up: true,
         }
     }
 
@@ -315,6 +318,10 @@ impl Node {
     /// A packet arrived on `port` at `now`. Outputs are appended to `out`; call [`Node::poll`]
     /// afterwards if [`Node::needs_poll`] says so.
     pub fn receive(&mut self, now: Time, port: usize, mut packet: Vec<u8>, out: &mut Vec<Output>) {
+        if !self.up {
+            *self.drops.entry("node_down").or_default() += 1;
+            return;
+        }
         let (dst, ttl) = match Ipv4Packet::new_checked(&packet[..]) {
             Ok(ip) if ip.verify_checksum() => (ip.dst_addr(), ip.hop_limit()),
             Ok(_) => return self.count_drop("bad_ip_checksum", out, &packet),
@@ -409,6 +416,9 @@ impl Node {
 
     /// Runs stacks and services at `now` until nothing more happens.
     pub fn poll(&mut self, now: Time, out: &mut Vec<Output>) {
+        if !self.up {
+            return;
+        }
         if let Some(nat) = &mut self.nat
             && nat.poll_timeout().is_some_and(|t| t <= now)
         {
@@ -528,6 +538,9 @@ impl Node {
 
     /// The earliest time this node must be polled without new input.
     pub fn poll_at(&mut self, now: Time) -> Option<Time> {
+        if !self.up {
+            return None;
+        }
         let stacks = self.ports.iter_mut().filter_map(|p| p.stack.poll_at(now));
         let services = self.services.iter().filter_map(|(_, s)| s.poll_timeout());
         let nat = self.nat.as_ref().and_then(|n| n.poll_timeout());

@@ -39,6 +39,8 @@ pub enum SegmentDrop {
     Lost,
     /// Tail-dropped at a full queue.
     QueueFull,
+    /// The pair is cut by a partition (fault injection).
+    Partitioned,
 }
 
 impl SegmentDrop {
@@ -48,6 +50,7 @@ impl SegmentDrop {
             SegmentDrop::NoNeighbour => "no_neighbour",
             SegmentDrop::Lost => "link_loss",
             SegmentDrop::QueueFull => "queue_full",
+            SegmentDrop::Partitioned => "partitioned",
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct Segment {
     by_addr: HashMap<Ipv4Addr, MemberId>,
     /// Directed channels, created on first use.
     channels: HashMap<(MemberId, MemberId), Channel>,
+    /// Pairs (lower, higher) cut by a partition.
+    cut: std::collections::HashSet<(MemberId, MemberId)>,
 }
 
 impl Segment {
@@ -84,7 +89,27 @@ impl Segment {
             members: Vec::new(),
             by_addr: HashMap::new(),
             channels: HashMap::new(),
+            cut: std::collections::HashSet::new(),
         }
+    }
+
+    /// Cuts (or restores) the path between two members, both directions.
+    pub fn set_cut(&mut self, a: MemberId, b: MemberId, cut: bool) {
+        let key = (a.min(b), a.max(b));
+        if cut {
+            self.cut.insert(key);
+        } else {
+            self.cut.remove(&key);
+        }
+    }
+
+    /// Restores every cut path.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn is_cut(&self, a: MemberId, b: MemberId) -> bool {
+        !self.cut.is_empty() && self.cut.contains(&(a.min(b), a.max(b)))
     }
 
     /// Attaches a node's port; returns the member id.
@@ -169,6 +194,9 @@ impl Segment {
     ) {
         match dest {
             Dest::Unicast(addr) => match self.resolve(addr) {
+                Some(to) if to != from && self.is_cut(from, to) => {
+                    out.push((to, Err(SegmentDrop::Partitioned)))
+                }
                 Some(to) if to != from => {
                     let fate = self.channel(from, to).send(now, len);
                     out.push((to, fate_result(fate)));
@@ -177,7 +205,9 @@ impl Segment {
             },
             Dest::Broadcast => {
                 for to in 0..self.members.len() {
-                    if to != from {
+                    if to != from && self.is_cut(from, to) {
+                        out.push((to, Err(SegmentDrop::Partitioned)));
+                    } else if to != from {
                         let fate = self.channel(from, to).send(now, len);
                         out.push((to, fate_result(fate)));
                     }
@@ -263,6 +293,30 @@ mod tests {
         assert_eq!(to, vec![b, c]);
         assert!(s.is_broadcast(Ipv4Addr::new(10, 1, 0, 255)));
         assert!(s.is_broadcast(Ipv4Addr::BROADCAST));
+    }
+
+    #[test]
+    fn a_cut_pair_is_partitioned_until_healed() {
+        let mut s = seg();
+        let a = s.add_member(0, 0, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let b = s.add_member(1, 0, Some(Ipv4Addr::new(10, 1, 0, 2)));
+        let c = s.add_member(2, 0, Some(Ipv4Addr::new(10, 1, 0, 3)));
+        s.set_cut(b, a, true);
+        let mut out = Vec::new();
+        s.transmit(Duration::ZERO, a, Dest::Broadcast, 60, &mut out);
+        assert_eq!(out[0], (b, Err(SegmentDrop::Partitioned)));
+        assert!(out[1].1.is_ok(), "c is not cut");
+        s.heal();
+        out.clear();
+        s.transmit(
+            Duration::ZERO,
+            a,
+            Dest::Unicast(Ipv4Addr::new(10, 1, 0, 2)),
+            60,
+            &mut out,
+        );
+        assert!(out[0].1.is_ok());
+        let _ = c;
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub struct VirtualNet<W: Write> {
     pub steps: u64,
     scratch_out: Vec<Output>,
     scratch_fates: Vec<(usize, Result<Time, SegmentDrop>)>,
+    topo: Topology,
 }
 
 impl<W: Write> std::fmt::Debug for VirtualNet<W> {
@@ -108,6 +109,7 @@ impl<W: Write> VirtualNet<W> {
             .collect();
         let mut topo = topo.clone();
         topo.seed = seed;
+        let topo_ref = &topo;
         let mut nodes = Vec::with_capacity(topo.nodes.len());
         for (n, def) in topo.nodes.iter().enumerate() {
             let members: Vec<usize> = def
@@ -116,7 +118,7 @@ impl<W: Write> VirtualNet<W> {
                 .enumerate()
                 .map(|(p, port)| segments[port.segment].add_member(n, p, port.addr))
                 .collect();
-            nodes.push(Node::new(&topo, n, &members, Time::ZERO));
+            nodes.push(Node::new(topo_ref, n, &members, Time::ZERO));
         }
         for (si, s) in topo.segments.iter().enumerate() {
             for (a, b, params) in &s.paths {
@@ -151,7 +153,86 @@ impl<W: Write> VirtualNet<W> {
             steps: 0,
             scratch_out: Vec::new(),
             scratch_fates: Vec::new(),
+            topo,
         }
+    }
+
+    /// Cuts every path between nodes of different groups, on every segment (fault
+    /// injection: `partition {sn1} {sn2,sn3}`). Nodes in no group keep all their paths.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        let group_of = |n: usize| groups.iter().position(|g| g.contains(&n));
+        for seg in &mut self.segments {
+            let members: Vec<(usize, Option<usize>)> = seg
+                .members()
+                .iter()
+                .enumerate()
+                .map(|(m, mem)| (m, group_of(mem.node)))
+                .collect();
+            for &(a, ga) in &members {
+                for &(b, gb) in &members {
+                    if let (Some(x), Some(y)) = (ga, gb)
+                        && a < b
+                        && x != y
+                    {
+                        seg.set_cut(a, b, true);
+                    }
+                }
+            }
+        }
+        let ev = Event::new("fault.partition").with(
+            "groups",
+            format!(
+                "{:?}",
+                groups
+                    .iter()
+                    .map(|g| g
+                        .iter()
+                        .map(|&n| self.nodes[n].name.clone())
+                        .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        let _ = self.events.push(self.now, "testbed", ev);
+    }
+
+    /// Restores every cut path.
+    pub fn heal(&mut self) {
+        for seg in &mut self.segments {
+            seg.heal();
+        }
+        let _ = self
+            .events
+            .push(self.now, "testbed", Event::new("fault.heal"));
+    }
+
+    /// Stops node `n` (a crash: it neither receives nor sends; its state is lost).
+    pub fn crash(&mut self, n: usize) {
+        self.nodes[n].up = false;
+        self.wake[n] = None;
+        let _ = self
+            .events
+            .push(self.now, &self.nodes[n].name, Event::new("fault.crash"));
+    }
+
+    /// Restarts node `n` from its configuration (and, for a super node, its data directory).
+    pub fn restart(&mut self, n: usize) -> Result<(), RunError> {
+        let members: Vec<usize> = self.nodes[n].ports.iter().map(|p| p.member).collect();
+        self.nodes[n] = Node::new(&self.topo, n, &members, self.now);
+        for p in 0..self.nodes[n].ports.len() {
+            let (seg, member, addr) = (
+                self.nodes[n].ports[p].segment,
+                self.nodes[n].ports[p].member,
+                self.nodes[n].ports[p].addr,
+            );
+            self.segments[seg].set_addr(member, addr);
+        }
+        self.events
+            .push(self.now, &self.nodes[n].name, Event::new("fault.restart"))?;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        self.nodes[n].start(self.now, &mut out);
+        let r = self.process(n, &mut out);
+        self.scratch_out = out;
+        r
     }
 
     /// Current virtual time.
