@@ -194,7 +194,7 @@ impl Node {
                         pool_end: d.pool.1,
                         lease_time: d.lease,
                         nat_public: d.nat_public,
-                        super_nodes: Vec::new(),
+                        super_nodes: d.super_nodes.clone(),
                     }))),
                 ));
             }

@@ -22,6 +22,11 @@ pub use parse::{parse_duration, parse_rate};
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 /// Default DHCP lease.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
+/// Default mean block interval (the paper assumes 1 s).
+pub const DEFAULT_BLOCK_INTERVAL: Duration = Duration::from_secs(1);
+/// Default hash rate of a super node, in hashes per second of run time. Low on purpose:
+/// mining is real hashing, and a run should stay fast in wall time.
+pub const DEFAULT_HASH_RATE: f64 = 2000.0;
 /// Default NAT mapping timeout (RFC 4787 REQ-5 minimum).
 pub const DEFAULT_MAPPING_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -79,6 +84,35 @@ pub struct Topology {
     pub nodes: Vec<NodeDef>,
     /// Static routes per node (same order as `nodes`).
     pub routes: Vec<RouteTable>,
+    /// Blockchain settings.
+    pub chain: ChainDef,
+}
+
+/// Network-wide blockchain settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainDef {
+    /// Mean block interval.
+    pub block_interval: Duration,
+    /// Replies may carry the newest unconfirmed Tx.
+    pub reply_unconfirmed: bool,
+}
+
+/// A super node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuperNodeDef {
+    /// Hashes per second of run time.
+    pub hash_rate: f64,
+    /// Where blocks are appended and recovered from.
+    pub data_dir: Option<PathBuf>,
+    /// Peer SN node indices.
+    pub peers: Vec<usize>,
+}
+
+/// An end node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndNodeDef {
+    /// (peer node, when) lookups.
+    pub lookups: Vec<(usize, Duration)>,
 }
 
 /// A segment (or a point-to-point link).
@@ -113,6 +147,8 @@ pub struct DhcpDef {
     pub router: Ipv4Addr,
     /// NAT public address option (when the router is a NAT whose inside is this segment).
     pub nat_public: Option<Ipv4Addr>,
+    /// Super nodes option, nearest first.
+    pub super_nodes: Vec<SocketAddrV4>,
 }
 
 /// What a node does.
@@ -174,6 +210,10 @@ pub struct NodeDef {
     pub echo_server: Option<u16>,
     /// Echo client.
     pub echo_client: Option<EchoClientDef>,
+    /// Super node role.
+    pub super_node: Option<SuperNodeDef>,
+    /// End node role.
+    pub end_node: Option<EndNodeDef>,
 }
 
 impl NodeDef {
@@ -210,6 +250,21 @@ impl Topology {
     /// Checks topology text (`path` names it in errors and in the model).
     pub fn from_str(text: &str, path: &Path) -> Result<Topology, TopologyError> {
         parse::build(text, path)
+    }
+
+    /// Total hash rate of all super nodes (the genesis difficulty is set from it).
+    pub fn network_hash_rate(&self) -> f64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.super_node.as_ref())
+            .map(|s| s.hash_rate)
+            .sum()
+    }
+
+    /// The SN address of a super node (its first static address, SN port).
+    pub fn sn_addr(&self, node: usize) -> Option<SocketAddrV4> {
+        let ip = self.nodes.get(node)?.ports.iter().find_map(|p| p.addr)?;
+        Some(SocketAddrV4::new(ip, binfm_stack::wire::ports::SN))
     }
 
     /// Index of a node by name.

@@ -319,6 +319,8 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
                 gateway: None,
                 echo_server: None,
                 echo_client: None,
+                super_node: None,
+                end_node: None,
             };
             add_node(&mut cx, &n.name, node, &mut nodes);
         }
@@ -340,6 +342,8 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             gateway: None,
             echo_server: None,
             echo_client: None,
+            super_node: None,
+            end_node: None,
         };
         add_node(&mut cx, &r.name, node, &mut nodes);
     }
@@ -396,6 +400,8 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             gateway,
             echo_server,
             echo_client: None,
+            super_node: None,
+            end_node: None,
         };
         let idx = nodes.len();
         add_node(&mut cx, &h.name, node, &mut nodes);
@@ -454,6 +460,140 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         }
     }
 
+    // Blockchain roles (need every node known).
+    let chain = match &spec.chain {
+        Some(c) => ChainDef {
+            block_interval: c
+                .block_interval
+                .as_ref()
+                .and_then(|d| cx.duration(d, "block_interval"))
+                .unwrap_or(DEFAULT_BLOCK_INTERVAL),
+            reply_unconfirmed: c.reply_unconfirmed.unwrap_or(false),
+        },
+        None => ChainDef {
+            block_interval: DEFAULT_BLOCK_INTERVAL,
+            reply_unconfirmed: false,
+        },
+    };
+    if chain.block_interval.is_zero() {
+        cx.err_plain("[chain] block_interval must be above zero");
+    }
+    let default_rate = spec
+        .chain
+        .as_ref()
+        .and_then(|c| c.hash_rate)
+        .unwrap_or(DEFAULT_HASH_RATE);
+    let sn_nodes: Vec<usize> = host_specs
+        .iter()
+        .filter(|(_, h)| h.super_node.is_some())
+        .map(|(i, _)| *i)
+        .collect();
+    for &(idx, h) in &host_specs {
+        if let Some(sn) = &h.super_node {
+            let spec_sn = sn.get_ref();
+            let hash_rate = spec_sn.hash_rate.unwrap_or(default_rate);
+            if !(hash_rate.is_finite() && hash_rate > 0.0) {
+                cx.err(
+                    sn,
+                    format!(
+                        "super node `{}`: hash_rate must be a positive number of hashes per second",
+                        nodes[idx].name
+                    ),
+                );
+            }
+            if nodes[idx].ports[0].addr.is_none() {
+                cx.err(sn, format!("super node `{}` needs a static address (ENs and peers must know where it is)", nodes[idx].name));
+            }
+            let peers = match &spec_sn.peers {
+                None => sn_nodes.iter().copied().filter(|&p| p != idx).collect(),
+                Some(list) => list
+                    .get_ref()
+                    .iter()
+                    .filter_map(|name| match node_index.get(name) {
+                        Some(&p) if sn_nodes.contains(&p) && p != idx => Some(p),
+                        _ => {
+                            cx.err(
+                                list,
+                                format!(
+                                    "super node `{}`: peer `{name}` is not another super node",
+                                    nodes[idx].name
+                                ),
+                            );
+                            None
+                        }
+                    })
+                    .collect(),
+            };
+            let data_dir = spec_sn.data_dir.as_ref().map(|d| {
+                let p = PathBuf::from(d);
+                if p.is_relative() {
+                    path.parent().unwrap_or(Path::new(".")).join(p)
+                } else {
+                    p
+                }
+            });
+            nodes[idx].super_node = Some(SuperNodeDef {
+                hash_rate,
+                data_dir,
+                peers,
+            });
+        }
+        if let Some(en) = &h.end_node {
+            let mut lookups = Vec::new();
+            for l in &en.get_ref().lookup {
+                let at = cx.duration(&l.at, "lookup at");
+                match (node_index.get(l.peer.get_ref()), at) {
+                    (Some(&p), Some(at))
+                        if host_specs
+                            .iter()
+                            .any(|(i, hs)| *i == p && hs.end_node.is_some()) =>
+                    {
+                        lookups.push((p, at))
+                    }
+                    (_, Some(_)) => cx.err(
+                        &l.peer,
+                        format!("lookup peer `{}` is not an end node", l.peer.get_ref()),
+                    ),
+                    _ => {}
+                }
+            }
+            let seg = nodes[idx].ports[0].segment;
+            let has_sn = seg_specs[seg]
+                .dhcp
+                .as_ref()
+                .and_then(|d| d.get_ref().super_nodes.as_ref())
+                .is_some_and(|l| !l.get_ref().is_empty());
+            if !has_sn {
+                cx.err(en, format!("end node `{}` cannot learn a super node: add `super_nodes = [\"sn1\"]` to the dhcp table of segment `{}`", nodes[idx].name, segments[seg].name));
+            }
+            nodes[idx].end_node = Some(EndNodeDef { lookups });
+        }
+    }
+    // DHCP option 225 needs the SN addresses.
+    for (si, s) in seg_specs.iter().enumerate() {
+        let Some(list) = s
+            .dhcp
+            .as_ref()
+            .and_then(|d| d.get_ref().super_nodes.as_ref())
+        else {
+            continue;
+        };
+        let mut addrs = Vec::new();
+        for name in list.get_ref() {
+            match node_index.get(name) {
+                Some(&n) if nodes[n].super_node.is_some() => {
+                    if let Some(ip) = nodes[n].ports[0].addr {
+                        addrs.push(SocketAddrV4::new(ip, ports::SN));
+                    }
+                }
+                _ => cx.err(list, format!("super_nodes: `{name}` is not a super node")),
+            }
+        }
+        if let Some(d) = segments[si].dhcp.as_mut() {
+            d.super_nodes = addrs;
+        }
+    }
+
     // Routes, and a reachability check for every app target.
     let routes = Topology::compute_routes(&segments, &nodes);
     for &(idx, h) in &host_specs {
@@ -486,6 +626,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         segments,
         nodes,
         routes,
+        chain,
     })
 }
 
@@ -666,6 +807,7 @@ fn dhcp_def(
         lease,
         router,
         nat_public,
+        super_nodes: Vec::new(),
     })
 }
 

@@ -25,6 +25,23 @@ pub struct TopologySpec {
     pub router: Vec<RouterSpec>,
     #[serde(default)]
     pub host: Vec<HostSpec>,
+    #[serde(default)]
+    pub chain: Option<ChainSpec>,
+}
+
+/// Network-wide blockchain settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSpec {
+    /// Mean block interval the difficulty retargets to.
+    #[serde(default)]
+    pub block_interval: Option<Spanned<String>>,
+    /// Default hash rate of each super node, in hashes per second of run time.
+    #[serde(default)]
+    pub hash_rate: Option<f64>,
+    /// Replies also carry the newest unconfirmed Tx (flagged), when the asker wants it.
+    #[serde(default)]
+    pub reply_unconfirmed: Option<bool>,
 }
 
 /// Link emulation parameters as written (segments, links and per-pair paths carry the same
@@ -123,6 +140,9 @@ pub struct DhcpSpec {
     /// Router option; default: the server's own address.
     #[serde(default)]
     pub router: Option<Spanned<String>>,
+    /// Super nodes announced in option 225, nearest first.
+    #[serde(default)]
+    pub super_nodes: Option<Spanned<Vec<String>>>,
 }
 
 /// An attachment of a router or NAT.
@@ -170,6 +190,42 @@ pub struct HostSpec {
     pub echo_server: Option<EchoServerSpec>,
     #[serde(default)]
     pub echo_client: Option<Spanned<EchoClientSpec>>,
+    #[serde(default)]
+    pub super_node: Option<Spanned<SuperNodeSpec>>,
+    #[serde(default)]
+    pub end_node: Option<Spanned<EndNodeSpec>>,
+}
+
+/// A super node (SN): verifies, relays and mines ToALL Txs, answers Queries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuperNodeSpec {
+    /// Hashes per second of run time (default: `[chain] hash_rate`).
+    #[serde(default)]
+    pub hash_rate: Option<f64>,
+    /// Folder where the SN appends its blocks and recovers them after a restart.
+    #[serde(default)]
+    pub data_dir: Option<String>,
+    /// Peer SNs (default: every other SN).
+    #[serde(default)]
+    pub peers: Option<Spanned<Vec<String>>>,
+}
+
+/// An end node (EN): registers with its nearest SN and looks peers up.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndNodeSpec {
+    /// Lookups to make: `{ peer = "b", at = "5s" }`.
+    #[serde(default)]
+    pub lookup: Vec<LookupSpec>,
+}
+
+/// One lookup of a peer EN's hash address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSpec {
+    pub peer: Spanned<String>,
+    pub at: Spanned<String>,
 }
 
 /// A UDP echo server.
