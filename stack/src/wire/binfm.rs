@@ -248,6 +248,9 @@ pub struct BlockPart {
 }
 
 /// A BINFM control message.
+// Reply holds two Txs inline (~500 bytes); a Message lives for one datagram, never in bulk,
+// so boxing would only cost an allocation and ergonomics.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Type 1, EN → SN: register (Figure 7). Body: the Tx.
