@@ -28,6 +28,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("verify_tx", |b| {
         b.iter(|| verify_tx(black_box(&tx)).unwrap())
     });
+    // For scale: the signature check alone, which dominates verify_tx.
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&tx.public_key).unwrap();
+    let sig = ed25519_dalek::Signature::from_bytes(&tx.signature);
+    let signed = tx.out.signing_bytes();
+    g.bench_function("ed25519_verify_strict", |b| {
+        b.iter(|| key.verify_strict(black_box(&signed), &sig).unwrap())
+    });
     g.bench_function("parse_and_verify_tx", |b| {
         b.iter(|| verify_tx(&ToallTx::parse(black_box(&bytes)).unwrap()).unwrap())
     });
