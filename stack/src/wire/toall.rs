@@ -127,7 +127,7 @@ impl TxOut {
     }
 
     /// Appends the encoding. A Y longer than [`MAX_Y_LEN`] is cut there (it could not be
-    /// parsed back); [`crate::wire::toall`] never produces one.
+    /// parsed back); the wallet never produces one.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         let y = self.y.get(..MAX_Y_LEN).unwrap_or(&self.y);
         out.push(TX_VERSION);
