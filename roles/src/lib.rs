@@ -6,10 +6,13 @@
 //! (`poll_transmit`, `poll_timeout`, `poll_event`) until it is idle. That is what lets one
 //! implementation run in virtual time and in live time.
 
+pub mod dh;
 pub mod dhcp;
 pub mod echo;
 pub mod event;
 pub mod nat;
+pub mod reassembly;
+pub mod wallet;
 
 pub use binfm_stack::Time;
 pub use event::Event;

@@ -5,5 +5,7 @@
 //! IPv4, UDP and ICMP come from smoltcp's `wire`; DHCP from `dhcproto`. What lives here is
 //! what the testbed adds on top.
 
+pub mod binfm;
 pub mod dhcp_options;
 pub mod ports;
+pub mod toall;

@@ -7,7 +7,7 @@ pub const DHCP_SERVER: u16 = 67;
 pub const DHCP_CLIENT: u16 = 68;
 /// UDP echo (RFC 862), used by the foundation topologies.
 pub const ECHO: u16 = 7;
-/// Super node: ENs and peer SNs send BINFM control messages here.
+/// BINFM super node: ENs (registration, Query) and peer SNs (relay, blocks) send here.
 pub const SN: u16 = 7400;
-/// End node control port (registration acks, replies).
+/// BINFM end node control port (TxAck and Reply come back here; sessions come later).
 pub const EN: u16 = 7401;

@@ -1,0 +1,324 @@
+//! The smart wallet (paper, section 3.1 and Figure 5): an end node's identity (ed25519 key,
+//! hash address), its current DH secret, its sequence number and its current addresses. It
+//! issues signed ToALL Txs; it never stores the chain (the SNs do).
+//!
+//! [`verify_tx`] is the stateless half of Tx validity that every SN runs on receipt; the
+//! sequence rule needs chain state and lives with the chain, which reports it as
+//! [`TxError::StaleSeq`].
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use binfm_stack::wire::binfm::reject;
+use binfm_stack::wire::toall::{DH_GROUP_MODP2048, HashAddr, ToallTx, TxOut};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::dh::{DhError, DhSecret, validate_public};
+
+/// Hash address of an ed25519 public key: its full SHA-256.
+pub fn hash_addr_of(public_key: &[u8; 32]) -> HashAddr {
+    Sha256::digest(public_key).into()
+}
+
+/// An end node's wallet.
+#[derive(Debug)]
+pub struct Wallet {
+    signing: SigningKey,
+    public_key: [u8; 32],
+    hash_addr: HashAddr,
+    dh: DhSecret,
+    seq: u64,
+    private: SocketAddrV4,
+    nat: SocketAddrV4,
+}
+
+impl Wallet {
+    /// Identity from a 32-byte seed (the ed25519 secret key), so runs are reproducible; the
+    /// DH secret is drawn from `dh_rng`. Addresses start unspecified until
+    /// [`Wallet::set_addresses`].
+    pub fn from_seed<R: rand::CryptoRng + ?Sized>(seed: [u8; 32], dh_rng: &mut R) -> Wallet {
+        let signing = SigningKey::from_bytes(&seed);
+        let public_key = signing.verifying_key().to_bytes();
+        let unspecified = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        Wallet {
+            signing,
+            public_key,
+            hash_addr: hash_addr_of(&public_key),
+            dh: DhSecret::generate(dh_rng),
+            seq: 0,
+            private: unspecified,
+            nat: unspecified,
+        }
+    }
+
+    /// SHA-256 of the public key (32 bytes): the EN's name on the chain.
+    pub fn hash_addr(&self) -> HashAddr {
+        self.hash_addr
+    }
+
+    /// ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// Current DH secret (its Y goes into the next Tx).
+    pub fn dh(&self) -> &DhSecret {
+        &self.dh
+    }
+
+    /// Records the EN's current private address and its NAT mapping (as the SN observed it).
+    pub fn set_addresses(&mut self, private: SocketAddrV4, nat: SocketAddrV4) {
+        self.private = private;
+        self.nat = nat;
+    }
+
+    /// Current private address.
+    pub fn private_addr(&self) -> SocketAddrV4 {
+        self.private
+    }
+
+    /// Current NAT public address.
+    pub fn nat_addr(&self) -> SocketAddrV4 {
+        self.nat
+    }
+
+    /// Key renewal (paper, Figure 10): a new X, announced by the next Tx.
+    pub fn renew_dh<R: rand::CryptoRng + ?Sized>(&mut self, rng: &mut R) {
+        self.dh = DhSecret::generate(rng);
+    }
+
+    /// Sequence number of the last Tx issued (0 before the first).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// After a restart the wallet may have lost its counter: continue above `seq` (e.g. the
+    /// latest one a Query returned) so the next Tx is not stale. Never goes backwards.
+    pub fn resume_after(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
+    /// A new signed Tx with the current addresses and Y; increments the sequence number.
+    pub fn next_tx(&mut self, time_ms: u64) -> ToallTx {
+        self.seq = self.seq.saturating_add(1);
+        let out = TxOut {
+            hash_addr: self.hash_addr,
+            seq: self.seq,
+            private_ip: *self.private.ip(),
+            private_port: self.private.port(),
+            nat_ip: *self.nat.ip(),
+            nat_port: self.nat.port(),
+            dh_group: DH_GROUP_MODP2048,
+            y: self.dh.public(),
+            time_ms,
+        };
+        let signature = self.signing.sign(&out.signing_bytes()).to_bytes();
+        ToallTx {
+            public_key: self.public_key,
+            signature,
+            out,
+        }
+    }
+}
+
+/// Why a Tx is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// SHA-256 of the Tx's public key is not its hash address.
+    #[error("Tx hash address is not SHA-256 of its public key")]
+    AddressMismatch,
+    /// The signature does not verify over the TxOut bytes.
+    #[error("Tx signature does not verify")]
+    BadSignature,
+    /// The public key is not a valid ed25519 point.
+    #[error("Tx public key is not a valid ed25519 key")]
+    BadPublicKey,
+    /// Group other than 14.
+    #[error("Tx DH group is not 14 (RFC 3526 MODP-2048)")]
+    BadDhGroup,
+    /// Y has the wrong length or is out of range.
+    #[error("Tx DH public value: {0}")]
+    BadY(DhError),
+    /// Sequence number not above the owner's latest known one (chain state).
+    #[error("Tx sequence {got} is not above the owner's latest {have}")]
+    StaleSeq {
+        /// Latest known.
+        have: u64,
+        /// In this Tx.
+        got: u64,
+    },
+}
+
+impl TxError {
+    /// Reason code for [`binfm_stack::wire::binfm::TxStatus::Rejected`].
+    pub fn reject_code(self) -> u8 {
+        match self {
+            TxError::AddressMismatch => reject::ADDRESS_MISMATCH,
+            TxError::BadSignature => reject::BAD_SIGNATURE,
+            TxError::BadPublicKey => reject::BAD_PUBLIC_KEY,
+            TxError::BadDhGroup => reject::BAD_DH_GROUP,
+            TxError::BadY(_) => reject::BAD_Y,
+            TxError::StaleSeq { .. } => reject::STALE_SEQ,
+        }
+    }
+}
+
+/// Stateless validity: SHA-256(public key) == hash address, group is 14, `1 < Y < p-1`, and
+/// the signature over the exact TxOut bytes verifies (strict ed25519: no small-order keys,
+/// no malleable signatures, so one key cannot sign two encodings of "the same" Tx). Cheap
+/// checks first; the signature last.
+pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
+    if hash_addr_of(&tx.public_key) != tx.out.hash_addr {
+        return Err(TxError::AddressMismatch);
+    }
+    if tx.out.dh_group != DH_GROUP_MODP2048 {
+        return Err(TxError::BadDhGroup);
+    }
+    validate_public(&tx.out.y).map_err(TxError::BadY)?;
+    let key = VerifyingKey::from_bytes(&tx.public_key).map_err(|_| TxError::BadPublicKey)?;
+    let sig = Signature::from_bytes(&tx.signature);
+    key.verify_strict(&tx.out.signing_bytes(), &sig)
+        .map_err(|_| TxError::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn wallet(seed: u8) -> Wallet {
+        let mut w = Wallet::from_seed([seed; 32], &mut ChaCha20Rng::seed_from_u64(seed.into()));
+        w.set_addresses(
+            SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 100), 7401),
+            SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 27198),
+        );
+        w
+    }
+
+    #[test]
+    fn valid_tx_verifies_and_roundtrips() {
+        let mut w = wallet(1);
+        assert_eq!(w.seq(), 0);
+        let tx = w.next_tx(1234);
+        assert_eq!(w.seq(), 1);
+        assert_eq!(tx.out.seq, 1);
+        assert_eq!(tx.out.hash_addr, w.hash_addr());
+        assert_eq!(tx.out.private_port, 7401);
+        assert_eq!(tx.out.nat_port, 27198);
+        assert_eq!(tx.out.y, w.dh().public());
+        assert_eq!(verify_tx(&tx), Ok(()));
+        let bytes = tx.to_bytes();
+        assert_eq!(bytes.len(), 417);
+        let back = ToallTx::parse(&bytes).expect("parses");
+        assert_eq!(verify_tx(&back), Ok(()));
+        assert_eq!(w.next_tx(1300).out.seq, 2);
+    }
+
+    #[test]
+    fn identity_is_deterministic() {
+        let a = wallet(5);
+        let b = wallet(5);
+        assert_eq!(a.public_key(), b.public_key());
+        assert_eq!(a.hash_addr(), hash_addr_of(&a.public_key()));
+        assert_eq!(a.dh().public(), b.dh().public());
+        assert_ne!(a.hash_addr(), wallet(6).hash_addr());
+    }
+
+    #[test]
+    fn renew_dh_changes_y() {
+        let mut w = wallet(2);
+        let y0 = w.dh().public();
+        w.renew_dh(&mut ChaCha20Rng::seed_from_u64(99));
+        assert_ne!(w.dh().public(), y0);
+        assert_eq!(verify_tx(&w.next_tx(0)), Ok(()));
+    }
+
+    #[test]
+    fn resume_after_never_goes_back() {
+        let mut w = wallet(3);
+        w.resume_after(10);
+        assert_eq!(w.next_tx(0).out.seq, 11);
+        w.resume_after(4);
+        assert_eq!(w.seq(), 11);
+    }
+
+    #[test]
+    fn forged_signature() {
+        let mut tx = wallet(1).next_tx(0);
+        tx.signature[10] ^= 1;
+        assert_eq!(verify_tx(&tx), Err(TxError::BadSignature));
+        // A field changed after signing (the NAT port, as a hijacker would).
+        let mut tx = wallet(1).next_tx(0);
+        tx.out.nat_port ^= 1;
+        assert_eq!(verify_tx(&tx), Err(TxError::BadSignature));
+        // Signed by another key that claims this address: the hash check catches it.
+        let mut tx = wallet(1).next_tx(0);
+        let other = wallet(2).next_tx(0);
+        tx.public_key = other.public_key;
+        assert_eq!(verify_tx(&tx), Err(TxError::AddressMismatch));
+    }
+
+    #[test]
+    fn key_not_hashing_to_address() {
+        let mut tx = wallet(1).next_tx(0);
+        tx.out.hash_addr[0] ^= 1;
+        assert_eq!(verify_tx(&tx), Err(TxError::AddressMismatch));
+    }
+
+    #[test]
+    fn invalid_public_key() {
+        // Find 32 bytes that are not a valid point and make the address match them.
+        let mut tx = wallet(1).next_tx(0);
+        let bad = (0u8..=255)
+            .map(|i| {
+                let mut k = [0xffu8; 32];
+                k[0] = i;
+                k
+            })
+            .find(|k| VerifyingKey::from_bytes(k).is_err())
+            .expect("some non-point");
+        tx.public_key = bad;
+        tx.out.hash_addr = hash_addr_of(&bad);
+        assert_eq!(verify_tx(&tx), Err(TxError::BadPublicKey));
+    }
+
+    #[test]
+    fn y_out_of_range() {
+        let mut tx = wallet(1).next_tx(0);
+        tx.out.y = vec![0; 256];
+        tx.out.y[255] = 1;
+        assert_eq!(verify_tx(&tx), Err(TxError::BadY(DhError::OutOfRange)));
+        tx.out.y = vec![0xff; 256];
+        assert_eq!(verify_tx(&tx), Err(TxError::BadY(DhError::OutOfRange)));
+        tx.out.y = vec![7; 10];
+        assert_eq!(
+            verify_tx(&tx),
+            Err(TxError::BadY(DhError::WrongLength { len: 10 }))
+        );
+    }
+
+    #[test]
+    fn wrong_group() {
+        let mut tx = wallet(1).next_tx(0);
+        tx.out.dh_group = 15;
+        assert_eq!(verify_tx(&tx), Err(TxError::BadDhGroup));
+    }
+
+    #[test]
+    fn error_messages_and_codes() {
+        assert_eq!(
+            TxError::StaleSeq { have: 5, got: 5 }.to_string(),
+            "Tx sequence 5 is not above the owner's latest 5"
+        );
+        assert_eq!(
+            TxError::BadY(DhError::WrongLength { len: 3 }).to_string(),
+            "Tx DH public value: DH public value is 3 bytes, expected 256"
+        );
+        assert_eq!(TxError::BadSignature.reject_code(), reject::BAD_SIGNATURE);
+        assert_eq!(
+            TxError::StaleSeq { have: 1, got: 1 }.reject_code(),
+            reject::STALE_SEQ
+        );
+    }
+}

@@ -1,0 +1,1026 @@
+//! BINFM control messages over UDP: registration (paper, Figure 7), Query/Reply (Figure 8)
+//! and the super nodes' relay and block exchange. ENs and peer SNs send to an SN on
+//! [`super::ports::SN`]; an EN listens on [`super::ports::EN`].
+//!
+//! Every message is one datagram with a 4-byte header, then the body of its type:
+//! ```text
+//! +------+------+---------+------+---- ... ----+
+//! | 'B'  | 'F'  | version | type | body         |
+//! +------+------+---------+------+---- ... ----+
+//! ```
+//! Layouts per type are on [`Message`] and in `docs/binfm-wire.md`. All integers are
+//! big-endian; a ToALL Tx is embedded as encoded by [`super::toall`] (it is self-delimiting).
+//! Parsing is total and bounded: it never panics, never allocates more than the input
+//! holds, and rejects trailing bytes so each message has exactly one encoding.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::toall::{HashAddr, ToallTx};
+
+/// First two bytes of every BINFM datagram.
+pub const MAGIC: [u8; 2] = *b"BF";
+/// Current protocol version (third byte).
+pub const VERSION: u8 = 1;
+/// Header length: magic, version, type.
+pub const HEADER_LEN: usize = 4;
+/// Most block bytes in one [`BlockPart`]: with the 42 bytes of header and part fields the
+/// datagram stays below 1280 bytes (IPv6's minimum MTU, comfortably under any path here).
+pub const MAX_PART_DATA: usize = 1200;
+
+/// Message type codes (fourth byte).
+pub mod msg_type {
+    /// [`super::Message::TxSubmit`], EN → SN.
+    pub const TX_SUBMIT: u8 = 1;
+    /// [`super::Message::TxAck`], SN → EN.
+    pub const TX_ACK: u8 = 2;
+    /// [`super::Message::Query`], EN → SN.
+    pub const QUERY: u8 = 3;
+    /// [`super::Message::Reply`], SN → EN.
+    pub const REPLY: u8 = 4;
+    /// [`super::Message::TxRelay`], SN → SN.
+    pub const TX_RELAY: u8 = 5;
+    /// [`super::Message::BlockPart`], SN → SN.
+    pub const BLOCK_PART: u8 = 6;
+    /// [`super::Message::GetBlock`], SN → SN.
+    pub const GET_BLOCK: u8 = 7;
+    /// [`super::Message::TipAnnounce`], SN → SN.
+    pub const TIP_ANNOUNCE: u8 = 8;
+}
+
+/// Reason codes carried by [`TxStatus::Rejected`] (mirroring `binfm_roles::wallet::TxError`).
+pub mod reject {
+    /// SHA-256(public key) is not the hash address.
+    pub const ADDRESS_MISMATCH: u8 = 1;
+    /// The signature does not verify over the TxOut bytes.
+    pub const BAD_SIGNATURE: u8 = 2;
+    /// The public key is not a valid ed25519 point.
+    pub const BAD_PUBLIC_KEY: u8 = 3;
+    /// DH group is not one we support (only 14).
+    pub const BAD_DH_GROUP: u8 = 4;
+    /// Y has the wrong length or is out of 1 < Y < p-1.
+    pub const BAD_Y: u8 = 5;
+    /// Sequence number not above the owner's latest known one.
+    pub const STALE_SEQ: u8 = 6;
+    /// The bytes did not parse as a Tx.
+    pub const MALFORMED: u8 = 7;
+}
+
+/// Why bytes are not a BINFM message (or a ToALL Tx). Each names where it went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The input ended inside a field.
+    #[error("truncated at {field}: need {need} bytes, {have} left")]
+    Truncated {
+        /// Field being read.
+        field: &'static str,
+        /// Bytes the field needs.
+        need: usize,
+        /// Bytes left.
+        have: usize,
+    },
+    /// The first two bytes are not `BF`.
+    #[error("bad magic {0:02x?}, expected \"BF\"")]
+    BadMagic([u8; 2]),
+    /// A version we do not speak.
+    #[error("{what}: unsupported version {version}")]
+    BadVersion {
+        /// Message or Tx.
+        what: &'static str,
+        /// Version found.
+        version: u8,
+    },
+    /// An unknown message type code.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// A length field above its bound.
+    #[error("{field} is {len}, above the bound {max}")]
+    OverBound {
+        /// Field.
+        field: &'static str,
+        /// Length found.
+        len: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// A field with a value outside its domain (unknown status, reserved flag bits, ...).
+    #[error("{field}: invalid value {value}")]
+    BadValue {
+        /// Field.
+        field: &'static str,
+        /// Value found.
+        value: u64,
+    },
+    /// Bytes left after a complete message.
+    #[error("{len} trailing bytes after the message")]
+    TrailingBytes {
+        /// How many.
+        len: usize,
+    },
+    /// `emit` was given a buffer shorter than `buffer_len`.
+    #[error("output buffer too small: need {need} bytes, have {have}")]
+    BufferTooSmall {
+        /// Bytes needed.
+        need: usize,
+        /// Buffer length.
+        have: usize,
+    },
+}
+
+/// Cursor over input bytes: every read is bounds-checked and names its field.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Reader { rest: data }
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(WireError::Truncated {
+                field,
+                need: n,
+                have: self.rest.len(),
+            });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.bytes(N, field)?);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
+        Ok(u8::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
+    pub(crate) fn finish(self) -> Result<(), WireError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::TrailingBytes {
+                len: self.rest.len(),
+            })
+        }
+    }
+}
+
+/// The SN's verdict on a submitted Tx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxStatus {
+    /// Valid; relayed and queued for a block.
+    Accepted,
+    /// The Tx arrived from another NAT ip:port than it claims (the NAT picked another port
+    /// than H16, or there is no NAT). Not relayed: the EN re-registers with `observed`, as a
+    /// STUN answer would tell it.
+    EndpointMismatch,
+    /// Invalid; the code is one of [`reject`].
+    Rejected(u8),
+    /// Already known (same Tx id); nothing to do.
+    Duplicate,
+}
+
+impl TxStatus {
+    fn code(self) -> (u8, u8) {
+        match self {
+            TxStatus::Accepted => (0, 0),
+            TxStatus::EndpointMismatch => (1, 0),
+            TxStatus::Rejected(reason) => (2, reason),
+            TxStatus::Duplicate => (3, 0),
+        }
+    }
+
+    fn from_code(status: u8, reason: u8) -> Result<TxStatus, WireError> {
+        let s = match (status, reason) {
+            (0, 0) => TxStatus::Accepted,
+            (1, 0) => TxStatus::EndpointMismatch,
+            (2, r) => TxStatus::Rejected(r),
+            (3, 0) => TxStatus::Duplicate,
+            (0 | 1 | 3, r) => {
+                return Err(WireError::BadValue {
+                    field: "ack reason (must be 0 unless rejected)",
+                    value: u64::from(r),
+                });
+            }
+            (s, _) => {
+                return Err(WireError::BadValue {
+                    field: "ack status",
+                    value: u64::from(s),
+                });
+            }
+        };
+        Ok(s)
+    }
+}
+
+/// One piece of a block too big for a datagram. The block's bytes are opaque here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockPart {
+    /// Hash of the whole block (the reassembly key).
+    pub block_hash: [u8; 32],
+    /// Index of this part, `0..parts`.
+    pub part: u16,
+    /// Number of parts, at least 1.
+    pub parts: u16,
+    /// At most [`MAX_PART_DATA`] bytes.
+    pub data: Vec<u8>,
+}
+
+/// A BINFM control message.
+// Reply holds two Txs inline (~500 bytes); a Message lives for one datagram, never in bulk,
+// so boxing would only cost an allocation and ergonomics.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Type 1, EN → SN: register (Figure 7). Body: the Tx.
+    TxSubmit {
+        /// The new ToALL Tx.
+        tx: ToallTx,
+    },
+    /// Type 2, SN → EN. Body: `tx_id[32] status u8 reason u8 ip[4] port u16` (40 bytes).
+    TxAck {
+        /// Id of the Tx acknowledged.
+        tx_id: [u8; 32],
+        /// Verdict.
+        status: TxStatus,
+        /// Source ip:port the SN saw the Tx come from (the NAT's real mapping).
+        observed: SocketAddrV4,
+    },
+    /// Type 3, EN → SN. Body: `request_id u32 hash_addr[32] flags u8` (37 bytes);
+    /// flag bit 0 = want_unconfirmed, other bits must be 0.
+    Query {
+        /// Echoed in the Reply.
+        request_id: u32,
+        /// Whom we look for.
+        hash_addr: HashAddr,
+        /// Also return the newest valid Tx still waiting for a block.
+        want_unconfirmed: bool,
+    },
+    /// Type 4, SN → EN. Body: `request_id u32 hash_addr[32] flags u8 height u64
+    /// confirmations u32 [tx] [unconfirmed]` (49 bytes plus the Txs); flags: bit 0 found,
+    /// bit 1 tx present, bit 2 unconfirmed present, others 0.
+    Reply {
+        /// From the Query.
+        request_id: u32,
+        /// From the Query.
+        hash_addr: HashAddr,
+        /// The address has a confirmed Tx.
+        found: bool,
+        /// Height of the SN's best chain tip.
+        height: u64,
+        /// Blocks on top of (and including) the one holding `tx`; 0 if not found.
+        confirmations: u32,
+        /// Latest confirmed Tx of the address.
+        tx: Option<ToallTx>,
+        /// Newest valid Tx not yet in a block, if asked for and known.
+        unconfirmed: Option<ToallTx>,
+    },
+    /// Type 5, SN → SN: flood a verified Tx. Body: the Tx.
+    TxRelay {
+        /// The Tx.
+        tx: ToallTx,
+    },
+    /// Type 6, SN → SN. Body: `block_hash[32] part u16 parts u16 len u16 data`
+    /// (38 bytes plus data); `part < parts`, `len <= MAX_PART_DATA`.
+    BlockPart(BlockPart),
+    /// Type 7, SN → SN: ask a peer for a missing block (it answers with BlockParts).
+    /// Body: `block_hash[32]`.
+    GetBlock {
+        /// Block wanted.
+        block_hash: [u8; 32],
+    },
+    /// Type 8, SN → SN: "my best tip is this"; lets a restarted or partitioned SN catch up.
+    /// Body: `tip_hash[32] height u64 total_work[32]` (72 bytes).
+    TipAnnounce {
+        /// Hash of the tip block.
+        tip_hash: [u8; 32],
+        /// Its height.
+        height: u64,
+        /// Cumulative work, 256-bit big-endian.
+        total_work: [u8; 32],
+    },
+}
+
+const FLAG0: u8 = 0b001;
+const FLAG1: u8 = 0b010;
+const FLAG2: u8 = 0b100;
+
+fn check_flags(flags: u8, allowed: u8, field: &'static str) -> Result<(), WireError> {
+    if flags & !allowed != 0 {
+        return Err(WireError::BadValue {
+            field,
+            value: u64::from(flags),
+        });
+    }
+    Ok(())
+}
+
+impl Message {
+    /// The type code (fourth header byte).
+    pub fn type_code(&self) -> u8 {
+        match self {
+            Message::TxSubmit { .. } => msg_type::TX_SUBMIT,
+            Message::TxAck { .. } => msg_type::TX_ACK,
+            Message::Query { .. } => msg_type::QUERY,
+            Message::Reply { .. } => msg_type::REPLY,
+            Message::TxRelay { .. } => msg_type::TX_RELAY,
+            Message::BlockPart(_) => msg_type::BLOCK_PART,
+            Message::GetBlock { .. } => msg_type::GET_BLOCK,
+            Message::TipAnnounce { .. } => msg_type::TIP_ANNOUNCE,
+        }
+    }
+
+    /// Short lower-case name, for events and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::TxSubmit { .. } => "tx_submit",
+            Message::TxAck { .. } => "tx_ack",
+            Message::Query { .. } => "query",
+            Message::Reply { .. } => "reply",
+            Message::TxRelay { .. } => "tx_relay",
+            Message::BlockPart(_) => "block_part",
+            Message::GetBlock { .. } => "get_block",
+            Message::TipAnnounce { .. } => "tip_announce",
+        }
+    }
+
+    /// Parses one datagram. Total: any input gives a message or an error.
+    pub fn parse(data: &[u8]) -> Result<Message, WireError> {
+        let mut r = Reader::new(data);
+        let magic = r.array::<2>("magic")?;
+        if magic != MAGIC {
+            return Err(WireError::BadMagic(magic));
+        }
+        let version = r.u8("version")?;
+        if version != VERSION {
+            return Err(WireError::BadVersion {
+                what: "BINFM message",
+                version,
+            });
+        }
+        let kind = r.u8("message type")?;
+        let msg = match kind {
+            msg_type::TX_SUBMIT => Message::TxSubmit {
+                tx: ToallTx::read(&mut r)?,
+            },
+            msg_type::TX_RELAY => Message::TxRelay {
+                tx: ToallTx::read(&mut r)?,
+            },
+            msg_type::TX_ACK => {
+                let tx_id = r.array("ack tx id")?;
+                let status = r.u8("ack status")?;
+                let reason = r.u8("ack reason")?;
+                let status = TxStatus::from_code(status, reason)?;
+                let ip = Ipv4Addr::from(r.array::<4>("ack observed ip")?);
+                let port = r.u16("ack observed port")?;
+                Message::TxAck {
+                    tx_id,
+                    status,
+                    observed: SocketAddrV4::new(ip, port),
+                }
+            }
+            msg_type::QUERY => {
+                let request_id = r.u32("query request id")?;
+                let hash_addr = r.array("query hash address")?;
+                let flags = r.u8("query flags")?;
+                check_flags(flags, FLAG0, "query flags")?;
+                Message::Query {
+                    request_id,
+                    hash_addr,
+                    want_unconfirmed: flags & FLAG0 != 0,
+                }
+            }
+            msg_type::REPLY => {
+                let request_id = r.u32("reply request id")?;
+                let hash_addr = r.array("reply hash address")?;
+                let flags = r.u8("reply flags")?;
+                check_flags(flags, FLAG0 | FLAG1 | FLAG2, "reply flags")?;
+                let height = r.u64("reply height")?;
+                let confirmations = r.u32("reply confirmations")?;
+                let tx = if flags & FLAG1 != 0 {
+                    Some(ToallTx::read(&mut r)?)
+                } else {
+                    None
+                };
+                let unconfirmed = if flags & FLAG2 != 0 {
+                    Some(ToallTx::read(&mut r)?)
+                } else {
+                    None
+                };
+                Message::Reply {
+                    request_id,
+                    hash_addr,
+                    found: flags & FLAG0 != 0,
+                    height,
+                    confirmations,
+                    tx,
+                    unconfirmed,
+                }
+            }
+            msg_type::BLOCK_PART => {
+                let block_hash = r.array("block part hash")?;
+                let part = r.u16("block part index")?;
+                let parts = r.u16("block part count")?;
+                if parts == 0 {
+                    return Err(WireError::BadValue {
+                        field: "block part count",
+                        value: 0,
+                    });
+                }
+                if part >= parts {
+                    return Err(WireError::BadValue {
+                        field: "block part index (must be below the count)",
+                        value: u64::from(part),
+                    });
+                }
+                let len = usize::from(r.u16("block part length")?);
+                if len > MAX_PART_DATA {
+                    return Err(WireError::OverBound {
+                        field: "block part length",
+                        len,
+                        max: MAX_PART_DATA,
+                    });
+                }
+                let data = r.bytes(len, "block part data")?.to_vec();
+                Message::BlockPart(BlockPart {
+                    block_hash,
+                    part,
+                    parts,
+                    data,
+                })
+            }
+            msg_type::GET_BLOCK => Message::GetBlock {
+                block_hash: r.array("get block hash")?,
+            },
+            msg_type::TIP_ANNOUNCE => Message::TipAnnounce {
+                tip_hash: r.array("tip hash")?,
+                height: r.u64("tip height")?,
+                total_work: r.array("tip total work")?,
+            },
+            other => return Err(WireError::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+
+    /// Encoded length.
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN
+            + match self {
+                Message::TxSubmit { tx } | Message::TxRelay { tx } => tx.buffer_len(),
+                Message::TxAck { .. } => 40,
+                Message::Query { .. } => 37,
+                Message::Reply {
+                    tx, unconfirmed, ..
+                } => {
+                    49 + tx.as_ref().map_or(0, ToallTx::buffer_len)
+                        + unconfirmed.as_ref().map_or(0, ToallTx::buffer_len)
+                }
+                Message::BlockPart(p) => 38 + p.data.len().min(MAX_PART_DATA),
+                Message::GetBlock { .. } => 32,
+                Message::TipAnnounce { .. } => 72,
+            }
+    }
+
+    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`] is cut (it could not be
+    /// parsed back); [`split_block`] never makes one.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.buffer_len());
+        b.extend_from_slice(&MAGIC);
+        b.push(VERSION);
+        b.push(self.type_code());
+        match self {
+            Message::TxSubmit { tx } | Message::TxRelay { tx } => tx.write(&mut b),
+            Message::TxAck {
+                tx_id,
+                status,
+                observed,
+            } => {
+                let (code, reason) = status.code();
+                b.extend_from_slice(tx_id);
+                b.push(code);
+                b.push(reason);
+                b.extend_from_slice(&observed.ip().octets());
+                b.extend_from_slice(&observed.port().to_be_bytes());
+            }
+            Message::Query {
+                request_id,
+                hash_addr,
+                want_unconfirmed,
+            } => {
+                b.extend_from_slice(&request_id.to_be_bytes());
+                b.extend_from_slice(hash_addr);
+                b.push(if *want_unconfirmed { FLAG0 } else { 0 });
+            }
+            Message::Reply {
+                request_id,
+                hash_addr,
+                found,
+                height,
+                confirmations,
+                tx,
+                unconfirmed,
+            } => {
+                let mut flags = 0;
+                if *found {
+                    flags |= FLAG0;
+                }
+                if tx.is_some() {
+                    flags |= FLAG1;
+                }
+                if unconfirmed.is_some() {
+                    flags |= FLAG2;
+                }
+                b.extend_from_slice(&request_id.to_be_bytes());
+                b.extend_from_slice(hash_addr);
+                b.push(flags);
+                b.extend_from_slice(&height.to_be_bytes());
+                b.extend_from_slice(&confirmations.to_be_bytes());
+                if let Some(tx) = tx {
+                    tx.write(&mut b);
+                }
+                if let Some(tx) = unconfirmed {
+                    tx.write(&mut b);
+                }
+            }
+            Message::BlockPart(p) => {
+                let data = p.data.get(..MAX_PART_DATA).unwrap_or(&p.data);
+                b.extend_from_slice(&p.block_hash);
+                b.extend_from_slice(&p.part.to_be_bytes());
+                b.extend_from_slice(&p.parts.to_be_bytes());
+                // data.len() <= MAX_PART_DATA < u16::MAX
+                b.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                b.extend_from_slice(data);
+            }
+            Message::GetBlock { block_hash } => b.extend_from_slice(block_hash),
+            Message::TipAnnounce {
+                tip_hash,
+                height,
+                total_work,
+            } => {
+                b.extend_from_slice(tip_hash);
+                b.extend_from_slice(&height.to_be_bytes());
+                b.extend_from_slice(total_work);
+            }
+        }
+        b
+    }
+
+    /// Writes the datagram into `buf`; returns its length.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        let bytes = self.to_bytes();
+        let have = buf.len();
+        let dst = buf
+            .get_mut(..bytes.len())
+            .ok_or(WireError::BufferTooSmall {
+                need: bytes.len(),
+                have,
+            })?;
+        dst.copy_from_slice(&bytes);
+        Ok(bytes.len())
+    }
+}
+
+/// Largest block [`split_block`] can carry: `u16::MAX` parts of [`MAX_PART_DATA`] bytes.
+pub const MAX_BLOCK_BYTES: usize = u16::MAX as usize * MAX_PART_DATA;
+
+/// Cuts a block's bytes into [`Message::BlockPart`]s of at most [`MAX_PART_DATA`] bytes, in
+/// order. An empty block is one empty part. A block over [`MAX_BLOCK_BYTES`] (78 MB) is an
+/// error rather than a silently cut block.
+pub fn split_block(block_hash: [u8; 32], bytes: &[u8]) -> Result<Vec<Message>, WireError> {
+    let parts = bytes.len().div_ceil(MAX_PART_DATA).max(1);
+    let parts = u16::try_from(parts).map_err(|_| WireError::OverBound {
+        field: "block length",
+        len: bytes.len(),
+        max: MAX_BLOCK_BYTES,
+    })?;
+    if bytes.is_empty() {
+        return Ok(vec![Message::BlockPart(BlockPart {
+            block_hash,
+            part: 0,
+            parts: 1,
+            data: Vec::new(),
+        })]);
+    }
+    Ok(bytes
+        .chunks(MAX_PART_DATA)
+        .zip(0u16..)
+        .map(|(chunk, part)| {
+            Message::BlockPart(BlockPart {
+                block_hash,
+                part,
+                parts,
+                data: chunk.to_vec(),
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::toall::tests::{arb_tx, small_tx, small_tx_bytes};
+    use proptest::prelude::*;
+
+    fn header(kind: u8) -> Vec<u8> {
+        vec![b'B', b'F', 1, kind]
+    }
+
+    fn check(msg: Message, bytes: Vec<u8>) {
+        assert_eq!(msg.buffer_len(), bytes.len(), "{}", msg.name());
+        assert_eq!(msg.to_bytes(), bytes, "{}", msg.name());
+        assert_eq!(Message::parse(&bytes), Ok(msg.clone()), "{}", msg.name());
+        let mut buf = vec![0u8; bytes.len()];
+        assert_eq!(msg.emit(&mut buf), Ok(bytes.len()));
+        assert_eq!(buf, bytes);
+    }
+
+    #[test]
+    fn tx_submit_and_relay_fixtures() {
+        let mut b = header(1);
+        b.extend_from_slice(&small_tx_bytes());
+        check(Message::TxSubmit { tx: small_tx() }, b);
+        let mut b = header(5);
+        b.extend_from_slice(&small_tx_bytes());
+        check(Message::TxRelay { tx: small_tx() }, b);
+    }
+
+    #[test]
+    fn tx_ack_fixture() {
+        let mut b = header(2);
+        b.extend_from_slice(&[0x22; 32]);
+        b.extend_from_slice(&[1, 0]); // EndpointMismatch
+        b.extend_from_slice(&[198, 51, 100, 1, 0x6a, 0x3f]);
+        check(
+            Message::TxAck {
+                tx_id: [0x22; 32],
+                status: TxStatus::EndpointMismatch,
+                observed: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 0x6a3f),
+            },
+            b.clone(),
+        );
+        assert_eq!(b.len(), 44);
+        b[36..38].copy_from_slice(&[2, reject::BAD_SIGNATURE]);
+        assert!(matches!(
+            Message::parse(&b),
+            Ok(Message::TxAck {
+                status: TxStatus::Rejected(2),
+                ..
+            })
+        ));
+        b[36..38].copy_from_slice(&[0, 5]);
+        assert!(matches!(
+            Message::parse(&b),
+            Err(WireError::BadValue { value: 5, .. })
+        ));
+        b[36..38].copy_from_slice(&[4, 0]);
+        assert_eq!(
+            Message::parse(&b),
+            Err(WireError::BadValue {
+                field: "ack status",
+                value: 4
+            })
+        );
+    }
+
+    #[test]
+    fn query_fixture() {
+        let mut b = header(3);
+        b.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        b.extend_from_slice(&[0x11; 32]);
+        b.push(1);
+        assert_eq!(b.len(), 41);
+        check(
+            Message::Query {
+                request_id: 0xdead_beef,
+                hash_addr: [0x11; 32],
+                want_unconfirmed: true,
+            },
+            b.clone(),
+        );
+        b[40] = 2;
+        assert_eq!(
+            Message::parse(&b),
+            Err(WireError::BadValue {
+                field: "query flags",
+                value: 2
+            })
+        );
+    }
+
+    #[test]
+    fn reply_fixtures() {
+        // Not found: no Tx.
+        let mut b = header(4);
+        b.extend_from_slice(&[0, 0, 0, 9]);
+        b.extend_from_slice(&[0x11; 32]);
+        b.push(0);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 42]); // height 42
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(b.len(), 53);
+        check(
+            Message::Reply {
+                request_id: 9,
+                hash_addr: [0x11; 32],
+                found: false,
+                height: 42,
+                confirmations: 0,
+                tx: None,
+                unconfirmed: None,
+            },
+            b,
+        );
+        // Found, with a confirmed and an unconfirmed Tx.
+        let mut b = header(4);
+        b.extend_from_slice(&[0, 0, 0, 9]);
+        b.extend_from_slice(&[0x11; 32]);
+        b.push(0b111);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 42]);
+        b.extend_from_slice(&[0, 0, 0, 3]); // 3 confirmations
+        b.extend_from_slice(&small_tx_bytes());
+        b.extend_from_slice(&small_tx_bytes());
+        check(
+            Message::Reply {
+                request_id: 9,
+                hash_addr: [0x11; 32],
+                found: true,
+                height: 42,
+                confirmations: 3,
+                tx: Some(small_tx()),
+                unconfirmed: Some(small_tx()),
+            },
+            b.clone(),
+        );
+        b.truncate(b.len() - 1);
+        assert_eq!(
+            Message::parse(&b),
+            Err(WireError::Truncated {
+                field: "tx signature",
+                need: 64,
+                have: 63
+            })
+        );
+    }
+
+    #[test]
+    fn block_part_fixture_and_bounds() {
+        let mut b = header(6);
+        b.extend_from_slice(&[0x33; 32]);
+        b.extend_from_slice(&[0, 1, 0, 3, 0, 3, 7, 8, 9]); // part 1 of 3, 3 bytes
+        check(
+            Message::BlockPart(BlockPart {
+                block_hash: [0x33; 32],
+                part: 1,
+                parts: 3,
+                data: vec![7, 8, 9],
+            }),
+            b.clone(),
+        );
+        let mut bad = b.clone();
+        bad[38..40].copy_from_slice(&[0, 1]); // part 1 of 1
+        assert!(matches!(
+            Message::parse(&bad),
+            Err(WireError::BadValue { value: 1, .. })
+        ));
+        bad[38..40].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            Message::parse(&bad),
+            Err(WireError::BadValue {
+                field: "block part count",
+                value: 0
+            })
+        );
+        let mut long = b.clone();
+        long[40..42].copy_from_slice(&1201u16.to_be_bytes());
+        assert_eq!(
+            Message::parse(&long),
+            Err(WireError::OverBound {
+                field: "block part length",
+                len: 1201,
+                max: 1200
+            })
+        );
+        long[40..42].copy_from_slice(&1200u16.to_be_bytes());
+        assert_eq!(
+            Message::parse(&long),
+            Err(WireError::Truncated {
+                field: "block part data",
+                need: 1200,
+                have: 3
+            })
+        );
+    }
+
+    #[test]
+    fn get_block_and_tip_fixtures() {
+        let mut b = header(7);
+        b.extend_from_slice(&[0x44; 32]);
+        check(
+            Message::GetBlock {
+                block_hash: [0x44; 32],
+            },
+            b,
+        );
+        let mut b = header(8);
+        b.extend_from_slice(&[0x55; 32]);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 0]); // height 256
+        b.extend_from_slice(&[0x66; 32]);
+        assert_eq!(b.len(), 76);
+        check(
+            Message::TipAnnounce {
+                tip_hash: [0x55; 32],
+                height: 256,
+                total_work: [0x66; 32],
+            },
+            b,
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(
+            Message::parse(b"BX\x01\x03"),
+            Err(WireError::BadMagic(*b"BX"))
+        );
+        assert_eq!(
+            Message::parse(b"BF\x02\x03"),
+            Err(WireError::BadVersion {
+                what: "BINFM message",
+                version: 2
+            })
+        );
+        assert_eq!(
+            Message::parse(b"BF\x01\x09"),
+            Err(WireError::UnknownType(9))
+        );
+        assert_eq!(
+            Message::parse(b"BF\x01").map_err(|e| e.to_string()),
+            Err("truncated at message type: need 1 bytes, 0 left".to_string())
+        );
+        let mut trailing = header(7);
+        trailing.extend_from_slice(&[0; 33]);
+        assert_eq!(
+            Message::parse(&trailing),
+            Err(WireError::TrailingBytes { len: 1 })
+        );
+    }
+
+    #[test]
+    fn split_block_sizes() {
+        let hash = [9u8; 32];
+        let empty = split_block(hash, &[]).expect("fits");
+        assert_eq!(empty.len(), 1);
+        let bytes: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let parts = split_block(hash, &bytes).expect("fits");
+        assert_eq!(parts.len(), 3);
+        let mut joined = Vec::new();
+        for (i, m) in parts.iter().enumerate() {
+            let Message::BlockPart(p) = m else {
+                panic!("not a block part")
+            };
+            assert_eq!((p.part as usize, p.parts), (i, 3));
+            assert!(m.to_bytes().len() <= 1242);
+            joined.extend_from_slice(&p.data);
+        }
+        assert_eq!(joined, bytes);
+        let exact = split_block(hash, &[0; 2400]).expect("fits");
+        assert_eq!(exact.len(), 2);
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        let status = prop_oneof![
+            Just(TxStatus::Accepted),
+            Just(TxStatus::EndpointMismatch),
+            Just(TxStatus::Duplicate),
+            any::<u8>().prop_map(TxStatus::Rejected),
+        ];
+        prop_oneof![
+            arb_tx().prop_map(|tx| Message::TxSubmit { tx }),
+            arb_tx().prop_map(|tx| Message::TxRelay { tx }),
+            (any::<[u8; 32]>(), status, any::<u32>(), any::<u16>()).prop_map(
+                |(tx_id, status, ip, port)| Message::TxAck {
+                    tx_id,
+                    status,
+                    observed: SocketAddrV4::new(Ipv4Addr::from(ip), port),
+                }
+            ),
+            (any::<u32>(), any::<[u8; 32]>(), any::<bool>()).prop_map(|(r, h, w)| {
+                Message::Query {
+                    request_id: r,
+                    hash_addr: h,
+                    want_unconfirmed: w,
+                }
+            }),
+            (
+                (any::<u32>(), any::<[u8; 32]>(), any::<bool>()),
+                (any::<u64>(), any::<u32>()),
+                proptest::option::of(arb_tx()),
+                proptest::option::of(arb_tx()),
+            )
+                .prop_map(|((r, h, f), (height, c), tx, unconfirmed)| {
+                    Message::Reply {
+                        request_id: r,
+                        hash_addr: h,
+                        found: f,
+                        height,
+                        confirmations: c,
+                        tx,
+                        unconfirmed,
+                    }
+                }),
+            (
+                any::<[u8; 32]>(),
+                1..=u16::MAX,
+                any::<u16>(),
+                proptest::collection::vec(any::<u8>(), 0..=MAX_PART_DATA),
+            )
+                .prop_map(|(h, parts, part, data)| Message::BlockPart(BlockPart {
+                    block_hash: h,
+                    part: part % parts,
+                    parts,
+                    data,
+                })),
+            any::<[u8; 32]>().prop_map(|h| Message::GetBlock { block_hash: h }),
+            (any::<[u8; 32]>(), any::<u64>(), any::<[u8; 32]>()).prop_map(|(t, h, w)| {
+                Message::TipAnnounce {
+                    tip_hash: t,
+                    height: h,
+                    total_work: w,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(msg in arb_message()) {
+            let bytes = msg.to_bytes();
+            prop_assert_eq!(bytes.len(), msg.buffer_len());
+            prop_assert_eq!(Message::parse(&bytes), Ok(msg));
+        }
+
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..1400)) {
+            if let Ok(msg) = Message::parse(&data) {
+                prop_assert_eq!(msg.to_bytes(), data);
+            }
+        }
+
+        #[test]
+        fn parse_after_valid_header_never_panics(
+            kind in 0u8..=9,
+            body in proptest::collection::vec(any::<u8>(), 0..1300),
+        ) {
+            let mut data = header(kind);
+            data.extend_from_slice(&body);
+            if let Ok(msg) = Message::parse(&data) {
+                prop_assert_eq!(msg.to_bytes(), data);
+            }
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(msg in arb_message(), idx in any::<usize>(), val in any::<u8>(), cut in any::<usize>()) {
+            let mut data = msg.to_bytes();
+            let i = idx % data.len();
+            data[i] = val;
+            data.truncate(cut % (data.len() + 1));
+            if let Ok(back) = Message::parse(&data) {
+                prop_assert_eq!(back.to_bytes(), data);
+            }
+        }
+
+        #[test]
+        fn split_then_join(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            let parts = split_block([1; 32], &bytes).expect("fits");
+            let mut joined = Vec::new();
+            for m in &parts {
+                let back = Message::parse(&m.to_bytes()).expect("parses");
+                if let Message::BlockPart(p) = back {
+                    joined.extend_from_slice(&p.data);
+                }
+            }
+            prop_assert_eq!(joined, bytes);
+        }
+    }
+}
