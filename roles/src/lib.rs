@@ -9,6 +9,7 @@
 pub mod dh;
 pub mod dhcp;
 pub mod echo;
+pub mod en;
 pub mod event;
 pub mod nat;
 pub mod reassembly;

@@ -102,7 +102,8 @@ pub struct ChainDef {
 pub struct SuperNodeDef {
     /// Hashes per second of run time.
     pub hash_rate: f64,
-    /// Where blocks are appended and recovered from.
+    /// Where blocks are appended and recovered from (a relative path is taken inside the
+    /// run's output folder).
     pub data_dir: Option<PathBuf>,
     /// Peer SN node indices.
     pub peers: Vec<usize>,

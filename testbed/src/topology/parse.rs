@@ -524,14 +524,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
                     })
                     .collect(),
             };
-            let data_dir = spec_sn.data_dir.as_ref().map(|d| {
-                let p = PathBuf::from(d);
-                if p.is_relative() {
-                    path.parent().unwrap_or(Path::new(".")).join(p)
-                } else {
-                    p
-                }
-            });
+            let data_dir = spec_sn.data_dir.as_ref().map(PathBuf::from);
             nodes[idx].super_node = Some(SuperNodeDef {
                 hash_rate,
                 data_dir,

@@ -1,0 +1,407 @@
+//! The end node (EN): registers its transport addresses and DH public value with its nearest
+//! super node as a signed ToALL Tx (paper, Figure 7), and looks peers up by hash address with
+//! one Query/Reply (Figure 8, first step).
+//!
+//! The EN guesses its NAT port with H16, but trusts what the SN observed: a `TxAck` with
+//! `EndpointMismatch` carries the real public endpoint, and the EN re-registers with it (the
+//! NAT may have had to pick another port). Every request is retransmitted with backoff until
+//! answered, so loss on the access link never loses a registration; after three unanswered
+//! tries the EN fails over to the next SN of its DHCP list.
+
+use crate::nat::h16;
+use crate::wallet::{Wallet, verify_tx};
+use crate::{Event, Time, Transmit};
+use binfm_stack::wire::binfm::{Message, TxStatus};
+use binfm_stack::wire::ports;
+use binfm_stack::wire::toall::{HashAddr, ToallTx};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+/// First retransmission timeout.
+pub const RTO_INITIAL: Duration = Duration::from_secs(1);
+/// Retransmission timeout cap.
+pub const RTO_MAX: Duration = Duration::from_secs(8);
+/// Unanswered tries before moving to the next super node.
+pub const TRIES_PER_SN: u32 = 3;
+/// Queries in flight at most (each is bounded in tries too).
+pub const MAX_PENDING_QUERIES: usize = 64;
+/// Tries of one query before giving up.
+pub const MAX_QUERY_TRIES: u32 = 6;
+
+/// Lower-case hex of a hash address (events and logs).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a successful lookup returned, after the EN checked it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    /// The peer's registered Tx (signature and address binding verified).
+    pub tx: ToallTx,
+    /// Block height of the Tx.
+    pub height: u64,
+    /// Confirmations at the SN.
+    pub confirmations: u32,
+    /// True when the Tx came from the SN's mempool (not yet in a block).
+    pub unconfirmed: bool,
+}
+
+#[derive(Debug)]
+struct Registration {
+    tx: ToallTx,
+    tx_id: [u8; 32],
+    tries: u32,
+    rto: Duration,
+    next_retx: Time,
+}
+
+#[derive(Debug)]
+struct PendingQuery {
+    hash_addr: HashAddr,
+    first_sent: Time,
+    tries: u32,
+    rto: Duration,
+    next_retx: Time,
+}
+
+/// Sans-IO end node.
+#[derive(Debug)]
+pub struct EndNode {
+    wallet: Wallet,
+    port: u16,
+    private: Option<SocketAddrV4>,
+    nat: Option<SocketAddrV4>,
+    sns: Vec<SocketAddrV4>,
+    sn_index: usize,
+    reg: Option<Registration>,
+    registered: Option<ToallTx>,
+    queries: BTreeMap<u32, PendingQuery>,
+    next_request_id: u32,
+    results: VecDeque<(u32, HashAddr, Option<PeerInfo>)>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    want_unconfirmed: bool,
+}
+
+impl EndNode {
+    /// An EN with its wallet, using UDP `port` for control messages.
+    pub fn new(wallet: Wallet, port: u16) -> Self {
+        EndNode {
+            wallet,
+            port,
+            private: None,
+            nat: None,
+            sns: Vec::new(),
+            sn_index: 0,
+            reg: None,
+            registered: None,
+            queries: BTreeMap::new(),
+            next_request_id: 1,
+            results: VecDeque::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            want_unconfirmed: false,
+        }
+    }
+
+    /// Ask SNs for the newest unconfirmed Tx too (they answer only if configured to).
+    pub fn set_want_unconfirmed(&mut self, want: bool) {
+        self.want_unconfirmed = want;
+    }
+
+    /// The EN's hash address.
+    pub fn hash_addr(&self) -> HashAddr {
+        self.wallet.hash_addr()
+    }
+
+    /// The wallet (the session layer needs the DH secret).
+    pub fn wallet(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    /// The UDP port of the EN's control messages.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The Tx the nearest SN accepted last.
+    pub fn registered(&self) -> Option<&ToallTx> {
+        self.registered.as_ref()
+    }
+
+    /// The super node currently used.
+    pub fn super_node(&self) -> Option<SocketAddrV4> {
+        self.sns.get(self.sn_index).copied()
+    }
+
+    /// A new address from DHCP: remember it and register (paper, Figure 7).
+    pub fn on_address(&mut self, now: Time, private_ip: Ipv4Addr, nat_public: Option<Ipv4Addr>, sns: Vec<SocketAddrV4>) {
+        let private = SocketAddrV4::new(private_ip, self.port);
+        // Without a NAT the EN is its own public endpoint.
+        let nat = match nat_public {
+            Some(ip) => SocketAddrV4::new(ip, h16(private_ip, self.port)),
+            None => private,
+        };
+        self.private = Some(private);
+        self.nat = Some(nat);
+        if !sns.is_empty() {
+            self.sns = sns;
+            self.sn_index = 0;
+        }
+        self.register(now, "new_address");
+    }
+
+    /// The address was lost (lease expired, moving): stop retransmitting.
+    pub fn on_address_lost(&mut self) {
+        self.private = None;
+        self.reg = None;
+    }
+
+    /// Renews the DH key pair and registers the new Y (key renewal, paper Figure 10).
+    pub fn renew_key(&mut self, now: Time, rng: &mut impl rand::CryptoRng) {
+        self.wallet.renew_dh(rng);
+        self.register(now, "key_renewal");
+    }
+
+    fn register(&mut self, now: Time, why: &str) {
+        let (Some(private), Some(nat)) = (self.private, self.nat) else { return };
+        self.wallet.set_addresses(private, nat);
+        let tx = self.wallet.next_tx(millis(now));
+        let tx_id = tx.id();
+        self.events.push_back(
+            Event::new("en.register")
+                .with("seq", tx.out.seq)
+                .with("why", why)
+                .with_display("private", private)
+                .with_display("nat", nat)
+                .with("hash_addr", hex(&tx.out.hash_addr)),
+        );
+        self.reg = Some(Registration { tx, tx_id, tries: 0, rto: RTO_INITIAL, next_retx: now });
+        self.send_registration(now);
+    }
+
+    fn send_registration(&mut self, now: Time) {
+        let Some(sn) = self.super_node() else {
+            self.events.push_back(Event::new("en.no_super_node"));
+            self.reg = None;
+            return;
+        };
+        let Some(reg) = &mut self.reg else { return };
+        reg.tries += 1;
+        if reg.tries > 1 {
+            reg.rto = (reg.rto * 2).min(RTO_MAX);
+        }
+        reg.next_retx = now + reg.rto;
+        let payload = Message::TxSubmit { tx: reg.tx.clone() }.to_bytes();
+        self.events.push_back(Event::new("en.tx_sent").with("seq", reg.tx.out.seq).with("try", reg.tries).with_display("sn", sn));
+        self.out.push_back(Transmit { src_ip: None, src_port: self.port, dst: sn, payload });
+    }
+
+    /// Looks up a peer's hash address at the nearest SN; the answer comes as an event and
+    /// through [`EndNode::poll_lookup`]. Returns the request id.
+    pub fn lookup(&mut self, now: Time, hash_addr: HashAddr) -> Option<u32> {
+        if self.queries.len() >= MAX_PENDING_QUERIES {
+            self.events.push_back(Event::new("en.lookup_refused").with("reason", "too many pending queries"));
+            return None;
+        }
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        self.queries.insert(id, PendingQuery { hash_addr, first_sent: now, tries: 0, rto: RTO_INITIAL, next_retx: now });
+        self.send_query(now, id);
+        Some(id)
+    }
+
+    fn send_query(&mut self, now: Time, id: u32) {
+        let Some(sn) = self.super_node() else { return };
+        let want_unconfirmed = self.want_unconfirmed;
+        let Some(q) = self.queries.get_mut(&id) else { return };
+        q.tries += 1;
+        if q.tries > 1 {
+            q.rto = (q.rto * 2).min(RTO_MAX);
+        }
+        q.next_retx = now + q.rto;
+        let payload = Message::Query { request_id: id, hash_addr: q.hash_addr, want_unconfirmed }.to_bytes();
+        self.events.push_back(
+            Event::new("en.query_sent").with("request_id", id).with("try", q.tries).with("peer", hex(&q.hash_addr)).with_display("sn", sn),
+        );
+        self.out.push_back(Transmit { src_ip: None, src_port: self.port, dst: sn, payload });
+    }
+
+    /// Takes the next finished lookup: (request id, wanted address, result or `None` if not found).
+    pub fn poll_lookup(&mut self) -> Option<(u32, HashAddr, Option<PeerInfo>)> {
+        self.results.pop_front()
+    }
+
+    /// A datagram for the EN's control port.
+    pub fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, _to: SocketAddrV4, data: &[u8]) {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.events.push_back(Event::new("en.malformed").with_display("from", from).with_display("error", e));
+                return;
+            }
+        };
+        if !self.sns.contains(&from) {
+            self.events.push_back(Event::new("en.unexpected").with_display("from", from));
+            return;
+        }
+        match msg {
+            Message::TxAck { tx_id, status, observed } => self.on_ack(now, from, tx_id, status, observed),
+            Message::Reply { request_id, hash_addr, found, height, confirmations, tx, unconfirmed } => {
+                self.on_reply(now, request_id, hash_addr, found, height, confirmations, tx, unconfirmed)
+            }
+            _ => self.events.push_back(Event::new("en.unexpected").with_display("from", from)),
+        }
+    }
+
+    fn on_ack(&mut self, now: Time, from: SocketAddrV4, tx_id: [u8; 32], status: TxStatus, observed: SocketAddrV4) {
+        let Some(reg) = &self.reg else { return };
+        if reg.tx_id != tx_id {
+            return; // an ack for an older registration
+        }
+        match status {
+            TxStatus::Accepted | TxStatus::Duplicate => {
+                let seq = reg.tx.out.seq;
+                self.events.push_back(
+                    Event::new("en.registered").with("seq", seq).with_display("sn", from).with_display("observed", observed),
+                );
+                self.registered = self.reg.take().map(|r| r.tx);
+            }
+            TxStatus::EndpointMismatch => {
+                let guessed = self.nat;
+                self.events.push_back(
+                    Event::new("en.endpoint_corrected")
+                        .with("guessed", guessed.map(|g| g.to_string()))
+                        .with_display("observed", observed),
+                );
+                if self.nat == Some(observed) {
+                    // The SN insists on what we already sent: do not loop; keep retransmitting.
+                    return;
+                }
+                self.nat = Some(observed);
+                self.register(now, "endpoint_corrected");
+            }
+            other => {
+                self.events.push_back(Event::new("en.register_rejected").with("status", format!("{other:?}")));
+                self.reg = None;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_reply(
+        &mut self,
+        now: Time,
+        request_id: u32,
+        hash_addr: HashAddr,
+        found: bool,
+        height: u64,
+        confirmations: u32,
+        tx: Option<ToallTx>,
+        unconfirmed: Option<ToallTx>,
+    ) {
+        let Some(q) = self.queries.get(&request_id) else { return };
+        if q.hash_addr != hash_addr {
+            self.events.push_back(Event::new("en.reply_rejected").with("request_id", request_id).with("reason", "reply names another hash address"));
+            return;
+        }
+        let rtt_ns = u64::try_from(now.saturating_sub(q.first_sent).as_nanos()).unwrap_or(u64::MAX);
+        let (chosen, is_unconfirmed) = match (tx, unconfirmed) {
+            (_, Some(u)) if self.want_unconfirmed => (Some(u), true),
+            (t, _) => (t, false),
+        };
+        let result = match (found, chosen) {
+            (true, Some(tx)) => {
+                if tx.out.hash_addr != hash_addr {
+                    self.events.push_back(Event::new("en.reply_rejected").with("request_id", request_id).with("reason", "Tx belongs to another hash address"));
+                    return;
+                }
+                if let Err(e) = verify_tx(&tx) {
+                    self.events.push_back(Event::new("en.reply_rejected").with("request_id", request_id).with_display("reason", e));
+                    return;
+                }
+                self.events.push_back(
+                    Event::new("en.lookup_ok")
+                        .with("request_id", request_id)
+                        .with("peer", hex(&hash_addr))
+                        .with("seq", tx.out.seq)
+                        .with_display("private", SocketAddrV4::new(tx.out.private_ip, tx.out.private_port))
+                        .with_display("nat", SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port))
+                        .with("height", height)
+                        .with("confirmations", confirmations)
+                        .with("unconfirmed", is_unconfirmed)
+                        .with("rtt_ns", rtt_ns),
+                );
+                Some(PeerInfo { tx, height, confirmations, unconfirmed: is_unconfirmed })
+            }
+            _ => {
+                self.events.push_back(Event::new("en.lookup_not_found").with("request_id", request_id).with("peer", hex(&hash_addr)).with("rtt_ns", rtt_ns));
+                None
+            }
+        };
+        self.queries.remove(&request_id);
+        self.results.push_back((request_id, hash_addr, result));
+    }
+
+    /// Retransmits what is due; fails over to the next SN after [`TRIES_PER_SN`] tries.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let Some(reg) = &self.reg {
+            if reg.next_retx <= now {
+                if reg.tries >= TRIES_PER_SN && reg.tries % TRIES_PER_SN == 0 {
+                    self.fail_over();
+                }
+                self.send_registration(now);
+            }
+        }
+        let due: Vec<u32> = self.queries.iter().filter(|(_, q)| q.next_retx <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            let tries = self.queries.get(&id).map_or(0, |q| q.tries);
+            if tries >= MAX_QUERY_TRIES {
+                if let Some(q) = self.queries.remove(&id) {
+                    self.events.push_back(Event::new("en.lookup_failed").with("request_id", id).with("peer", hex(&q.hash_addr)));
+                    self.results.push_back((id, q.hash_addr, None));
+                }
+                continue;
+            }
+            if tries >= TRIES_PER_SN && tries % TRIES_PER_SN == 0 {
+                self.fail_over();
+            }
+            self.send_query(now, id);
+        }
+    }
+
+    fn fail_over(&mut self) {
+        if self.sns.len() > 1 {
+            let from = self.super_node();
+            self.sn_index = (self.sn_index + 1) % self.sns.len();
+            self.events.push_back(
+                Event::new("en.sn_failover").with("from", from.map(|s| s.to_string())).with("to", self.super_node().map(|s| s.to_string())),
+            );
+        }
+    }
+
+    /// Next retransmission time.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let reg = self.reg.as_ref().map(|r| r.next_retx);
+        let q = self.queries.values().map(|q| q.next_retx).min();
+        reg.into_iter().chain(q).min()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+fn millis(t: Time) -> u64 {
+    u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The default control port.
+pub const DEFAULT_PORT: u16 = ports::EN;
