@@ -96,7 +96,12 @@ fn bench(c: &mut Criterion) {
     {
         let n = 1_000_000u64;
         let mut tst = SearchTable::new();
-        let txs: Vec<BenchTx> = (0..n).map(|i| BenchTx { owner: addr(i), seq: 1 }).collect();
+        let txs: Vec<BenchTx> = (0..n)
+            .map(|i| BenchTx {
+                owner: addr(i),
+                seq: 1,
+            })
+            .collect();
         for (h, chunk) in txs.chunks(250).enumerate() {
             tst.apply_block(h as u64 + 1, chunk);
         }

@@ -60,7 +60,9 @@ impl BlockHeader {
         let mut r = Reader { buf: b, pos: 0 };
         let h = r.header()?;
         if r.pos != b.len() {
-            return Err(DecodeError::TrailingBytes { extra: b.len() - r.pos });
+            return Err(DecodeError::TrailingBytes {
+                extra: b.len() - r.pos,
+            });
         }
         Ok(h)
     }
@@ -279,7 +281,11 @@ mod tests {
         assert_eq!(header().hash(), want_hash);
         assert!(matches!(
             BlockHeader::decode(&enc[..119]),
-            Err(DecodeError::Truncated { at: 112, need: 8, have: 7 })
+            Err(DecodeError::Truncated {
+                at: 112,
+                need: 8,
+                have: 7
+            })
         ));
     }
 
@@ -306,7 +312,10 @@ mod tests {
         huge_count[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
             Block::<DummyTx>::decode(&huge_count),
-            Err(DecodeError::BadTxCount { count: u32::MAX, .. })
+            Err(DecodeError::BadTxCount {
+                count: u32::MAX,
+                ..
+            })
         ));
         let mut bad_tx = enc.clone();
         bad_tx[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&47u32.to_be_bytes());

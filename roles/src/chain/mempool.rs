@@ -204,13 +204,12 @@ impl<T: ChainTx> Mempool<T> {
             return Ok(MempoolAdd::Replaced { old: old.tx.id() });
         }
         self.order.insert(arrival, owner);
-        if self.by_owner.len() > self.config.max_txs {
-            if let Some((_, oldest)) = self.order.pop_first() {
-                if let Some(p) = self.by_owner.remove(&oldest) {
-                    self.evicted += 1;
-                    return Ok(MempoolAdd::InsertedEvicting { evicted: p.tx.id() });
-                }
-            }
+        if self.by_owner.len() > self.config.max_txs
+            && let Some((_, oldest)) = self.order.pop_first()
+            && let Some(p) = self.by_owner.remove(&oldest)
+        {
+            self.evicted += 1;
+            return Ok(MempoolAdd::InsertedEvicting { evicted: p.tx.id() });
         }
         Ok(MempoolAdd::Inserted)
     }
@@ -230,12 +229,12 @@ impl<T: ChainTx> Mempool<T> {
     pub fn remove_confirmed(&mut self, confirmed: &[T]) {
         for tx in confirmed {
             let owner = tx.owner();
-            if let Some(p) = self.by_owner.get(&owner) {
-                if p.tx.seq() <= tx.seq() {
-                    let arrival = p.arrival;
-                    self.order.remove(&arrival);
-                    self.by_owner.remove(&owner);
-                }
+            if let Some(p) = self.by_owner.get(&owner)
+                && p.tx.seq() <= tx.seq()
+            {
+                let arrival = p.arrival;
+                self.order.remove(&arrival);
+                self.by_owner.remove(&owner);
             }
         }
     }
@@ -299,7 +298,10 @@ mod tests {
             add(&mut m, 3, 2, 999),
             Err(MempoolError::RateLimited { retry_at_ms: 1000 })
         );
-        assert!(matches!(add(&mut m, 3, 2, 1000), Ok(MempoolAdd::Replaced { .. })));
+        assert!(matches!(
+            add(&mut m, 3, 2, 1000),
+            Ok(MempoolAdd::Replaced { .. })
+        ));
         // Many distinct owners: the rate-limit memory stays bounded.
         for o in 0..=255u8 {
             let _ = add(&mut m, o, 100, 5000);

@@ -10,8 +10,8 @@
 //! an RNG, and block/tx order never depends on hash-map iteration, so a run is reproducible.
 
 pub mod block;
-pub mod merkle;
 pub mod mempool;
+pub mod merkle;
 pub mod persist;
 pub mod pow;
 pub mod search_table;
@@ -301,7 +301,9 @@ mod tests {
             Chain::new(easy_config(), MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
         let genesis = chain.tip().0;
         for owner in 1..=3u8 {
-            chain.add_tx(DummyTx::new(owner, 1), 10, &ok).unwrap_or_else(|e| panic!("{e}"));
+            chain
+                .add_tx(DummyTx::new(owner, 1), 10, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         assert!(matches!(
             chain.add_tx(DummyTx::new(1, 1), 10, &ok),
@@ -311,10 +313,20 @@ mod tests {
         assert_eq!(a1.txs.len(), 3);
         mine_block(&mut a1);
         let a1_hash = a1.hash();
-        let out = chain.add_block(a1, 1000, &ok).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(out, AddOutcome::Extended { added: vec![a1_hash] });
+        let out = chain
+            .add_block(a1, 1000, &ok)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out,
+            AddOutcome::Extended {
+                added: vec![a1_hash]
+            }
+        );
         assert!(chain.mempool().is_empty());
-        assert_eq!(chain.lookup(&[2; 32]).map(|(t, h)| (t.seq, h)), Some((1, 1)));
+        assert_eq!(
+            chain.lookup(&[2; 32]).map(|(t, h)| (t.seq, h)),
+            Some((1, 1))
+        );
         assert_eq!(chain.confirmations(1), 1);
         // Stale seq refused by the mempool now that seq 1 is confirmed.
         assert!(matches!(
@@ -323,12 +335,20 @@ mod tests {
         ));
 
         // Competing branch from genesis: b1 confirms owner 3 at seq 1 and owner 9, b2 on top.
-        let b1 = child(chain.store(), &genesis, 900, 2, vec![DummyTx::new(3, 1), DummyTx::new(9, 4)]);
+        let b1 = child(
+            chain.store(),
+            &genesis,
+            900,
+            2,
+            vec![DummyTx::new(3, 1), DummyTx::new(9, 4)],
+        );
         let b1_hash = b1.hash();
         assert_eq!(chain.add_block(b1, 1000, &ok), Ok(AddOutcome::SideChain));
         let b2 = child(chain.store(), &b1_hash, 1500, 2, vec![]);
         let b2_hash = b2.hash();
-        let out = chain.add_block(b2, 1500, &ok).unwrap_or_else(|e| panic!("{e}"));
+        let out = chain
+            .add_block(b2, 1500, &ok)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             out,
             AddOutcome::Reorg {
@@ -337,10 +357,18 @@ mod tests {
             }
         );
         // Owners 1 and 2 went back to the mempool; owner 3 is confirmed on the new branch.
-        let pending: Vec<u8> = chain.mempool().template(10).iter().map(|t| t.owner[0]).collect();
+        let pending: Vec<u8> = chain
+            .mempool()
+            .template(10)
+            .iter()
+            .map(|t| t.owner[0])
+            .collect();
         assert_eq!(pending, vec![1, 2]);
         assert_eq!(chain.lookup(&[1; 32]).map(|(t, _)| t.seq), None);
-        assert_eq!(chain.lookup(&[9; 32]).map(|(t, h)| (t.seq, h)), Some((4, 1)));
+        assert_eq!(
+            chain.lookup(&[9; 32]).map(|(t, h)| (t.seq, h)),
+            Some((4, 1))
+        );
         assert_eq!(chain.confirmations(1), 2);
         let mut n = 0;
         while chain.poll_connected().is_some() {
@@ -358,7 +386,9 @@ mod tests {
         for i in 1..=30u64 {
             let b = child(chain.store(), &chain.tip().0, i * 1000, 1, vec![]);
             hashes.push(b.hash());
-            chain.add_block(b, i * 1000, &ok).unwrap_or_else(|e| panic!("{e}"));
+            chain
+                .add_block(b, i * 1000, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         let loc = chain.locator();
         assert_eq!(loc.first(), Some(&hashes[30]));

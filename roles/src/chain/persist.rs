@@ -133,10 +133,7 @@ impl BlockLog {
 fn parse_records(data: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
-    loop {
-        let Some(head) = data.get(pos..pos + RECORD_HEADER_LEN) else {
-            break;
-        };
+    while let Some(head) = data.get(pos..pos + RECORD_HEADER_LEN) {
         let mut len = [0u8; 4];
         let mut crc = [0u8; 4];
         len.copy_from_slice(&head[..4]);
@@ -222,9 +219,17 @@ mod tests {
         let mut out = Vec::new();
         for i in 1..=n {
             let (tip, h) = chain.tip();
-            let b = child(chain.store(), &tip, (h + 1) * 1000, 1, vec![DummyTx::new(i as u8, 1)]);
+            let b = child(
+                chain.store(),
+                &tip,
+                (h + 1) * 1000,
+                1,
+                vec![DummyTx::new(i as u8, 1)],
+            );
             out.push(b.hash());
-            chain.add_block(b, 100_000, &ok).unwrap_or_else(|e| panic!("{e}"));
+            chain
+                .add_block(b, 100_000, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
             persist_connected(chain, log).unwrap_or_else(|e| panic!("{e}"));
         }
         out
@@ -240,7 +245,12 @@ mod tests {
         let (chain, _log, rec) = fresh(d.path());
         assert_eq!(rec, Recovery::default());
         assert_eq!(chain.tip().1, 0);
-        assert_eq!(std::fs::metadata(d.path().join(LOG_FILE)).map(|m| m.len()).ok(), Some(0));
+        assert_eq!(
+            std::fs::metadata(d.path().join(LOG_FILE))
+                .map(|m| m.len())
+                .ok(),
+            Some(0)
+        );
     }
 
     #[test]
@@ -250,9 +260,18 @@ mod tests {
         let hashes = grow(&mut chain, &mut log, 5);
         drop(log);
         let (again, _log, rec) = fresh(d.path());
-        assert_eq!(rec, Recovery { records: 5, truncated_bytes: 0 });
+        assert_eq!(
+            rec,
+            Recovery {
+                records: 5,
+                truncated_bytes: 0
+            }
+        );
         assert_eq!(again.tip(), (hashes[4], 5));
-        assert_eq!(again.lookup(&[3; 32]).map(|(t, h)| (t.seq, h)), Some((1, 3)));
+        assert_eq!(
+            again.lookup(&[3; 32]).map(|(t, h)| (t.seq, h)),
+            Some((1, 3))
+        );
     }
 
     #[test]
@@ -263,18 +282,33 @@ mod tests {
         drop(log);
         let path = d.path().join(LOG_FILE);
         let full = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let last_len = (RECORD_HEADER_LEN + chain.block(&hashes[3]).map_or(0, |b| b.encoded_len())) as u64;
+        let last_len =
+            (RECORD_HEADER_LEN + chain.block(&hashes[3]).map_or(0, |b| b.encoded_len())) as u64;
         let cut = full - last_len / 2;
-        let f = OpenOptions::new().write(true).open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
         f.set_len(cut).unwrap_or_else(|e| panic!("{e}"));
         drop(f);
         let (mut again, mut log, rec) = fresh(d.path());
-        assert_eq!(rec, Recovery { records: 3, truncated_bytes: cut - (full - last_len) });
+        assert_eq!(
+            rec,
+            Recovery {
+                records: 3,
+                truncated_bytes: cut - (full - last_len)
+            }
+        );
         assert_eq!(again.tip(), (hashes[2], 3));
-        assert_eq!(std::fs::metadata(&path).map(|m| m.len()).ok(), Some(full - last_len));
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).ok(),
+            Some(full - last_len)
+        );
         // The log is usable again: the lost block can be re-added and logged.
         if let Some(b) = chain.block(&hashes[3]) {
-            again.add_block(b.clone(), 100_000, &ok).unwrap_or_else(|e| panic!("{e}"));
+            again
+                .add_block(b.clone(), 100_000, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(persist_connected(&mut again, &mut log).ok(), Some(1));
         drop(log);
@@ -296,7 +330,13 @@ mod tests {
         bytes[rec_len + RECORD_HEADER_LEN + 10] ^= 0x55;
         std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
         let (again, _log, rec) = fresh(d.path());
-        assert_eq!(rec, Recovery { records: 1, truncated_bytes: (bytes.len() - rec_len) as u64 });
+        assert_eq!(
+            rec,
+            Recovery {
+                records: 1,
+                truncated_bytes: (bytes.len() - rec_len) as u64
+            }
+        );
         assert_eq!(again.tip(), (hashes[0], 1));
     }
 

@@ -48,14 +48,22 @@ pub fn target_for_hashes(expected_hashes: f64) -> Hash {
     if expected_hashes.fract() == 0.0 && expected_hashes < 18_446_744_073_709_551_616.0 {
         let n = expected_hashes as u64;
         let t = U256::MAX.div_u64(n);
-        let t = if work(&t.to_be()) < u128::from(n) { t.sub_one() } else { t };
+        let t = if work(&t.to_be()) < u128::from(n) {
+            t.sub_one()
+        } else {
+            t
+        };
         return t.to_be();
     }
     let two_256 = f64::from_bits((1023u64 + 256) << 52);
     let q = two_256 / expected_hashes;
     let t = U256::from_f64_floor(q);
     let t = if t.is_zero() { t } else { t.sub_one() };
-    if t.is_zero() { U256::ONE.to_be() } else { t.to_be() }
+    if t.is_zero() {
+        U256::ONE.to_be()
+    } else {
+        t.to_be()
+    }
 }
 
 /// The retarget step: `old × actual / expected`, with `actual` clamped to
@@ -66,11 +74,14 @@ pub fn retarget(old: &Hash, actual_ms: i64, expected_ms: u64) -> Hash {
     let lo = (expected / 4).max(1);
     let hi = expected.saturating_mul(4);
     let actual = u64::try_from(actual_ms).unwrap_or(0).clamp(lo, hi);
-    let t = match U256::from_be(old).mul_u64(actual) {
-        Some(p) => p.div_u64(expected),
-        None => U256::MAX,
-    };
-    if t.is_zero() { U256::ONE.to_be() } else { t.to_be() }
+    let t = U256::from_be(old)
+        .mul_div_u64(actual, expected)
+        .unwrap_or(U256::MAX);
+    if t.is_zero() {
+        U256::ONE.to_be()
+    } else {
+        t.to_be()
+    }
 }
 
 /// Tries nonces `start_nonce, start_nonce + 1, …` (wrapping) on `header` until its hash meets
@@ -207,16 +218,28 @@ impl U256 {
         self.0[i / 64] |= 1 << (i % 64);
     }
 
-    /// `self × m`, `None` on overflow.
-    fn mul_u64(self, m: u64) -> Option<U256> {
-        let mut r = [0u64; 4];
+    /// `floor(self × m / d)` exactly (320-bit intermediate); `None` if the result needs more
+    /// than 256 bits or `d = 0`.
+    fn mul_div_u64(self, m: u64, d: u64) -> Option<U256> {
+        if d == 0 {
+            return None;
+        }
+        let mut wide = [0u64; 5];
         let mut carry = 0u128;
-        for (i, out) in r.iter_mut().enumerate() {
+        for (i, out) in wide.iter_mut().take(4).enumerate() {
             let p = u128::from(self.0[i]) * u128::from(m) + carry;
             *out = p as u64;
             carry = p >> 64;
         }
-        (carry == 0).then_some(U256(r))
+        wide[4] = carry as u64;
+        let mut q = [0u64; 5];
+        let mut rem = 0u128;
+        for i in (0..5).rev() {
+            let cur = (rem << 64) | u128::from(wide[i]);
+            q[i] = (cur / u128::from(d)) as u64;
+            rem = cur % u128::from(d);
+        }
+        (q[4] == 0).then_some(U256([q[0], q[1], q[2], q[3]]))
     }
 
     /// `self / d` (floor); `d = 0` gives `MAX`.
@@ -312,7 +335,15 @@ mod tests {
 
     #[test]
     fn target_for_hashes_inverts_work() {
-        for n in [2u64, 3, 16, 1000, 1_000_000, 1_000_000_007, 3_500_000_000_000] {
+        for n in [
+            2u64,
+            3,
+            16,
+            1000,
+            1_000_000,
+            1_000_000_007,
+            3_500_000_000_000,
+        ] {
             assert_eq!(work(&target_for_hashes(n as f64)), u128::from(n));
         }
         for h in [2.5, 1234.567, 1e20, 3.3e30] {
