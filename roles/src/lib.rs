@@ -6,6 +6,7 @@
 //! (`poll_transmit`, `poll_timeout`, `poll_event`) until it is idle. That is what lets one
 //! implementation run in virtual time and in live time.
 
+pub mod chain;
 pub mod dh;
 pub mod dhcp;
 pub mod echo;
@@ -13,6 +14,7 @@ pub mod en;
 pub mod event;
 pub mod nat;
 pub mod reassembly;
+pub mod sn;
 pub mod wallet;
 
 pub use binfm_stack::Time;

@@ -1,0 +1,403 @@
+//! The blockchain core of the super nodes: blocks, Merkle roots, proof of work and
+//! retargeting, fork choice by cumulative work, the Tx Search Table, the mempool and an
+//! append-only block log (paper sections 2.1 and 3.2; `docs/chain.md`).
+//!
+//! Everything is generic over [`ChainTx`] so the ToALL Tx (written elsewhere) plugs in; the
+//! chain itself only knows a tx's id, owner and sequence number. Stateless validity
+//! (signature, hash address = SHA-256(pubkey)) is the caller's closure, [`TxValidator`].
+//!
+//! Sans-IO except [`persist`]: time is an argument (`now_ms`), nothing reads a clock or uses
+//! an RNG, and block/tx order never depends on hash-map iteration, so a run is reproducible.
+
+pub mod block;
+pub mod mempool;
+pub mod merkle;
+pub mod persist;
+pub mod pow;
+pub mod search_table;
+pub mod store;
+
+pub use block::{BLOCK_VERSION, Block, BlockHeader, DecodeError, HEADER_LEN, MAX_BLOCK_BYTES};
+pub use mempool::{Mempool, MempoolAdd, MempoolConfig, MempoolError};
+pub use search_table::SearchTable;
+pub use store::{AddOutcome, BlockError, ChainConfig, ChainStore, ConfigError};
+
+/// A SHA-256 output: block hashes, tx ids, hash addresses, targets.
+pub type Hash = [u8; 32];
+
+/// Stateless tx check supplied by the caller (signature, address = SHA-256(pubkey), ...).
+/// The chain adds the sequence rule itself.
+pub type TxValidator<'a, T> = &'a dyn Fn(&T) -> Result<(), String>;
+
+/// What the chain needs from a transaction type.
+pub trait ChainTx: Clone + std::fmt::Debug {
+    /// Unique id (hash of the encoding).
+    fn id(&self) -> Hash;
+    /// The hash address the tx registers.
+    fn owner(&self) -> Hash;
+    /// The owner's sequence number; must increase along a chain.
+    fn seq(&self) -> u64;
+    /// Wire encoding.
+    fn encode(&self) -> Vec<u8>;
+    /// Total decoder: returns an error, never panics, on any input.
+    fn decode(bytes: &[u8]) -> Result<Self, String>;
+}
+
+/// Why a tx was not taken into the mempool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The caller's validator refused it.
+    #[error("invalid tx: {0}")]
+    Invalid(String),
+    /// The encoding is larger than a block can carry.
+    #[error("tx of {bytes} bytes cannot fit in a block")]
+    TooLarge {
+        /// Encoded size.
+        bytes: usize,
+    },
+    /// Refused by the mempool rules.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+}
+
+/// The facade an SN uses: a [`ChainStore`] (blocks, fork choice, search table) plus a
+/// [`Mempool`] kept consistent with the best chain.
+#[derive(Debug)]
+pub struct Chain<T> {
+    store: ChainStore<T>,
+    mempool: Mempool<T>,
+}
+
+impl<T: ChainTx> Chain<T> {
+    /// A chain holding only the genesis block built from `config`.
+    pub fn new(config: ChainConfig, mempool: MempoolConfig) -> Result<Self, ConfigError> {
+        Ok(Chain {
+            store: ChainStore::new(config)?,
+            mempool: Mempool::new(mempool),
+        })
+    }
+
+    /// Validates and stores a block, switches the best chain if it now has the most work,
+    /// and keeps the mempool consistent: confirmed txs leave it, txs of blocks a reorg
+    /// removed come back unless the new best chain already has them (or a later seq).
+    pub fn add_block(
+        &mut self,
+        block: Block<T>,
+        now_ms: u64,
+        validate: TxValidator<'_, T>,
+    ) -> Result<AddOutcome, BlockError> {
+        let outcome = self.store.add_block(block, now_ms, validate)?;
+        match &outcome {
+            AddOutcome::Extended { added } => self.confirm(added),
+            AddOutcome::Reorg { removed, added } => {
+                for hash in removed.iter().rev() {
+                    let Some(block) = self.store.block(hash) else {
+                        continue;
+                    };
+                    for tx in &block.txs {
+                        let confirmed = self.store.search_table().latest_seq(&tx.owner());
+                        self.mempool.readd(tx.clone(), confirmed);
+                    }
+                }
+                self.confirm(added);
+            }
+            AddOutcome::SideChain | AddOutcome::Orphan { .. } | AddOutcome::Duplicate => {}
+        }
+        Ok(outcome)
+    }
+
+    fn confirm(&mut self, added: &[Hash]) {
+        for hash in added {
+            if let Some(block) = self.store.block(hash) {
+                self.mempool.remove_confirmed(&block.txs);
+            }
+        }
+    }
+
+    /// Offers a tx for the next block: the validator, the size limit, then the sequence and
+    /// mempool rules (its seq must be above the owner's latest confirmed one).
+    pub fn add_tx(
+        &mut self,
+        tx: T,
+        now_ms: u64,
+        validate: TxValidator<'_, T>,
+    ) -> Result<MempoolAdd, TxError> {
+        let bytes = tx.encode().len();
+        if bytes + 4 > MAX_BLOCK_BYTES - HEADER_LEN - 4 {
+            return Err(TxError::TooLarge { bytes });
+        }
+        validate(&tx).map_err(TxError::Invalid)?;
+        let confirmed = self.store.search_table().latest_seq(&tx.owner());
+        Ok(self.mempool.add(tx, confirmed, now_ms)?)
+    }
+
+    /// An unmined block on the best tip: up to `max_txs` mempool txs (arrival order) that fit
+    /// in [`MAX_BLOCK_BYTES`], the target the retarget rule expects, and time
+    /// `max(now_ms, median time past + 1)`. Mine it with [`pow::mine`].
+    pub fn block_template(&self, now_ms: u64, miner_id: u32, max_txs: usize) -> Block<T> {
+        let mut size = HEADER_LEN + 4;
+        let mut txs = Vec::new();
+        for tx in self.mempool.template(max_txs) {
+            let len = 4 + tx.encode().len();
+            if size + len > MAX_BLOCK_BYTES {
+                break;
+            }
+            size += len;
+            txs.push(tx);
+        }
+        self.store.template_on_tip(now_ms, miner_id, txs)
+    }
+
+    /// Best tip hash and height.
+    pub fn tip(&self) -> (Hash, u64) {
+        self.store.tip()
+    }
+
+    /// Latest confirmed tx of a hash address on the best chain and the block height holding it.
+    pub fn lookup(&self, addr: &Hash) -> Option<(&T, u64)> {
+        self.store.search_table().lookup(addr)
+    }
+
+    /// Confirmations of a block at `height` on the best chain (the tip has one).
+    pub fn confirmations(&self, height: u64) -> u64 {
+        self.store.search_table().confirmations(height)
+    }
+
+    /// Any stored (connected) block by hash.
+    pub fn block(&self, hash: &Hash) -> Option<&Block<T>> {
+        self.store.block(hash)
+    }
+
+    /// Block locator of the best chain (see [`ChainStore::locator`]).
+    pub fn locator(&self) -> Vec<Hash> {
+        self.store.locator()
+    }
+
+    /// Best-chain blocks after the first locator hash we know (see [`ChainStore::blocks_after`]).
+    pub fn blocks_after(&self, locator: &[Hash], max: usize) -> Vec<&Block<T>> {
+        self.store.blocks_after(locator, max)
+    }
+
+    /// Next block stored since the last call, in connection order (for the block log and
+    /// for relaying connected orphans).
+    pub fn poll_connected(&mut self) -> Option<Hash> {
+        self.store.poll_connected()
+    }
+
+    /// The block store.
+    pub fn store(&self) -> &ChainStore<T> {
+        &self.store
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool<T> {
+        &self.mempool
+    }
+}
+
+/// A dummy tx for tests: owner, seq and a tag, 48 bytes.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) struct DummyTx {
+        pub owner: Hash,
+        pub seq: u64,
+        pub tag: u64,
+    }
+
+    impl DummyTx {
+        pub(crate) fn new(owner: u8, seq: u64) -> Self {
+            DummyTx {
+                owner: [owner; 32],
+                seq,
+                tag: 0,
+            }
+        }
+    }
+
+    impl ChainTx for DummyTx {
+        fn id(&self) -> Hash {
+            Sha256::digest(self.encode()).into()
+        }
+        fn owner(&self) -> Hash {
+            self.owner
+        }
+        fn seq(&self) -> u64 {
+            self.seq
+        }
+        fn encode(&self) -> Vec<u8> {
+            let mut v = Vec::with_capacity(48);
+            v.extend_from_slice(&self.owner);
+            v.extend_from_slice(&self.seq.to_be_bytes());
+            v.extend_from_slice(&self.tag.to_be_bytes());
+            v
+        }
+        fn decode(bytes: &[u8]) -> Result<Self, String> {
+            let (Some(owner), Some(seq), Some(tag), 48) = (
+                bytes.get(..32).and_then(|b| <Hash>::try_from(b).ok()),
+                bytes.get(32..40).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+                bytes.get(40..48).and_then(|b| <[u8; 8]>::try_from(b).ok()),
+                bytes.len(),
+            ) else {
+                return Err(format!("dummy tx must be 48 bytes, got {}", bytes.len()));
+            };
+            Ok(DummyTx {
+                owner,
+                seq: u64::from_be_bytes(seq),
+                tag: u64::from_be_bytes(tag),
+            })
+        }
+    }
+
+    /// Accepts everything.
+    pub(crate) fn ok(_: &DummyTx) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// A config where a block takes about 4 hashes: fast in debug builds.
+    pub(crate) fn easy_config() -> ChainConfig {
+        ChainConfig {
+            network_hash_rate: 4.0,
+            ..ChainConfig::default()
+        }
+    }
+
+    /// Mines `block` in place (real hashing; the target is easy).
+    pub(crate) fn mine_block(block: &mut Block<DummyTx>) {
+        match pow::mine(&block.header, 0, 1 << 24) {
+            Some((nonce, _)) => block.header.nonce = nonce,
+            None => panic!("easy target not met in 2^24 tries"),
+        }
+    }
+
+    /// A mined child of `parent` at time `time_ms` with `txs`, target from the store's rule.
+    pub(crate) fn child(
+        store: &ChainStore<DummyTx>,
+        parent: &Hash,
+        time_ms: u64,
+        miner: u32,
+        txs: Vec<DummyTx>,
+    ) -> Block<DummyTx> {
+        let mut b = store
+            .template_on(parent, time_ms, miner, txs)
+            .unwrap_or_else(|| panic!("parent unknown"));
+        mine_block(&mut b);
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::*;
+    use super::*;
+
+    #[test]
+    fn facade_mempool_follows_reorg_none_lost() {
+        let mut chain: Chain<DummyTx> =
+            Chain::new(easy_config(), MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let genesis = chain.tip().0;
+        for owner in 1..=3u8 {
+            chain
+                .add_tx(DummyTx::new(owner, 1), 10, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(matches!(
+            chain.add_tx(DummyTx::new(1, 1), 10, &ok),
+            Err(TxError::Mempool(MempoolError::NotAbovePending { .. }))
+        ));
+        let mut a1 = chain.block_template(1000, 1, 100);
+        assert_eq!(a1.txs.len(), 3);
+        mine_block(&mut a1);
+        let a1_hash = a1.hash();
+        let out = chain
+            .add_block(a1, 1000, &ok)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out,
+            AddOutcome::Extended {
+                added: vec![a1_hash]
+            }
+        );
+        assert!(chain.mempool().is_empty());
+        assert_eq!(
+            chain.lookup(&[2; 32]).map(|(t, h)| (t.seq, h)),
+            Some((1, 1))
+        );
+        assert_eq!(chain.confirmations(1), 1);
+        // Stale seq refused by the mempool now that seq 1 is confirmed.
+        assert!(matches!(
+            chain.add_tx(DummyTx::new(2, 1), 1100, &ok),
+            Err(TxError::Mempool(MempoolError::StaleSeq { .. }))
+        ));
+
+        // Competing branch from genesis: b1 confirms owner 3 at seq 1 and owner 9, b2 on top.
+        let b1 = child(
+            chain.store(),
+            &genesis,
+            900,
+            2,
+            vec![DummyTx::new(3, 1), DummyTx::new(9, 4)],
+        );
+        let b1_hash = b1.hash();
+        assert_eq!(chain.add_block(b1, 1000, &ok), Ok(AddOutcome::SideChain));
+        let b2 = child(chain.store(), &b1_hash, 1500, 2, vec![]);
+        let b2_hash = b2.hash();
+        let out = chain
+            .add_block(b2, 1500, &ok)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out,
+            AddOutcome::Reorg {
+                removed: vec![a1_hash],
+                added: vec![b1_hash, b2_hash]
+            }
+        );
+        // Owners 1 and 2 went back to the mempool; owner 3 is confirmed on the new branch.
+        let pending: Vec<u8> = chain
+            .mempool()
+            .template(10)
+            .iter()
+            .map(|t| t.owner[0])
+            .collect();
+        assert_eq!(pending, vec![1, 2]);
+        assert_eq!(chain.lookup(&[1; 32]).map(|(t, _)| t.seq), None);
+        assert_eq!(
+            chain.lookup(&[9; 32]).map(|(t, h)| (t.seq, h)),
+            Some((4, 1))
+        );
+        assert_eq!(chain.confirmations(1), 2);
+        let mut n = 0;
+        while chain.poll_connected().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn locator_and_blocks_after() {
+        let mut chain: Chain<DummyTx> =
+            Chain::new(easy_config(), MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let genesis = chain.tip().0;
+        let mut hashes = vec![genesis];
+        for i in 1..=30u64 {
+            let b = child(chain.store(), &chain.tip().0, i * 1000, 1, vec![]);
+            hashes.push(b.hash());
+            chain
+                .add_block(b, i * 1000, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let loc = chain.locator();
+        assert_eq!(loc.first(), Some(&hashes[30]));
+        assert_eq!(loc.last(), Some(&genesis));
+        assert!(loc.len() < 20);
+        // A peer that knows up to height 12 (and an unknown hash first) gets 13.. onward.
+        let after = chain.blocks_after(&[[7; 32], hashes[12]], 5);
+        let got: Vec<Hash> = after.iter().map(|b| b.hash()).collect();
+        assert_eq!(got, hashes[13..18].to_vec());
+        assert!(chain.blocks_after(&[hashes[30]], 5).is_empty());
+    }
+}
