@@ -136,7 +136,13 @@ impl EndNode {
     }
 
     /// A new address from DHCP: remember it and register (paper, Figure 7).
-    pub fn on_address(&mut self, now: Time, private_ip: Ipv4Addr, nat_public: Option<Ipv4Addr>, sns: Vec<SocketAddrV4>) {
+    pub fn on_address(
+        &mut self,
+        now: Time,
+        private_ip: Ipv4Addr,
+        nat_public: Option<Ipv4Addr>,
+        sns: Vec<SocketAddrV4>,
+    ) {
         let private = SocketAddrV4::new(private_ip, self.port);
         // Without a NAT the EN is its own public endpoint.
         let nat = match nat_public {
@@ -165,7 +171,9 @@ impl EndNode {
     }
 
     fn register(&mut self, now: Time, why: &str) {
-        let (Some(private), Some(nat)) = (self.private, self.nat) else { return };
+        let (Some(private), Some(nat)) = (self.private, self.nat) else {
+            return;
+        };
         self.wallet.set_addresses(private, nat);
         let tx = self.wallet.next_tx(millis(now));
         let tx_id = tx.id();
@@ -177,7 +185,13 @@ impl EndNode {
                 .with_display("nat", nat)
                 .with("hash_addr", hex(&tx.out.hash_addr)),
         );
-        self.reg = Some(Registration { tx, tx_id, tries: 0, rto: RTO_INITIAL, next_retx: now });
+        self.reg = Some(Registration {
+            tx,
+            tx_id,
+            tries: 0,
+            rto: RTO_INITIAL,
+            next_retx: now,
+        });
         self.send_registration(now);
     }
 
@@ -194,20 +208,41 @@ impl EndNode {
         }
         reg.next_retx = now + reg.rto;
         let payload = Message::TxSubmit { tx: reg.tx.clone() }.to_bytes();
-        self.events.push_back(Event::new("en.tx_sent").with("seq", reg.tx.out.seq).with("try", reg.tries).with_display("sn", sn));
-        self.out.push_back(Transmit { src_ip: None, src_port: self.port, dst: sn, payload });
+        self.events.push_back(
+            Event::new("en.tx_sent")
+                .with("seq", reg.tx.out.seq)
+                .with("try", reg.tries)
+                .with_display("sn", sn),
+        );
+        self.out.push_back(Transmit {
+            src_ip: None,
+            src_port: self.port,
+            dst: sn,
+            payload,
+        });
     }
 
     /// Looks up a peer's hash address at the nearest SN; the answer comes as an event and
     /// through [`EndNode::poll_lookup`]. Returns the request id.
     pub fn lookup(&mut self, now: Time, hash_addr: HashAddr) -> Option<u32> {
         if self.queries.len() >= MAX_PENDING_QUERIES {
-            self.events.push_back(Event::new("en.lookup_refused").with("reason", "too many pending queries"));
+            self.events.push_back(
+                Event::new("en.lookup_refused").with("reason", "too many pending queries"),
+            );
             return None;
         }
         let id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
-        self.queries.insert(id, PendingQuery { hash_addr, first_sent: now, tries: 0, rto: RTO_INITIAL, next_retx: now });
+        self.queries.insert(
+            id,
+            PendingQuery {
+                hash_addr,
+                first_sent: now,
+                tries: 0,
+                rto: RTO_INITIAL,
+                next_retx: now,
+            },
+        );
         self.send_query(now, id);
         Some(id)
     }
@@ -215,17 +250,33 @@ impl EndNode {
     fn send_query(&mut self, now: Time, id: u32) {
         let Some(sn) = self.super_node() else { return };
         let want_unconfirmed = self.want_unconfirmed;
-        let Some(q) = self.queries.get_mut(&id) else { return };
+        let Some(q) = self.queries.get_mut(&id) else {
+            return;
+        };
         q.tries += 1;
         if q.tries > 1 {
             q.rto = (q.rto * 2).min(RTO_MAX);
         }
         q.next_retx = now + q.rto;
-        let payload = Message::Query { request_id: id, hash_addr: q.hash_addr, want_unconfirmed }.to_bytes();
+        let payload = Message::Query {
+            request_id: id,
+            hash_addr: q.hash_addr,
+            want_unconfirmed,
+        }
+        .to_bytes();
         self.events.push_back(
-            Event::new("en.query_sent").with("request_id", id).with("try", q.tries).with("peer", hex(&q.hash_addr)).with_display("sn", sn),
+            Event::new("en.query_sent")
+                .with("request_id", id)
+                .with("try", q.tries)
+                .with("peer", hex(&q.hash_addr))
+                .with_display("sn", sn),
         );
-        self.out.push_back(Transmit { src_ip: None, src_port: self.port, dst: sn, payload });
+        self.out.push_back(Transmit {
+            src_ip: None,
+            src_port: self.port,
+            dst: sn,
+            payload,
+        });
     }
 
     /// Takes the next finished lookup: (request id, wanted address, result or `None` if not found).
@@ -234,28 +285,67 @@ impl EndNode {
     }
 
     /// A datagram for the EN's control port.
-    pub fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, _to: SocketAddrV4, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        _to: SocketAddrV4,
+        data: &[u8],
+    ) {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.events.push_back(Event::new("en.malformed").with_display("from", from).with_display("error", e));
+                self.events.push_back(
+                    Event::new("en.malformed")
+                        .with_display("from", from)
+                        .with_display("error", e),
+                );
                 return;
             }
         };
         if !self.sns.contains(&from) {
-            self.events.push_back(Event::new("en.unexpected").with_display("from", from));
+            self.events
+                .push_back(Event::new("en.unexpected").with_display("from", from));
             return;
         }
         match msg {
-            Message::TxAck { tx_id, status, observed } => self.on_ack(now, from, tx_id, status, observed),
-            Message::Reply { request_id, hash_addr, found, height, confirmations, tx, unconfirmed } => {
-                self.on_reply(now, request_id, hash_addr, found, height, confirmations, tx, unconfirmed)
-            }
-            _ => self.events.push_back(Event::new("en.unexpected").with_display("from", from)),
+            Message::TxAck {
+                tx_id,
+                status,
+                observed,
+            } => self.on_ack(now, from, tx_id, status, observed),
+            Message::Reply {
+                request_id,
+                hash_addr,
+                found,
+                height,
+                confirmations,
+                tx,
+                unconfirmed,
+            } => self.on_reply(
+                now,
+                request_id,
+                hash_addr,
+                found,
+                height,
+                confirmations,
+                tx,
+                unconfirmed,
+            ),
+            _ => self
+                .events
+                .push_back(Event::new("en.unexpected").with_display("from", from)),
         }
     }
 
-    fn on_ack(&mut self, now: Time, from: SocketAddrV4, tx_id: [u8; 32], status: TxStatus, observed: SocketAddrV4) {
+    fn on_ack(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        tx_id: [u8; 32],
+        status: TxStatus,
+        observed: SocketAddrV4,
+    ) {
         let Some(reg) = &self.reg else { return };
         if reg.tx_id != tx_id {
             return; // an ack for an older registration
@@ -264,7 +354,10 @@ impl EndNode {
             TxStatus::Accepted | TxStatus::Duplicate => {
                 let seq = reg.tx.out.seq;
                 self.events.push_back(
-                    Event::new("en.registered").with("seq", seq).with_display("sn", from).with_display("observed", observed),
+                    Event::new("en.registered")
+                        .with("seq", seq)
+                        .with_display("sn", from)
+                        .with_display("observed", observed),
                 );
                 self.registered = self.reg.take().map(|r| r.tx);
             }
@@ -283,7 +376,9 @@ impl EndNode {
                 self.register(now, "endpoint_corrected");
             }
             other => {
-                self.events.push_back(Event::new("en.register_rejected").with("status", format!("{other:?}")));
+                self.events.push_back(
+                    Event::new("en.register_rejected").with("status", format!("{other:?}")),
+                );
                 self.reg = None;
             }
         }
@@ -301,9 +396,15 @@ impl EndNode {
         tx: Option<ToallTx>,
         unconfirmed: Option<ToallTx>,
     ) {
-        let Some(q) = self.queries.get(&request_id) else { return };
+        let Some(q) = self.queries.get(&request_id) else {
+            return;
+        };
         if q.hash_addr != hash_addr {
-            self.events.push_back(Event::new("en.reply_rejected").with("request_id", request_id).with("reason", "reply names another hash address"));
+            self.events.push_back(
+                Event::new("en.reply_rejected")
+                    .with("request_id", request_id)
+                    .with("reason", "reply names another hash address"),
+            );
             return;
         }
         let rtt_ns = u64::try_from(now.saturating_sub(q.first_sent).as_nanos()).unwrap_or(u64::MAX);
@@ -314,11 +415,19 @@ impl EndNode {
         let result = match (found, chosen) {
             (true, Some(tx)) => {
                 if tx.out.hash_addr != hash_addr {
-                    self.events.push_back(Event::new("en.reply_rejected").with("request_id", request_id).with("reason", "Tx belongs to another hash address"));
+                    self.events.push_back(
+                        Event::new("en.reply_rejected")
+                            .with("request_id", request_id)
+                            .with("reason", "Tx belongs to another hash address"),
+                    );
                     return;
                 }
                 if let Err(e) = verify_tx(&tx) {
-                    self.events.push_back(Event::new("en.reply_rejected").with("request_id", request_id).with_display("reason", e));
+                    self.events.push_back(
+                        Event::new("en.reply_rejected")
+                            .with("request_id", request_id)
+                            .with_display("reason", e),
+                    );
                     return;
                 }
                 self.events.push_back(
@@ -326,17 +435,30 @@ impl EndNode {
                         .with("request_id", request_id)
                         .with("peer", hex(&hash_addr))
                         .with("seq", tx.out.seq)
-                        .with_display("private", SocketAddrV4::new(tx.out.private_ip, tx.out.private_port))
+                        .with_display(
+                            "private",
+                            SocketAddrV4::new(tx.out.private_ip, tx.out.private_port),
+                        )
                         .with_display("nat", SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port))
                         .with("height", height)
                         .with("confirmations", confirmations)
                         .with("unconfirmed", is_unconfirmed)
                         .with("rtt_ns", rtt_ns),
                 );
-                Some(PeerInfo { tx, height, confirmations, unconfirmed: is_unconfirmed })
+                Some(PeerInfo {
+                    tx,
+                    height,
+                    confirmations,
+                    unconfirmed: is_unconfirmed,
+                })
             }
             _ => {
-                self.events.push_back(Event::new("en.lookup_not_found").with("request_id", request_id).with("peer", hex(&hash_addr)).with("rtt_ns", rtt_ns));
+                self.events.push_back(
+                    Event::new("en.lookup_not_found")
+                        .with("request_id", request_id)
+                        .with("peer", hex(&hash_addr))
+                        .with("rtt_ns", rtt_ns),
+                );
                 None
             }
         };
@@ -346,25 +468,34 @@ impl EndNode {
 
     /// Retransmits what is due; fails over to the next SN after [`TRIES_PER_SN`] tries.
     pub fn handle_timeout(&mut self, now: Time) {
-        if let Some(reg) = &self.reg {
-            if reg.next_retx <= now {
-                if reg.tries >= TRIES_PER_SN && reg.tries % TRIES_PER_SN == 0 {
-                    self.fail_over();
-                }
-                self.send_registration(now);
+        if let Some(reg) = &self.reg
+            && reg.next_retx <= now
+        {
+            if reg.tries >= TRIES_PER_SN && reg.tries.is_multiple_of(TRIES_PER_SN) {
+                self.fail_over();
             }
+            self.send_registration(now);
         }
-        let due: Vec<u32> = self.queries.iter().filter(|(_, q)| q.next_retx <= now).map(|(id, _)| *id).collect();
+        let due: Vec<u32> = self
+            .queries
+            .iter()
+            .filter(|(_, q)| q.next_retx <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in due {
             let tries = self.queries.get(&id).map_or(0, |q| q.tries);
             if tries >= MAX_QUERY_TRIES {
                 if let Some(q) = self.queries.remove(&id) {
-                    self.events.push_back(Event::new("en.lookup_failed").with("request_id", id).with("peer", hex(&q.hash_addr)));
+                    self.events.push_back(
+                        Event::new("en.lookup_failed")
+                            .with("request_id", id)
+                            .with("peer", hex(&q.hash_addr)),
+                    );
                     self.results.push_back((id, q.hash_addr, None));
                 }
                 continue;
             }
-            if tries >= TRIES_PER_SN && tries % TRIES_PER_SN == 0 {
+            if tries >= TRIES_PER_SN && tries.is_multiple_of(TRIES_PER_SN) {
                 self.fail_over();
             }
             self.send_query(now, id);
@@ -376,7 +507,9 @@ impl EndNode {
             let from = self.super_node();
             self.sn_index = (self.sn_index + 1) % self.sns.len();
             self.events.push_back(
-                Event::new("en.sn_failover").with("from", from.map(|s| s.to_string())).with("to", self.super_node().map(|s| s.to_string())),
+                Event::new("en.sn_failover")
+                    .with("from", from.map(|s| s.to_string()))
+                    .with("to", self.super_node().map(|s| s.to_string())),
             );
         }
     }

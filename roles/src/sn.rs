@@ -1,0 +1,648 @@
+//! The super node (SN): verifies ToALL Txs, relays them to its peers, mines blocks with
+//! proof of work, follows the chain with the most work, and answers Queries from its Tx
+//! Search Table (paper sections 2.1 and 3.2, Figures 5-7).
+//!
+//! Mining is real hashing in both drivers. The moment a block is found follows from the
+//! nonces tried and the SN's configured hash rate: a template made at `t0` whose nonce is
+//! found after `N` tries is found at `t0 + N / hash_rate`. The SN computes the nonce at once
+//! and waits (a timer) until that moment; a new tip or a new Tx before then replaces the
+//! template (proof of work is memoryless, so restarting does not bias block times). Runs stay
+//! deterministic for a seed and fast in wall time, and every block is valid.
+
+use crate::chain::persist::BlockLog;
+use crate::chain::{
+    AddOutcome, Block, Chain, ChainConfig, ChainTx, Hash, MempoolConfig, MempoolError,
+    TxError as ChainTxError, pow,
+};
+use crate::en::hex;
+use crate::reassembly::Reassembler;
+use crate::wallet::verify_tx;
+use crate::{Event, Time, Transmit};
+use binfm_stack::wire::binfm::{BlockPart, Message, TxStatus, reject, split_block};
+use binfm_stack::wire::ports;
+use binfm_stack::wire::toall::ToallTx;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+impl ChainTx for ToallTx {
+    fn id(&self) -> Hash {
+        ToallTx::id(self)
+    }
+    fn owner(&self) -> Hash {
+        self.out.hash_addr
+    }
+    fn seq(&self) -> u64 {
+        self.out.seq
+    }
+    fn encode(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        ToallTx::parse(bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The stateless validity check of a ToALL Tx, as the chain wants it.
+pub fn validate_tx(tx: &ToallTx) -> Result<(), String> {
+    verify_tx(tx).map_err(|e| e.to_string())
+}
+
+/// Super node settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnConfig {
+    /// Miner id written into the blocks this SN mines.
+    pub miner_id: u32,
+    /// Peer SNs (flooding of Txs and blocks).
+    pub peers: Vec<SocketAddrV4>,
+    /// Hashes per second of run time.
+    pub hash_rate: f64,
+    /// Chain parameters (the same on every SN of a run).
+    pub chain: ChainConfig,
+    /// Mempool limits.
+    pub mempool: MempoolConfig,
+    /// Answer `want_unconfirmed` Queries with the newest pending Tx too.
+    pub reply_unconfirmed: bool,
+    /// Whether this SN mines at all.
+    pub mine: bool,
+    /// Most Txs in one block.
+    pub max_block_txs: usize,
+    /// How often the tip is announced to peers (catch-up after partitions and restarts).
+    pub tip_announce: Duration,
+}
+
+impl SnConfig {
+    /// Defaults around a chain config: mining on, 500 Txs per block, tip announced every 2 s.
+    pub fn new(
+        miner_id: u32,
+        peers: Vec<SocketAddrV4>,
+        hash_rate: f64,
+        chain: ChainConfig,
+    ) -> Self {
+        SnConfig {
+            miner_id,
+            peers,
+            hash_rate,
+            chain,
+            mempool: MempoolConfig::default(),
+            reply_unconfirmed: false,
+            mine: true,
+            max_block_txs: 500,
+            tip_announce: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A block found by hashing, waiting for the moment the hash rate says it is found.
+#[derive(Debug)]
+struct Job {
+    block: Option<Block<ToallTx>>,
+    found_at: Time,
+    tries: u64,
+}
+
+/// Sans-IO super node.
+#[derive(Debug)]
+pub struct SuperNode {
+    cfg: SnConfig,
+    chain: Chain<ToallTx>,
+    rng: ChaCha8Rng,
+    job: Option<Job>,
+    reassembly: Reassembler,
+    next_announce: Time,
+    started: bool,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    persist: VecDeque<Vec<u8>>,
+    /// Counters by reason of what the SN refused or dropped.
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+}
+
+fn millis(t: Time) -> u64 {
+    u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn work_bytes(work: u128) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[16..].copy_from_slice(&work.to_be_bytes());
+    b
+}
+
+fn work_of(bytes: &[u8; 32]) -> u128 {
+    let mut w = [0u8; 16];
+    w.copy_from_slice(&bytes[16..]);
+    if bytes[..16].iter().any(|&b| b != 0) {
+        u128::MAX
+    } else {
+        u128::from_be_bytes(w)
+    }
+}
+
+impl SuperNode {
+    /// A super node with a fresh chain (genesis only).
+    pub fn new(cfg: SnConfig, seed: u64) -> Result<Self, crate::chain::ConfigError> {
+        let chain = Chain::new(cfg.chain, cfg.mempool)?;
+        Ok(SuperNode::with_chain(cfg, chain, seed))
+    }
+
+    /// A super node around a chain recovered from its data directory.
+    pub fn with_chain(cfg: SnConfig, chain: Chain<ToallTx>, seed: u64) -> Self {
+        SuperNode {
+            cfg,
+            chain,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            job: None,
+            reassembly: Reassembler::new(
+                64,
+                crate::chain::MAX_BLOCK_BYTES,
+                Duration::from_secs(10),
+            ),
+            next_announce: Time::ZERO,
+            started: false,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            persist: VecDeque::new(),
+            refused: Default::default(),
+        }
+    }
+
+    /// The chain (tip, search table, mempool).
+    pub fn chain(&self) -> &Chain<ToallTx> {
+        &self.chain
+    }
+
+    /// Starts mining and announcing at `now`.
+    pub fn start(&mut self, now: Time) {
+        self.started = true;
+        self.next_announce = now;
+        self.retemplate(now);
+    }
+
+    fn refuse(&mut self, reason: &'static str) {
+        *self.refused.entry(reason).or_default() += 1;
+    }
+
+    fn send(&mut self, dst: SocketAddrV4, msg: &Message) {
+        self.out.push_back(Transmit {
+            src_ip: None,
+            src_port: ports::SN,
+            dst,
+            payload: msg.to_bytes(),
+        });
+    }
+
+    fn flood(&mut self, msg: &Message, except: Option<SocketAddrV4>) {
+        let bytes = msg.to_bytes();
+        for &p in &self.cfg.peers {
+            if Some(p) != except {
+                self.out.push_back(Transmit {
+                    src_ip: None,
+                    src_port: ports::SN,
+                    dst: p,
+                    payload: bytes.clone(),
+                });
+            }
+        }
+    }
+
+    /// Makes a new block template on the best tip and solves it (real hashing).
+    fn retemplate(&mut self, now: Time) {
+        if !self.cfg.mine || !self.started {
+            return;
+        }
+        let mut block =
+            self.chain
+                .block_template(millis(now), self.cfg.miner_id, self.cfg.max_block_txs);
+        let expected =
+            self.cfg.chain.network_hash_rate * self.cfg.chain.block_interval_ms as f64 / 1000.0;
+        // Bound the hashing of one template; if it fails, try a new one at that moment.
+        let max_tries = ((expected * 20.0) as u64).max(1000);
+        let start: u64 = self.rng.random();
+        let (block, tries) = match pow::mine(&block.header, start, max_tries) {
+            Some((nonce, tries)) => {
+                block.header.nonce = nonce;
+                (Some(block), tries)
+            }
+            None => (None, max_tries),
+        };
+        let secs = tries as f64 / self.cfg.hash_rate;
+        let found_at = now + Duration::from_secs_f64(secs.max(1e-6));
+        self.job = Some(Job {
+            block,
+            found_at,
+            tries,
+        });
+    }
+
+    /// Handles a datagram on the SN port.
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        _to: SocketAddrV4,
+        data: &[u8],
+    ) {
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.refuse("malformed");
+                self.events.push_back(
+                    Event::new("sn.malformed")
+                        .with_display("from", from)
+                        .with_display("error", e),
+                );
+                return;
+            }
+        };
+        let from_peer = self.cfg.peers.contains(&from);
+        match msg {
+            Message::TxSubmit { tx } => self.on_tx_submit(now, from, tx),
+            Message::TxRelay { tx } if from_peer => self.on_tx_relay(now, from, tx),
+            Message::Query {
+                request_id,
+                hash_addr,
+                want_unconfirmed,
+            } => {
+                let (found, height, confirmations, tx) = match self.chain.lookup(&hash_addr) {
+                    Some((tx, h)) => (true, h, self.chain.confirmations(h), Some(tx.clone())),
+                    None => (false, 0, 0, None),
+                };
+                let unconfirmed = if self.cfg.reply_unconfirmed && want_unconfirmed {
+                    self.chain.mempool().pending(&hash_addr).cloned()
+                } else {
+                    None
+                };
+                let found = found || unconfirmed.is_some();
+                self.events.push_back(
+                    Event::new("sn.query")
+                        .with("peer", hex(&hash_addr))
+                        .with("found", found)
+                        .with_display("from", from)
+                        .with("request_id", request_id),
+                );
+                let reply = Message::Reply {
+                    request_id,
+                    hash_addr,
+                    found,
+                    height,
+                    confirmations: u32::try_from(confirmations).unwrap_or(u32::MAX),
+                    tx,
+                    unconfirmed,
+                };
+                self.send(from, &reply);
+            }
+            Message::BlockPart(part) if from_peer => self.on_block_part(now, from, part),
+            Message::GetBlock { block_hash } if from_peer => {
+                if let Some(block) = self.chain.block(&block_hash) {
+                    let bytes = block.encode();
+                    if let Ok(parts) = split_block(block_hash, &bytes) {
+                        for p in parts {
+                            self.send(from, &p);
+                        }
+                    }
+                } else {
+                    self.refuse("get_block_unknown");
+                }
+            }
+            Message::TipAnnounce {
+                tip_hash,
+                height,
+                total_work,
+            } if from_peer => {
+                if work_of(&total_work) > self.chain.store().tip_work()
+                    && self.chain.block(&tip_hash).is_none()
+                {
+                    self.events.push_back(
+                        Event::new("sn.catch_up")
+                            .with("height", height)
+                            .with_display("from", from),
+                    );
+                    self.send(
+                        from,
+                        &Message::GetBlock {
+                            block_hash: tip_hash,
+                        },
+                    );
+                }
+            }
+            _ => {
+                self.refuse("unexpected");
+                self.events
+                    .push_back(Event::new("sn.unexpected").with_display("from", from));
+            }
+        }
+    }
+
+    fn on_tx_submit(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
+        let tx_id = tx.id();
+        if let Err(e) = verify_tx(&tx) {
+            self.refuse("tx_invalid");
+            self.events.push_back(
+                Event::new("sn.tx_rejected")
+                    .with_display("reason", e)
+                    .with_display("from", from),
+            );
+            let status = TxStatus::Rejected(e.reject_code());
+            self.send(
+                from,
+                &Message::TxAck {
+                    tx_id,
+                    status,
+                    observed: from,
+                },
+            );
+            return;
+        }
+        // The SN sees where the Tx really came from (as a STUN server would): a Tx whose
+        // NAT endpoint is not that address is refused, and the EN learns its real port.
+        if (tx.out.nat_ip, tx.out.nat_port) != (*from.ip(), from.port()) {
+            self.events.push_back(
+                Event::new("sn.endpoint_mismatch")
+                    .with("owner", hex(&tx.out.hash_addr))
+                    .with_display("claimed", SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port))
+                    .with_display("observed", from),
+            );
+            self.send(
+                from,
+                &Message::TxAck {
+                    tx_id,
+                    status: TxStatus::EndpointMismatch,
+                    observed: from,
+                },
+            );
+            return;
+        }
+        let status = self.offer_tx(now, &tx, None);
+        self.send(
+            from,
+            &Message::TxAck {
+                tx_id,
+                status,
+                observed: from,
+            },
+        );
+    }
+
+    fn on_tx_relay(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
+        if let Err(e) = verify_tx(&tx) {
+            self.refuse("tx_invalid");
+            self.events.push_back(
+                Event::new("sn.tx_rejected")
+                    .with_display("reason", e)
+                    .with_display("from", from),
+            );
+            return;
+        }
+        self.offer_tx(now, &tx, Some(from));
+    }
+
+    /// Offers a verified Tx to the mempool; relays it if it is new.
+    fn offer_tx(&mut self, now: Time, tx: &ToallTx, relayed_by: Option<SocketAddrV4>) -> TxStatus {
+        let owner = tx.out.hash_addr;
+        let known = self
+            .chain
+            .mempool()
+            .pending(&owner)
+            .is_some_and(|p| p.id() == tx.id())
+            || self
+                .chain
+                .lookup(&owner)
+                .is_some_and(|(c, _)| c.id() == tx.id());
+        if known {
+            return TxStatus::Duplicate;
+        }
+        match self.chain.add_tx(tx.clone(), millis(now), &validate_tx) {
+            Ok(_) => {
+                self.events.push_back(
+                    Event::new("sn.tx_accepted")
+                        .with("owner", hex(&owner))
+                        .with("seq", tx.out.seq)
+                        .with("relayed_by", relayed_by.map(|r| r.to_string())),
+                );
+                self.flood(&Message::TxRelay { tx: tx.clone() }, relayed_by);
+                self.retemplate(now);
+                TxStatus::Accepted
+            }
+            Err(e) => {
+                let code = match &e {
+                    ChainTxError::Mempool(
+                        MempoolError::StaleSeq { .. } | MempoolError::NotAbovePending { .. },
+                    ) => reject::STALE_SEQ,
+                    _ => reject::MALFORMED,
+                };
+                self.refuse("tx_refused");
+                self.events.push_back(
+                    Event::new("sn.tx_rejected")
+                        .with("owner", hex(&owner))
+                        .with("seq", tx.out.seq)
+                        .with_display("reason", e),
+                );
+                TxStatus::Rejected(code)
+            }
+        }
+    }
+
+    fn on_block_part(&mut self, now: Time, from: SocketAddrV4, part: BlockPart) {
+        let Some(bytes) = self.reassembly.push(now, &part) else {
+            return;
+        };
+        match Block::<ToallTx>::decode(&bytes) {
+            Ok(block) => self.add_block(now, block, Some(from)),
+            Err(e) => {
+                self.refuse("block_malformed");
+                self.events.push_back(
+                    Event::new("sn.block_rejected")
+                        .with_display("reason", e)
+                        .with_display("from", from),
+                );
+            }
+        }
+    }
+
+    /// Adds a block (received or mined) and reacts to the outcome.
+    fn add_block(&mut self, now: Time, block: Block<ToallTx>, from: Option<SocketAddrV4>) {
+        let hash = block.hash();
+        let txs = block.txs.len();
+        match self.chain.add_block(block, millis(now), &validate_tx) {
+            Ok(AddOutcome::Extended { added }) => {
+                let (_, height) = self.chain.tip();
+                let kind = if from.is_some() {
+                    "sn.block_accepted"
+                } else {
+                    "sn.block_mined"
+                };
+                let mut ev = Event::new(kind)
+                    .with("hash", hex(&hash))
+                    .with("height", height)
+                    .with("txs", txs);
+                if let Some(f) = from {
+                    ev = ev.with_display("from", f);
+                }
+                self.events.push_back(ev);
+                self.confirmed(&added);
+                self.relay_connected(from);
+                self.retemplate(now);
+            }
+            Ok(AddOutcome::Reorg { removed, added }) => {
+                let (_, height) = self.chain.tip();
+                self.events.push_back(
+                    Event::new("sn.reorg")
+                        .with("removed", removed.len())
+                        .with("added", added.len())
+                        .with("height", height)
+                        .with("hash", hex(&hash)),
+                );
+                self.confirmed(&added);
+                self.relay_connected(from);
+                self.retemplate(now);
+            }
+            Ok(AddOutcome::SideChain) => {
+                self.events
+                    .push_back(Event::new("sn.side_block").with("hash", hex(&hash)));
+                self.relay_connected(from);
+            }
+            Ok(AddOutcome::Orphan { missing }) => {
+                self.events.push_back(
+                    Event::new("sn.orphan")
+                        .with("hash", hex(&hash))
+                        .with("missing", hex(&missing)),
+                );
+                if let Some(f) = from {
+                    self.send(
+                        f,
+                        &Message::GetBlock {
+                            block_hash: missing,
+                        },
+                    );
+                }
+            }
+            Ok(AddOutcome::Duplicate) => {}
+            Err(e) => {
+                self.refuse("block_invalid");
+                self.events.push_back(
+                    Event::new("sn.block_rejected")
+                        .with("hash", hex(&hash))
+                        .with_display("reason", e)
+                        .with("from", from.map(|f| f.to_string())),
+                );
+            }
+        }
+    }
+
+    /// Reports the Txs of blocks that joined the best chain.
+    fn confirmed(&mut self, added: &[Hash]) {
+        for h in added {
+            let Some(block) = self.chain.block(h) else {
+                continue;
+            };
+            let Some((height, _)) = self.chain.store().height_and_work(h) else {
+                continue;
+            };
+            let evs: Vec<Event> = block
+                .txs
+                .iter()
+                .map(|tx| {
+                    Event::new("sn.tx_confirmed")
+                        .with("owner", hex(&tx.out.hash_addr))
+                        .with("seq", tx.out.seq)
+                        .with("height", height)
+                })
+                .collect();
+            self.events.extend(evs);
+        }
+    }
+
+    /// Relays (and queues for the block log) every block stored since the last call.
+    fn relay_connected(&mut self, from: Option<SocketAddrV4>) {
+        while let Some(h) = self.chain.poll_connected() {
+            let Some(block) = self.chain.block(&h) else {
+                continue;
+            };
+            let bytes = block.encode();
+            if let Ok(parts) = split_block(h, &bytes) {
+                for p in &parts {
+                    self.flood(p, from);
+                }
+            }
+            self.persist.push_back(bytes);
+        }
+    }
+
+    /// Mines the due block and announces the tip when it is time.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if !self.started {
+            return;
+        }
+        if self.job.as_ref().is_some_and(|j| j.found_at <= now) {
+            if let Some(job) = self.job.take() {
+                match job.block {
+                    Some(block) => {
+                        let _ = job.tries;
+                        self.add_block(now, block, None);
+                    }
+                    None => self.retemplate(now),
+                }
+            }
+            if self.job.is_none() {
+                self.retemplate(now);
+            }
+        }
+        if self.next_announce <= now {
+            self.next_announce = now + self.cfg.tip_announce;
+            let (tip_hash, height) = self.chain.tip();
+            let total_work = work_bytes(self.chain.store().tip_work());
+            self.flood(
+                &Message::TipAnnounce {
+                    tip_hash,
+                    height,
+                    total_work,
+                },
+                None,
+            );
+        }
+        self.reassembly.handle_timeout(now);
+    }
+
+    /// The next moment the SN must act without input.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        if !self.started {
+            return None;
+        }
+        let job = self.job.as_ref().map(|j| j.found_at);
+        let r = self.reassembly.poll_timeout();
+        [job, Some(self.next_announce), r]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Next block to append to the data directory's block log (encoded), in connection order.
+    pub fn poll_persist(&mut self) -> Option<Vec<u8>> {
+        self.persist.pop_front()
+    }
+}
+
+/// Appends everything the SN wants persisted to `log`.
+pub fn persist_into(
+    sn: &mut SuperNode,
+    log: &mut BlockLog,
+) -> Result<usize, crate::chain::persist::PersistError> {
+    let mut n = 0;
+    while let Some(bytes) = sn.poll_persist() {
+        log.append(&bytes)?;
+        n += 1;
+    }
+    Ok(n)
+}
