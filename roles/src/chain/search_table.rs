@@ -1,7 +1,8 @@
 //! The Tx Search Table (TST): hash address → latest confirmed tx on the best chain.
 //!
-//! Each address keeps the stack of its confirmed txs with their heights, best chain only.
-//! A lookup is one hash-map probe plus the top of that stack; a reorg undoes the removed
+//! Each address keeps its latest confirmed tx inline in the map slot (a lookup is one probe,
+//! no further pointer to chase) and the older ones of the best chain in a side stack, usually
+//! empty and then unallocated. A reorg undoes the removed
 //! blocks (pops, newest first) and applies the added ones, so it costs the reorg's txs, not
 //! a rebuild. The stacks also answer "the owner's latest seq at or below height h", which
 //! the store needs to check the sequence rule on a side branch.
@@ -17,8 +18,16 @@ use super::{ChainTx, Hash};
 /// Hash address → confirmed txs on the best chain.
 #[derive(Debug, Clone)]
 pub struct SearchTable<T> {
-    map: HashMap<Hash, Vec<(u64, T)>>,
+    map: HashMap<Hash, Slot<T>>,
     tip_height: u64,
+}
+
+/// The latest tx of an address and its older best-chain txs (oldest first).
+#[derive(Debug, Clone)]
+struct Slot<T> {
+    height: u64,
+    tx: T,
+    older: Vec<(u64, T)>,
 }
 
 impl<T: ChainTx> Default for SearchTable<T> {
@@ -38,10 +47,7 @@ impl<T: ChainTx> SearchTable<T> {
 
     /// The latest confirmed tx of `addr` and the height of its block.
     pub fn lookup(&self, addr: &Hash) -> Option<(&T, u64)> {
-        self.map
-            .get(addr)
-            .and_then(|s| s.last())
-            .map(|(h, tx)| (tx, *h))
+        self.map.get(addr).map(|s| (&s.tx, s.height))
     }
 
     /// The latest confirmed seq of `addr` on the best chain.
@@ -51,8 +57,11 @@ impl<T: ChainTx> SearchTable<T> {
 
     /// The owner's latest seq in best-chain blocks at or below `height`.
     pub fn latest_seq_at(&self, addr: &Hash, height: u64) -> Option<u64> {
-        let stack = self.map.get(addr)?;
-        stack
+        let slot = self.map.get(addr)?;
+        if slot.height <= height {
+            return Some(slot.tx.seq());
+        }
+        slot.older
             .iter()
             .rev()
             .find(|(h, _)| *h <= height)
@@ -86,10 +95,21 @@ impl<T: ChainTx> SearchTable<T> {
     /// Applies the txs of the best-chain block at `height` (the new tip), in block order.
     pub fn apply_block(&mut self, height: u64, txs: &[T]) {
         for tx in txs {
-            self.map
-                .entry(tx.owner())
-                .or_default()
-                .push((height, tx.clone()));
+            match self.map.entry(tx.owner()) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let slot = e.get_mut();
+                    let prev = std::mem::replace(&mut slot.tx, tx.clone());
+                    slot.older.push((slot.height, prev));
+                    slot.height = height;
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Slot {
+                        height,
+                        tx: tx.clone(),
+                        older: Vec::new(),
+                    });
+                }
+            }
         }
         self.tip_height = height;
     }
@@ -98,11 +118,18 @@ impl<T: ChainTx> SearchTable<T> {
     pub fn undo_block(&mut self, height: u64, txs: &[T]) {
         for tx in txs.iter().rev() {
             let owner = tx.owner();
-            if let Some(stack) = self.map.get_mut(&owner) {
-                if stack.last().is_some_and(|(h, _)| *h == height) {
-                    stack.pop();
+            let Some(slot) = self.map.get_mut(&owner) else {
+                continue;
+            };
+            if slot.height != height {
+                continue;
+            }
+            match slot.older.pop() {
+                Some((h, prev)) => {
+                    slot.height = h;
+                    slot.tx = prev;
                 }
-                if stack.is_empty() {
+                None => {
                     self.map.remove(&owner);
                 }
             }
