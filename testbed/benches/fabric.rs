@@ -51,7 +51,7 @@ const BATCH: u64 = 200;
 fn fabric(c: &mut Criterion) {
     let topo = Topology::from_str(TOPOLOGY, Path::new("bench.toml")).unwrap();
     let mut net: VirtualNet<std::io::Sink> =
-        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap());
+        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
     let (a, b) = (topo.node_index("a").unwrap(), topo.node_index("b").unwrap());
     let nat_b = topo.node_index("nat-b").unwrap();
     net.start().unwrap();

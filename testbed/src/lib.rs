@@ -2,6 +2,7 @@
 //! building blocks. The `binfm` binary is a thin layer over this library, so tests and
 //! benchmarks drive exactly what users run.
 
+pub mod apps;
 pub mod driver;
 pub mod events;
 pub mod node;

@@ -4,6 +4,7 @@
 //! Both drivers use this code; they differ only in how time passes and how packets travel
 //! between nodes. A node never reads a clock: `now` is always passed in.
 
+use crate::apps::{EnApp, SnApp};
 use crate::topology::{NodeDef, NodeKind, Topology};
 use binfm_roles::dhcp::{ClientConfig, ConfigChange, DhcpClient, DhcpServer, ServerConfig};
 use binfm_roles::echo::{EchoClient, EchoClientConfig, EchoServer};
@@ -66,6 +67,8 @@ enum Service {
     DhcpClient(Box<DhcpClient>),
     EchoServer(EchoServer),
     EchoClient(EchoClient),
+    EndNode(Box<EnApp>),
+    SuperNode(Box<SnApp>),
 }
 
 impl Service {
@@ -75,6 +78,8 @@ impl Service {
             Service::DhcpClient(_) => ports::DHCP_CLIENT,
             Service::EchoServer(s) => s.port(),
             Service::EchoClient(c) => c.local_port(),
+            Service::EndNode(e) => e.en.port(),
+            Service::SuperNode(_) => ports::SN,
         }
     }
 
@@ -84,6 +89,8 @@ impl Service {
             Service::DhcpClient(c) => c.handle_datagram(now, d.from, d.to, &d.payload),
             Service::EchoServer(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
             Service::EchoClient(c) => c.handle_datagram(now, d.from, d.to, &d.payload),
+            Service::EndNode(e) => e.handle_datagram(now, d),
+            Service::SuperNode(s) => s.handle_datagram(now, d),
         }
     }
 
@@ -93,6 +100,8 @@ impl Service {
             Service::DhcpClient(c) => c.poll_timeout(),
             Service::EchoServer(_) => None,
             Service::EchoClient(c) => c.poll_timeout(),
+            Service::EndNode(e) => e.poll_timeout(),
+            Service::SuperNode(s) => s.poll_timeout(),
         }
     }
 
@@ -102,6 +111,8 @@ impl Service {
             Service::DhcpClient(c) => c.handle_timeout(now),
             Service::EchoServer(_) => {}
             Service::EchoClient(c) => c.handle_timeout(now),
+            Service::EndNode(e) => e.handle_timeout(now),
+            Service::SuperNode(s) => s.handle_timeout(now),
         }
     }
 
@@ -111,6 +122,8 @@ impl Service {
             Service::DhcpClient(c) => c.poll_transmit(),
             Service::EchoServer(s) => s.poll_transmit(),
             Service::EchoClient(c) => c.poll_transmit(),
+            Service::EndNode(e) => e.poll_transmit(),
+            Service::SuperNode(s) => s.poll_transmit(),
         }
     }
 
@@ -120,6 +133,8 @@ impl Service {
             Service::DhcpClient(c) => c.poll_event(),
             Service::EchoServer(s) => s.poll_event(),
             Service::EchoClient(c) => c.poll_event(),
+            Service::EndNode(e) => e.poll_event(),
+            Service::SuperNode(s) => s.poll_event(),
         }
     }
 }
@@ -145,7 +160,13 @@ pub struct Node {
 
 impl Node {
     /// Builds node `index` of the topology. `members[p]` is the member id of port `p`.
-    pub fn new(topo: &Topology, index: usize, members: &[MemberId], now: Time) -> Node {
+    pub fn new(
+        topo: &Topology,
+        index: usize,
+        members: &[MemberId],
+        now: Time,
+        data_root: Option<&std::path::Path>,
+    ) -> anyhow::Result<Node> {
         let def: &NodeDef = &topo.nodes[index];
         let seed = topo.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let ports: Vec<Port> = def
@@ -230,8 +251,14 @@ impl Node {
                 })),
             ));
         }
+        if let Some(en) = EnApp::new(topo, def) {
+            services.push((0, Service::EndNode(Box::new(en))));
+        }
+        if let Some(sn) = SnApp::new(topo, index, data_root, now, seed)? {
+            services.push((0, Service::SuperNode(Box::new(sn))));
+        }
         let dhcp_host = def.ports.iter().any(|p| p.addr.is_none());
-        Node {
+        Ok(Node {
             name: def.name.clone(),
             ports,
             forwards: def.forwards(),
@@ -244,7 +271,7 @@ impl Node {
             services,
             drops: BTreeMap::new(),
             up: true,
-        }
+        })
     }
 
     /// Binds the services' sockets and starts DHCP clients and statically addressed apps.
@@ -261,6 +288,7 @@ impl Node {
             match svc {
                 Service::DhcpClient(c) => c.start(now),
                 Service::EchoClient(c) if self.ports[*port].addr.is_some() => c.start(now),
+                Service::SuperNode(s) => s.start(now),
                 _ => {}
             }
         }
@@ -498,8 +526,10 @@ impl Node {
                 p.stack
                     .set_address(Some((lease.address, lease.prefix_len)), lease.router);
                 for (sp, s) in &mut self.services {
-                    if let (true, Service::EchoClient(c)) = (*sp == port, s) {
-                        c.start(now);
+                    match (*sp == port, s) {
+                        (true, Service::EchoClient(c)) => c.start(now),
+                        (true, Service::EndNode(e)) => e.on_bound(now, &lease),
+                        _ => {}
                     }
                 }
             }
@@ -508,8 +538,10 @@ impl Node {
                 p.gateway = None;
                 p.stack.set_address(None, None);
                 for (sp, s) in &mut self.services {
-                    if let (true, Service::EchoClient(c)) = (*sp == port, s) {
-                        c.stop();
+                    match (*sp == port, s) {
+                        (true, Service::EchoClient(c)) => c.stop(),
+                        (true, Service::EndNode(e)) => e.on_unbound(),
+                        _ => {}
                     }
                 }
             }

@@ -35,7 +35,7 @@ proptest! {
 fn arbitrary_packets_into_every_node_never_panic() {
     let topo = Topology::load(&common::root().join("topologies/lan-nat.toml")).unwrap();
     let mut net: VirtualNet<std::io::Sink> =
-        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap());
+        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
     net.start().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     net.run_until(Duration::from_secs(5), &stop).unwrap();

@@ -67,7 +67,7 @@ pub fn run_virtual(
     let events_path = opts.out_dir.join("events.jsonl");
     let events = EventLog::create(Some(&events_path))
         .with_context(|| format!("creating {}", events_path.display()))?;
-    let mut net = VirtualNet::new(topo, seed, Some(capture), events);
+    let mut net = VirtualNet::new(topo, seed, Some(capture), events, Some(&opts.out_dir))?;
     net.start()?;
     let interrupted = net.run_until(duration, stop)?;
     let packets = net.captured();

@@ -63,6 +63,9 @@ pub enum RunError {
     /// Writing events failed.
     #[error("writing events.jsonl: {0}")]
     Events(#[from] std::io::Error),
+    /// A restarted node could not be rebuilt (e.g. its data directory is unreadable).
+    #[error("restart failed: {0}")]
+    Restart(String),
 }
 
 /// The whole emulated network in virtual time.
@@ -87,6 +90,7 @@ pub struct VirtualNet<W: Write> {
     scratch_out: Vec<Output>,
     scratch_fates: Vec<(usize, Result<Time, SegmentDrop>)>,
     topo: Topology,
+    data_root: Option<std::path::PathBuf>,
 }
 
 impl<W: Write> std::fmt::Debug for VirtualNet<W> {
@@ -100,7 +104,13 @@ impl<W: Write> std::fmt::Debug for VirtualNet<W> {
 
 impl<W: Write> VirtualNet<W> {
     /// Builds segments and nodes from a checked topology (nothing runs yet).
-    pub fn new(topo: &Topology, seed: u64, capture: Option<Capture<W>>, events: EventLog) -> Self {
+    pub fn new(
+        topo: &Topology,
+        seed: u64,
+        capture: Option<Capture<W>>,
+        events: EventLog,
+        data_root: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let mut segments: Vec<Segment> = topo
             .segments
             .iter()
@@ -118,7 +128,7 @@ impl<W: Write> VirtualNet<W> {
                 .enumerate()
                 .map(|(p, port)| segments[port.segment].add_member(n, p, port.addr))
                 .collect();
-            nodes.push(Node::new(topo_ref, n, &members, Time::ZERO));
+            nodes.push(Node::new(topo_ref, n, &members, Time::ZERO, data_root)?);
         }
         for (si, s) in topo.segments.iter().enumerate() {
             for (a, b, params) in &s.paths {
@@ -139,7 +149,7 @@ impl<W: Write> VirtualNet<W> {
         }
         let n = nodes.len();
         let s = segments.len();
-        VirtualNet {
+        Ok(VirtualNet {
             now: Time::ZERO,
             nodes,
             segments,
@@ -154,7 +164,8 @@ impl<W: Write> VirtualNet<W> {
             scratch_out: Vec::new(),
             scratch_fates: Vec::new(),
             topo,
-        }
+            data_root: data_root.map(std::path::Path::to_path_buf),
+        })
     }
 
     /// Cuts every path between nodes of different groups, on every segment (fault
@@ -217,7 +228,8 @@ impl<W: Write> VirtualNet<W> {
     /// Restarts node `n` from its configuration (and, for a super node, its data directory).
     pub fn restart(&mut self, n: usize) -> Result<(), RunError> {
         let members: Vec<usize> = self.nodes[n].ports.iter().map(|p| p.member).collect();
-        self.nodes[n] = Node::new(&self.topo, n, &members, self.now);
+        self.nodes[n] = Node::new(&self.topo, n, &members, self.now, self.data_root.as_deref())
+            .map_err(|e| RunError::Restart(e.to_string()))?;
         for p in 0..self.nodes[n].ports.len() {
             let (seg, member, addr) = (
                 self.nodes[n].ports[p].segment,
