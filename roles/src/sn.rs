@@ -173,6 +173,12 @@ impl SuperNode {
         &self.chain
     }
 
+    /// Stops mining (the end of a run: lets blocks in flight settle so final tips compare).
+    pub fn stop_mining(&mut self) {
+        self.cfg.mine = false;
+        self.job = None;
+    }
+
     /// Starts mining and announcing at `now`.
     pub fn start(&mut self, now: Time) {
         self.started = true;
@@ -495,6 +501,28 @@ impl SuperNode {
                         .with("hash", hex(&hash)),
                 );
                 self.confirmed(&added);
+                // Txs of the abandoned branch went back to our mempool; flood them again so
+                // any SN can confirm them (peers on the other side never saw them).
+                let back: Vec<ToallTx> = removed
+                    .iter()
+                    .filter_map(|h| self.chain.block(h))
+                    .flat_map(|b| b.txs.iter())
+                    .filter(|tx| {
+                        self.chain
+                            .mempool()
+                            .pending(&tx.out.hash_addr)
+                            .is_some_and(|p| p.id() == tx.id())
+                    })
+                    .cloned()
+                    .collect();
+                for tx in back {
+                    self.events.push_back(
+                        Event::new("sn.tx_requeued")
+                            .with("owner", hex(&tx.out.hash_addr))
+                            .with("seq", tx.out.seq),
+                    );
+                    self.flood(&Message::TxRelay { tx }, None);
+                }
                 self.relay_connected(from);
                 self.retemplate(now);
             }

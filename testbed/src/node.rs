@@ -587,6 +587,30 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// The end node app, if this node runs one.
+    pub fn end_node(&mut self) -> Option<&mut EnApp> {
+        self.services.iter_mut().find_map(|(_, s)| match s {
+            Service::EndNode(e) => Some(&mut **e),
+            _ => None,
+        })
+    }
+
+    /// The super node app, if this node runs one.
+    pub fn super_node(&self) -> Option<&SnApp> {
+        self.services.iter().find_map(|(_, s)| match s {
+            Service::SuperNode(sn) => Some(&**sn),
+            _ => None,
+        })
+    }
+
+    /// The super node app, mutably.
+    pub fn super_node_mut(&mut self) -> Option<&mut SnApp> {
+        self.services.iter_mut().find_map(|(_, s)| match s {
+            Service::SuperNode(sn) => Some(&mut **sn),
+            _ => None,
+        })
+    }
+
     /// The NAT, if this node is one.
     pub fn nat(&self) -> Option<&Nat> {
         self.nat.as_ref()

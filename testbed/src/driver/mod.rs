@@ -14,6 +14,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 pub use virtual_time::VirtualNet;
 
+/// After the run's duration, SNs stop mining and the network gets this long to deliver the
+/// blocks in flight, so that the final chain tips of all SNs can be compared.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
 /// Options of one run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -69,7 +73,10 @@ pub fn run_virtual(
         .with_context(|| format!("creating {}", events_path.display()))?;
     let mut net = VirtualNet::new(topo, seed, Some(capture), events, Some(&opts.out_dir))?;
     net.start()?;
-    let interrupted = net.run_until(duration, stop)?;
+    let mut interrupted = net.run_until(duration, stop)?;
+    if !interrupted {
+        interrupted = net.settle(SETTLE, stop)?;
+    }
     let packets = net.captured();
     net.finish()?;
     let results = results::collect(topo, seed, &net, interrupted);

@@ -408,6 +408,28 @@ impl<W: Write> VirtualNet<W> {
         Ok(false)
     }
 
+    /// Ends a run: SNs stop mining, and the network gets `settle` more time so that blocks in
+    /// flight arrive and the final chain tips can be compared. Returns whether `stop` was set.
+    pub fn settle(&mut self, settle: Time, stop: &AtomicBool) -> Result<bool, RunError> {
+        let mut any = false;
+        for n in 0..self.nodes.len() {
+            if let Some(sn) = self.nodes[n].super_node_mut() {
+                sn.sn.stop_mining();
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(false);
+        }
+        self.events.push(
+            self.now,
+            "testbed",
+            Event::new("run.settle").with("settle_ms", settle.as_millis() as u64),
+        )?;
+        let end = self.now + settle;
+        self.run_until(end, stop)
+    }
+
     /// Flushes the capture and the event log; returns the capture writer.
     pub fn finish(&mut self) -> Result<Option<W>, RunError> {
         self.events.flush()?;
