@@ -656,6 +656,12 @@ impl SuperNode {
         self.events.pop_front()
     }
 
+    /// Adds a block as if a peer had sent it (benchmarks and tests build chains this way).
+    #[doc(hidden)]
+    pub fn add_block_for_bench(&mut self, now: Time, block: Block<ToallTx>) {
+        self.add_block(now, block, None);
+    }
+
     /// Next block to append to the data directory's block log (encoded), in connection order.
     pub fn poll_persist(&mut self) -> Option<Vec<u8>> {
         self.persist.pop_front()
@@ -673,4 +679,209 @@ pub fn persist_into(
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::BlockHeader;
+    use crate::wallet::Wallet;
+    use std::net::Ipv4Addr;
+
+    const EN_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 50), 7401);
+    const SN_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
+    const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 7400);
+
+    fn sn() -> SuperNode {
+        let chain = ChainConfig {
+            network_hash_rate: 2000.0,
+            ..ChainConfig::default()
+        };
+        let mut s = SuperNode::new(SnConfig::new(1, vec![PEER], 2000.0, chain), 7).unwrap();
+        s.start(Time::ZERO);
+        s
+    }
+
+    fn wallet() -> Wallet {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut w = Wallet::from_seed([7; 32], &mut rng);
+        // An EN on the public segment: its own address is its public endpoint.
+        w.set_addresses(EN_ADDR, EN_ADDR);
+        w
+    }
+
+    /// Feeds a message from `from`, returns the TxAck status sent back (if any) and the events.
+    fn submit(
+        s: &mut SuperNode,
+        now: Time,
+        from: SocketAddrV4,
+        msg: Message,
+    ) -> (Option<TxStatus>, Vec<Event>) {
+        s.handle_datagram(now, from, SN_ADDR, &msg.to_bytes());
+        let mut status = None;
+        while let Some(t) = s.poll_transmit() {
+            if let (true, Ok(Message::TxAck { status: st, .. })) =
+                (t.dst == from, Message::parse(&t.payload))
+            {
+                status = Some(st);
+            }
+        }
+        (status, std::iter::from_fn(|| s.poll_event()).collect())
+    }
+
+    fn run_until_confirmed(s: &mut SuperNode, owner: [u8; 32], seq: u64) -> Time {
+        let mut now = Time::ZERO;
+        for _ in 0..200 {
+            let Some(t) = s.poll_timeout() else { break };
+            now = t;
+            s.handle_timeout(now);
+            while s.poll_transmit().is_some() {}
+            while s.poll_event().is_some() {}
+            if s.chain()
+                .lookup(&owner)
+                .is_some_and(|(tx, _)| tx.out.seq == seq)
+            {
+                return now;
+            }
+        }
+        panic!("seq {seq} never confirmed");
+    }
+
+    #[test]
+    fn registration_is_accepted_relayed_mined_and_queried() {
+        let mut s = sn();
+        let mut w = wallet();
+        let tx = w.next_tx(0);
+        s.handle_datagram(
+            Time::ZERO,
+            EN_ADDR,
+            SN_ADDR,
+            &Message::TxSubmit { tx: tx.clone() }.to_bytes(),
+        );
+        let sent: Vec<Transmit> = std::iter::from_fn(|| s.poll_transmit()).collect();
+        assert!(
+            sent.iter().any(|t| t.dst == PEER
+                && matches!(Message::parse(&t.payload), Ok(Message::TxRelay { .. }))),
+            "relayed to the peer"
+        );
+        assert!(sent.iter().any(|t| t.dst == EN_ADDR
+            && matches!(
+                Message::parse(&t.payload),
+                Ok(Message::TxAck {
+                    status: TxStatus::Accepted,
+                    ..
+                })
+            )));
+        run_until_confirmed(&mut s, w.hash_addr(), 1);
+        s.handle_datagram(
+            Time::from_secs(60),
+            EN_ADDR,
+            SN_ADDR,
+            &Message::Query {
+                request_id: 5,
+                hash_addr: w.hash_addr(),
+                want_unconfirmed: false,
+            }
+            .to_bytes(),
+        );
+        let reply = s.poll_transmit().map(|t| Message::parse(&t.payload));
+        match reply {
+            Some(Ok(Message::Reply {
+                request_id: 5,
+                found: true,
+                tx: Some(got),
+                ..
+            })) => assert_eq!(got, tx),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replayed_forged_and_misplaced_txs_are_refused_with_reasons() {
+        let mut s = sn();
+        let mut w = wallet();
+        let tx1 = w.next_tx(0);
+        let tx2 = w.next_tx(1);
+        assert_eq!(
+            submit(
+                &mut s,
+                Time::ZERO,
+                EN_ADDR,
+                Message::TxSubmit { tx: tx2.clone() }
+            )
+            .0,
+            Some(TxStatus::Accepted)
+        );
+        run_until_confirmed(&mut s, w.hash_addr(), 2);
+        let now = Time::from_secs(60);
+        // The same Tx again: a retransmission, answered as a duplicate.
+        assert_eq!(
+            submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: tx2.clone() }).0,
+            Some(TxStatus::Duplicate)
+        );
+        // An older, genuinely signed Tx replayed: refused as stale, with a reason.
+        let (st, ev) = submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: tx1 });
+        assert_eq!(st, Some(TxStatus::Rejected(reject::STALE_SEQ)));
+        assert!(
+            ev.iter().any(|e| e.kind == "sn.tx_rejected"
+                && e.get("reason")
+                    .is_some_and(|r| r.to_string().contains("seq"))),
+            "{ev:?}"
+        );
+        // A forged signature.
+        let mut forged = w.next_tx(2);
+        forged.signature[0] ^= 1;
+        assert_eq!(
+            submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: forged }).0,
+            Some(TxStatus::Rejected(reject::BAD_SIGNATURE))
+        );
+        // A Tx claiming an endpoint it was not sent from: the SN reports what it saw.
+        let honest = w.next_tx(3);
+        let other = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 60), 999);
+        assert_eq!(
+            submit(&mut s, now, other, Message::TxSubmit { tx: honest }).0,
+            Some(TxStatus::EndpointMismatch)
+        );
+        // A relayed Tx from a host that is not a peer SN is not taken.
+        let (_, ev) = submit(&mut s, now, other, Message::TxRelay { tx: tx2 });
+        assert!(ev.iter().any(|e| e.kind == "sn.unexpected"));
+    }
+
+    #[test]
+    fn a_block_with_bad_pow_is_rejected_with_a_reason() {
+        let mut s = sn();
+        let (tip, _) = s.chain().tip();
+        let header = BlockHeader {
+            version: crate::chain::BLOCK_VERSION,
+            prev: tip,
+            merkle_root: [0; 32],
+            time_ms: 10,
+            target: s.chain().store().expected_target(&tip).unwrap(),
+            miner: 9,
+            nonce: 0,
+        };
+        let mut block: Block<ToallTx> = Block::new(header, vec![]);
+        // Find a nonce that does NOT meet the target.
+        while pow::meets_target(&block.hash(), &block.header.target) {
+            block.header.nonce += 1;
+        }
+        let bytes = block.encode();
+        for part in split_block(block.hash(), &bytes).unwrap() {
+            s.handle_datagram(Time::from_millis(20), PEER, SN_ADDR, &part.to_bytes());
+        }
+        let ev: Vec<Event> = std::iter::from_fn(|| s.poll_event()).collect();
+        let rej = ev
+            .iter()
+            .find(|e| e.kind == "sn.block_rejected")
+            .expect("rejected");
+        assert!(
+            rej.get("reason")
+                .unwrap()
+                .to_string()
+                .to_lowercase()
+                .contains("work"),
+            "{rej:?}"
+        );
+        assert_eq!(s.chain().tip().0, tip);
+    }
 }

@@ -1,0 +1,89 @@
+//! Query -> Reply handling in the super node: parse the Query, look the hash address up in
+//! the Tx Search Table, encode the Reply (with the 417-byte Tx), for an SN holding 1,000
+//! registered ENs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use binfm_roles::Time;
+use binfm_roles::chain::{ChainConfig, pow};
+use binfm_roles::sn::{SnConfig, SuperNode};
+use binfm_roles::wallet::Wallet;
+use binfm_stack::wire::binfm::Message;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const ENS: u32 = 1000;
+
+fn sn_query(c: &mut Criterion) {
+    // A trivially easy target: the benchmark measures Query handling, not mining.
+    let chain = ChainConfig {
+        network_hash_rate: 1.0,
+        ..ChainConfig::default()
+    };
+    let mut cfg = SnConfig::new(1, vec![], 1.0, chain);
+    cfg.mine = false;
+    let mut sn = SuperNode::new(cfg, 1).unwrap();
+    let sn_addr = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut addrs = Vec::new();
+    let mut txs = Vec::new();
+    for i in 0..ENS {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let mut w = Wallet::from_seed(seed, &mut rng);
+        let ep = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 7401);
+        w.set_addresses(ep, ep);
+        addrs.push(w.hash_addr());
+        txs.push(w.next_tx(0));
+    }
+    // Blocks of 100 Txs, mined against the easy target and fed in as a peer would.
+    let mut now = Time::from_millis(10);
+    for chunk in txs.chunks(100) {
+        let (tip, _) = sn.chain().tip();
+        let target = sn.chain().store().expected_target(&tip).unwrap();
+        let header = binfm_roles::chain::BlockHeader {
+            version: binfm_roles::chain::BLOCK_VERSION,
+            prev: tip,
+            merkle_root: [0; 32],
+            time_ms: now.as_millis() as u64,
+            target,
+            miner: 2,
+            nonce: 0,
+        };
+        let mut block = binfm_roles::chain::Block::new(header, chunk.to_vec());
+        block.header.nonce = pow::mine(&block.header, 0, u64::MAX).unwrap().0;
+        sn.add_block_for_bench(now, block);
+        now += Time::from_secs(1);
+    }
+    assert!(sn.chain().lookup(&addrs[ENS as usize - 1]).is_some());
+
+    let asker = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 50), 7401);
+    let queries: Vec<Vec<u8>> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Message::Query {
+                request_id: i as u32,
+                hash_addr: *a,
+                want_unconfirmed: false,
+            }
+            .to_bytes()
+        })
+        .collect();
+    let mut i = 0usize;
+    let mut group = c.benchmark_group("sn");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("query_to_reply_1000_ens", |b| {
+        b.iter(|| {
+            sn.handle_datagram(now, asker, sn_addr, &queries[i % queries.len()]);
+            i += 1;
+            let reply = sn.poll_transmit().unwrap();
+            while sn.poll_event().is_some() {}
+            reply.payload.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sn_query);
+criterion_main!(benches);
