@@ -730,10 +730,8 @@ mod tests {
     }
 
     fn run_until_confirmed(s: &mut SuperNode, owner: [u8; 32], seq: u64) -> Time {
-        let mut now = Time::ZERO;
         for _ in 0..200 {
-            let Some(t) = s.poll_timeout() else { break };
-            now = t;
+            let Some(now) = s.poll_timeout() else { break };
             s.handle_timeout(now);
             while s.poll_transmit().is_some() {}
             while s.poll_event().is_some() {}
