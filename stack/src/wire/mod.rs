@@ -8,4 +8,5 @@
 pub mod binfm;
 pub mod dhcp_options;
 pub mod ports;
+pub mod rtp;
 pub mod toall;
