@@ -1,5 +1,7 @@
-//! BINFM control messages over UDP: registration (paper, Figure 7), Query/Reply (Figure 8)
-//! and the super nodes' relay and block exchange. ENs and peer SNs send to an SN on
+//! BINFM control messages over UDP: registration (paper, Figure 7), Query/Reply (Figure 8),
+//! the super nodes' relay and block exchange, and the end-to-end session messages between
+//! two ENs: Session Request/Response (Figure 8), IP handover (Figure 9) and key renewal
+//! (Figure 10). ENs and peer SNs send to an SN on
 //! [`super::ports::SN`]; an EN listens on [`super::ports::EN`].
 //!
 //! Every message is one datagram with a 4-byte header, then the body of its type:
@@ -15,7 +17,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::toall::{HashAddr, ToallTx};
+use super::toall::{HashAddr, MAX_Y_LEN, ToallTx};
 
 /// First two bytes of every BINFM datagram.
 pub const MAGIC: [u8; 2] = *b"BF";
@@ -23,6 +25,11 @@ pub const MAGIC: [u8; 2] = *b"BF";
 pub const VERSION: u8 = 1;
 /// Header length: magic, version, type.
 pub const HEADER_LEN: usize = 4;
+/// Length of a session nonce (Session Request/Response).
+pub const NONCE_LEN: usize = 16;
+/// Length of a truncated HMAC-SHA256 tag (handover, key renewal, key confirmation).
+pub const MAC_LEN: usize = 16;
+
 /// Most block bytes in one [`BlockPart`]: with the 42 bytes of header and part fields the
 /// datagram stays below 1280 bytes (IPv6's minimum MTU, comfortably under any path here).
 pub const MAX_PART_DATA: usize = 1200;
@@ -45,6 +52,16 @@ pub mod msg_type {
     pub const GET_BLOCK: u8 = 7;
     /// [`super::Message::TipAnnounce`], SN → SN.
     pub const TIP_ANNOUNCE: u8 = 8;
+    /// [`super::Message::SessionRequest`], EN → EN.
+    pub const SESSION_REQUEST: u8 = 9;
+    /// [`super::Message::SessionResponse`], EN → EN.
+    pub const SESSION_RESPONSE: u8 = 10;
+    /// [`super::Message::HandoverRequest`], EN → EN.
+    pub const HANDOVER_REQUEST: u8 = 11;
+    /// [`super::Message::KeyRenewal`], EN → EN.
+    pub const KEY_RENEWAL: u8 = 12;
+    /// [`super::Message::ControlAck`], EN → EN.
+    pub const CONTROL_ACK: u8 = 13;
 }
 
 /// Reason codes carried by [`TxStatus::Rejected`] (mirroring `binfm_roles::wallet::TxError`).
@@ -320,6 +337,73 @@ pub enum Message {
         /// Cumulative work, 256-bit big-endian.
         total_work: [u8; 32],
     },
+    /// Type 9, EN A → EN B through B's NAT (Figure 8 (c)): "let us talk". A has B's Tx (and
+    /// so Y_B) from its Reply; B answers after its own Query for A. Unauthenticated: it only
+    /// makes B look A up, and nothing is keyed until both Txs are checked.
+    /// Body: `caller[32] callee[32] nonce[16] ssrc u32` (84 bytes).
+    SessionRequest {
+        /// A's hash address.
+        caller: HashAddr,
+        /// B's hash address (B drops requests meant for someone else).
+        callee: HashAddr,
+        /// A's fresh nonce: with B's, it makes the session keys one-time.
+        nonce: [u8; NONCE_LEN],
+        /// SSRC of A's media stream.
+        ssrc: u32,
+    },
+    /// Type 10, EN B → EN A (Figure 8 (f)). Body: `caller[32] callee[32] nonce[16] ssrc u32
+    /// confirm[16]` (100 bytes).
+    SessionResponse {
+        /// A's hash address, from the request.
+        caller: HashAddr,
+        /// B's hash address.
+        callee: HashAddr,
+        /// B's fresh nonce.
+        nonce: [u8; NONCE_LEN],
+        /// SSRC of B's media stream.
+        ssrc: u32,
+        /// Key confirmation: MAC with the new session's control key over [`mac_input`]
+        /// (this message with `confirm` zeroed). Proves B holds K and saw A's nonce.
+        confirm: [u8; MAC_LEN],
+    },
+    /// Type 11, moved EN → peer (Figure 9): "reach me here now". Body: `sender[32]
+    /// counter u64 private_ip[4] private_port u16 nat_ip[4] nat_port u16 mac[16]` (68 bytes).
+    HandoverRequest {
+        /// The moved EN.
+        sender: HashAddr,
+        /// Sender's control counter, strictly increasing per session (replay protection).
+        counter: u64,
+        /// New private address (from the new network's DHCP).
+        private: SocketAddrV4,
+        /// New NAT public address.
+        nat: SocketAddrV4,
+        /// MAC with the session's control key over [`mac_input`].
+        mac: [u8; MAC_LEN],
+    },
+    /// Type 12, either EN → peer (Figure 10): a new DH public value Y' for the next key
+    /// epoch. Body: `sender[32] counter u64 y_len u16 y[y_len] mac[16]` (58 bytes plus Y;
+    /// `y_len <= MAX_Y_LEN`).
+    KeyRenewal {
+        /// The initiator.
+        sender: HashAddr,
+        /// Sender's control counter, strictly increasing per session.
+        counter: u64,
+        /// Y' = g^X' mod p, big-endian.
+        y: Vec<u8>,
+        /// MAC with the session's current control key over [`mac_input`].
+        mac: [u8; MAC_LEN],
+    },
+    /// Type 13, EN → EN: acknowledges the HandoverRequest or KeyRenewal with this `counter`
+    /// (our addition: the paper sends both once, so the initiator could not tell a lost one
+    /// from a slow one). Body: `sender[32] counter u64 mac[16]` (56 bytes).
+    ControlAck {
+        /// The acknowledging EN.
+        sender: HashAddr,
+        /// Counter of the acknowledged message.
+        counter: u64,
+        /// MAC with the session's control key over [`mac_input`].
+        mac: [u8; MAC_LEN],
+    },
 }
 
 const FLAG0: u8 = 0b001;
@@ -348,6 +432,11 @@ impl Message {
             Message::BlockPart(_) => msg_type::BLOCK_PART,
             Message::GetBlock { .. } => msg_type::GET_BLOCK,
             Message::TipAnnounce { .. } => msg_type::TIP_ANNOUNCE,
+            Message::SessionRequest { .. } => msg_type::SESSION_REQUEST,
+            Message::SessionResponse { .. } => msg_type::SESSION_RESPONSE,
+            Message::HandoverRequest { .. } => msg_type::HANDOVER_REQUEST,
+            Message::KeyRenewal { .. } => msg_type::KEY_RENEWAL,
+            Message::ControlAck { .. } => msg_type::CONTROL_ACK,
         }
     }
 
@@ -362,6 +451,11 @@ impl Message {
             Message::BlockPart(_) => "block_part",
             Message::GetBlock { .. } => "get_block",
             Message::TipAnnounce { .. } => "tip_announce",
+            Message::SessionRequest { .. } => "session_request",
+            Message::SessionResponse { .. } => "session_response",
+            Message::HandoverRequest { .. } => "handover_request",
+            Message::KeyRenewal { .. } => "key_renewal",
+            Message::ControlAck { .. } => "control_ack",
         }
     }
 
@@ -478,6 +572,58 @@ impl Message {
                 height: r.u64("tip height")?,
                 total_work: r.array("tip total work")?,
             },
+            msg_type::SESSION_REQUEST => Message::SessionRequest {
+                caller: r.array("session request caller")?,
+                callee: r.array("session request callee")?,
+                nonce: r.array("session request nonce")?,
+                ssrc: r.u32("session request ssrc")?,
+            },
+            msg_type::SESSION_RESPONSE => Message::SessionResponse {
+                caller: r.array("session response caller")?,
+                callee: r.array("session response callee")?,
+                nonce: r.array("session response nonce")?,
+                ssrc: r.u32("session response ssrc")?,
+                confirm: r.array("session response confirm")?,
+            },
+            msg_type::HANDOVER_REQUEST => {
+                let sender = r.array("handover sender")?;
+                let counter = r.u64("handover counter")?;
+                let private_ip = Ipv4Addr::from(r.array::<4>("handover private ip")?);
+                let private_port = r.u16("handover private port")?;
+                let nat_ip = Ipv4Addr::from(r.array::<4>("handover nat ip")?);
+                let nat_port = r.u16("handover nat port")?;
+                Message::HandoverRequest {
+                    sender,
+                    counter,
+                    private: SocketAddrV4::new(private_ip, private_port),
+                    nat: SocketAddrV4::new(nat_ip, nat_port),
+                    mac: r.array("handover mac")?,
+                }
+            }
+            msg_type::KEY_RENEWAL => {
+                let sender = r.array("key renewal sender")?;
+                let counter = r.u64("key renewal counter")?;
+                let y_len = usize::from(r.u16("key renewal y length")?);
+                if y_len > MAX_Y_LEN {
+                    return Err(WireError::OverBound {
+                        field: "key renewal y length",
+                        len: y_len,
+                        max: MAX_Y_LEN,
+                    });
+                }
+                let y = r.bytes(y_len, "key renewal y")?.to_vec();
+                Message::KeyRenewal {
+                    sender,
+                    counter,
+                    y,
+                    mac: r.array("key renewal mac")?,
+                }
+            }
+            msg_type::CONTROL_ACK => Message::ControlAck {
+                sender: r.array("control ack sender")?,
+                counter: r.u64("control ack counter")?,
+                mac: r.array("control ack mac")?,
+            },
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -500,11 +646,16 @@ impl Message {
                 Message::BlockPart(p) => 38 + p.data.len().min(MAX_PART_DATA),
                 Message::GetBlock { .. } => 32,
                 Message::TipAnnounce { .. } => 72,
+                Message::SessionRequest { .. } => 84,
+                Message::SessionResponse { .. } => 100,
+                Message::HandoverRequest { .. } => 68,
+                Message::KeyRenewal { y, .. } => 58 + y.len().min(MAX_Y_LEN),
+                Message::ControlAck { .. } => 56,
             }
     }
 
-    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`] is cut (it could not be
-    /// parsed back); [`split_block`] never makes one.
+    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`] and a KeyRenewal's Y beyond
+    /// [`MAX_Y_LEN`] are cut (they could not be parsed back); nothing here makes either.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.buffer_len());
         b.extend_from_slice(&MAGIC);
@@ -583,6 +734,68 @@ impl Message {
                 b.extend_from_slice(&height.to_be_bytes());
                 b.extend_from_slice(total_work);
             }
+            Message::SessionRequest {
+                caller,
+                callee,
+                nonce,
+                ssrc,
+            } => {
+                b.extend_from_slice(caller);
+                b.extend_from_slice(callee);
+                b.extend_from_slice(nonce);
+                b.extend_from_slice(&ssrc.to_be_bytes());
+            }
+            Message::SessionResponse {
+                caller,
+                callee,
+                nonce,
+                ssrc,
+                confirm,
+            } => {
+                b.extend_from_slice(caller);
+                b.extend_from_slice(callee);
+                b.extend_from_slice(nonce);
+                b.extend_from_slice(&ssrc.to_be_bytes());
+                b.extend_from_slice(confirm);
+            }
+            Message::HandoverRequest {
+                sender,
+                counter,
+                private,
+                nat,
+                mac,
+            } => {
+                b.extend_from_slice(sender);
+                b.extend_from_slice(&counter.to_be_bytes());
+                b.extend_from_slice(&private.ip().octets());
+                b.extend_from_slice(&private.port().to_be_bytes());
+                b.extend_from_slice(&nat.ip().octets());
+                b.extend_from_slice(&nat.port().to_be_bytes());
+                b.extend_from_slice(mac);
+            }
+            Message::KeyRenewal {
+                sender,
+                counter,
+                y,
+                mac,
+            } => {
+                let y = y.get(..MAX_Y_LEN).unwrap_or(y);
+                b.extend_from_slice(sender);
+                b.extend_from_slice(&counter.to_be_bytes());
+                // y.len() <= MAX_Y_LEN < u16::MAX
+                b.extend_from_slice(&(y.len() as u16).to_be_bytes());
+                b.extend_from_slice(y);
+                b.extend_from_slice(mac);
+            }
+            Message::ControlAck {
+                sender,
+                counter,
+                mac,
+            } => {
+                b.extend_from_slice(sender);
+                b.extend_from_slice(&counter.to_be_bytes());
+                b.extend_from_slice(mac);
+            }
         }
         b
     }
@@ -600,6 +813,27 @@ impl Message {
         dst.copy_from_slice(&bytes);
         Ok(bytes.len())
     }
+}
+
+/// The bytes a message's MAC (or a SessionResponse's `confirm`) covers: the whole encoded
+/// datagram, header included, with the 16-byte tag field zeroed. Zeroing rather than
+/// cutting keeps the tag's position fixed, so the MAC also covers the type code and every
+/// length. Messages without a tag give their plain encoding.
+pub fn mac_input(msg: &Message) -> Vec<u8> {
+    let mut bytes = msg.to_bytes();
+    let has_tag = matches!(
+        msg,
+        Message::SessionResponse { .. }
+            | Message::HandoverRequest { .. }
+            | Message::KeyRenewal { .. }
+            | Message::ControlAck { .. }
+    );
+    if has_tag {
+        // The tag is the last field of each of these.
+        let start = bytes.len().saturating_sub(MAC_LEN);
+        bytes[start..].fill(0);
+    }
+    bytes
 }
 
 /// Largest block [`split_block`] can carry: `u16::MAX` parts of [`MAX_PART_DATA`] bytes.
@@ -858,6 +1092,133 @@ mod tests {
     }
 
     #[test]
+    fn session_request_and_response_fixtures() {
+        let mut b = header(9);
+        b.extend_from_slice(&[0x11; 32]);
+        b.extend_from_slice(&[0x22; 32]);
+        b.extend_from_slice(&[0x33; 16]);
+        b.extend_from_slice(&[0xca, 0xfe, 0xba, 0xbe]);
+        assert_eq!(b.len(), 88);
+        let req = Message::SessionRequest {
+            caller: [0x11; 32],
+            callee: [0x22; 32],
+            nonce: [0x33; 16],
+            ssrc: 0xcafe_babe,
+        };
+        check(req.clone(), b.clone());
+        assert_eq!(mac_input(&req), b, "no tag: plain encoding");
+
+        let mut b = header(10);
+        b.extend_from_slice(&[0x11; 32]);
+        b.extend_from_slice(&[0x22; 32]);
+        b.extend_from_slice(&[0x44; 16]);
+        b.extend_from_slice(&[0, 0, 0, 7]);
+        b.extend_from_slice(&[0x55; 16]);
+        assert_eq!(b.len(), 104);
+        let resp = Message::SessionResponse {
+            caller: [0x11; 32],
+            callee: [0x22; 32],
+            nonce: [0x44; 16],
+            ssrc: 7,
+            confirm: [0x55; 16],
+        };
+        check(resp.clone(), b.clone());
+        let mut zeroed = b.clone();
+        zeroed[88..].fill(0);
+        assert_eq!(mac_input(&resp), zeroed);
+        assert_eq!(
+            Message::parse(&b[..103]),
+            Err(WireError::Truncated {
+                field: "session response confirm",
+                need: 16,
+                have: 15
+            })
+        );
+    }
+
+    #[test]
+    fn handover_fixture() {
+        let mut b = header(11);
+        b.extend_from_slice(&[0x11; 32]);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 5]); // counter 5
+        b.extend_from_slice(&[10, 2, 0, 100, 0x1c, 0xe9]); // 10.2.0.100:7401
+        b.extend_from_slice(&[203, 0, 113, 7, 0x6a, 0x3f]);
+        b.extend_from_slice(&[0x66; 16]);
+        assert_eq!(b.len(), 72);
+        let msg = Message::HandoverRequest {
+            sender: [0x11; 32],
+            counter: 5,
+            private: SocketAddrV4::new(Ipv4Addr::new(10, 2, 0, 100), 7401),
+            nat: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 0x6a3f),
+            mac: [0x66; 16],
+        };
+        check(msg.clone(), b.clone());
+        let input = mac_input(&msg);
+        assert_eq!(input[..56], b[..56]);
+        assert_eq!(input[56..], [0; 16]);
+    }
+
+    #[test]
+    fn key_renewal_and_ack_fixtures() {
+        let mut b = header(12);
+        b.extend_from_slice(&[0x11; 32]);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 0]); // counter 256
+        b.extend_from_slice(&[0, 3, 0xa1, 0xa2, 0xa3]); // y_len 3
+        b.extend_from_slice(&[0x77; 16]);
+        assert_eq!(b.len(), 65);
+        let msg = Message::KeyRenewal {
+            sender: [0x11; 32],
+            counter: 256,
+            y: vec![0xa1, 0xa2, 0xa3],
+            mac: [0x77; 16],
+        };
+        check(msg.clone(), b.clone());
+        assert_eq!(mac_input(&msg)[..49], b[..49]);
+        assert_eq!(mac_input(&msg)[49..], [0; 16]);
+        // A group-14 renewal: 62 + 256 bytes.
+        let full = Message::KeyRenewal {
+            sender: [0; 32],
+            counter: 1,
+            y: vec![9; 256],
+            mac: [0; 16],
+        };
+        assert_eq!(full.to_bytes().len(), 318);
+        let mut long = b.clone();
+        long[44..46].copy_from_slice(&513u16.to_be_bytes());
+        assert_eq!(
+            Message::parse(&long),
+            Err(WireError::OverBound {
+                field: "key renewal y length",
+                len: 513,
+                max: 512
+            })
+        );
+        long[44..46].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(
+            Message::parse(&long),
+            Err(WireError::Truncated {
+                field: "key renewal y",
+                need: 20,
+                have: 19
+            })
+        );
+
+        let mut b = header(13);
+        b.extend_from_slice(&[0x22; 32]);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9]);
+        b.extend_from_slice(&[0x88; 16]);
+        assert_eq!(b.len(), 60);
+        check(
+            Message::ControlAck {
+                sender: [0x22; 32],
+                counter: 9,
+                mac: [0x88; 16],
+            },
+            b,
+        );
+    }
+
+    #[test]
     fn header_errors() {
         assert_eq!(
             Message::parse(b"BX\x01\x03"),
@@ -871,8 +1232,8 @@ mod tests {
             })
         );
         assert_eq!(
-            Message::parse(b"BF\x01\x09"),
-            Err(WireError::UnknownType(9))
+            Message::parse(b"BF\x01\x0e"),
+            Err(WireError::UnknownType(14))
         );
         assert_eq!(
             Message::parse(b"BF\x01").map_err(|e| e.to_string()),
@@ -969,6 +1330,77 @@ mod tests {
                     total_work: w,
                 }
             }),
+            arb_session_message(),
+        ]
+    }
+
+    fn arb_session_message() -> impl Strategy<Value = Message> {
+        let addr =
+            || (any::<u32>(), any::<u16>()).prop_map(|(ip, p)| SocketAddrV4::new(ip.into(), p));
+        prop_oneof![
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                any::<[u8; 16]>(),
+                any::<u32>()
+            )
+                .prop_map(|(caller, callee, nonce, ssrc)| Message::SessionRequest {
+                    caller,
+                    callee,
+                    nonce,
+                    ssrc,
+                }),
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                any::<[u8; 16]>(),
+                any::<u32>(),
+                any::<[u8; 16]>()
+            )
+                .prop_map(|(caller, callee, nonce, ssrc, confirm)| {
+                    Message::SessionResponse {
+                        caller,
+                        callee,
+                        nonce,
+                        ssrc,
+                        confirm,
+                    }
+                }),
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                addr(),
+                addr(),
+                any::<[u8; 16]>()
+            )
+                .prop_map(|(sender, counter, private, nat, mac)| {
+                    Message::HandoverRequest {
+                        sender,
+                        counter,
+                        private,
+                        nat,
+                        mac,
+                    }
+                }),
+            (
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..=MAX_Y_LEN),
+                any::<[u8; 16]>()
+            )
+                .prop_map(|(sender, counter, y, mac)| Message::KeyRenewal {
+                    sender,
+                    counter,
+                    y,
+                    mac,
+                }),
+            (any::<[u8; 32]>(), any::<u64>(), any::<[u8; 16]>()).prop_map(
+                |(sender, counter, mac)| Message::ControlAck {
+                    sender,
+                    counter,
+                    mac,
+                }
+            ),
         ]
     }
 
@@ -989,7 +1421,7 @@ mod tests {
 
         #[test]
         fn parse_after_valid_header_never_panics(
-            kind in 0u8..=9,
+            kind in 0u8..=14,
             body in proptest::collection::vec(any::<u8>(), 0..1300),
         ) {
             let mut data = header(kind);
@@ -1008,6 +1440,17 @@ mod tests {
             if let Ok(back) = Message::parse(&data) {
                 prop_assert_eq!(back.to_bytes(), data);
             }
+        }
+
+        #[test]
+        fn mac_input_zeroes_only_the_tag(msg in arb_session_message()) {
+            let bytes = msg.to_bytes();
+            let input = mac_input(&msg);
+            prop_assert_eq!(input.len(), bytes.len());
+            let tagged = !matches!(msg, Message::SessionRequest { .. });
+            let keep = if tagged { bytes.len() - MAC_LEN } else { bytes.len() };
+            prop_assert_eq!(&input[..keep], &bytes[..keep]);
+            prop_assert!(input[keep..].iter().all(|&b| b == 0));
         }
 
         #[test]
