@@ -8,12 +8,16 @@
 //! answered, so loss on the access link never loses a registration; after three unanswered
 //! tries the EN fails over to the next SN of its DHCP list.
 
+use crate::call::{Call, CallRole, CallState};
 use crate::nat::h16;
 use crate::wallet::{Wallet, verify_tx};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::binfm::{Message, TxStatus};
 use binfm_stack::wire::ports;
+use binfm_stack::wire::rtp::{RtpHeader, is_rtp};
 use binfm_stack::wire::toall::{HashAddr, ToallTx};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -82,11 +86,16 @@ pub struct EndNode {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     want_unconfirmed: bool,
+    calls: Vec<Call>,
+    rng: ChaCha8Rng,
+    tone_hz: f64,
+    had_address_before: bool,
 }
 
 impl EndNode {
-    /// An EN with its wallet, using UDP `port` for control messages.
-    pub fn new(wallet: Wallet, port: u16) -> Self {
+    /// An EN with its wallet, using UDP `port` for control and media; `seed` drives its
+    /// nonces, SSRCs and renewed keys; `tone_hz` is the tone it sends in calls.
+    pub fn new(wallet: Wallet, port: u16, seed: u64, tone_hz: f64) -> Self {
         EndNode {
             wallet,
             port,
@@ -102,7 +111,95 @@ impl EndNode {
             out: VecDeque::new(),
             events: VecDeque::new(),
             want_unconfirmed: false,
+            calls: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            tone_hz,
+            had_address_before: false,
         }
+    }
+
+    /// The calls (active and ended).
+    pub fn calls(&self) -> &[Call] {
+        &self.calls
+    }
+
+    /// Starts a call to `peer` (paper, Figure 8): Query for the peer's Tx first.
+    pub fn call(&mut self, now: Time, peer: HashAddr) {
+        let nonce: [u8; 16] = self.rng.random();
+        let ssrc: u32 = self.rng.random();
+        let mut call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
+        self.events.push_back(
+            Event::new("call.started")
+                .with("peer", hex(&peer))
+                .with("ssrc", ssrc),
+        );
+        match self.lookup(now, peer) {
+            Some(id) => {
+                call.state = CallState::LookingUp(id);
+                self.calls.push(call);
+            }
+            None => self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&peer))
+                    .with("reason", "lookup refused"),
+            ),
+        }
+    }
+
+    /// Hangs up the call with `peer`.
+    pub fn hangup(&mut self, _now: Time, peer: HashAddr) {
+        for c in self
+            .calls
+            .iter_mut()
+            .filter(|c| c.peer == peer && c.state != CallState::Ended)
+        {
+            c.hang_up();
+            self.events.push_back(
+                Event::new("call.ended")
+                    .with("peer", hex(&peer))
+                    .with("frames_sent", c.frames_sent)
+                    .with("frames_received", c.rx_stats.summary().received),
+            );
+        }
+    }
+
+    /// Renews the DH key (paper, Figure 10): a Key Renewal to every active call's peer,
+    /// authenticated with the current session key, and a new ToALL Tx with the new Y.
+    pub fn rekey(&mut self, now: Time) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.rng.random());
+        self.wallet.renew_dh(&mut rng);
+        let me = self.wallet.hash_addr();
+        let y = self.wallet.dh().public();
+        let mut sends = Vec::new();
+        for c in self
+            .calls
+            .iter_mut()
+            .filter(|c| c.state == CallState::Active)
+        {
+            let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
+                continue;
+            };
+            let Ok(shared) = self.wallet.dh().agree(&peer_y) else {
+                continue;
+            };
+            if let Some(o) = c.renew(me, y.clone(), &shared, now) {
+                self.events.push_back(
+                    Event::new("call.rekey_sent")
+                        .with("peer", hex(&c.peer))
+                        .with("epoch", c.epoch() + 1),
+                );
+                sends.push(o);
+            }
+        }
+        for (to, payload) in sends {
+            self.out.push_back(Transmit {
+                src_ip: None,
+                src_port: self.port,
+                dst: to,
+                payload,
+            });
+        }
+        self.register(now, "key_renewal");
     }
 
     /// Ask SNs for the newest unconfirmed Tx too (they answer only if configured to).
@@ -149,17 +246,50 @@ impl EndNode {
             Some(ip) => SocketAddrV4::new(ip, h16(private_ip, self.port)),
             None => private,
         };
+        let moved = self.private.is_some_and(|p| p != private) || self.had_address_before;
         self.private = Some(private);
         self.nat = Some(nat);
         if !sns.is_empty() {
             self.sns = sns;
             self.sn_index = 0;
         }
+        if moved {
+            // Mid-call handover (paper, Figure 9): tell every peer at once.
+            let me = self.wallet.hash_addr();
+            let mut sends = Vec::new();
+            for c in self
+                .calls
+                .iter_mut()
+                .filter(|c| c.state == CallState::Active)
+            {
+                if let Some(o) = c.handover(me, private, nat, now) {
+                    self.events.push_back(
+                        Event::new("call.handover_sent")
+                            .with("peer", hex(&c.peer))
+                            .with_display("private", private)
+                            .with_display("nat_guess", nat),
+                    );
+                    sends.push(o);
+                }
+            }
+            for (to, payload) in sends {
+                self.out.push_back(Transmit {
+                    src_ip: None,
+                    src_port: self.port,
+                    dst: to,
+                    payload,
+                });
+            }
+        }
+        self.had_address_before = false;
         self.register(now, "new_address");
     }
 
     /// The address was lost (lease expired, moving): stop retransmitting.
     pub fn on_address_lost(&mut self) {
+        if self.private.is_some() {
+            self.had_address_before = true;
+        }
         self.private = None;
         self.reg = None;
     }
@@ -292,6 +422,22 @@ impl EndNode {
         _to: SocketAddrV4,
         data: &[u8],
     ) {
+        if is_rtp(data) {
+            let ssrc = RtpHeader::parse(data).map(|(h, _)| h.ssrc).ok();
+            let mut evs = Vec::new();
+            match self
+                .calls
+                .iter_mut()
+                .find(|c| c.state == CallState::Active && ssrc.is_some() && c.peer_ssrc() == ssrc)
+            {
+                Some(c) => c.on_media(now, data, &mut evs),
+                None => self
+                    .events
+                    .push_back(Event::new("en.media_unknown_ssrc").with_display("from", from)),
+            }
+            self.events.extend(evs);
+            return;
+        }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
@@ -303,6 +449,22 @@ impl EndNode {
                 return;
             }
         };
+        match msg {
+            Message::SessionRequest {
+                caller,
+                callee,
+                nonce,
+                ssrc,
+            } => return self.on_session_request(now, from, caller, callee, nonce, ssrc),
+            Message::SessionResponse { .. } => return self.on_session_response(now, from, &msg),
+            Message::HandoverRequest { sender, .. } => {
+                return self.on_handover(now, from, sender, &msg);
+            }
+            Message::KeyRenewal { sender, .. } => {
+                return self.on_key_renewal(now, from, sender, &msg);
+            }
+            _ => {}
+        }
         if !self.sns.contains(&from) {
             self.events
                 .push_back(Event::new("en.unexpected").with_display("from", from));
@@ -463,11 +625,265 @@ impl EndNode {
             }
         };
         self.queries.remove(&request_id);
+        self.continue_call(now, request_id, result.as_ref());
         self.results.push_back((request_id, hash_addr, result));
+    }
+
+    /// A lookup finished: the call waiting for it goes on.
+    fn continue_call(&mut self, now: Time, request_id: u32, info: Option<&PeerInfo>) {
+        let me = self.wallet.hash_addr();
+        let Some(idx) = self
+            .calls
+            .iter()
+            .position(|c| c.state == CallState::LookingUp(request_id))
+        else {
+            return;
+        };
+        let Some(info) = info else {
+            let c = &mut self.calls[idx];
+            c.hang_up();
+            self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&c.peer))
+                    .with("reason", "peer not found"),
+            );
+            return;
+        };
+        let nat = SocketAddrV4::new(info.tx.out.nat_ip, info.tx.out.nat_port);
+        let c = &mut self.calls[idx];
+        c.set_peer_registration(info.tx.out.y.clone(), nat);
+        match c.role {
+            CallRole::Caller => {
+                if let Some((to, payload)) = c.request(me, now) {
+                    self.events.push_back(
+                        Event::new("call.request_sent")
+                            .with("peer", hex(&c.peer))
+                            .with_display("to", to),
+                    );
+                    self.out.push_back(Transmit {
+                        src_ip: None,
+                        src_port: self.port,
+                        dst: to,
+                        payload,
+                    });
+                }
+            }
+            CallRole::Callee => match self.wallet.dh().agree(&info.tx.out.y) {
+                Ok(shared) => {
+                    if let Some((to, payload)) = c.answer(&shared, me, now) {
+                        self.events.push_back(
+                            Event::new("call.active")
+                                .with("peer", hex(&c.peer))
+                                .with("role", "callee")
+                                .with_display("peer_addr", to),
+                        );
+                        self.out.push_back(Transmit {
+                            src_ip: None,
+                            src_port: self.port,
+                            dst: to,
+                            payload,
+                        });
+                    }
+                }
+                Err(e) => {
+                    c.hang_up();
+                    self.events.push_back(
+                        Event::new("call.failed")
+                            .with("peer", hex(&c.peer))
+                            .with_display("reason", e),
+                    );
+                }
+            },
+        }
+    }
+
+    fn on_session_request(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        caller: HashAddr,
+        callee: HashAddr,
+        nonce: [u8; 16],
+        ssrc: u32,
+    ) {
+        if callee != self.wallet.hash_addr() {
+            self.events.push_back(
+                Event::new("call.request_refused")
+                    .with("reason", "not for us")
+                    .with_display("from", from),
+            );
+            return;
+        }
+        // A retransmitted request of a call we already know: nothing new to do.
+        if self.calls.iter().any(|c| {
+            c.peer == caller && c.peer_nonce() == Some(nonce) && c.state != CallState::Ended
+        }) {
+            return;
+        }
+        let my_nonce: [u8; 16] = self.rng.random();
+        let my_ssrc: u32 = self.rng.random();
+        let mut call = Call::new(
+            caller,
+            CallRole::Callee,
+            my_nonce,
+            my_ssrc,
+            self.tone_hz,
+            now,
+        );
+        call.on_request(from, nonce, ssrc);
+        self.events.push_back(
+            Event::new("call.incoming")
+                .with("peer", hex(&caller))
+                .with_display("from", from),
+        );
+        // Figure 8: the callee looks the caller up too, and trusts only what the chain says.
+        match self.lookup(now, caller) {
+            Some(id) => {
+                call.state = CallState::LookingUp(id);
+                self.calls.push(call);
+            }
+            None => self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&caller))
+                    .with("reason", "lookup refused"),
+            ),
+        }
+    }
+
+    fn on_session_response(&mut self, now: Time, from: SocketAddrV4, msg: &Message) {
+        let Message::SessionResponse { caller, callee, .. } = msg else {
+            return;
+        };
+        let me = self.wallet.hash_addr();
+        if *caller != me {
+            return;
+        }
+        let have_address = self.private.is_some();
+        let Some(c) = self.calls.iter_mut().find(|c| {
+            c.peer == *callee && c.role == CallRole::Caller && c.state == CallState::Requesting
+        }) else {
+            return; // a retransmitted response for an active call, or unknown
+        };
+        let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
+            return;
+        };
+        let shared = match self.wallet.dh().agree(&peer_y) {
+            Ok(s) => s,
+            Err(e) => {
+                self.events.push_back(
+                    Event::new("call.failed")
+                        .with("peer", hex(&c.peer))
+                        .with_display("reason", e),
+                );
+                return;
+            }
+        };
+        match c.on_response(&shared, me, msg, now) {
+            Ok(()) => {
+                self.events.push_back(
+                    Event::new("call.active")
+                        .with("peer", hex(&c.peer))
+                        .with("role", "caller")
+                        .with_display("peer_addr", from),
+                );
+                // Audio starts the moment the keys are ready: the first frame goes now.
+                let mut out = Vec::new();
+                let mut evs = Vec::new();
+                c.on_timeout(now, have_address, &mut out, &mut evs);
+                self.events.extend(evs);
+                for (to, payload) in out {
+                    self.out.push_back(Transmit {
+                        src_ip: None,
+                        src_port: self.port,
+                        dst: to,
+                        payload,
+                    });
+                }
+            }
+            Err(reason) => self.events.push_back(
+                Event::new("call.confirm_failed")
+                    .with("peer", hex(&c.peer))
+                    .with("reason", reason),
+            ),
+        }
+    }
+
+    fn on_handover(&mut self, _now: Time, from: SocketAddrV4, sender: HashAddr, msg: &Message) {
+        let Some(c) = self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        else {
+            self.events.push_back(
+                Event::new("call.handover_rejected")
+                    .with("reason", "no such call")
+                    .with_display("from", from),
+            );
+            return;
+        };
+        match c.on_handover(from, msg) {
+            Ok(()) => self.events.push_back(
+                Event::new("call.handover_accepted")
+                    .with("peer", hex(&sender))
+                    .with_display("new_addr", from),
+            ),
+            Err(reason) => self.events.push_back(
+                Event::new("call.handover_rejected")
+                    .with("peer", hex(&sender))
+                    .with("reason", reason)
+                    .with_display("from", from),
+            ),
+        }
+    }
+
+    fn on_key_renewal(&mut self, _now: Time, from: SocketAddrV4, sender: HashAddr, msg: &Message) {
+        let me = self.wallet.hash_addr();
+        let Some(c) = self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        else {
+            self.events.push_back(
+                Event::new("call.rekey_rejected")
+                    .with("reason", "no such call")
+                    .with_display("from", from),
+            );
+            return;
+        };
+        let wallet = &self.wallet;
+        let shared_for = |y: &[u8]| -> Option<Vec<u8>> { wallet.dh().agree(y).ok() };
+        match c.on_renewal(msg, shared_for, me) {
+            Ok(()) => self.events.push_back(
+                Event::new("call.rekey_accepted")
+                    .with("peer", hex(&sender))
+                    .with("epoch", c.epoch()),
+            ),
+            Err("replayed") => {}
+            Err(reason) => self.events.push_back(
+                Event::new("call.rekey_rejected")
+                    .with("peer", hex(&sender))
+                    .with("reason", reason),
+            ),
+        }
     }
 
     /// Retransmits what is due; fails over to the next SN after [`TRIES_PER_SN`] tries.
     pub fn handle_timeout(&mut self, now: Time) {
+        let have_address = self.private.is_some();
+        let mut out = Vec::new();
+        let mut evs = Vec::new();
+        for c in &mut self.calls {
+            c.on_timeout(now, have_address, &mut out, &mut evs);
+        }
+        self.events.extend(evs);
+        for (to, payload) in out {
+            self.out.push_back(Transmit {
+                src_ip: None,
+                src_port: self.port,
+                dst: to,
+                payload,
+            });
+        }
         if let Some(reg) = &self.reg
             && reg.next_retx <= now
         {
@@ -518,7 +934,8 @@ impl EndNode {
     pub fn poll_timeout(&self) -> Option<Time> {
         let reg = self.reg.as_ref().map(|r| r.next_retx);
         let q = self.queries.values().map(|q| q.next_retx).min();
-        reg.into_iter().chain(q).min()
+        let calls = self.calls.iter().filter_map(Call::poll_timeout).min();
+        [reg, q, calls].into_iter().flatten().min()
     }
 
     /// Next datagram to send.

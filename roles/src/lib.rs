@@ -6,6 +6,7 @@
 //! (`poll_transmit`, `poll_timeout`, `poll_event`) until it is idle. That is what lets one
 //! implementation run in virtual time and in live time.
 
+pub mod call;
 pub mod chain;
 pub mod dh;
 pub mod dhcp;

@@ -48,7 +48,21 @@ impl EnApp {
     /// The EN of node `def` (its lookups resolved to hash addresses).
     pub fn new(topo: &Topology, def: &NodeDef) -> Option<EnApp> {
         let en_def = def.end_node.as_ref()?;
-        let en = EndNode::new(wallet_for(topo.seed, &def.name), ports::EN);
+        // Each EN sends its own tone (440 Hz, 660 Hz, 880 Hz, ...) so directions can be told
+        // apart by ear.
+        let k = topo
+            .nodes
+            .iter()
+            .take_while(|n| n.name != def.name)
+            .filter(|n| n.end_node.is_some())
+            .count();
+        let tone_hz = 440.0 * (1.0 + 0.5 * k as f64);
+        let seed = u64::from_be_bytes(
+            wallet_seed(topo.seed, &def.name)[..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        let en = EndNode::new(wallet_for(topo.seed, &def.name), ports::EN, seed, tone_hz);
         let mut lookups: Vec<(Time, HashAddr)> = en_def
             .lookups
             .iter()
@@ -66,6 +80,21 @@ impl EnApp {
             next: 0,
             bound: false,
         })
+    }
+
+    /// Starts a call to `peer`.
+    pub fn call(&mut self, now: Time, peer: HashAddr) {
+        self.en.call(now, peer);
+    }
+
+    /// Hangs up the call with `peer`.
+    pub fn hangup(&mut self, now: Time, peer: HashAddr) {
+        self.en.hangup(now, peer);
+    }
+
+    /// Renews the DH key in every active call.
+    pub fn rekey(&mut self, now: Time) {
+        self.en.rekey(now);
     }
 
     /// A DHCP lease was bound: register.

@@ -552,6 +552,39 @@ impl Node {
         });
     }
 
+    /// Re-attaches port 0 to another segment (the node moved) and asks for a new lease there.
+    /// The driver has already detached the old member and created the new one.
+    pub fn move_to(
+        &mut self,
+        now: Time,
+        segment: usize,
+        member: MemberId,
+        subnet: Ipv4Cidr,
+        out: &mut Vec<Output>,
+    ) {
+        let p = &mut self.ports[0];
+        p.segment = segment;
+        p.member = member;
+        p.subnet = subnet;
+        for (_, svc) in &mut self.services {
+            if let Service::DhcpClient(c) = svc {
+                // Restarting emits Unbound (old address dropped), then DISCOVER on the new segment.
+                c.start(now);
+            }
+        }
+        self.poll(now, out);
+    }
+
+    /// Releases the DHCP lease (the RELEASE goes out now); the driver detaches afterwards.
+    pub fn release(&mut self, now: Time, out: &mut Vec<Output>) {
+        for (_, svc) in &mut self.services {
+            if let Service::DhcpClient(c) = svc {
+                c.release(now);
+            }
+        }
+        self.poll(now, out);
+    }
+
     /// A packet produced by the stack of `port`.
     fn send_local(&mut self, port: usize, packet: Vec<u8>, out: &mut Vec<Output>) {
         let dst = match Ipv4Packet::new_checked(&packet[..]) {
@@ -591,6 +624,14 @@ impl Node {
     pub fn end_node(&mut self) -> Option<&mut EnApp> {
         self.services.iter_mut().find_map(|(_, s)| match s {
             Service::EndNode(e) => Some(&mut **e),
+            _ => None,
+        })
+    }
+
+    /// The end node app, read-only.
+    pub fn end_node_ref(&self) -> Option<&EnApp> {
+        self.services.iter().find_map(|(_, s)| match s {
+            Service::EndNode(e) => Some(&**e),
             _ => None,
         })
     }

@@ -90,8 +90,9 @@ pub fn collect<W: Write>(
         "segments": links,
         "drops": drops,
         "echo": echo,
-        "chain": chain,
+                "chain": chain,
         "registration": registration,
+        "binfm": call_results(topo, net),
     })
 }
 
@@ -251,4 +252,228 @@ pub fn write_json(path: &Path, value: &Value) -> std::io::Result<()> {
         f.flush()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Per-call measurements, as the paper counts them and beyond (`binfm` in results.json).
+///
+/// - `pre_call_ms`: the caller's `call.started` (its first Query goes out at that instant)
+///   until the callee decrypts the caller's first audio frame (`call.first_frame`).
+/// - `first_audio_both_ways_ms`: until both sides have decrypted a first frame.
+/// - `mid_call_ms`: the moved EN's new address (`dhcp.ack` after `node.moved`) until the
+///   peer accepts its Handover Request and switches (`call.handover_accepted`).
+/// - `rekey_ms`: `call.rekey_sent` until the peer holds the new key (`call.rekey_accepted`;
+///   the sender derives it before sending).
+/// - audio per direction from the receiver's state: frames sent (by the sender), received,
+///   lost, duplicates, RFC 3550 jitter, one-way delay (arrival - the sender's schedule), and
+///   the longest gap between decrypted frames (the handover gap).
+pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
+    let names: Vec<(String, String, String)> = topo
+        .nodes
+        .iter()
+        .filter(|n| n.end_node.is_some())
+        .map(|n| {
+            let h = crate::apps::wallet_for(topo.seed, &n.name).hash_addr();
+            (n.name.clone(), hex(&h), hex(&h[..8]))
+        })
+        .collect();
+    let name_of = |h: &str| {
+        names
+            .iter()
+            .find(|(_, full, short)| full == h || short == h)
+            .map(|(n, _, _)| n.clone())
+    };
+    let recs = &net.events.records;
+    let ms = |t: binfm_roles::Time| t.as_secs_f64() * 1e3;
+    let mut calls = Vec::new();
+    for (i, start) in recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == "call.started")
+    {
+        let caller = start.host.clone();
+        let Some(callee) = start
+            .fields
+            .get("peer")
+            .and_then(Value::as_str)
+            .and_then(&name_of)
+        else {
+            continue;
+        };
+        let t0 = start.t;
+        let later = || recs[i..].iter();
+        let first = |host: &str, peer: &str| {
+            later()
+                .find(|r| {
+                    r.host == host
+                        && r.kind == "call.first_frame"
+                        && r.fields
+                            .get("peer")
+                            .and_then(Value::as_str)
+                            .and_then(&name_of)
+                            .as_deref()
+                            == Some(peer)
+                })
+                .map(|r| r.t)
+        };
+        let at_callee = first(&callee, &caller);
+        let at_caller = first(&caller, &callee);
+        let pre_call = at_callee.map(|t| ms(t - t0));
+        let both = match (at_callee, at_caller) {
+            (Some(a), Some(b)) => Some(ms(a.max(b) - t0)),
+            _ => None,
+        };
+        // Handover: each move of either end during the call.
+        let mut mid = Vec::new();
+        for (j, mv) in recs
+            .iter()
+            .enumerate()
+            .skip(i)
+            .filter(|(_, r)| r.kind == "node.moved" && (r.host == caller || r.host == callee))
+        {
+            let mover = &mv.host;
+            let peer = if *mover == caller { &callee } else { &caller };
+            let Some(ack) = recs[j..]
+                .iter()
+                .find(|r| &r.host == mover && r.kind == "dhcp.ack")
+            else {
+                continue;
+            };
+            let accepted = recs[j..]
+                .iter()
+                .find(|r| &r.host == peer && r.kind == "call.handover_accepted" && r.t >= ack.t);
+            mid.push(json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) }));
+        }
+        let mut rekeys = Vec::new();
+        for (j, rk) in
+            recs.iter().enumerate().skip(i).filter(|(_, r)| {
+                r.kind == "call.rekey_sent" && (r.host == caller || r.host == callee)
+            })
+        {
+            let peer = if rk.host == caller { &callee } else { &caller };
+            let acc = recs[j..]
+                .iter()
+                .find(|r| &r.host == peer && r.kind == "call.rekey_accepted");
+            rekeys.push(json!({ "by": rk.host, "sent_at_ms": ms(rk.t), "rekey_ms": acc.map(|a| ms(a.t - rk.t)) }));
+        }
+        let mut audio = Map::new();
+        for (from, to) in [(&caller, &callee), (&callee, &caller)] {
+            audio.insert(format!("{from}->{to}"), direction(topo, net, from, to));
+        }
+        calls.push(json!({
+            "caller": caller,
+            "callee": callee,
+            "started_at_ms": ms(t0),
+            "pre_call_ms": pre_call,
+            "first_audio_both_ways_ms": both,
+            "handovers": mid,
+            "rekeys": rekeys,
+            "audio": audio,
+        }));
+    }
+    let first = calls.first().cloned().unwrap_or(Value::Null);
+    json!({
+        "pre_call_ms": first.get("pre_call_ms").cloned().unwrap_or(Value::Null),
+        "mid_call_ms": first.get("handovers").and_then(|h| h.get(0)).and_then(|h| h.get("mid_call_ms")).cloned().unwrap_or(Value::Null),
+        "rekey_ms": first.get("rekeys").and_then(|h| h.get(0)).and_then(|h| h.get("rekey_ms")).cloned().unwrap_or(Value::Null),
+        "first_audio_both_ways_ms": first.get("first_audio_both_ways_ms").cloned().unwrap_or(Value::Null),
+        "dh_in_virtual_time_ms": 0.0,
+        "calls": calls,
+    })
+}
+
+/// Audio statistics of one direction, from the receiving EN's call state.
+fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &str) -> Value {
+    let hash = |n: &str| crate::apps::wallet_for(topo.seed, n).hash_addr();
+    let (Some(fi), Some(ti)) = (topo.node_index(from), topo.node_index(to)) else {
+        return Value::Null;
+    };
+    let (Some(sender), Some(receiver)) =
+        (net.nodes[fi].end_node_ref(), net.nodes[ti].end_node_ref())
+    else {
+        return Value::Null;
+    };
+    let Some(tx) = sender.en.calls().iter().find(|c| c.peer == hash(to)) else {
+        return Value::Null;
+    };
+    let Some(rx) = receiver.en.calls().iter().find(|c| c.peer == hash(from)) else {
+        return Value::Null;
+    };
+    let s = rx.rx_stats.summary();
+    let first_index = u64::from(tx.my_ssrc() >> 16);
+    let mut delays = Vec::new();
+    if let Some(start) = tx.media_start {
+        for &(index, arrival) in &rx.rx_log {
+            let frame = index.saturating_sub(first_index);
+            let sent =
+                start + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
+            delays.push(arrival.saturating_sub(sent).as_secs_f64() * 1e3);
+        }
+    }
+    let mut longest_gap = 0.0f64;
+    let mut gap_at = None;
+    for w in rx.rx_log.windows(2) {
+        let g = (w[1].1.saturating_sub(w[0].1)).as_secs_f64() * 1e3;
+        if g > longest_gap {
+            longest_gap = g;
+            gap_at = Some(w[0].1.as_secs_f64() * 1e3);
+        }
+    }
+    let (d50, d99) = quantile_pair(&delays, 0.5, 0.99);
+    json!({
+        "frames_sent": tx.frames_sent,
+        "frames_unsent_no_address": tx.frames_unsent,
+        "received": s.received,
+        "lost": s.lost,
+        "duplicates": s.duplicates,
+        "jitter_ms": s.jitter_ms,
+        "delay_ms_median": d50,
+        "delay_ms_p99": d99,
+        "longest_gap_ms": longest_gap,
+        "longest_gap_starts_at_ms": gap_at,
+        "refused": rx.media_refused.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<String, Value>>(),
+    })
+}
+
+fn quantile_pair(v: &[f64], a: f64, b: f64) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    (Some(rank(a)), Some(rank(b)))
+}
+
+/// Writes each received direction of each call as `calls/<from>-to-<to>.wav` (8 kHz mono,
+/// silence where frames were lost). Returns the files written.
+pub fn write_call_audio<W: Write>(
+    topo: &Topology,
+    net: &VirtualNet<W>,
+    out_dir: &Path,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    for node in &net.nodes {
+        let Some(app) = node.end_node_ref() else {
+            continue;
+        };
+        for call in app.en.calls() {
+            if call.recording.frames() == 0 {
+                continue;
+            }
+            let from = topo
+                .nodes
+                .iter()
+                .find(|n| {
+                    n.end_node.is_some()
+                        && crate::apps::wallet_for(topo.seed, &n.name).hash_addr() == call.peer
+                })
+                .map_or_else(|| "unknown".to_owned(), |n| n.name.clone());
+            let dir = out_dir.join("calls");
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{from}-to-{}.wav", node.name));
+            binfm_roles::session::audio::write_wav(&path, &call.recording.samples())?;
+            written.push(path);
+        }
+    }
+    Ok(written)
 }

@@ -19,6 +19,8 @@ pub struct Member {
     pub port: usize,
     /// Current address on this segment (`None` while a DHCP client has no lease).
     pub addr: Option<Ipv4Addr>,
+    /// False once the node left the segment (a move); the id stays valid but unreachable.
+    pub attached: bool,
 }
 
 /// Where a packet on the segment is going.
@@ -119,9 +121,18 @@ impl Segment {
             node,
             port,
             addr: None,
+            attached: true,
         });
         self.set_addr(id, addr);
         id
+    }
+
+    /// Detaches a member (the node moved away): it gets no more packets.
+    pub fn detach(&mut self, member: MemberId) {
+        self.set_addr(member, None);
+        if let Some(m) = self.members.get_mut(member) {
+            m.attached = false;
+        }
     }
 
     /// The members, by id.
@@ -193,7 +204,8 @@ impl Segment {
         out: &mut Vec<(MemberId, Result<Time, SegmentDrop>)>,
     ) {
         match dest {
-            Dest::Unicast(addr) => match self.resolve(addr) {
+            Dest::Unicast(addr) => match self.resolve(addr).filter(|&to| self.members[to].attached)
+            {
                 Some(to) if to != from && self.is_cut(from, to) => {
                     out.push((to, Err(SegmentDrop::Partitioned)))
                 }
@@ -205,9 +217,12 @@ impl Segment {
             },
             Dest::Broadcast => {
                 for to in 0..self.members.len() {
-                    if to != from && self.is_cut(from, to) {
+                    if to == from || !self.members[to].attached {
+                        continue;
+                    }
+                    if self.is_cut(from, to) {
                         out.push((to, Err(SegmentDrop::Partitioned)));
-                    } else if to != from {
+                    } else {
                         let fate = self.channel(from, to).send(now, len);
                         out.push((to, fate_result(fate)));
                     }

@@ -304,7 +304,7 @@ pub enum Message {
         hash_addr: HashAddr,
         /// The address has a confirmed Tx.
         found: bool,
-        /// Height of the SN's best chain tip.
+        /// Height of the block holding `tx` (0 if not found); the tip is at `height + confirmations - 1`.
         height: u64,
         /// Blocks on top of (and including) the one holding `tx`; 0 if not found.
         confirmations: u32,

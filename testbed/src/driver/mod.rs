@@ -80,6 +80,8 @@ pub fn run_virtual(
     let packets = net.captured();
     net.finish()?;
     let results = results::collect(topo, seed, &net, interrupted);
+    results::write_call_audio(topo, &net, &opts.out_dir)
+        .with_context(|| format!("writing call audio into {}", opts.out_dir.display()))?;
     results::write_json(&opts.out_dir.join("results.json"), &results)?;
     Ok(RunSummary {
         out_dir: opts.out_dir.clone(),

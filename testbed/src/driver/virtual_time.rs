@@ -7,7 +7,7 @@
 
 use crate::events::EventLog;
 use crate::node::{Node, Output};
-use crate::topology::Topology;
+use crate::topology::{Action, Topology};
 use binfm_roles::{Event, Time};
 use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Segment, SegmentDrop};
@@ -26,6 +26,9 @@ enum What {
     },
     Wake {
         node: usize,
+    },
+    Step {
+        index: usize,
     },
 }
 
@@ -254,6 +257,7 @@ impl<W: Write> VirtualNet<W> {
 
     /// Starts every node at time zero (binds sockets, starts DHCP clients and apps).
     pub fn start(&mut self) -> Result<(), RunError> {
+        self.schedule_scenario();
         for n in 0..self.nodes.len() {
             let mut out = std::mem::take(&mut self.scratch_out);
             self.nodes[n].start(self.now, &mut out);
@@ -261,6 +265,92 @@ impl<W: Write> VirtualNet<W> {
             self.scratch_out = out;
         }
         Ok(())
+    }
+
+    /// Schedules the topology's scenario steps (called by `start`).
+    fn schedule_scenario(&mut self) {
+        for i in 0..self.topo.scenario.len() {
+            let at = self.topo.scenario[i].at;
+            self.schedule(at, What::Step { index: i });
+        }
+    }
+
+    /// Carries out scenario step `index` now.
+    fn apply_step(&mut self, index: usize) -> Result<(), RunError> {
+        let step = self.topo.scenario[index].clone();
+        let ev = Event::new("scenario.step")
+            .with("line", step.line)
+            .with_display("action", format!("{:?}", step.action));
+        self.events.push(self.now, "testbed", ev)?;
+        match step.action {
+            Action::Call(a, b) => {
+                let peer =
+                    crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[b].name).hash_addr();
+                let now = self.now;
+                if let Some(app) = self.nodes[a].end_node() {
+                    app.call(now, peer);
+                }
+                self.kick(a)?;
+            }
+            Action::Hangup(a, b) => {
+                for (x, y) in [(a, b), (b, a)] {
+                    let peer = crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[y].name)
+                        .hash_addr();
+                    let now = self.now;
+                    if let Some(app) = self.nodes[x].end_node() {
+                        app.hangup(now, peer);
+                    }
+                    self.kick(x)?;
+                }
+            }
+            Action::Rekey(a) => {
+                let now = self.now;
+                if let Some(app) = self.nodes[a].end_node() {
+                    app.rekey(now);
+                }
+                self.kick(a)?;
+            }
+            Action::Move(a, seg) => self.move_node(a, seg)?,
+            Action::Leave(a) => {
+                let mut out = std::mem::take(&mut self.scratch_out);
+                self.nodes[a].release(self.now, &mut out);
+                let r = self.process(a, &mut out);
+                self.scratch_out = out;
+                r?;
+                let (seg, member) = (
+                    self.nodes[a].ports[0].segment,
+                    self.nodes[a].ports[0].member,
+                );
+                self.segments[seg].detach(member);
+            }
+            Action::Join(a, seg) => self.move_node(a, seg)?,
+            Action::Crash(n) => self.crash(n),
+            Action::Restart(n) => self.restart(n)?,
+            Action::Partition(groups) => self.partition(&groups),
+            Action::Heal => self.heal(),
+        }
+        Ok(())
+    }
+
+    /// Moves node `n`'s port 0 to segment `seg`: detached from the old segment, attached to
+    /// the new one, and a new DHCP lease requested there.
+    pub fn move_node(&mut self, n: usize, seg: usize) -> Result<(), RunError> {
+        let (old_seg, old_member) = (
+            self.nodes[n].ports[0].segment,
+            self.nodes[n].ports[0].member,
+        );
+        self.segments[old_seg].detach(old_member);
+        let member = self.segments[seg].add_member(n, 0, None);
+        let subnet = self.segments[seg].subnet;
+        let ev = Event::new("node.moved")
+            .with("from", self.segments[old_seg].name.clone())
+            .with("to", self.segments[seg].name.clone());
+        self.events.push(self.now, &self.nodes[n].name, ev)?;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        self.nodes[n].move_to(self.now, seg, member, subnet, &mut out);
+        let r = self.process(n, &mut out);
+        self.scratch_out = out;
+        r
     }
 
     /// Polls node `n` now (after changing it from outside, e.g. a benchmark sending a datagram).
@@ -376,9 +466,26 @@ impl<W: Write> VirtualNet<W> {
             } => {
                 let m = &self.segments[segment].members()[member];
                 let (n, port) = (m.node, m.port);
+                if !m.attached
+                    || self.nodes[n].ports[port].member != member
+                    || self.nodes[n].ports[port].segment != segment
+                {
+                    // The node moved away while the packet was in flight.
+                    *self
+                        .link_drops
+                        .entry((self.segments[segment].name.clone(), "detached"))
+                        .or_default() += 1;
+                    self.scratch_out = out;
+                    return Ok(true);
+                }
                 self.nodes[n].receive(self.now, port, packet, &mut out);
                 self.nodes[n].poll(self.now, &mut out);
                 n
+            }
+            What::Step { index } => {
+                self.scratch_out = out;
+                self.apply_step(index)?;
+                return Ok(true);
             }
             What::Wake { node } => {
                 if self.wake[node] != Some(ev.at) {

@@ -86,6 +86,44 @@ pub struct Topology {
     pub routes: Vec<RouteTable>,
     /// Blockchain settings.
     pub chain: ChainDef,
+    /// Scenario steps, in time order.
+    pub scenario: Vec<Step>,
+}
+
+/// A scenario step at a time of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// When.
+    pub at: Duration,
+    /// What.
+    pub action: Action,
+    /// Line in the topology file (for messages).
+    pub line: usize,
+}
+
+/// What a scenario step does. Node and segment fields are indices.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `call A B`: A sets up a secure session with B (paper, Figure 8).
+    Call(usize, usize),
+    /// `hangup A B`: both ends stop the call.
+    Hangup(usize, usize),
+    /// `move A to SEGMENT`: A leaves its segment and joins another (mid-call handover).
+    Move(usize, usize),
+    /// `rekey A`: A renews its DH key in every call (paper, Figure 10).
+    Rekey(usize),
+    /// `leave A`: A releases its lease and detaches from its segment.
+    Leave(usize),
+    /// `join A SEGMENT`: a detached A attaches to a segment and asks for a lease.
+    Join(usize, usize),
+    /// `crash N`: node N stops (state lost).
+    Crash(usize),
+    /// `restart N`: a crashed node starts again (an SN from its data directory).
+    Restart(usize),
+    /// `partition {a,b} {c,d}`: paths between the groups are cut.
+    Partition(Vec<Vec<usize>>),
+    /// `heal`: every cut path is restored.
+    Heal,
 }
 
 /// Network-wide blockchain settings.

@@ -587,6 +587,23 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         }
     }
 
+    // Scenario steps (need every node and segment known).
+    let mut scenario = Vec::new();
+    for step in &spec.scenario {
+        let Some(at) = cx.duration(&step.at, "scenario step `at`") else {
+            continue;
+        };
+        let line = cx.line_of(step.action.span().start);
+        match parse_action(step.action.get_ref(), &node_index, &seg_index, &nodes) {
+            Ok(action) => scenario.push(Step { at, action, line }),
+            Err(e) => cx.err(
+                &step.action,
+                format!("scenario step `{}`: {e}", step.action.get_ref()),
+            ),
+        }
+    }
+    scenario.sort_by_key(|s| s.at);
+
     // Routes, and a reachability check for every app target.
     let routes = Topology::compute_routes(&segments, &nodes);
     for &(idx, h) in &host_specs {
@@ -620,6 +637,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         nodes,
         routes,
         chain,
+        scenario,
     })
 }
 
@@ -639,6 +657,66 @@ pub(crate) fn route_for(
         return Some(());
     }
     table.lookup(dst).map(|_| ())
+}
+
+/// Parses one scenario command, e.g. `call a b` or `partition {sn1} {sn2,sn3}`.
+fn parse_action(
+    text: &str,
+    nodes_by_name: &HashMap<String, usize>,
+    segs: &HashMap<String, usize>,
+    nodes: &[NodeDef],
+) -> Result<Action, String> {
+    let node = |name: &str| {
+        nodes_by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("`{name}` is not a node of this topology"))
+    };
+    let en = |name: &str| {
+        let i = node(name)?;
+        if nodes[i].end_node.is_some() {
+            Ok(i)
+        } else {
+            Err(format!(
+                "`{name}` is not an end node (add `end_node = {{}}` to it)"
+            ))
+        }
+    };
+    let seg = |name: &str| {
+        segs.get(name)
+            .copied()
+            .ok_or_else(|| format!("`{name}` is not a segment of this topology"))
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["call", a, b] if a != b => Ok(Action::Call(en(a)?, en(b)?)),
+        ["hangup", a, b] => Ok(Action::Hangup(en(a)?, en(b)?)),
+        ["move", a, "to", s] => Ok(Action::Move(en(a)?, seg(s)?)),
+        ["rekey", a] => Ok(Action::Rekey(en(a)?)),
+        ["leave", a] => Ok(Action::Leave(en(a)?)),
+        ["join", a, s] => Ok(Action::Join(en(a)?, seg(s)?)),
+        ["crash", n] => Ok(Action::Crash(node(n)?)),
+        ["restart", n] => Ok(Action::Restart(node(n)?)),
+        ["heal"] => Ok(Action::Heal),
+        ["partition", ..] => {
+            let rest = text.trim_start().trim_start_matches("partition");
+            let mut groups = Vec::new();
+            for g in rest.split('}') {
+                let g = g.trim();
+                if g.is_empty() {
+                    continue;
+                }
+                let inner = g.strip_prefix('{').ok_or("write groups as {a,b} {c}")?;
+                let members = inner.split(',').map(str::trim).filter(|m| !m.is_empty()).map(node).collect::<Result<Vec<_>, _>>()?;
+                groups.push(members);
+            }
+            if groups.len() < 2 {
+                return Err("a partition needs at least two groups, e.g. partition {sn1} {sn2,sn3}".into());
+            }
+            Ok(Action::Partition(groups))
+        }
+        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal".into()),
+    }
 }
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {

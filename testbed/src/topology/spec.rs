@@ -27,6 +27,17 @@ pub struct TopologySpec {
     pub host: Vec<HostSpec>,
     #[serde(default)]
     pub chain: Option<ChainSpec>,
+    #[serde(default)]
+    pub scenario: Vec<StepSpec>,
+}
+
+/// One scenario step: `at` a time, `do` a command (see docs/topology.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub at: Spanned<String>,
+    #[serde(rename = "do")]
+    pub action: Spanned<String>,
 }
 
 /// Network-wide blockchain settings.

@@ -1,0 +1,645 @@
+//! One secure call of an end node (paper, Figures 8-10): session setup from a single
+//! Query/Reply per side, AES-GCM protected RTP audio, the authenticated IP handover and key
+//! renewal. The [`crate::en::EndNode`] owns the calls and routes messages to them.
+
+use crate::session::audio::{FRAME_SAMPLES, PT_PCMU, ReceiverStats, Recording, tone_frame};
+use crate::session::keys::{SessionKeys, derive, mac, verify_mac};
+use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
+use crate::{Event, Time};
+use binfm_stack::wire::binfm::{Message, mac_input};
+use binfm_stack::wire::toall::HashAddr;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+/// Audio frame period (20 ms: 160 samples at 8 kHz).
+pub const FRAME_PERIOD: Duration = Duration::from_millis(20);
+/// Retransmission period of a Session Request, Handover Request or Key Renewal.
+pub const CONTROL_RTO: Duration = Duration::from_millis(500);
+/// Tries of one control message before giving up.
+pub const CONTROL_TRIES: u32 = 8;
+/// A pause in received audio longer than this is reported when audio resumes.
+pub const GAP_REPORT: Duration = Duration::from_millis(100);
+/// Received frames whose arrival is logged for delay statistics (one hour of audio).
+pub const MAX_RX_LOG: usize = 180_000;
+
+/// Which end of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRole {
+    /// Sent the Session Request.
+    Caller,
+    /// Answered it.
+    Callee,
+}
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// Waiting for the Reply about the peer (request id).
+    LookingUp(u32),
+    /// Caller: Session Request sent, waiting for the Response.
+    Requesting,
+    /// Keys agreed; audio flows.
+    Active,
+    /// Hung up or failed.
+    Ended,
+}
+
+/// A control message being retransmitted until its effect is seen.
+#[derive(Debug, Clone)]
+struct Pending {
+    bytes: Vec<u8>,
+    next: Time,
+    tries: u32,
+    what: &'static str,
+}
+
+/// A key renewal this side started: the new keys wait until the peer is seen using them.
+#[derive(Debug)]
+struct Renewal {
+    keys: SessionKeys,
+}
+
+/// One call.
+#[derive(Debug)]
+pub struct Call {
+    /// The peer's hash address.
+    pub peer: HashAddr,
+    /// Our end.
+    pub role: CallRole,
+    /// State.
+    pub state: CallState,
+    my_nonce: [u8; 16],
+    peer_nonce: Option<[u8; 16]>,
+    my_ssrc: u32,
+    peer_ssrc: Option<u32>,
+    /// Where control and media for the peer go (its NAT endpoint as observed or registered).
+    pub peer_addr: Option<SocketAddrV4>,
+    peer_y: Option<Vec<u8>>,
+    control: Option<[u8; 32]>,
+    epoch: u32,
+    sender: Option<SrtpSender>,
+    receiver: Option<SrtpReceiver>,
+    next_frame: Option<Time>,
+    frame_index: u64,
+    tone_hz: f64,
+    send_counter: u64,
+    recv_counter: u64,
+    pending: Option<Pending>,
+    renewal: Option<Renewal>,
+    /// When the call was started (caller) or the request arrived (callee).
+    pub started_at: Time,
+    /// Frames this side sent.
+    pub frames_sent: u64,
+    /// Frames this side could not send (no address during a move).
+    pub frames_unsent: u64,
+    /// Statistics of what this side received.
+    pub rx_stats: ReceiverStats,
+    /// The decrypted audio received, by frame index.
+    pub recording: Recording,
+    /// (frame index, arrival time) of received frames, for delay statistics.
+    pub rx_log: Vec<(u64, Time)>,
+    /// When this side started sending media (frame 0).
+    pub media_start: Option<Time>,
+    last_rx: Option<Time>,
+    /// Handover/rekey messages refused (bad MAC, replayed, unknown call).
+    pub control_refused: u64,
+    /// Media packets refused, by reason.
+    pub media_refused: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// What a call wants sent: control or media bytes to an address.
+pub type Out = (SocketAddrV4, Vec<u8>);
+
+fn hex8(h: &HashAddr) -> String {
+    h[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Call {
+    /// A new call. `tone_hz` is the frequency this side sends.
+    pub fn new(
+        peer: HashAddr,
+        role: CallRole,
+        my_nonce: [u8; 16],
+        my_ssrc: u32,
+        tone_hz: f64,
+        now: Time,
+    ) -> Self {
+        Call {
+            peer,
+            role,
+            state: CallState::Ended,
+            my_nonce,
+            peer_nonce: None,
+            my_ssrc,
+            peer_ssrc: None,
+            peer_addr: None,
+            peer_y: None,
+            control: None,
+            epoch: 0,
+            sender: None,
+            receiver: None,
+            next_frame: None,
+            frame_index: 0,
+            tone_hz,
+            send_counter: 0,
+            recv_counter: 0,
+            pending: None,
+            renewal: None,
+            started_at: now,
+            frames_sent: 0,
+            frames_unsent: 0,
+            rx_stats: ReceiverStats::new(),
+            recording: Recording::new(),
+            rx_log: Vec::new(),
+            media_start: None,
+            last_rx: None,
+            control_refused: 0,
+            media_refused: Default::default(),
+        }
+    }
+
+    /// Our SSRC.
+    pub fn my_ssrc(&self) -> u32 {
+        self.my_ssrc
+    }
+
+    /// The peer's SSRC once known.
+    pub fn peer_ssrc(&self) -> Option<u32> {
+        self.peer_ssrc
+    }
+
+    /// Our nonce (the caller's is the one in the Session Request).
+    pub fn my_nonce(&self) -> [u8; 16] {
+        self.my_nonce
+    }
+
+    /// The peer nonce, once known.
+    pub fn peer_nonce(&self) -> Option<[u8; 16]> {
+        self.peer_nonce
+    }
+
+    /// Key epoch (0 at setup, +1 per renewal).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Records what the peer registered (from a verified Reply).
+    pub fn set_peer_registration(&mut self, y: Vec<u8>, nat: SocketAddrV4) {
+        self.peer_y = Some(y);
+        if self.peer_addr.is_none() {
+            self.peer_addr = Some(nat);
+        }
+    }
+
+    /// The peer's DH public value as registered.
+    pub fn peer_y(&self) -> Option<&[u8]> {
+        self.peer_y.as_deref()
+    }
+
+    /// Caller side: the Session Request to send (and retransmit).
+    pub fn request(&mut self, me: HashAddr, now: Time) -> Option<Out> {
+        let to = self.peer_addr?;
+        let bytes = Message::SessionRequest {
+            caller: me,
+            callee: self.peer,
+            nonce: self.my_nonce,
+            ssrc: self.my_ssrc,
+        }
+        .to_bytes();
+        self.state = CallState::Requesting;
+        self.pending = Some(Pending {
+            bytes: bytes.clone(),
+            next: now + CONTROL_RTO,
+            tries: 1,
+            what: "session_request",
+        });
+        Some((to, bytes))
+    }
+
+    /// Callee side: the request arrived from `from` with the caller's nonce and SSRC.
+    pub fn on_request(&mut self, from: SocketAddrV4, nonce: [u8; 16], ssrc: u32) {
+        self.peer_addr = Some(from);
+        self.peer_nonce = Some(nonce);
+        self.peer_ssrc = Some(ssrc);
+    }
+
+    /// Installs the session keys derived from the DH secret `shared`.
+    fn install(&mut self, shared: &[u8], me: &HashAddr) {
+        let (caller, callee, cn, en) = match self.role {
+            CallRole::Caller => (
+                *me,
+                self.peer,
+                self.my_nonce,
+                self.peer_nonce.unwrap_or_default(),
+            ),
+            CallRole::Callee => (
+                self.peer,
+                *me,
+                self.peer_nonce.unwrap_or_default(),
+                self.my_nonce,
+            ),
+        };
+        let keys = derive(
+            shared,
+            &caller,
+            &callee,
+            &cn,
+            &en,
+            self.epoch,
+            self.role == CallRole::Caller,
+        );
+        self.control = Some(keys.control);
+        self.sender = Some(SrtpSender::new(
+            keys.send,
+            self.my_ssrc,
+            (self.my_ssrc >> 16) as u16,
+        ));
+        if let Some(ssrc) = self.peer_ssrc {
+            self.receiver = Some(SrtpReceiver::new(keys.recv, ssrc));
+        }
+    }
+
+    /// Callee side: keys from the caller's registered Y; returns the Session Response.
+    pub fn answer(&mut self, shared: &[u8], me: HashAddr, now: Time) -> Option<Out> {
+        self.install(shared, &me);
+        let control = self.control?;
+        let to = self.peer_addr?;
+        let mut msg = Message::SessionResponse {
+            caller: self.peer,
+            callee: me,
+            nonce: self.my_nonce,
+            ssrc: self.my_ssrc,
+            confirm: [0; 16],
+        };
+        let tag = mac(&control, &mac_input(&msg));
+        if let Message::SessionResponse { confirm, .. } = &mut msg {
+            *confirm = tag;
+        }
+        self.activate(now);
+        Some((to, msg.to_bytes()))
+    }
+
+    /// Caller side: the Response arrived. Checks the key confirmation; on success the call is
+    /// active and audio starts at once.
+    pub fn on_response(
+        &mut self,
+        shared: &[u8],
+        me: HashAddr,
+        resp: &Message,
+        now: Time,
+    ) -> Result<(), &'static str> {
+        let Message::SessionResponse {
+            nonce,
+            ssrc,
+            confirm,
+            ..
+        } = resp
+        else {
+            return Err("not a response");
+        };
+        self.peer_nonce = Some(*nonce);
+        self.peer_ssrc = Some(*ssrc);
+        self.install(shared, &me);
+        let Some(control) = self.control else {
+            return Err("no keys");
+        };
+        if !verify_mac(&control, &mac_input(resp), confirm) {
+            self.control = None;
+            self.sender = None;
+            self.receiver = None;
+            return Err("key confirmation failed");
+        }
+        self.pending = None;
+        self.activate(now);
+        Ok(())
+    }
+
+    fn activate(&mut self, now: Time) {
+        self.state = CallState::Active;
+        self.next_frame = Some(now);
+        self.media_start = Some(now);
+    }
+
+    /// Ends the call.
+    pub fn hang_up(&mut self) {
+        self.state = CallState::Ended;
+        self.next_frame = None;
+        self.pending = None;
+    }
+
+    /// Media frames due by `now` (sent to the peer if we have an address), and control
+    /// retransmissions. `have_address` is false while the EN has no lease (moving).
+    pub fn on_timeout(
+        &mut self,
+        now: Time,
+        have_address: bool,
+        out: &mut Vec<Out>,
+        events: &mut Vec<Event>,
+    ) {
+        if let Some(p) = &mut self.pending
+            && p.next <= now
+        {
+            if p.tries >= CONTROL_TRIES {
+                events.push(
+                    Event::new("call.control_gave_up")
+                        .with("what", p.what)
+                        .with("peer", hex8(&self.peer)),
+                );
+                self.pending = None;
+            } else if let Some(to) = self.peer_addr {
+                p.tries += 1;
+                p.next = now + CONTROL_RTO;
+                if have_address {
+                    out.push((to, p.bytes.clone()));
+                }
+            }
+        }
+        while let (CallState::Active, Some(at)) = (self.state, self.next_frame) {
+            if at > now {
+                break;
+            }
+            let index = self.frame_index;
+            self.frame_index += 1;
+            self.next_frame = Some(at + FRAME_PERIOD);
+            let (Some(sender), Some(to)) = (&mut self.sender, self.peer_addr) else {
+                break;
+            };
+            let ts = (index as u32).wrapping_mul(FRAME_SAMPLES as u32);
+            let payload = tone_frame(self.tone_hz, index);
+            let packet = sender.protect(PT_PCMU, ts, &payload);
+            if have_address {
+                self.frames_sent += 1;
+                out.push((to, packet));
+            } else {
+                self.frames_unsent += 1;
+            }
+        }
+    }
+
+    /// The next moment the call must act.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let media = if self.state == CallState::Active {
+            self.next_frame
+        } else {
+            None
+        };
+        [media, self.pending.as_ref().map(|p| p.next)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A media packet from the peer.
+    pub fn on_media(&mut self, now: Time, packet: &[u8], events: &mut Vec<Event>) {
+        let Some(rx) = &mut self.receiver else {
+            *self.media_refused.entry("no_keys").or_default() += 1;
+            return;
+        };
+        match rx.unprotect(packet) {
+            Ok(u) => {
+                let first = self.last_rx.is_none();
+                if let Some(last) = self.last_rx {
+                    let gap = now.saturating_sub(last);
+                    if gap > GAP_REPORT {
+                        events.push(
+                            Event::new("call.media_resumed")
+                                .with("peer", hex8(&self.peer))
+                                .with("gap_ms", gap.as_secs_f64() * 1e3)
+                                .with("index", u.index),
+                        );
+                    }
+                }
+                if first {
+                    events.push(
+                        Event::new("call.first_frame")
+                            .with("peer", hex8(&self.peer))
+                            .with("index", u.index),
+                    );
+                }
+                self.last_rx = Some(now);
+                let arrival = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+                self.rx_stats
+                    .on_frame(u.index, u.header.timestamp, arrival, None);
+                self.recording.push(u.index, &u.payload);
+                if self.rx_log.len() < MAX_RX_LOG {
+                    self.rx_log.push((u.index, now));
+                }
+                // Media from the peer after our handover: the peer switched; stop repeating.
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.what == "handover_request")
+                {
+                    self.pending = None;
+                }
+                if u.key_epoch == KeyUsed::Next
+                    && let Some(r) = self.renewal.take()
+                {
+                    // The peer sends with the new keys: it holds them, so we switch too.
+                    if let Some(s) = &mut self.sender {
+                        s.set_key(r.keys.send);
+                    }
+                    self.control = Some(r.keys.control);
+                    self.epoch += 1;
+                    self.pending = None;
+                    events.push(
+                        Event::new("call.rekey_complete")
+                            .with("peer", hex8(&self.peer))
+                            .with("epoch", self.epoch)
+                            .with("index", u.index),
+                    );
+                }
+            }
+            Err(SrtpError::Replayed { .. }) => {
+                self.rx_stats.on_duplicate();
+                *self.media_refused.entry("replayed").or_default() += 1;
+            }
+            Err(e) => {
+                let reason = match e {
+                    SrtpError::AuthFailed => "auth_failed",
+                    SrtpError::TooOld { .. } => "too_old",
+                    SrtpError::WrongSsrc { .. } => "wrong_ssrc",
+                    _ => "malformed",
+                };
+                let n = self.media_refused.entry(reason).or_default();
+                *n += 1;
+                if *n == 1 {
+                    events.push(
+                        Event::new("call.media_refused")
+                            .with("peer", hex8(&self.peer))
+                            .with("reason", reason),
+                    );
+                }
+            }
+        }
+    }
+
+    /// We moved: tell the peer our new addresses, authenticated with the session key.
+    pub fn handover(
+        &mut self,
+        me: HashAddr,
+        private: SocketAddrV4,
+        nat: SocketAddrV4,
+        now: Time,
+    ) -> Option<Out> {
+        let control = self.control?;
+        let to = self.peer_addr?;
+        self.send_counter += 1;
+        let mut msg = Message::HandoverRequest {
+            sender: me,
+            counter: self.send_counter,
+            private,
+            nat,
+            mac: [0; 16],
+        };
+        let tag = mac(&control, &mac_input(&msg));
+        if let Message::HandoverRequest { mac: m, .. } = &mut msg {
+            *m = tag;
+        }
+        let bytes = msg.to_bytes();
+        self.pending = Some(Pending {
+            bytes: bytes.clone(),
+            next: now + CONTROL_RTO,
+            tries: 1,
+            what: "handover_request",
+        });
+        Some((to, bytes))
+    }
+
+    /// The peer moved. Accepted only with a valid MAC and a fresh counter; media then goes to
+    /// the endpoint the request came from (the peer's NAT may not give it its H16 port).
+    pub fn on_handover(&mut self, from: SocketAddrV4, msg: &Message) -> Result<(), &'static str> {
+        let Message::HandoverRequest {
+            counter, mac: tag, ..
+        } = msg
+        else {
+            return Err("not a handover");
+        };
+        let Some(control) = self.control else {
+            return Err("no session key");
+        };
+        if !verify_mac(&control, &mac_input(msg), tag) {
+            self.control_refused += 1;
+            return Err("bad_mac");
+        }
+        if *counter <= self.recv_counter {
+            self.control_refused += 1;
+            return Err("replayed");
+        }
+        self.recv_counter = *counter;
+        self.peer_addr = Some(from);
+        Ok(())
+    }
+
+    /// Starts a key renewal with our new DH value `y` and the new secret `shared`; returns
+    /// the Key Renewal message. We keep sending with the old key until the peer is seen using
+    /// the new one (so no frame is lost at the switch).
+    pub fn renew(&mut self, me: HashAddr, y: Vec<u8>, shared: &[u8], now: Time) -> Option<Out> {
+        let control = self.control?;
+        let to = self.peer_addr?;
+        let (caller, callee, cn, en) = match self.role {
+            CallRole::Caller => (me, self.peer, self.my_nonce, self.peer_nonce?),
+            CallRole::Callee => (self.peer, me, self.peer_nonce?, self.my_nonce),
+        };
+        let keys = derive(
+            shared,
+            &caller,
+            &callee,
+            &cn,
+            &en,
+            self.epoch + 1,
+            self.role == CallRole::Caller,
+        );
+        if let Some(rx) = &mut self.receiver {
+            rx.install_next_key(keys.recv.clone());
+        }
+        self.renewal = Some(Renewal { keys });
+        self.send_counter += 1;
+        let mut msg = Message::KeyRenewal {
+            sender: me,
+            counter: self.send_counter,
+            y,
+            mac: [0; 16],
+        };
+        let tag = mac(&control, &mac_input(&msg));
+        if let Message::KeyRenewal { mac: m, .. } = &mut msg {
+            *m = tag;
+        }
+        let bytes = msg.to_bytes();
+        self.pending = Some(Pending {
+            bytes: bytes.clone(),
+            next: now + CONTROL_RTO,
+            tries: 1,
+            what: "key_renewal",
+        });
+        Some((to, bytes))
+    }
+
+    /// The peer renewed its key: check it, then switch our sending key at once (the peer
+    /// already accepts it) and expect the new key on receive.
+    pub fn on_renewal(
+        &mut self,
+        msg: &Message,
+        shared_for: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+        me: HashAddr,
+    ) -> Result<(), &'static str> {
+        let Message::KeyRenewal {
+            counter,
+            y,
+            mac: tag,
+            ..
+        } = msg
+        else {
+            return Err("not a renewal");
+        };
+        let Some(control) = self.control else {
+            return Err("no session key");
+        };
+        if *counter <= self.recv_counter {
+            // A retransmission of a renewal we already applied (or a replay): nothing to do.
+            return Err("replayed");
+        }
+        if !verify_mac(&control, &mac_input(msg), tag) {
+            self.control_refused += 1;
+            return Err("bad_mac");
+        }
+        let Some(shared) = shared_for(y) else {
+            self.control_refused += 1;
+            return Err("bad_y");
+        };
+        self.recv_counter = *counter;
+        let (caller, callee, cn, en) = match self.role {
+            CallRole::Caller => (
+                me,
+                self.peer,
+                self.my_nonce,
+                self.peer_nonce.ok_or("no nonce")?,
+            ),
+            CallRole::Callee => (
+                self.peer,
+                me,
+                self.peer_nonce.ok_or("no nonce")?,
+                self.my_nonce,
+            ),
+        };
+        self.epoch += 1;
+        let keys = derive(
+            &shared,
+            &caller,
+            &callee,
+            &cn,
+            &en,
+            self.epoch,
+            self.role == CallRole::Caller,
+        );
+        if let Some(s) = &mut self.sender {
+            s.set_key(keys.send.clone());
+        }
+        if let Some(rx) = &mut self.receiver {
+            rx.install_next_key(keys.recv.clone());
+        }
+        self.control = Some(keys.control);
+        self.peer_y = Some(y.clone());
+        Ok(())
+    }
+}
