@@ -643,3 +643,98 @@ impl Call {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dh::{DhSecret, P_HEX};
+    use rand::SeedableRng;
+    use std::net::Ipv4Addr;
+
+    const A: HashAddr = [0xaa; 32];
+    const B: HashAddr = [0xbb; 32];
+
+    fn addr(last: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, last), 7401)
+    }
+
+    /// A caller (A) and a callee (B) with an established session; returns B's DH secret too.
+    fn pair() -> (Call, Call, DhSecret, DhSecret) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let (xa, xb) = (DhSecret::generate(&mut rng), DhSecret::generate(&mut rng));
+        let now = Time::ZERO;
+        let mut a = Call::new(B, CallRole::Caller, [1; 16], 0x1111_0000, 440.0, now);
+        a.set_peer_registration(xb.public(), addr(2));
+        let (_, _req) = a.request(A, now).unwrap();
+        let mut b = Call::new(A, CallRole::Callee, [2; 16], 0x2222_0000, 660.0, now);
+        b.on_request(addr(1), [1; 16], 0x1111_0000);
+        b.set_peer_registration(xa.public(), addr(1));
+        let (_, resp) = b.answer(&xb.agree(&xa.public()).unwrap(), B, now).unwrap();
+        let resp = Message::parse(&resp).unwrap();
+        a.on_response(&xa.agree(&xb.public()).unwrap(), A, &resp, now)
+            .unwrap();
+        (a, b, xa, xb)
+    }
+
+    fn be_bytes_of_p_minus(k: u8) -> Vec<u8> {
+        let mut p: Vec<u8> = (0..P_HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&P_HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let last = p.len() - 1;
+        p[last] -= k; // p is odd: its last byte is at least 1
+        p
+    }
+
+    #[test]
+    fn both_ends_agree_and_audio_flows_both_ways() {
+        let (mut a, mut b, _, _) = pair();
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        a.on_timeout(Time::ZERO, true, &mut out, &mut ev);
+        b.on_media(Time::from_millis(200), &out[0].1, &mut ev);
+        assert_eq!(b.rx_stats.summary().received, 1);
+        out.clear();
+        b.on_timeout(Time::ZERO, true, &mut out, &mut ev);
+        a.on_media(Time::from_millis(200), &out[0].1, &mut ev);
+        assert_eq!(a.rx_stats.summary().received, 1);
+    }
+
+    #[test]
+    fn key_renewal_with_an_invalid_y_is_refused() {
+        for bad in [
+            vec![0u8; 256],
+            {
+                let mut v = vec![0u8; 256];
+                v[255] = 1;
+                v
+            },
+            be_bytes_of_p_minus(1),
+            be_bytes_of_p_minus(0),
+        ] {
+            let (mut a, mut b, _, xb) = pair();
+            // A sends a properly authenticated Key Renewal, but with a Y outside 1 < Y < p-1.
+            let shared = vec![7u8; 256];
+            let (_, bytes) = a.renew(A, bad.clone(), &shared, Time::ZERO).unwrap();
+            let msg = Message::parse(&bytes).unwrap();
+            let r = b.on_renewal(&msg, |y| xb.agree(y).ok(), B);
+            assert_eq!(r, Err("bad_y"), "Y = ..{:02x?} accepted", &bad[250..]);
+            assert_eq!(b.epoch(), 0, "B kept its keys");
+        }
+    }
+
+    #[test]
+    fn handover_needs_the_session_key_and_a_fresh_counter() {
+        let (mut a, mut b, _, _) = pair();
+        let (_, bytes) = a.handover(A, addr(9), addr(10), Time::ZERO).unwrap();
+        let msg = Message::parse(&bytes).unwrap();
+        assert_eq!(b.on_handover(addr(10), &msg), Ok(()));
+        assert_eq!(b.peer_addr, Some(addr(10)));
+        assert_eq!(b.on_handover(addr(66), &msg), Err("replayed"));
+        let mut forged = msg.clone();
+        if let Message::HandoverRequest { counter, mac, .. } = &mut forged {
+            *counter = 5;
+            mac[0] ^= 1;
+        }
+        assert_eq!(b.on_handover(addr(66), &forged), Err("bad_mac"));
+        assert_eq!(b.peer_addr, Some(addr(10)));
+    }
+}
