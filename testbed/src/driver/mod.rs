@@ -1,6 +1,8 @@
 //! Drivers own time; roles never do. The virtual-time driver runs a topology as fast as the
-//! CPU allows with deterministic results.
+//! CPU allows with deterministic results; the live driver runs the same network paced by the
+//! real clock, with TUN devices in its own network namespace.
 
+pub mod live;
 pub mod virtual_time;
 
 use crate::events::EventLog;
@@ -12,6 +14,7 @@ use binfm_stack::capture::Capture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
+pub use live::run_live;
 pub use virtual_time::VirtualNet;
 
 /// After the run's duration, SNs stop mining and the network gets this long to deliver the
