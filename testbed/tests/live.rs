@@ -387,3 +387,38 @@ fn live_without_capabilities_names_what_is_missing() {
     assert!(stderr.contains("`binfm run FILE`"), "{stderr}");
     assert!(!namespaces().contains(&"binfm-lt-nocap".to_owned()));
 }
+
+#[test]
+fn a_panic_while_the_namespace_exists_still_removes_it() {
+    require_live!();
+    let _guard = lock();
+    let name = "binfm-lt-panic";
+    let r = std::panic::catch_unwind(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let ns = binfm_testbed::netns::Netns::create(name).unwrap();
+            let inside = ns.run_inside(|| Ok(())).is_ok();
+            assert!(namespaces().contains(&name.to_owned()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            panic!("a role panicked (inside: {inside})");
+        })
+    });
+    assert!(r.is_err());
+    assert!(
+        !namespaces().contains(&name.to_owned()),
+        "{:?}",
+        namespaces()
+    );
+}
+
+#[test]
+fn only_binfm_namespaces_are_touched() {
+    // Needs no privileges: the name check comes before anything is run.
+    for bad in ["", "binfm-", "other", "binfm-a/b", "binfm-../x"] {
+        assert!(binfm_testbed::netns::Netns::create(bad).is_err(), "{bad}");
+    }
+    assert!(binfm_testbed::netns::enter(std::path::Path::new("/proc/self/ns/net")).is_err());
+}

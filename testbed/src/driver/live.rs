@@ -143,7 +143,7 @@ impl Drop for Readers {
     }
 }
 
-/// Set by SIGINT or SIGTERM (handlers installed before anything is created).
+/// Set by SIGINT, SIGTERM or SIGHUP (handlers installed before anything is created).
 #[derive(Debug, Default)]
 struct Stop {
     flag: AtomicBool,
@@ -155,12 +155,14 @@ impl Stop {
     fn install() -> anyhow::Result<Arc<Stop>> {
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let stop = Arc::new(Stop::default());
         let s = stop.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             s.flag.store(true, Ordering::SeqCst);
             s.notify.notify_one();
