@@ -11,10 +11,10 @@ use crate::topology::Topology;
 use anyhow::Context;
 use binfm_roles::Time;
 use binfm_stack::capture::Capture;
+pub use live::run_live;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-pub use live::run_live;
 pub use virtual_time::VirtualNet;
 
 /// After the run's duration, SNs stop mining and the network gets this long to deliver the

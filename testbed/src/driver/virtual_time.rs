@@ -476,11 +476,8 @@ impl<W: Write> VirtualNet<W> {
         let mut tap = crate::driver::live::Tap::new(self.segments.len());
         for (si, def) in self.topo.segments.iter().enumerate() {
             if let Some(addr) = def.kernel_address {
-                let member = self.segments[si].add_member(
-                    crate::driver::live::KERNEL_NODE,
-                    0,
-                    Some(addr),
-                );
+                let member =
+                    self.segments[si].add_member(crate::driver::live::KERNEL_NODE, 0, Some(addr));
                 tap.set_kernel(si, member, addr, self.segments[si].subnet.broadcast());
             }
         }
