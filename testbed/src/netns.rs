@@ -150,7 +150,7 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates namespace `name` (must be `binfm-...`) with IPv6 disabled in it. Fails if it
+    /// Creates namespace `name` (must be `binfm-...`) with IPv6 and IPv4 forwarding off. Fails if it
     /// exists already (another run of the topology, or a leftover: `binfm clean`).
     pub fn create(name: &str) -> anyhow::Result<Netns> {
         check_name(name)?;
@@ -165,10 +165,14 @@ impl Netns {
             name: name.to_owned(),
             deleted: false,
         };
-        // Without this the kernel sends router solicitations and MLD into every TUN.
+        // IPv6 off: otherwise the kernel sends router solicitations and MLD into every TUN.
+        // Forwarding off: a new namespace may inherit it from the root namespace, and the
+        // kernel must never route a mirrored packet from one TUN into another.
         for key in [
             "net.ipv6.conf.all.disable_ipv6=1",
             "net.ipv6.conf.default.disable_ipv6=1",
+            "net.ipv4.ip_forward=0",
+            "net.ipv4.conf.default.forwarding=0",
         ] {
             ns.exec(&["sysctl", "-q", "-w", key])?;
         }
