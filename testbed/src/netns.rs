@@ -184,9 +184,16 @@ impl Netns {
         &self.name
     }
 
-    /// The namespace's file (what `setns` opens).
+    /// The namespace's file (what `setns` opens): under `/run/netns`, or `/var/run/netns` where
+    /// that is not the same folder.
     pub fn path(&self) -> PathBuf {
-        Path::new(NETNS_DIR).join(&self.name)
+        let run = Path::new(NETNS_DIR).join(&self.name);
+        let var = Path::new("/var/run/netns").join(&self.name);
+        if !run.exists() && var.exists() {
+            var
+        } else {
+            run
+        }
     }
 
     /// Runs a command inside the namespace (`ip netns exec NAME ...`); fails if it fails.
