@@ -169,7 +169,14 @@ fn kernel_socket(ns: &str) -> std::net::UdpSocket {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        binfm_testbed::netns::enter(&path).unwrap();
+        // `ip netns add` creates the file before it mounts the namespace on it: retry.
+        while let Err(e) = binfm_testbed::netns::enter(&path) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cannot enter {path:?}: {e:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let echo = std::net::SocketAddr::from((Ipv4Addr::new(198, 51, 100, 10), 7));
         loop {
             // Bound once the address exists; connected once the TUN is up (on-link route).
