@@ -40,7 +40,13 @@ enum Command {
         /// Virtual time to run, e.g. 60s or 10min [default: the file's `duration`, else 60s].
         #[arg(long, value_parser = parse_duration_arg)]
         duration: Option<std::time::Duration>,
+        /// Run in real time with one TUN device per segment inside a new network namespace
+        /// `binfm-<name>` (needs root; see docs/live.md). Ctrl-C ends it cleanly.
+        #[arg(long)]
+        live: bool,
     },
+    /// Remove every `binfm-*` network namespace left behind by a killed live run.
+    Clean,
     /// Check a topology file and list every problem with its line.
     Check {
         /// Topology file.
@@ -110,11 +116,61 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Clean => {
+            let removed = binfm_testbed::netns::clean()?;
+            if removed.is_empty() {
+                println!("no binfm-* network namespace to remove");
+            }
+            for name in removed {
+                println!("removed network namespace {name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             file,
             out,
             seed,
             duration,
+            live: true,
+        } => {
+            let topo = match load(&file) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            let opts = RunOptions {
+                out_dir: out.unwrap_or_else(|| driver::default_out_dir(&topo)),
+                seed,
+                duration,
+            };
+            let s = driver::run_live(&topo, &opts, &mut |line| println!("{line}"))?;
+            println!(
+                "{}: {:.2} s live (seed {}), {} packets, {} events{}",
+                topo.name,
+                s.wall.as_secs_f64(),
+                s.seed,
+                s.packets,
+                s.events,
+                if s.interrupted {
+                    " (stopped by a signal; files are complete up to that moment)"
+                } else {
+                    ""
+                }
+            );
+            for f in ["capture.pcapng", "events.jsonl", "results.json"] {
+                println!("  {}", s.out_dir.join(f).display());
+            }
+            Ok(if s.interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Run {
+            file,
+            out,
+            seed,
+            duration,
+            live: false,
         } => {
             let topo = match load(&file) {
                 Ok(t) => t,

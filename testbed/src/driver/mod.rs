@@ -1,6 +1,8 @@
 //! Drivers own time; roles never do. The virtual-time driver runs a topology as fast as the
-//! CPU allows with deterministic results.
+//! CPU allows with deterministic results; the live driver runs the same network paced by the
+//! real clock, with TUN devices in its own network namespace.
 
+pub mod live;
 pub mod virtual_time;
 
 use crate::events::EventLog;
@@ -9,6 +11,7 @@ use crate::topology::Topology;
 use anyhow::Context;
 use binfm_roles::Time;
 use binfm_stack::capture::Capture;
+pub use live::run_live;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};

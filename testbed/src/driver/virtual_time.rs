@@ -94,6 +94,8 @@ pub struct VirtualNet<W: Write> {
     scratch_fates: Vec<(usize, Result<Time, SegmentDrop>)>,
     topo: Topology,
     data_root: Option<std::path::PathBuf>,
+    /// Live mode: kernel members and the TUN mirror (`None` in virtual mode).
+    tap: Option<crate::driver::live::Tap>,
 }
 
 impl<W: Write> std::fmt::Debug for VirtualNet<W> {
@@ -168,6 +170,7 @@ impl<W: Write> VirtualNet<W> {
             scratch_fates: Vec::new(),
             topo,
             data_root: data_root.map(std::path::Path::to_path_buf),
+            tap: None,
         })
     }
 
@@ -383,6 +386,9 @@ impl<W: Write> VirtualNet<W> {
                     if let Some(c) = &mut self.capture {
                         c.record(seg, self.now, &packet)?;
                     }
+                    if let Some(t) = &mut self.tap {
+                        t.sent(seg, member, dest, &packet);
+                    }
                     self.segment_packets[seg] += 1;
                     let mut fates = std::mem::take(&mut self.scratch_fates);
                     self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
@@ -459,6 +465,22 @@ impl<W: Write> VirtualNet<W> {
         self.steps += 1;
         let mut out = std::mem::take(&mut self.scratch_out);
         let n = match ev.what {
+            What::Deliver {
+                segment,
+                member,
+                packet,
+            } if self
+                .tap
+                .as_ref()
+                .is_some_and(|t| t.is_kernel(segment, member)) =>
+            {
+                // Live mode: the kernel member's packets go into the segment's TUN.
+                if let Some(t) = &mut self.tap {
+                    t.delivered(segment, packet);
+                }
+                self.scratch_out = out;
+                return Ok(true);
+            }
             What::Deliver {
                 segment,
                 member,
@@ -549,5 +571,100 @@ impl<W: Write> VirtualNet<W> {
     /// Packets captured so far.
     pub fn captured(&self) -> u64 {
         self.capture.as_ref().map_or(0, |c| c.packets())
+    }
+
+    /// Live mode: adds a "kernel" member to every segment that declares a `kernel_address`
+    /// (it holds that address, so virtual hosts can answer it) and starts mirroring every
+    /// packet put on a segment into [`VirtualNet::drain_mirror`]. Call once, before `start`.
+    pub fn attach_kernel(&mut self) {
+        if self.tap.is_some() {
+            return;
+        }
+        let mut tap = crate::driver::live::Tap::new(self.segments.len());
+        for (si, def) in self.topo.segments.iter().enumerate() {
+            if let Some(addr) = def.kernel_address {
+                let member =
+                    self.segments[si].add_member(crate::driver::live::KERNEL_NODE, 0, Some(addr));
+                tap.set_kernel(si, member, addr, self.segments[si].subnet.broadcast());
+            }
+        }
+        self.tap = Some(tap);
+    }
+
+    /// Time of the earliest scheduled event (a delivery or a node's timer), if any.
+    pub fn next_event_at(&self) -> Option<Time> {
+        self.heap.peek().map(|s| s.at)
+    }
+
+    /// Moves the clock forward to `t` (never back): the live driver sets it to the real
+    /// elapsed time before handling due events or packets from the kernel.
+    pub fn advance_to(&mut self, t: Time) {
+        self.now = self.now.max(t);
+    }
+
+    /// Live mode: packets to write into the segments' TUNs, as `(segment, packet)`, in order.
+    pub fn drain_mirror(&mut self) -> Vec<(usize, Vec<u8>)> {
+        self.tap.as_mut().map(|t| t.drain()).unwrap_or_default()
+    }
+
+    /// Live mode: puts a packet the kernel wrote into `segment`'s TUN on that segment, sent
+    /// by the kernel member at the current time (captured, link-emulated, delivered like any
+    /// other). Returns false, doing nothing, when the segment has no kernel member or the
+    /// packet is not IPv4 to an address of the segment (or its broadcast).
+    pub fn inject(&mut self, segment: usize, packet: Vec<u8>) -> Result<bool, RunError> {
+        let Some(member) = self.tap.as_ref().and_then(|t| t.kernel_member(segment)) else {
+            return Ok(false);
+        };
+        let dst = match smoltcp::wire::Ipv4Packet::new_checked(&packet[..]) {
+            Ok(ip) if ip.version() == 4 => ip.dst_addr(),
+            _ => return Ok(false),
+        };
+        let dest = if self.segments[segment].is_broadcast(dst) {
+            binfm_stack::fabric::Dest::Broadcast
+        } else if self.segments[segment].subnet.contains_addr(&dst) {
+            binfm_stack::fabric::Dest::Unicast(dst)
+        } else {
+            return Ok(false);
+        };
+        if let Some(c) = &mut self.capture {
+            c.record(segment, self.now, &packet)?;
+        }
+        self.segment_packets[segment] += 1;
+        let mut fates = std::mem::take(&mut self.scratch_fates);
+        self.segments[segment].transmit(self.now, member, dest, packet.len(), &mut fates);
+        let mut packet = Some(packet);
+        let last = fates.len().saturating_sub(1);
+        for (i, (to, fate)) in fates.drain(..).enumerate() {
+            match fate {
+                Ok(at) => {
+                    let p = if i == last {
+                        packet.take().unwrap_or_default()
+                    } else {
+                        packet.clone().unwrap_or_default()
+                    };
+                    self.schedule(
+                        at,
+                        What::Deliver {
+                            segment,
+                            member: to,
+                            packet: p,
+                        },
+                    );
+                }
+                Err(reason) => {
+                    *self
+                        .link_drops
+                        .entry((self.segments[segment].name.clone(), reason.as_str()))
+                        .or_default() += 1;
+                    let ev = Event::new("fabric.drop")
+                        .with("segment", self.segments[segment].name.clone())
+                        .with("reason", reason.as_str())
+                        .with_display("next_hop", format!("{dest:?}"));
+                    self.events.push(self.now, "kernel", ev)?;
+                }
+            }
+        }
+        self.scratch_fates = fates;
+        Ok(true)
     }
 }

@@ -169,6 +169,9 @@ pub struct SegmentDef {
     pub dhcp: Option<DhcpDef>,
     /// Declared as a `[[link]]`.
     pub is_link: bool,
+    /// Live mode only: the kernel's address on this segment's TUN device (a kernel program in
+    /// the live namespace then joins the segment as a host with this address).
+    pub kernel_address: Option<Ipv4Addr>,
 }
 
 /// A DHCP server on a segment.

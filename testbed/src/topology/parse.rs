@@ -226,6 +226,10 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             }
         }
         let params = cx.link_params(&s.link(), &LinkParams::default());
+        let kernel_address = s
+            .kernel_address
+            .as_ref()
+            .and_then(|k| cx.addr(k, &format!("segment `{name}`: kernel_address")));
         seg_index.insert(name.clone(), segments.len());
         segments.push(SegmentDef {
             name,
@@ -234,6 +238,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             paths: Vec::new(),
             dhcp: None,
             is_link,
+            kernel_address,
         });
         seg_specs.push(s);
     }
@@ -410,6 +415,14 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         }
     }
 
+    // Kernel addresses (live mode): inside the subnet and unique, like a host's address.
+    for (si, s) in seg_specs.iter().enumerate() {
+        if let (Some(span), Some(ip)) = (&s.kernel_address, segments[si].kernel_address) {
+            let owner = format!("{}.kernel_address", segments[si].name);
+            check_host_addr(&mut cx, span, &owner, ip, &segments[si], &mut addr_owner);
+        }
+    }
+
     // Per-segment checks that need the nodes: DHCP, paths, link membership.
     for (si, s) in seg_specs.iter().enumerate() {
         let members: Vec<usize> = (0..nodes.len())
@@ -417,6 +430,14 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             .collect();
         if let Some(d) = &s.dhcp {
             segments[si].dhcp = dhcp_def(&mut cx, d, si, &segments, &nodes, &node_index);
+        }
+        if let (Some(d), Some(k), Some(span)) = (
+            &segments[si].dhcp,
+            segments[si].kernel_address,
+            &s.kernel_address,
+        ) && (u32::from(d.pool.0)..=u32::from(d.pool.1)).contains(&u32::from(k))
+        {
+            cx.err(span, format!("segment `{}`: kernel_address {k} is inside the DHCP pool {}-{}; pick an address outside the pool", segments[si].name, d.pool.0, d.pool.1));
         }
         for p in &s.path {
             let [a, b] = p.between.get_ref();

@@ -117,6 +117,9 @@ pub struct SegmentSpec {
     pub dhcp: Option<Spanned<DhcpSpec>>,
     #[serde(default)]
     pub path: Vec<PathSpec>,
+    /// Live mode: the address the kernel gets on this segment's TUN device.
+    #[serde(default)]
+    pub kernel_address: Option<Spanned<String>>,
 }
 
 /// Link parameters between two members of a segment (both directions).

@@ -1,0 +1,429 @@
+//! The live driver: the same [`VirtualNet`] (roles, link emulation, mining, faults) paced by
+//! the real clock, with one TUN device per segment inside the testbed's own network namespace
+//! `binfm-<topology name>` (see `docs/live.md`).
+//!
+//! - Pacing: the next event runs when the wall clock reaches its time
+//!   (`tokio::time::sleep_until` on an `Instant` taken at the start), so the run's time is the
+//!   real elapsed time.
+//! - Mirror: every packet put on a segment is written into that segment's TUN, so
+//!   `ip netns exec binfm-<name> tshark -i <segment>` shows the live traffic.
+//! - Kernel hosts: a segment with `kernel_address` gets that address on its TUN; what the
+//!   kernel writes into the TUN is put on the segment by a "kernel" member holding the address,
+//!   and packets to that address reach the kernel through the TUN after link emulation.
+//! - Cleanup: the namespace (and with it every TUN) is removed on a normal end, an error,
+//!   SIGINT, SIGTERM and a panic (unwinding drops the [`Netns`] guard). Only SIGKILL leaves it
+//!   behind, and `binfm clean` removes that.
+
+use super::{RunOptions, RunSummary, SETTLE, VirtualNet};
+use crate::events::EventLog;
+use crate::netns::{self, Netns};
+use crate::results;
+use crate::topology::Topology;
+use anyhow::Context;
+use binfm_roles::{Event, Time};
+use binfm_stack::capture::Capture;
+use binfm_stack::fabric::{Dest, MemberId};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant as StdInstant;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+/// The node index of a segment's kernel member (the kernel is not a node of the topology).
+pub const KERNEL_NODE: usize = usize::MAX;
+
+/// MTU of every TUN device (the emulated segments carry packets up to this size).
+pub const TUN_MTU: u16 = 1500;
+
+/// At most this many events are handled before the driver looks at the TUNs and signals again.
+const MAX_STEPS_PER_TURN: usize = 4096;
+
+/// Live mode's view of the segments: which member is the kernel, and the packets waiting to be
+/// written into the TUNs.
+#[derive(Debug, Default)]
+pub struct Tap {
+    /// Per segment: the kernel member, its address and the subnet broadcast address.
+    kernel: Vec<Option<(MemberId, Ipv4Addr, Option<Ipv4Addr>)>>,
+    mirror: Vec<(usize, Vec<u8>)>,
+}
+
+impl Tap {
+    /// A tap over `segments` segments, none with a kernel member yet.
+    pub fn new(segments: usize) -> Tap {
+        Tap {
+            kernel: vec![None; segments],
+            mirror: Vec::new(),
+        }
+    }
+
+    /// Declares `member` of `segment` the kernel, holding `addr`; `broadcast` is the subnet
+    /// broadcast address (a broadcast is mirrored when sent, not again when delivered).
+    pub fn set_kernel(
+        &mut self,
+        segment: usize,
+        member: MemberId,
+        addr: Ipv4Addr,
+        broadcast: Option<Ipv4Addr>,
+    ) {
+        if let Some(k) = self.kernel.get_mut(segment) {
+            *k = Some((member, addr, broadcast));
+        }
+    }
+
+    /// The kernel member of `segment`, if it has one.
+    pub fn kernel_member(&self, segment: usize) -> Option<MemberId> {
+        self.kernel.get(segment).copied().flatten().map(|k| k.0)
+    }
+
+    /// Whether `member` of `segment` is the kernel.
+    pub fn is_kernel(&self, segment: usize, member: MemberId) -> bool {
+        self.kernel_member(segment) == Some(member)
+    }
+
+    /// A virtual member put `packet` on `segment` toward `dest`: mirror it now, unless it is
+    /// unicast to the kernel (that one enters the TUN when link emulation delivers it).
+    pub fn sent(&mut self, segment: usize, from: MemberId, dest: Dest, packet: &[u8]) {
+        let kernel = self.kernel.get(segment).copied().flatten();
+        if let Some((member, addr, _)) = kernel
+            && (from == member || dest == Dest::Unicast(addr))
+        {
+            return;
+        }
+        self.mirror.push((segment, packet.to_vec()));
+    }
+
+    /// Link emulation delivered `packet` to the kernel member of `segment`. A broadcast was
+    /// mirrored when it was sent; anything else goes into the TUN now.
+    pub fn delivered(&mut self, segment: usize, packet: Vec<u8>) {
+        let Some((_, _, broadcast)) = self.kernel.get(segment).copied().flatten() else {
+            return;
+        };
+        let dst = smoltcp::wire::Ipv4Packet::new_checked(&packet[..]).map(|p| p.dst_addr());
+        if let Ok(dst) = dst
+            && (dst == Ipv4Addr::BROADCAST || Some(dst) == broadcast)
+        {
+            return;
+        }
+        self.mirror.push((segment, packet));
+    }
+
+    /// Takes the packets waiting for the TUNs, in order.
+    pub fn drain(&mut self) -> Vec<(usize, Vec<u8>)> {
+        std::mem::take(&mut self.mirror)
+    }
+}
+
+/// One TUN device per segment, in segment order, created inside the namespace.
+fn create_tuns(topo: &Topology) -> anyhow::Result<Vec<tun_rs::SyncDevice>> {
+    let mut devices = Vec::with_capacity(topo.segments.len());
+    for s in &topo.segments {
+        let mut b = tun_rs::DeviceBuilder::new().name(&s.name).mtu(TUN_MTU);
+        if let Some(addr) = s.kernel_address {
+            b = b.ipv4(addr, s.subnet.prefix_len(), None);
+        }
+        let dev = b
+            .build_sync()
+            .with_context(|| format!("creating TUN device `{}`", s.name))?;
+        devices.push(dev);
+    }
+    Ok(devices)
+}
+
+/// Aborts the TUN reader tasks when the run ends, whichever way.
+struct Readers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Set by SIGINT, SIGTERM or SIGHUP (handlers installed before anything is created).
+#[derive(Debug, Default)]
+struct Stop {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    /// Installs the handlers and a task that raises the flag on the first signal.
+    fn install() -> anyhow::Result<Arc<Stop>> {
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let stop = Arc::new(Stop::default());
+        let s = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            s.flag.store(true, Ordering::SeqCst);
+            s.notify.notify_one();
+        });
+        Ok(stop)
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// Counters of the TUN side of a run.
+#[derive(Debug, Default, Clone)]
+pub struct LiveCounters {
+    /// Packets written into TUNs.
+    pub tun_written: u64,
+    /// Writes that failed.
+    pub tun_write_errors: u64,
+    /// Packets read from TUNs and put on their segment.
+    pub kernel_injected: u64,
+    /// Packets read from TUNs that could not be put on a segment (no kernel address on the
+    /// segment, not IPv4, not for the segment).
+    pub kernel_ignored: u64,
+}
+
+/// Runs a topology live: real clock, TUN devices in namespace `binfm-<name>`. Writes the same
+/// files as [`super::run_virtual`]. `announce` receives one line once the devices are up.
+pub fn run_live(
+    topo: &Topology,
+    opts: &RunOptions,
+    announce: &mut dyn FnMut(&str),
+) -> anyhow::Result<RunSummary> {
+    netns::check_prerequisites()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(live_main(topo, opts, announce))
+}
+
+async fn live_main(
+    topo: &Topology,
+    opts: &RunOptions,
+    announce: &mut dyn FnMut(&str),
+) -> anyhow::Result<RunSummary> {
+    let wall_start = StdInstant::now();
+    // Signals first: a Ctrl-C during setup still ends in the cleanup below.
+    let stop = Stop::install()?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating output folder {}", opts.out_dir.display()))?;
+    let seed = opts.seed.unwrap_or(topo.seed);
+    let duration = opts.duration.unwrap_or(topo.duration);
+
+    let ns = Netns::create(&netns::namespace_name(&topo.name))?;
+    let topo_for_thread = topo.clone();
+    let sync_devices = ns.run_inside(move || create_tuns(&topo_for_thread))?;
+    let mut tuns = Vec::with_capacity(sync_devices.len());
+    for (d, s) in sync_devices.into_iter().zip(&topo.segments) {
+        let dev = tun_rs::AsyncDevice::new(d)
+            .with_context(|| format!("registering TUN device `{}` with tokio", s.name))?;
+        tuns.push(Arc::new(dev));
+    }
+
+    let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
+    let capture = Capture::create(&opts.out_dir.join("capture.pcapng"), &names)?;
+    let events_path = opts.out_dir.join("events.jsonl");
+    let events = EventLog::create(Some(&events_path))
+        .with_context(|| format!("creating {}", events_path.display()))?;
+    let mut net = VirtualNet::new(topo, seed, Some(capture), events, Some(&opts.out_dir))?;
+    net.attach_kernel();
+
+    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+    let readers = Readers(
+        tuns.iter()
+            .enumerate()
+            .map(|(seg, dev)| {
+                let dev = dev.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = dev.recv(&mut buf).await {
+                        let packet = buf.get(..n).unwrap_or_default().to_vec();
+                        if tx.send((seg, packet)).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect(),
+    );
+    drop(tx);
+
+    let kernels: Vec<String> = topo
+        .segments
+        .iter()
+        .filter_map(|s| s.kernel_address.map(|a| format!("{}={a}", s.name)))
+        .collect();
+    announce(&format!(
+        "live: namespace {ns} with TUN devices {devs}{k}; watch with `ip netns exec {ns} tshark -i {first}`",
+        ns = ns.name(),
+        devs = names.join(", "),
+        k = if kernels.is_empty() {
+            String::new()
+        } else {
+            format!(" (kernel addresses: {})", kernels.join(", "))
+        },
+        first = names.first().map_or("SEGMENT", String::as_str),
+    ));
+
+    let base = Instant::now();
+    let _ = net.events.push(
+        Time::ZERO,
+        "testbed",
+        Event::new("live.start")
+            .with("namespace", ns.name().to_owned())
+            .with("segments", names.len() as u64),
+    );
+    let mut counters = LiveCounters::default();
+    let outcome = drive(
+        &mut net,
+        &tuns,
+        &mut rx,
+        &stop,
+        base,
+        duration,
+        &mut counters,
+    )
+    .await;
+    // Whatever happened, close the files (capture flushed) before the namespace goes.
+    let packets = net.captured();
+    let _ = net.events.push(
+        net.now(),
+        "testbed",
+        Event::new("live.end")
+            .with("tun_written", counters.tun_written)
+            .with("tun_write_errors", counters.tun_write_errors)
+            .with("kernel_injected", counters.kernel_injected)
+            .with("kernel_ignored", counters.kernel_ignored),
+    );
+    let finished = net.finish();
+    drop(readers);
+    drop(rx);
+    drop(tuns);
+    let deleted = ns.delete();
+    let interrupted = outcome?;
+    finished?;
+    deleted?;
+    let results = results::collect(topo, seed, &net, interrupted);
+    results::write_json(&opts.out_dir.join("results.json"), &results)?;
+    Ok(RunSummary {
+        out_dir: opts.out_dir.clone(),
+        seed,
+        virtual_time: net.now(),
+        wall: wall_start.elapsed(),
+        packets,
+        events: net.events.records.len(),
+        interrupted,
+    })
+}
+
+/// The paced loop: runs until `duration` (plus [`SETTLE`] when there are super nodes) of real
+/// time has passed; returns whether a signal stopped it.
+async fn drive<W: Write>(
+    net: &mut VirtualNet<W>,
+    tuns: &[Arc<tun_rs::AsyncDevice>],
+    rx: &mut mpsc::Receiver<(usize, Vec<u8>)>,
+    stop: &Stop,
+    base: Instant,
+    duration: Time,
+    counters: &mut LiveCounters,
+) -> anyhow::Result<bool> {
+    net.start()?;
+    let mut end = duration;
+    let mut settling = false;
+    loop {
+        if stop.is_set() {
+            let now = base.elapsed().max(net.now());
+            net.advance_to(now);
+            net.events.push(now, "testbed", Event::new("live.signal"))?;
+            return Ok(true);
+        }
+        for (seg, packet) in net.drain_mirror() {
+            let Some(dev) = tuns.get(seg) else { continue };
+            match dev.send(&packet).await {
+                Ok(_) => counters.tun_written += 1,
+                Err(e) => {
+                    counters.tun_write_errors += 1;
+                    tracing::debug!("writing into TUN {seg}: {e}");
+                }
+            }
+        }
+        let elapsed = base.elapsed();
+        if elapsed >= end {
+            net.advance_to(end);
+            if settling || !begin_settle(net)? {
+                return Ok(false);
+            }
+            settling = true;
+            end += SETTLE;
+            continue;
+        }
+        let next = net.next_event_at().map_or(end, |t| t.min(end));
+        if next <= elapsed {
+            net.advance_to(elapsed);
+            let mut steps = 0;
+            while steps < MAX_STEPS_PER_TURN && net.step(elapsed)? {
+                steps += 1;
+            }
+            // Let the readers and the signal handler run even when events pile up.
+            tokio::task::yield_now().await;
+            if let Ok((seg, packet)) = rx.try_recv() {
+                inject(net, base, seg, packet, counters)?;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(base + next) => {}
+            got = rx.recv() => {
+                if let Some((seg, packet)) = got {
+                    inject(net, base, seg, packet, counters)?;
+                }
+            }
+            _ = stop.notify.notified() => {}
+        }
+    }
+}
+
+fn inject<W: Write>(
+    net: &mut VirtualNet<W>,
+    base: Instant,
+    seg: usize,
+    packet: Vec<u8>,
+    counters: &mut LiveCounters,
+) -> anyhow::Result<()> {
+    net.advance_to(base.elapsed());
+    if net.inject(seg, packet)? {
+        counters.kernel_injected += 1;
+    } else {
+        counters.kernel_ignored += 1;
+    }
+    Ok(())
+}
+
+/// SNs stop mining and the network gets [`SETTLE`] more (real) time, as in virtual mode.
+/// Returns false when there is nothing to settle (no super node).
+fn begin_settle<W: Write>(net: &mut VirtualNet<W>) -> anyhow::Result<bool> {
+    let mut any = false;
+    for n in 0..net.nodes.len() {
+        if let Some(sn) = net.nodes[n].super_node_mut() {
+            sn.sn.stop_mining();
+            any = true;
+        }
+    }
+    if any {
+        let now = net.now();
+        net.events.push(
+            now,
+            "testbed",
+            Event::new("run.settle").with("settle_ms", SETTLE.as_millis() as u64),
+        )?;
+    }
+    Ok(any)
+}
