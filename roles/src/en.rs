@@ -88,7 +88,7 @@ pub struct EndNode {
     want_unconfirmed: bool,
     calls: Vec<Call>,
     rng: ChaCha8Rng,
-        tone_hz: f64,
+    tone_hz: f64,
     had_address_before: bool,
     /// Media packets that matched no call.
     pub unknown_media: u64,
@@ -115,7 +115,7 @@ impl EndNode {
             want_unconfirmed: false,
             calls: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
-                        tone_hz,
+            tone_hz,
             had_address_before: false,
             unknown_media: 0,
         }
@@ -437,8 +437,12 @@ impl EndNode {
                 None => {
                     // Counted; reported on the 1st, 10th, 100th, ... so a flood cannot fill the log.
                     self.unknown_media += 1;
-                    if self.unknown_media.is_power_of_ten() {
-                        self.events.push_back(Event::new("en.media_unknown_ssrc").with_display("from", from).with("count", self.unknown_media));
+                    if power_of_ten(self.unknown_media) {
+                        self.events.push_back(
+                            Event::new("en.media_unknown_ssrc")
+                                .with_display("from", from)
+                                .with("count", self.unknown_media),
+                        );
                     }
                 }
             }
@@ -963,17 +967,10 @@ fn millis(t: Time) -> u64 {
 /// The default control port.
 pub const DEFAULT_PORT: u16 = ports::EN;
 
-/// Powers of ten, for logging a counter at 1, 10, 100, ...
-trait PowerOfTen {
-    fn is_power_of_ten(self) -> bool;
-}
-
-impl PowerOfTen for u64 {
-    fn is_power_of_ten(self) -> bool {
-        let mut n = self;
-        while n >= 10 && n % 10 == 0 {
-            n /= 10;
-        }
-        n == 1
+/// Whether `n` is 1, 10, 100, ...: when a counter is worth logging.
+fn power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
     }
+    n == 1
 }
