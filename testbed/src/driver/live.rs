@@ -311,8 +311,17 @@ async fn live_main(
     let interrupted = outcome?;
     finished?;
     deleted?;
-    let results = results::collect(topo, seed, &net, interrupted);
+    let mut results = results::collect(topo, seed, &net, interrupted);
+    if !interrupted {
+        let reference = virtual_reference(topo, seed, duration)?;
+        let comparison = compare_with_virtual(&results, &reference);
+        if let Some(obj) = results.as_object_mut() {
+            obj.insert("live_vs_virtual".into(), comparison);
+        }
+    }
     results::write_json(&opts.out_dir.join("results.json"), &results)?;
+    results::write_call_audio(topo, &net, &opts.out_dir)
+        .with_context(|| format!("writing call audio into {}", opts.out_dir.display()))?;
     Ok(RunSummary {
         out_dir: opts.out_dir.clone(),
         seed,
@@ -426,4 +435,52 @@ fn begin_settle<W: Write>(net: &mut VirtualNet<W>) -> anyhow::Result<bool> {
         )?;
     }
     Ok(any)
+}
+
+/// The same topology and seed in virtual time (in memory, no files): what the live run is
+/// compared with.
+fn virtual_reference(
+    topo: &Topology,
+    seed: u64,
+    duration: Time,
+) -> anyhow::Result<serde_json::Value> {
+    let mut topo = topo.clone();
+    for n in &mut topo.nodes {
+        if let Some(sn) = &mut n.super_node {
+            sn.data_dir = None; // the reference run must not touch the live run's block logs
+        }
+    }
+    let mut net: VirtualNet<std::io::Sink> =
+        VirtualNet::new(&topo, seed, None, EventLog::create(None)?, None)?;
+    net.start()?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    net.run_until(duration, &never)?;
+    net.settle(super::SETTLE, &never)?;
+    Ok(results::collect(&topo, seed, &net, false))
+}
+
+/// The paper's three figures, live against virtual: each value, the ratio, and whether it
+/// is within 5% (the live run adds real scheduling and DH compute time).
+fn compare_with_virtual(
+    live: &serde_json::Value,
+    reference: &serde_json::Value,
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    let mut all = true;
+    for key in ["pre_call_ms", "mid_call_ms", "rekey_ms"] {
+        let l = live["binfm"][key].as_f64();
+        let v = reference["binfm"][key].as_f64();
+        let ratio = match (l, v) {
+            (Some(l), Some(v)) if v > 0.0 => Some(l / v),
+            _ => None,
+        };
+        let within = ratio.is_some_and(|r| (r - 1.0).abs() <= 0.05);
+        all &= within || (l.is_none() && v.is_none());
+        out.insert(
+            key.into(),
+            serde_json::json!({ "live": l, "virtual": v, "ratio": ratio, "within_5pct": within }),
+        );
+    }
+    out.insert("all_within_5pct".into(), serde_json::Value::Bool(all));
+    serde_json::Value::Object(out)
 }
