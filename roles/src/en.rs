@@ -130,20 +130,25 @@ impl EndNode {
     pub fn call(&mut self, now: Time, peer: HashAddr) {
         let nonce: [u8; 16] = self.rng.random();
         let ssrc: u32 = self.rng.random();
-        let mut call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
+        let call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
         self.events.push_back(
             Event::new("call.started")
                 .with("peer", hex(&peer))
                 .with("ssrc", ssrc),
         );
-        match self.lookup(now, peer) {
+        self.look_up_peer(now, call);
+    }
+
+    /// Both ends of a call start by looking the peer up (Figure 8); the call waits for it.
+    fn look_up_peer(&mut self, now: Time, mut call: Call) {
+        match self.lookup(now, call.peer) {
             Some(id) => {
                 call.state = CallState::LookingUp(id);
                 self.calls.push(call);
             }
             None => self.events.push_back(
                 Event::new("call.failed")
-                    .with("peer", hex(&peer))
+                    .with("peer", hex(&call.peer))
                     .with("reason", "lookup refused"),
             ),
         }
@@ -748,17 +753,7 @@ impl EndNode {
                 .with_display("from", from),
         );
         // Figure 8: the callee looks the caller up too, and trusts only what the chain says.
-        match self.lookup(now, caller) {
-            Some(id) => {
-                call.state = CallState::LookingUp(id);
-                self.calls.push(call);
-            }
-            None => self.events.push_back(
-                Event::new("call.failed")
-                    .with("peer", hex(&caller))
-                    .with("reason", "lookup refused"),
-            ),
-        }
+        self.look_up_peer(now, call);
     }
 
     fn on_session_response(&mut self, now: Time, from: SocketAddrV4, msg: &Message) {

@@ -383,48 +383,7 @@ impl<W: Write> VirtualNet<W> {
                         self.nodes[n].ports[port].segment,
                         self.nodes[n].ports[port].member,
                     );
-                    if let Some(c) = &mut self.capture {
-                        c.record(seg, self.now, &packet)?;
-                    }
-                    if let Some(t) = &mut self.tap {
-                        t.sent(seg, member, dest, &packet);
-                    }
-                    self.segment_packets[seg] += 1;
-                    let mut fates = std::mem::take(&mut self.scratch_fates);
-                    self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
-                    let last = fates.len().saturating_sub(1);
-                    let mut packet = Some(packet);
-                    for (i, (to, fate)) in fates.drain(..).enumerate() {
-                        match fate {
-                            Ok(at) => {
-                                let p = if i == last {
-                                    packet.take().unwrap_or_default()
-                                } else {
-                                    packet.clone().unwrap_or_default()
-                                };
-                                self.schedule(
-                                    at,
-                                    What::Deliver {
-                                        segment: seg,
-                                        member: to,
-                                        packet: p,
-                                    },
-                                );
-                            }
-                            Err(reason) => {
-                                *self
-                                    .link_drops
-                                    .entry((self.segments[seg].name.clone(), reason.as_str()))
-                                    .or_default() += 1;
-                                let ev = Event::new("fabric.drop")
-                                    .with("segment", self.segments[seg].name.clone())
-                                    .with("reason", reason.as_str())
-                                    .with_display("next_hop", format!("{dest:?}"));
-                                self.events.push(self.now, &self.nodes[n].name, ev)?;
-                            }
-                        }
-                    }
-                    self.scratch_fates = fates;
+                    self.put_on_segment(seg, member, dest, packet, Some(n))?;
                 }
                 Output::AddrChanged { port, addr } => {
                     let (seg, member) = (
@@ -626,14 +585,32 @@ impl<W: Write> VirtualNet<W> {
         } else {
             return Ok(false);
         };
+        self.put_on_segment(segment, member, dest, packet, None)?;
+        Ok(true)
+    }
+
+    /// Puts a packet from `member` on segment `seg`: capture, live mirror (not for packets
+    /// the kernel itself wrote, `from_node = None`), link emulation, and either a scheduled
+    /// delivery per receiver or a counted drop.
+    fn put_on_segment(
+        &mut self,
+        seg: usize,
+        member: usize,
+        dest: binfm_stack::fabric::Dest,
+        packet: Vec<u8>,
+        from_node: Option<usize>,
+    ) -> Result<(), RunError> {
         if let Some(c) = &mut self.capture {
-            c.record(segment, self.now, &packet)?;
+            c.record(seg, self.now, &packet)?;
         }
-        self.segment_packets[segment] += 1;
+        if let (Some(t), Some(_)) = (&mut self.tap, from_node) {
+            t.sent(seg, member, dest, &packet);
+        }
+        self.segment_packets[seg] += 1;
         let mut fates = std::mem::take(&mut self.scratch_fates);
-        self.segments[segment].transmit(self.now, member, dest, packet.len(), &mut fates);
-        let mut packet = Some(packet);
+        self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
         let last = fates.len().saturating_sub(1);
+        let mut packet = Some(packet);
         for (i, (to, fate)) in fates.drain(..).enumerate() {
             match fate {
                 Ok(at) => {
@@ -645,7 +622,7 @@ impl<W: Write> VirtualNet<W> {
                     self.schedule(
                         at,
                         What::Deliver {
-                            segment,
+                            segment: seg,
                             member: to,
                             packet: p,
                         },
@@ -654,17 +631,20 @@ impl<W: Write> VirtualNet<W> {
                 Err(reason) => {
                     *self
                         .link_drops
-                        .entry((self.segments[segment].name.clone(), reason.as_str()))
+                        .entry((self.segments[seg].name.clone(), reason.as_str()))
                         .or_default() += 1;
                     let ev = Event::new("fabric.drop")
-                        .with("segment", self.segments[segment].name.clone())
+                        .with("segment", self.segments[seg].name.clone())
                         .with("reason", reason.as_str())
                         .with_display("next_hop", format!("{dest:?}"));
-                    self.events.push(self.now, "kernel", ev)?;
+                    let host = from_node
+                        .map_or("kernel", |n| self.nodes[n].name.as_str())
+                        .to_owned();
+                    self.events.push(self.now, &host, ev)?;
                 }
             }
         }
         self.scratch_fates = fates;
-        Ok(true)
+        Ok(())
     }
 }
