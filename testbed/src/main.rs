@@ -1,5 +1,13 @@
 //! `binfm`: run a BINFM testbed topology and watch it packet by packet.
 
+/// `println!` that does not panic when stdout is closed (e.g. `binfm run ... | head -1`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 use anyhow::Context;
 use binfm_testbed::driver::{self, RunOptions};
 use binfm_testbed::topology::{Topology, parse_duration};
@@ -106,7 +114,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let hosts = topo.nodes.len();
-            println!(
+            say!(
                 "{}: ok: topology `{}`, {} segments, {hosts} nodes, seed {}, duration {}",
                 file.display(),
                 topo.name,
@@ -119,10 +127,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clean => {
             let removed = binfm_testbed::netns::clean()?;
             if removed.is_empty() {
-                println!("no binfm-* network namespace to remove");
+                say!("no binfm-* network namespace to remove");
             }
             for name in removed {
-                println!("removed network namespace {name}");
+                say!("removed network namespace {name}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -142,8 +150,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 duration,
             };
-            let s = driver::run_live(&topo, &opts, &mut |line| println!("{line}"))?;
-            println!(
+            let s = driver::run_live(&topo, &opts, &mut |line| say!("{line}"))?;
+            say!(
                 "{}: {:.2} s live (seed {}), {} packets, {} events{}",
                 topo.name,
                 s.wall.as_secs_f64(),
@@ -157,7 +165,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             );
             for f in ["capture.pcapng", "events.jsonl", "results.json"] {
-                println!("  {}", s.out_dir.join(f).display());
+                say!("  {}", s.out_dir.join(f).display());
             }
             Ok(if s.interrupted {
                 ExitCode::from(130)
@@ -187,7 +195,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration,
             };
             let s = driver::run_virtual(&topo, &opts, &stop)?;
-            println!(
+            say!(
                 "{}: {} of virtual time in {:.2} s of wall time (seed {}), {} packets, {} events{}",
                 topo.name,
                 humantime::format_duration(s.virtual_time),
@@ -202,7 +210,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             );
             for f in ["capture.pcapng", "events.jsonl", "results.json"] {
-                println!("  {}", s.out_dir.join(f).display());
+                say!("  {}", s.out_dir.join(f).display());
             }
             Ok(if s.interrupted {
                 ExitCode::from(130)
