@@ -434,9 +434,15 @@ impl VerticalNode {
         if self.calls.len() >= MAX_CALLS {
             self.prune();
         }
-        if self.calls.len() >= MAX_CALLS || self.local.is_none() {
+        let busy = self
+            .calls
+            .iter()
+            .any(|c| c.peer == peer && c.state != VState::Ended);
+        if self.calls.len() >= MAX_CALLS || self.local.is_none() || busy {
             let reason = if self.local.is_none() {
                 "no address"
+            } else if busy {
+                "already in a call with this peer"
             } else {
                 "too many calls"
             };

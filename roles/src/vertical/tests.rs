@@ -494,6 +494,10 @@ fn lost_messages_are_retransmitted() {
         1,
         "a retransmitted Invite is not a second call"
     );
+    // A second call to the same peer while one is up is refused.
+    net.at(0, |a, now| a.call(now, ID_B));
+    assert_eq!(net.en(0).calls().len(), 1);
+    assert_eq!(net.count("A", "vertical.call_failed"), 1);
 }
 
 #[test]
