@@ -17,6 +17,7 @@ pub mod nat;
 pub mod reassembly;
 pub mod session;
 pub mod sn;
+pub mod vertical;
 pub mod wallet;
 
 pub use binfm_stack::Time;

@@ -9,4 +9,6 @@ pub mod binfm;
 pub mod dhcp_options;
 pub mod ports;
 pub mod rtp;
+pub mod stun;
 pub mod toall;
+pub mod vertical;

@@ -11,3 +11,8 @@ pub const ECHO: u16 = 7;
 pub const SN: u16 = 7400;
 /// BINFM end node control port (TxAck and Reply come back here; sessions come later).
 pub const EN: u16 = 7401;
+/// STUN server (RFC 8489), used by the vertical model's NAT step.
+pub const STUN: u16 = 3478;
+/// Vertical model location server (registration, lookup, inter-domain resolution); the SIP
+/// registrar port, as the vertical model's location service stands in for SIP's.
+pub const LOCATION: u16 = 5060;
