@@ -883,3 +883,70 @@ mod tests {
         assert_eq!(s.chain().tip().0, tip);
     }
 }
+
+#[cfg(test)]
+mod unconfirmed_tests {
+    use super::*;
+    use crate::wallet::Wallet;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn reply_carries_the_pending_tx_only_when_enabled_and_asked() {
+        let en = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 50), 7401);
+        let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
+        for (enabled, asked, expect) in [
+            (false, true, false),
+            (true, false, false),
+            (true, true, true),
+        ] {
+            let chain = ChainConfig {
+                network_hash_rate: 2000.0,
+                ..ChainConfig::default()
+            };
+            let mut cfg = SnConfig::new(1, vec![], 2000.0, chain);
+            cfg.reply_unconfirmed = enabled;
+            cfg.mine = false;
+            let mut s = SuperNode::new(cfg, 1).unwrap();
+            s.start(Time::ZERO);
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let mut w = Wallet::from_seed([5; 32], &mut rng);
+            w.set_addresses(en, en);
+            let tx = w.next_tx(0);
+            s.handle_datagram(
+                Time::ZERO,
+                en,
+                me,
+                &Message::TxSubmit { tx: tx.clone() }.to_bytes(),
+            );
+            while s.poll_transmit().is_some() {}
+            let q = Message::Query {
+                request_id: 1,
+                hash_addr: w.hash_addr(),
+                want_unconfirmed: asked,
+            };
+            s.handle_datagram(Time::from_millis(10), en, me, &q.to_bytes());
+            match s.poll_transmit().map(|t| Message::parse(&t.payload)) {
+                Some(Ok(Message::Reply {
+                    found,
+                    tx: None,
+                    unconfirmed,
+                    ..
+                })) => {
+                    assert_eq!(
+                        unconfirmed.is_some(),
+                        expect,
+                        "enabled {enabled}, asked {asked}"
+                    );
+                    assert_eq!(
+                        found, expect,
+                        "only a pending Tx: found only if it is returned"
+                    );
+                    if let Some(u) = unconfirmed {
+                        assert_eq!(u, tx);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}

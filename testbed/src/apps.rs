@@ -62,7 +62,9 @@ impl EnApp {
                 .try_into()
                 .unwrap_or([0; 8]),
         );
-        let en = EndNode::new(wallet_for(topo.seed, &def.name), ports::EN, seed, tone_hz);
+        let mut en = EndNode::new(wallet_for(topo.seed, &def.name), ports::EN, seed, tone_hz);
+        // With `[chain] reply_unconfirmed`, ENs ask for the newest pending Tx too.
+        en.set_want_unconfirmed(topo.chain.reply_unconfirmed);
         let mut lookups: Vec<(Time, HashAddr)> = en_def
             .lookups
             .iter()

@@ -498,6 +498,12 @@ impl Node {
                     && let Some(change) = c.poll_config()
                 {
                     progressed = true;
+                    // Let the stack send what is queued first (a RELEASE goes out from the
+                    // address that is about to be removed).
+                    self.ports[port].stack.poll(now);
+                    while let Some(pkt) = self.ports[port].stack.pop_tx() {
+                        self.send_local(port, pkt, out);
+                    }
                     self.apply_config(now, port, change, out);
                 }
             }

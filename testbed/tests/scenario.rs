@@ -1,0 +1,62 @@
+//! Scenario steps that are not part of the paper's story: `leave` releases the lease (DHCP
+//! RELEASE reaches the server) and detaches the host; `join` brings it back with a new lease
+//! and a new registration.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use binfm_testbed::driver::VirtualNet;
+use binfm_testbed::events::EventLog;
+use binfm_testbed::topology::Topology;
+use common::root;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[test]
+fn leave_releases_the_lease_and_join_registers_again() {
+    let text = std::fs::read_to_string(root().join("topologies/paper.toml")).unwrap();
+    let base = &text[..text.find("# The paper's story").unwrap()];
+    let t = format!(
+        "{base}\n[[scenario]]\nat = \"5s\"\ndo = \"leave b\"\n\n[[scenario]]\nat = \"8s\"\ndo = \"join b lan-b\"\n"
+    );
+    let topo = Topology::from_str(&t, Path::new("leave-join.toml")).unwrap();
+    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
+        &topo,
+        topo.seed,
+        None,
+        EventLog::create(None).unwrap(),
+        None,
+    )
+    .unwrap();
+    net.start().unwrap();
+    net.run_until(Duration::from_secs(12), &AtomicBool::new(false))
+        .unwrap();
+    let ev = &net.events.records;
+    let at = |host: &str, kind: &str| {
+        ev.iter()
+            .filter(|e| e.host == host && e.kind == kind)
+            .map(|e| e.t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        at("b", "dhcp.release"),
+        vec![Duration::from_secs(5)],
+        "B sends RELEASE when it leaves"
+    );
+    let released = at("nat-b", "dhcp.server.release");
+    assert_eq!(released.len(), 1, "the server got the RELEASE");
+    assert!(released[0] > Duration::from_secs(5) && released[0] < Duration::from_secs(6));
+    let acks = at("b", "dhcp.ack");
+    assert_eq!(
+        acks.len(),
+        2,
+        "a lease at start and one after joining: {acks:?}"
+    );
+    assert!(acks[1] >= Duration::from_secs(8));
+    let registered = at("b", "en.registered");
+    assert!(
+        registered.len() >= 2 && *registered.last().unwrap() > Duration::from_secs(8),
+        "B registered again after joining: {registered:?}"
+    );
+}
