@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod driver;
 pub mod events;
+pub mod fuzzing;
 pub mod node;
 pub mod results;
 pub mod topology;
