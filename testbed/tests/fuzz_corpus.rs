@@ -25,7 +25,7 @@ fn replay(kind: &str) -> usize {
     let mut count = 0;
     for target in fuzzing::TARGETS {
         for file in files_of(&root.join(target)) {
-            let data = std::fs::read(&file).unwrap();
+            let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             let ran = std::panic::catch_unwind(|| fuzzing::run(target, &data));
             assert!(
                 matches!(ran, Ok(true)),
