@@ -1,0 +1,86 @@
+//! Corpus regression without a fuzzing engine: every file of `fuzz/corpus/<target>/` and
+//! `fuzz/artifacts/<target>/` (crashes once found, kept after the fix) goes through the same
+//! function the fuzz target calls (`binfm_testbed::fuzzing`). A panic names the file.
+
+mod common;
+
+use binfm_testbed::fuzzing;
+use std::path::{Path, PathBuf};
+
+fn files_of(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(kind: &str) -> usize {
+    let root = common::root().join("fuzz").join(kind);
+    let mut count = 0;
+    for target in fuzzing::TARGETS {
+        for file in files_of(&root.join(target)) {
+            let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let ran = std::panic::catch_unwind(|| fuzzing::run(target, &data));
+            assert!(
+                matches!(ran, Ok(true)),
+                "{target}: {} makes the target panic",
+                file.display()
+            );
+            count += 1;
+        }
+    }
+    count
+}
+
+#[test]
+fn fuzz_corpus_replays_without_panics() {
+    let n = replay("corpus");
+    // Every target has its seeds in the repository.
+    for target in fuzzing::TARGETS {
+        let dir = common::root().join("fuzz/corpus").join(target);
+        assert!(
+            !files_of(&dir).is_empty(),
+            "{} has no corpus files",
+            dir.display()
+        );
+    }
+    assert!(n >= fuzzing::TARGETS.len());
+}
+
+#[test]
+fn fuzz_artifacts_replay_without_panics() {
+    // Absent until the fuzzer finds something; each found crash stays as a regression case.
+    replay("artifacts");
+}
+
+#[test]
+fn fuzz_seeds_are_valid_and_replay() {
+    let seeds = fuzzing::seeds(&common::root());
+    for target in fuzzing::TARGETS {
+        assert!(
+            seeds.iter().any(|(t, _, _)| *t == target),
+            "no seed for {target}"
+        );
+    }
+    for (target, name, bytes) in &seeds {
+        assert!(fuzzing::run(target, bytes), "{target}/{name}");
+    }
+}
+
+/// Writes the seed corpus: `cargo test -p binfm-testbed --test fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/corpus/; run by hand after a wire format changes"]
+fn write_seed_corpus() {
+    let root = common::root();
+    for (target, name, bytes) in fuzzing::seeds(&root) {
+        let dir = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    }
+}
