@@ -381,10 +381,7 @@ pub fn pace<W: Write>(
 }
 
 /// One task per TUN: what the kernel writes goes into `tx` as `(segment, packet)`.
-fn spawn_readers(
-    tuns: &[Arc<tun_rs::AsyncDevice>],
-    tx: mpsc::Sender<(usize, Vec<u8>)>,
-) -> Readers {
+fn spawn_readers(tuns: &[Arc<tun_rs::AsyncDevice>], tx: mpsc::Sender<(usize, Vec<u8>)>) -> Readers {
     Readers(
         tuns.iter()
             .enumerate()
