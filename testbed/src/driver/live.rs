@@ -47,6 +47,9 @@ const MAX_STEPS_PER_TURN: usize = 4096;
 pub struct Tap {
     /// Per segment: the kernel member, its address and the subnet broadcast address.
     kernel: Vec<Option<(MemberId, Ipv4Addr, Option<Ipv4Addr>)>>,
+    /// Per segment: where the kernel's packets for other subnets go (see
+    /// [`Tap::set_kernel_gateway`]).
+    gateway: Vec<Option<Ipv4Addr>>,
     mirror: Vec<(usize, Vec<u8>)>,
 }
 
@@ -55,6 +58,7 @@ impl Tap {
     pub fn new(segments: usize) -> Tap {
         Tap {
             kernel: vec![None; segments],
+            gateway: vec![None; segments],
             mirror: Vec::new(),
         }
     }
@@ -71,6 +75,21 @@ impl Tap {
         if let Some(k) = self.kernel.get_mut(segment) {
             *k = Some((member, addr, broadcast));
         }
+    }
+
+    /// Lets the kernel on `segment` reach other subnets through `gateway` (a virtual router's
+    /// address on the segment): a packet the kernel writes for an address outside the segment
+    /// is then put on the segment toward `gateway` (a TUN has no link layer, so the kernel's
+    /// own next hop is not in the packet). Without it such packets are ignored.
+    pub fn set_kernel_gateway(&mut self, segment: usize, gateway: Ipv4Addr) {
+        if let Some(g) = self.gateway.get_mut(segment) {
+            *g = Some(gateway);
+        }
+    }
+
+    /// The gateway set with [`Tap::set_kernel_gateway`] for `segment`.
+    pub fn kernel_gateway(&self, segment: usize) -> Option<Ipv4Addr> {
+        self.gateway.get(segment).copied().flatten()
     }
 
     /// The kernel member of `segment`, if it has one.
@@ -236,25 +255,7 @@ async fn live_main(
     net.attach_kernel();
 
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
-    let readers = Readers(
-        tuns.iter()
-            .enumerate()
-            .map(|(seg, dev)| {
-                let dev = dev.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = dev.recv(&mut buf).await {
-                        let packet = buf.get(..n).unwrap_or_default().to_vec();
-                        if tx.send((seg, packet)).await.is_err() {
-                            break;
-                        }
-                    }
-                })
-            })
-            .collect(),
-    );
-    drop(tx);
+    let readers = spawn_readers(&tuns, tx);
 
     let kernels: Vec<String> = topo
         .segments
@@ -331,6 +332,74 @@ async fn live_main(
         events: net.events.records.len(),
         interrupted,
     })
+}
+
+/// Paces `net` on the real clock against TUN devices made elsewhere (one per segment, in
+/// segment order; each may live in any namespace, the driver only uses their file
+/// descriptors) until `duration` of real time has passed or `stop` is set. For benches and
+/// programs embedding live mode; `binfm run --live` uses [`run_live`]. Call
+/// [`VirtualNet::attach_kernel`] before, not `start` (this does it). Installs no signal
+/// handlers: the caller owns cleanup. Returns the TUN counters and whether `stop` ended it.
+pub fn pace<W: Write>(
+    net: &mut VirtualNet<W>,
+    devices: Vec<tun_rs::SyncDevice>,
+    duration: Time,
+    stop: &AtomicBool,
+) -> anyhow::Result<(LiveCounters, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let mut tuns = Vec::with_capacity(devices.len());
+        for d in devices {
+            tuns.push(Arc::new(
+                tun_rs::AsyncDevice::new(d).context("registering a TUN device with tokio")?,
+            ));
+        }
+        let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+        let _readers = spawn_readers(&tuns, tx);
+        let flag = Arc::new(Stop::default());
+        let base = Instant::now();
+        let mut counters = LiveCounters::default();
+        let watch = flag.clone();
+        let run = drive(net, &tuns, &mut rx, &flag, base, duration, &mut counters);
+        let poll_stop = async {
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            watch.flag.store(true, Ordering::SeqCst);
+            watch.notify.notify_one();
+            std::future::pending::<()>().await;
+        };
+        let interrupted = tokio::select! {
+            r = run => r?,
+            () = poll_stop => unreachable!(),
+        };
+        Ok((counters, interrupted))
+    })
+}
+
+/// One task per TUN: what the kernel writes goes into `tx` as `(segment, packet)`.
+fn spawn_readers(tuns: &[Arc<tun_rs::AsyncDevice>], tx: mpsc::Sender<(usize, Vec<u8>)>) -> Readers {
+    Readers(
+        tuns.iter()
+            .enumerate()
+            .map(|(seg, dev)| {
+                let dev = dev.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = dev.recv(&mut buf).await {
+                        let packet = buf.get(..n).unwrap_or_default().to_vec();
+                        if tx.send((seg, packet)).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The paced loop: runs until `duration` (plus [`SETTLE`] when there are super nodes) of real

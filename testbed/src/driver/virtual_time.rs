@@ -550,6 +550,15 @@ impl<W: Write> VirtualNet<W> {
         self.tap = Some(tap);
     }
 
+    /// Live mode: the kernel on `segment` reaches other subnets through `gateway` (see
+    /// [`crate::driver::live::Tap::set_kernel_gateway`]). Call after
+    /// [`VirtualNet::attach_kernel`]; does nothing before it.
+    pub fn set_kernel_gateway(&mut self, segment: usize, gateway: std::net::Ipv4Addr) {
+        if let Some(t) = &mut self.tap {
+            t.set_kernel_gateway(segment, gateway);
+        }
+    }
+
     /// Time of the earliest scheduled event (a delivery or a node's timer), if any.
     pub fn next_event_at(&self) -> Option<Time> {
         self.heap.peek().map(|s| s.at)
@@ -582,6 +591,8 @@ impl<W: Write> VirtualNet<W> {
             binfm_stack::fabric::Dest::Broadcast
         } else if self.segments[segment].subnet.contains_addr(&dst) {
             binfm_stack::fabric::Dest::Unicast(dst)
+        } else if let Some(gw) = self.tap.as_ref().and_then(|t| t.kernel_gateway(segment)) {
+            binfm_stack::fabric::Dest::Unicast(gw)
         } else {
             return Ok(false);
         };
