@@ -105,6 +105,9 @@ pub struct Call {
     pub control_refused: u64,
     /// Media packets refused, by reason.
     pub media_refused: std::collections::BTreeMap<&'static str, u64>,
+    /// A Session Response whose key confirmation failed, kept while the peer is looked up
+    /// again (it may have renewed its key).
+    pub saved_response: Option<Message>,
 }
 
 /// What a call wants sent: control or media bytes to an address.
@@ -155,6 +158,7 @@ impl Call {
             last_rx: None,
             control_refused: 0,
             media_refused: Default::default(),
+            saved_response: None,
         }
     }
 

@@ -669,6 +669,12 @@ impl EndNode {
         let c = &mut self.calls[idx];
         c.set_peer_registration(info.tx.out.y.clone(), nat);
         match c.role {
+            CallRole::Caller if c.saved_response.is_some() => {
+                if let Some(resp) = self.calls[idx].saved_response.take() {
+                    self.calls[idx].state = CallState::Requesting;
+                    self.finish_setup(now, idx, &resp, None);
+                }
+            }
             CallRole::Caller => {
                 if let Some((to, payload)) = c.request(me, now) {
                     self.events.push_back(
@@ -760,22 +766,38 @@ impl EndNode {
         let Message::SessionResponse { caller, callee, .. } = msg else {
             return;
         };
-        let me = self.wallet.hash_addr();
-        if *caller != me {
+        if *caller != self.wallet.hash_addr() {
             return;
         }
-        let have_address = self.private.is_some();
-        let Some(c) = self.calls.iter_mut().find(|c| {
+        let Some(idx) = self.calls.iter().position(|c| {
             c.peer == *callee && c.role == CallRole::Caller && c.state == CallState::Requesting
         }) else {
             return; // a retransmitted response for an active call, or unknown
         };
+        self.finish_setup(now, idx, msg, Some(from));
+    }
+
+    /// Caller side: keys from the callee's registered Y, checked against the Response's key
+    /// confirmation. If the check fails the callee may have renewed its key after the Tx we
+    /// used (its new Tx not yet confirmed when we looked it up): look it up once more and
+    /// retry with the same Response (`retry_from` is `None` on that second try).
+    fn finish_setup(
+        &mut self,
+        now: Time,
+        idx: usize,
+        msg: &Message,
+        retry_from: Option<SocketAddrV4>,
+    ) {
+        let me = self.wallet.hash_addr();
+        let have_address = self.private.is_some();
+        let c = &mut self.calls[idx];
         let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
             return;
         };
         let shared = match self.wallet.dh().agree(&peer_y) {
             Ok(s) => s,
             Err(e) => {
+                c.hang_up();
                 self.events.push_back(
                     Event::new("call.failed")
                         .with("peer", hex(&c.peer))
@@ -786,12 +808,13 @@ impl EndNode {
         };
         match c.on_response(&shared, me, msg, now) {
             Ok(()) => {
-                self.events.push_back(
-                    Event::new("call.active")
-                        .with("peer", hex(&c.peer))
-                        .with("role", "caller")
-                        .with_display("peer_addr", from),
-                );
+                let mut ev = Event::new("call.active")
+                    .with("peer", hex(&c.peer))
+                    .with("role", "caller");
+                if let Some(to) = c.peer_addr {
+                    ev = ev.with_display("peer_addr", to);
+                }
+                self.events.push_back(ev);
                 // Audio starts the moment the keys are ready: the first frame goes now.
                 let mut out = Vec::new();
                 let mut evs = Vec::new();
@@ -806,11 +829,29 @@ impl EndNode {
                     });
                 }
             }
-            Err(reason) => self.events.push_back(
-                Event::new("call.confirm_failed")
-                    .with("peer", hex(&c.peer))
-                    .with("reason", reason),
-            ),
+            Err(reason) => {
+                let peer = c.peer;
+                self.events.push_back(
+                    Event::new("call.confirm_failed")
+                        .with("peer", hex(&peer))
+                        .with("reason", reason)
+                        .with("retry", retry_from.is_some()),
+                );
+                if retry_from.is_none() {
+                    c.hang_up();
+                    self.events.push_back(
+                        Event::new("call.failed")
+                            .with("peer", hex(&peer))
+                            .with("reason", reason),
+                    );
+                    return;
+                }
+                c.saved_response = Some(msg.clone());
+                match self.lookup(now, peer) {
+                    Some(id) => self.calls[idx].state = CallState::LookingUp(id),
+                    None => self.calls[idx].hang_up(),
+                }
+            }
         }
     }
 
