@@ -211,6 +211,19 @@ pub enum SrtpError {
     },
 }
 
+impl SrtpError {
+    /// Short stable name for counters and events (`auth_failed`, `replayed`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SrtpError::Malformed(_) => "malformed",
+            SrtpError::WrongSsrc { .. } => "wrong_ssrc",
+            SrtpError::AuthFailed => "auth_failed",
+            SrtpError::Replayed { .. } => "replayed",
+            SrtpError::TooOld { .. } => "too_old",
+        }
+    }
+}
+
 /// Counters of a receiver: what arrived and why packets were dropped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SrtpStats {

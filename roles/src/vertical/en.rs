@@ -1256,12 +1256,7 @@ impl VerticalNode {
                 *c.media_refused.entry("replayed").or_default() += 1;
             }
             Err(e) => {
-                let reason = match e {
-                    SrtpError::AuthFailed => "auth_failed",
-                    SrtpError::TooOld { .. } => "too_old",
-                    SrtpError::WrongSsrc { .. } => "wrong_ssrc",
-                    _ => "malformed",
-                };
+                let reason = e.reason();
                 let n = c.media_refused.entry(reason).or_default();
                 *n += 1;
                 if *n == 1 {
