@@ -60,3 +60,57 @@ fn leave_releases_the_lease_and_join_registers_again() {
         "B registered again after joining: {registered:?}"
     );
 }
+
+#[test]
+fn loss_step_changes_a_segments_loss_mid_run() {
+    let text = std::fs::read_to_string(root().join("topologies/lan-nat.toml")).unwrap();
+    // No random loss before the step, all lost during it, none after it.
+    let text = text.replace("loss = \"1%\"", "loss = \"0%\"");
+    let t = format!(
+        "{text}\n[[scenario]]\nat = \"10s\"\ndo = \"loss public 100%\"\n\n[[scenario]]\nat = \"20s\"\ndo = \"loss public 0%\"\n"
+    );
+    let topo = Topology::from_str(&t, Path::new("loss.toml")).unwrap();
+    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
+        &topo,
+        topo.seed,
+        None,
+        EventLog::create(None).unwrap(),
+        None,
+    )
+    .unwrap();
+    net.start().unwrap();
+    net.run_until(Duration::from_secs(30), &AtomicBool::new(false))
+        .unwrap();
+    let replies: Vec<Duration> = net
+        .events
+        .records
+        .iter()
+        .filter(|e| e.host == "a" && e.kind == "echo.reply")
+        .map(|e| e.t)
+        .collect();
+    let (before, during, after) = (
+        replies
+            .iter()
+            .filter(|t| **t < Duration::from_secs(10))
+            .count(),
+        replies
+            .iter()
+            .filter(|t| **t >= Duration::from_millis(10_100) && **t < Duration::from_secs(20))
+            .count(),
+        replies
+            .iter()
+            .filter(|t| **t >= Duration::from_millis(20_100))
+            .count(),
+    );
+    assert!(
+        before >= 9 && during == 0 && after >= 9,
+        "replies before/during/after: {before}/{during}/{after}"
+    );
+    let lost = net
+        .link_drops
+        .get(&("public".to_owned(), "link_loss"))
+        .copied()
+        .unwrap_or(0);
+    assert!(lost >= 10, "{lost} packets lost on public");
+    assert!(net.events.records.iter().any(|e| e.kind == "fault.loss"));
+}

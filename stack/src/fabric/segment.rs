@@ -160,6 +160,20 @@ impl Segment {
         self.default_params = params;
     }
 
+    /// Sets the loss rate of every pair on this segment (fault injection: `loss lan-a 20%`);
+    /// delays, jitter and rates stay as they are.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.default_params.loss = loss;
+        for p in self.paths.values_mut() {
+            p.loss = loss;
+        }
+        for ch in self.channels.values_mut() {
+            let mut p = ch.params().clone();
+            p.loss = loss;
+            ch.set_params(p);
+        }
+    }
+
     /// The parameters used from `a` to `b`.
     pub fn params(&self, a: MemberId, b: MemberId) -> &LinkParams {
         self.paths

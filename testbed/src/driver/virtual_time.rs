@@ -331,6 +331,13 @@ impl<W: Write> VirtualNet<W> {
             Action::Restart(n) => self.restart(n)?,
             Action::Partition(groups) => self.partition(&groups),
             Action::Heal => self.heal(),
+            Action::Loss(seg, loss) => {
+                self.segments[seg].set_loss(loss);
+                let ev = Event::new("fault.loss")
+                    .with("segment", self.segments[seg].name.clone())
+                    .with("loss", loss);
+                self.events.push(self.now, "testbed", ev)?;
+            }
         }
         Ok(())
     }

@@ -124,6 +124,8 @@ pub enum Action {
     Partition(Vec<Vec<usize>>),
     /// `heal`: every cut path is restored.
     Heal,
+    /// `loss SEGMENT 20%`: every pair on the segment loses that fraction from now on.
+    Loss(usize, f64),
 }
 
 /// Network-wide blockchain settings.

@@ -718,7 +718,17 @@ fn parse_action(
         ["join", a, s] => Ok(Action::Join(en(a)?, seg(s)?)),
         ["crash", n] => Ok(Action::Crash(node(n)?)),
         ["restart", n] => Ok(Action::Restart(node(n)?)),
-        ["heal"] => Ok(Action::Heal),
+                ["heal"] => Ok(Action::Heal),
+        ["loss", s, rate] => {
+            let f = rate
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<f64>().ok())
+                .map(|p| p / 100.0)
+                .or_else(|| rate.parse::<f64>().ok())
+                .filter(|f| (0.0..=1.0).contains(f))
+                .ok_or_else(|| format!("`{rate}` is not a loss rate; write e.g. 20% or 0.2"))?;
+            Ok(Action::Loss(seg(s)?, f))
+        }
         ["partition", ..] => {
             let rest = text.trim_start().trim_start_matches("partition");
             let mut groups = Vec::new();
@@ -736,7 +746,7 @@ fn parse_action(
             }
             Ok(Action::Partition(groups))
         }
-        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal".into()),
+        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%".into()),
     }
 }
 
