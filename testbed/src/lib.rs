@@ -10,3 +10,4 @@ pub mod netns;
 pub mod node;
 pub mod results;
 pub mod topology;
+pub mod vertical_app;

@@ -10,7 +10,7 @@ macro_rules! say {
 
 use anyhow::Context;
 use binfm_testbed::driver::{self, RunOptions};
-use binfm_testbed::topology::{Topology, parse_duration};
+use binfm_testbed::topology::{Model, Topology, parse_duration};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,10 @@ enum Command {
         /// `binfm-<name>` (needs root; see docs/live.md). Ctrl-C ends it cleanly.
         #[arg(long)]
         live: bool,
+        /// Scheme the end nodes run: `binfm` or `vertical` (the baseline) [default: the
+        /// file's `model`, else binfm].
+        #[arg(long)]
+        model: Option<Model>,
     },
     /// Remove every `binfm-*` network namespace left behind by a killed live run.
     Clean,
@@ -106,6 +110,18 @@ fn load(file: &std::path::Path) -> Result<Topology, ExitCode> {
     })
 }
 
+/// Loads a topology, switched to `model` if given (checked again for that model).
+fn load_as(file: &std::path::Path, model: Option<Model>) -> Result<Topology, ExitCode> {
+    let mut topo = load(file)?;
+    if let Some(m) = model {
+        if let Err(e) = topo.set_model(m) {
+            eprintln!("{}: {e}", file.display());
+            return Err(ExitCode::FAILURE);
+        }
+    }
+    Ok(topo)
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { file } => {
@@ -140,8 +156,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             duration,
             live: true,
+            model,
         } => {
-            let topo = match load(&file) {
+            let topo = match load_as(&file, model) {
                 Ok(t) => t,
                 Err(code) => return Ok(code),
             };
@@ -179,8 +196,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             duration,
             live: false,
+            model,
         } => {
-            let topo = match load(&file) {
+            let topo = match load_as(&file, model) {
                 Ok(t) => t,
                 Err(code) => return Ok(code),
             };

@@ -5,10 +5,14 @@
 //! between nodes. A node never reads a clock: `now` is always passed in.
 
 use crate::apps::{EnApp, SnApp};
+use crate::topology::Model;
 use crate::topology::{NodeDef, NodeKind, Topology};
+use crate::vertical_app::{DomainServer, VerticalApp};
 use binfm_roles::dhcp::{ClientConfig, ConfigChange, DhcpClient, DhcpServer, ServerConfig};
 use binfm_roles::echo::{EchoClient, EchoClientConfig, EchoServer};
 use binfm_roles::nat::{Nat, NatConfig, Translated};
+use binfm_roles::vertical::location::LocationServer;
+use binfm_roles::vertical::stun::StunServer;
 use binfm_roles::{Event, Time, Transmit};
 use binfm_stack::checksum;
 use binfm_stack::fabric::{Dest, MemberId, RouteTable};
@@ -69,6 +73,9 @@ enum Service {
     EchoClient(EchoClient),
     EndNode(Box<EnApp>),
     SuperNode(Box<SnApp>),
+    Vertical(Box<VerticalApp>),
+    Stun(StunServer),
+    Location(Box<LocationServer>),
 }
 
 impl Service {
@@ -80,6 +87,9 @@ impl Service {
             Service::EchoClient(c) => c.local_port(),
             Service::EndNode(e) => e.en.port(),
             Service::SuperNode(_) => ports::SN,
+            Service::Vertical(v) => v.en.port(),
+            Service::Stun(_) => ports::STUN,
+            Service::Location(_) => ports::LOCATION,
         }
     }
 
@@ -91,6 +101,9 @@ impl Service {
             Service::EchoClient(c) => c.handle_datagram(now, d.from, d.to, &d.payload),
             Service::EndNode(e) => e.handle_datagram(now, d),
             Service::SuperNode(s) => s.handle_datagram(now, d),
+            Service::Vertical(v) => v.en.handle_datagram(now, d.from, d.to, &d.payload),
+            Service::Stun(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
+            Service::Location(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
         }
     }
 
@@ -102,6 +115,9 @@ impl Service {
             Service::EchoClient(c) => c.poll_timeout(),
             Service::EndNode(e) => e.poll_timeout(),
             Service::SuperNode(s) => s.poll_timeout(),
+            Service::Vertical(v) => v.en.poll_timeout(),
+            Service::Stun(s) => s.poll_timeout(),
+            Service::Location(s) => s.poll_timeout(),
         }
     }
 
@@ -113,6 +129,9 @@ impl Service {
             Service::EchoClient(c) => c.handle_timeout(now),
             Service::EndNode(e) => e.handle_timeout(now),
             Service::SuperNode(s) => s.handle_timeout(now),
+            Service::Vertical(v) => v.en.handle_timeout(now),
+            Service::Stun(s) => s.handle_timeout(now),
+            Service::Location(s) => s.handle_timeout(now),
         }
     }
 
@@ -124,6 +143,9 @@ impl Service {
             Service::EchoClient(c) => c.poll_transmit(),
             Service::EndNode(e) => e.poll_transmit(),
             Service::SuperNode(s) => s.poll_transmit(),
+            Service::Vertical(v) => v.en.poll_transmit(),
+            Service::Stun(s) => s.poll_transmit(),
+            Service::Location(s) => s.poll_transmit(),
         }
     }
 
@@ -135,6 +157,9 @@ impl Service {
             Service::EchoClient(c) => c.poll_event(),
             Service::EndNode(e) => e.poll_event(),
             Service::SuperNode(s) => s.poll_event(),
+            Service::Vertical(v) => v.en.poll_event(),
+            Service::Stun(s) => s.poll_event(),
+            Service::Location(s) => s.poll_event(),
         }
     }
 }
@@ -251,11 +276,31 @@ impl Node {
                 })),
             ));
         }
-        if let Some(en) = EnApp::new(topo, def) {
-            services.push((0, Service::EndNode(Box::new(en))));
+        match topo.model {
+            Model::Binfm => {
+                if let Some(en) = EnApp::new(topo, def) {
+                    services.push((0, Service::EndNode(Box::new(en))));
+                }
+                if let Some(sn) = SnApp::new(topo, index, data_root, now, seed)? {
+                    services.push((0, Service::SuperNode(Box::new(sn))));
+                }
+            }
+            // Super nodes stay idle in the vertical model (they are BINFM infrastructure).
+            Model::Vertical => {
+                if def.end_node.is_some() {
+                    let v = VerticalApp::new(topo, def).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "end node `{}`: the vertical model needs a domain server on its first network (`domain_server` in the segment's dhcp table)",
+                            def.name
+                        )
+                    })?;
+                    services.push((0, Service::Vertical(Box::new(v))));
+                }
+            }
         }
-        if let Some(sn) = SnApp::new(topo, index, data_root, now, seed)? {
-            services.push((0, Service::SuperNode(Box::new(sn))));
+        if let Some(ds) = DomainServer::new(topo, index) {
+            services.push((0, Service::Stun(ds.stun)));
+            services.push((0, Service::Location(Box::new(ds.location))));
         }
         let dhcp_host = def.ports.iter().any(|p| p.addr.is_none());
         Ok(Node {
@@ -524,6 +569,7 @@ impl Node {
         out: &mut Vec<Output>,
     ) {
         let p = &mut self.ports[port];
+        let segment = p.segment;
         match change {
             ConfigChange::Bound(lease) => {
                 p.addr = Some(lease.address);
@@ -535,6 +581,7 @@ impl Node {
                     match (*sp == port, s) {
                         (true, Service::EchoClient(c)) => c.start(now),
                         (true, Service::EndNode(e)) => e.on_bound(now, &lease),
+                        (true, Service::Vertical(v)) => v.on_bound(now, &lease, segment),
                         _ => {}
                     }
                 }
@@ -547,6 +594,7 @@ impl Node {
                     match (*sp == port, s) {
                         (true, Service::EchoClient(c)) => c.stop(),
                         (true, Service::EndNode(e)) => e.on_unbound(),
+                        (true, Service::Vertical(v)) => v.on_unbound(),
                         _ => {}
                     }
                 }
@@ -638,6 +686,22 @@ impl Node {
     pub fn end_node_ref(&self) -> Option<&EnApp> {
         self.services.iter().find_map(|(_, s)| match s {
             Service::EndNode(e) => Some(&**e),
+            _ => None,
+        })
+    }
+
+    /// The vertical-model end node, if this node runs one.
+    pub fn vertical(&mut self) -> Option<&mut VerticalApp> {
+        self.services.iter_mut().find_map(|(_, s)| match s {
+            Service::Vertical(v) => Some(&mut **v),
+            _ => None,
+        })
+    }
+
+    /// The vertical-model end node, read-only.
+    pub fn vertical_ref(&self) -> Option<&VerticalApp> {
+        self.services.iter().find_map(|(_, s)| match s {
+            Service::Vertical(v) => Some(&**v),
             _ => None,
         })
     }

@@ -3,7 +3,7 @@
 //! topology and seed give a byte-identical file.
 
 use crate::driver::VirtualNet;
-use crate::topology::Topology;
+use crate::topology::{Model, Topology};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -92,7 +92,9 @@ pub fn collect<W: Write>(
         "echo": echo,
                 "chain": chain,
         "registration": registration,
-        "binfm": call_results(topo, net),
+        "model": topo.model.as_str(),
+        "binfm": if topo.model == Model::Binfm { call_results(topo, net) } else { Value::Null },
+        "vertical": if topo.model == Model::Vertical { call_results(topo, net) } else { Value::Null },
     })
 }
 
@@ -254,19 +256,119 @@ pub fn write_json(path: &Path, value: &Value) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Per-call measurements, as the paper counts them and beyond (`binfm` in results.json).
+/// The names of the events that mark each model's call milestones.
+struct Milestones {
+    started: &'static str,
+    first_frame: &'static str,
+    /// A call reaches this (with `role` = caller) when the caller holds the session key.
+    active: &'static str,
+    /// The peer of a moved EN switches to its new address.
+    moved_accepted: &'static str,
+    rekey_sent: &'static str,
+    /// `(event, on the initiator's side?)`: both ends hold the new key.
+    rekey_done: (&'static str, bool),
+    /// Whether the paper's pre-call end point is the caller holding the key (vertical) rather
+    /// than the callee decrypting the caller's first frame (BINFM's step (g)).
+    paper_end_is_caller_key: bool,
+}
+
+const BINFM_MILESTONES: Milestones = Milestones {
+    started: "call.started",
+    first_frame: "call.first_frame",
+    active: "call.active",
+    moved_accepted: "call.handover_accepted",
+    rekey_sent: "call.rekey_sent",
+    rekey_done: ("call.rekey_accepted", false),
+    paper_end_is_caller_key: false,
+};
+
+const VERTICAL_MILESTONES: Milestones = Milestones {
+    started: "vertical.call_started",
+    first_frame: "vertical.first_frame",
+    active: "vertical.active",
+    moved_accepted: "vertical.reinvite_accepted",
+    rekey_sent: "vertical.rekey_sent",
+    rekey_done: ("vertical.rekey_done", true),
+    paper_end_is_caller_key: true,
+};
+
+/// What the results need of one call, whichever model ran it.
+struct CallView<'a> {
+    peer: [u8; 32],
+    my_ssrc: u32,
+    frames_sent: u64,
+    frames_unsent: u64,
+    rx_stats: &'a binfm_roles::session::audio::ReceiverStats,
+    rx_log: &'a [(u64, binfm_roles::Time)],
+    media_start: Option<binfm_roles::Time>,
+    media_refused: &'a BTreeMap<&'static str, u64>,
+    recording: &'a binfm_roles::session::audio::Recording,
+}
+
+/// The calls of node `n` (BINFM or vertical end node).
+fn calls_of(node: &crate::node::Node) -> Vec<CallView<'_>> {
+    if let Some(app) = node.end_node_ref() {
+        return app
+            .en
+            .calls()
+            .iter()
+            .map(|c| CallView {
+                peer: c.peer,
+                my_ssrc: c.my_ssrc(),
+                frames_sent: c.frames_sent,
+                frames_unsent: c.frames_unsent,
+                rx_stats: &c.rx_stats,
+                rx_log: &c.rx_log,
+                media_start: c.media_start,
+                media_refused: &c.media_refused,
+                recording: &c.recording,
+            })
+            .collect();
+    }
+    if let Some(app) = node.vertical_ref() {
+        return app
+            .en
+            .calls()
+            .iter()
+            .map(|c| CallView {
+                peer: c.peer,
+                my_ssrc: c.my_ssrc(),
+                frames_sent: c.frames_sent,
+                frames_unsent: c.frames_unsent,
+                rx_stats: &c.rx_stats,
+                rx_log: &c.rx_log,
+                media_start: c.media_start,
+                media_refused: &c.media_refused,
+                recording: &c.recording,
+            })
+            .collect();
+    }
+    Vec::new()
+}
+
+/// Per-call measurements (`binfm` or `vertical` in results.json, by the model that ran).
+/// Every figure is a difference of two event times of the run, never a formula:
 ///
-/// - `pre_call_ms`: the caller's `call.started` (its first Query goes out at that instant)
-///   until the callee decrypts the caller's first audio frame (`call.first_frame`).
-/// - `first_audio_both_ways_ms`: until both sides have decrypted a first frame.
+/// - `pre_call_ms`: the paper's end point for the model that ran. BINFM: the caller's
+///   `call.started` (its first Query goes out at that instant) until the callee decrypts the
+///   caller's first audio frame (step (g) of Figure 8). Vertical: the caller's
+///   `vertical.call_started` (its STUN request goes out) until it holds the session key
+///   (step (11) of Figure 1, `vertical.active`).
+/// - `caller_has_key_ms`: the same start until the caller holds the session key (both models).
+/// - `first_audio_both_ways_ms`: until both sides have decrypted a first frame (both models).
 /// - `mid_call_ms`: the moved EN's new address (`dhcp.ack` after `node.moved`) until the
-///   peer accepts its Handover Request and switches (`call.handover_accepted`).
-/// - `rekey_ms`: `call.rekey_sent` until the peer holds the new key (`call.rekey_accepted`;
-///   the sender derives it before sending).
+///   peer accepts its Handover Request / ReInvite and sends to the new address.
+/// - `rekey_ms`: the rekey's first message until both ends hold the new key (BINFM: the
+///   peer's `call.rekey_accepted`, the sender derived its key before sending; vertical: the
+///   initiator's `vertical.rekey_done` when the reply arrives).
 /// - audio per direction from the receiver's state: frames sent (by the sender), received,
 ///   lost, duplicates, RFC 3550 jitter, one-way delay (arrival - the sender's schedule), and
 ///   the longest gap between decrypted frames (the handover gap).
 pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
+    let m = match topo.model {
+        Model::Binfm => &BINFM_MILESTONES,
+        Model::Vertical => &VERTICAL_MILESTONES,
+    };
     let names: Vec<(String, String, String)> = topo
         .nodes
         .iter()
@@ -283,13 +385,18 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
             .map(|(n, _, _)| n.clone())
     };
     let recs = &net.events.records;
-    let ms = |t: binfm_roles::Time| t.as_secs_f64() * 1e3;
+    // Nanoseconds to milliseconds in one division, so 1640 ms prints as 1640.0.
+    let ms = |t: binfm_roles::Time| t.as_nanos() as f64 / 1e6;
+    let peer_is = |r: &crate::events::Record, peer: &str| {
+        r.fields
+            .get("peer")
+            .and_then(Value::as_str)
+            .and_then(&name_of)
+            .as_deref()
+            == Some(peer)
+    };
     let mut calls = Vec::new();
-    for (i, start) in recs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.kind == "call.started")
-    {
+    for (i, start) in recs.iter().enumerate().filter(|(_, r)| r.kind == m.started) {
         let caller = start.host.clone();
         let Some(callee) = start
             .fields
@@ -303,21 +410,25 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
         let later = || recs[i..].iter();
         let first = |host: &str, peer: &str| {
             later()
-                .find(|r| {
-                    r.host == host
-                        && r.kind == "call.first_frame"
-                        && r.fields
-                            .get("peer")
-                            .and_then(Value::as_str)
-                            .and_then(&name_of)
-                            .as_deref()
-                            == Some(peer)
-                })
+                .find(|r| r.host == host && r.kind == m.first_frame && peer_is(r, peer))
                 .map(|r| r.t)
         };
         let at_callee = first(&callee, &caller);
         let at_caller = first(&caller, &callee);
-        let pre_call = at_callee.map(|t| ms(t - t0));
+        let caller_key = later()
+            .find(|r| {
+                r.host == caller
+                    && r.kind == m.active
+                    && peer_is(r, &callee)
+                    && r.fields.get("role").and_then(Value::as_str) == Some("caller")
+            })
+            .map(|r| r.t);
+        let pre_call = if m.paper_end_is_caller_key {
+            caller_key
+        } else {
+            at_callee
+        }
+        .map(|t| ms(t - t0));
         let both = match (at_callee, at_caller) {
             (Some(a), Some(b)) => Some(ms(a.max(b) - t0)),
             _ => None,
@@ -340,19 +451,20 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
             };
             let accepted = recs[j..]
                 .iter()
-                .find(|r| &r.host == peer && r.kind == "call.handover_accepted" && r.t >= ack.t);
+                .find(|r| &r.host == peer && r.kind == m.moved_accepted && r.t >= ack.t);
             mid.push(json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) }));
         }
         let mut rekeys = Vec::new();
-        for (j, rk) in
-            recs.iter().enumerate().skip(i).filter(|(_, r)| {
-                r.kind == "call.rekey_sent" && (r.host == caller || r.host == callee)
-            })
+        for (j, rk) in recs
+            .iter()
+            .enumerate()
+            .skip(i)
+            .filter(|(_, r)| r.kind == m.rekey_sent && (r.host == caller || r.host == callee))
         {
             let peer = if rk.host == caller { &callee } else { &caller };
-            let acc = recs[j..]
-                .iter()
-                .find(|r| &r.host == peer && r.kind == "call.rekey_accepted");
+            let (kind, own_side) = m.rekey_done;
+            let who = if own_side { &rk.host } else { peer };
+            let acc = recs[j..].iter().find(|r| &r.host == who && r.kind == kind);
             rekeys.push(json!({ "by": rk.host, "sent_at_ms": ms(rk.t), "rekey_ms": acc.map(|a| ms(a.t - rk.t)) }));
         }
         let mut audio = Map::new();
@@ -364,6 +476,7 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
             "callee": callee,
             "started_at_ms": ms(t0),
             "pre_call_ms": pre_call,
+            "caller_has_key_ms": caller_key.map(|t| ms(t - t0)),
             "first_audio_both_ways_ms": both,
             "handovers": mid,
             "rekeys": rekeys,
@@ -373,6 +486,8 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
     let first = calls.first().cloned().unwrap_or(Value::Null);
     json!({
         "pre_call_ms": first.get("pre_call_ms").cloned().unwrap_or(Value::Null),
+        "pre_call_end": if m.paper_end_is_caller_key { "caller holds the session key (step 11)" } else { "callee decrypts the caller's first frame (step g)" },
+        "caller_has_key_ms": first.get("caller_has_key_ms").cloned().unwrap_or(Value::Null),
         "mid_call_ms": first.get("handovers").and_then(|h| h.get(0)).and_then(|h| h.get("mid_call_ms")).cloned().unwrap_or(Value::Null),
         "rekey_ms": first.get("rekeys").and_then(|h| h.get(0)).and_then(|h| h.get("rekey_ms")).cloned().unwrap_or(Value::Null),
         "first_audio_both_ways_ms": first.get("first_audio_both_ways_ms").cloned().unwrap_or(Value::Null),
@@ -387,22 +502,18 @@ fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &st
     let (Some(fi), Some(ti)) = (topo.node_index(from), topo.node_index(to)) else {
         return Value::Null;
     };
-    let (Some(sender), Some(receiver)) =
-        (net.nodes[fi].end_node_ref(), net.nodes[ti].end_node_ref())
-    else {
+    let (sender_calls, receiver_calls) = (calls_of(&net.nodes[fi]), calls_of(&net.nodes[ti]));
+    let Some(tx) = sender_calls.iter().find(|c| c.peer == hash(to)) else {
         return Value::Null;
     };
-    let Some(tx) = sender.en.calls().iter().find(|c| c.peer == hash(to)) else {
-        return Value::Null;
-    };
-    let Some(rx) = receiver.en.calls().iter().find(|c| c.peer == hash(from)) else {
+    let Some(rx) = receiver_calls.iter().find(|c| c.peer == hash(from)) else {
         return Value::Null;
     };
     let s = rx.rx_stats.summary();
-    let first_index = u64::from(tx.my_ssrc() >> 16);
+    let first_index = u64::from(tx.my_ssrc >> 16);
     let mut delays = Vec::new();
     if let Some(start) = tx.media_start {
-        for &(index, arrival) in &rx.rx_log {
+        for &(index, arrival) in rx.rx_log {
             let frame = index.saturating_sub(first_index);
             let sent =
                 start + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
@@ -453,10 +564,7 @@ pub fn write_call_audio<W: Write>(
 ) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
     for node in &net.nodes {
-        let Some(app) = node.end_node_ref() else {
-            continue;
-        };
-        for call in app.en.calls() {
+        for call in calls_of(node) {
             if call.recording.frames() == 0 {
                 continue;
             }

@@ -148,6 +148,9 @@ pub struct VerticalCall {
     pub control_refused: u64,
     /// Media packets refused, by reason.
     pub media_refused: BTreeMap<&'static str, u64>,
+    /// (extended index, arrival) of every decrypted frame, up to
+    /// [`crate::call::MAX_RX_LOG`] (delay and gap statistics).
+    pub rx_log: Vec<(u64, Time)>,
 }
 
 impl VerticalCall {
@@ -183,6 +186,7 @@ impl VerticalCall {
             media_start: None,
             control_refused: 0,
             media_refused: BTreeMap::new(),
+            rx_log: Vec::new(),
         }
     }
 
@@ -1233,6 +1237,9 @@ impl VerticalNode {
                 c.rx_stats
                     .on_frame(u.index, u.header.timestamp, arrival, None);
                 c.recording.push(u.index, &u.payload);
+                if c.rx_log.len() < crate::call::MAX_RX_LOG {
+                    c.rx_log.push((u.index, now));
+                }
                 // Media after our re-invite: the peer has switched; stop repeating.
                 if c.pending.as_ref().is_some_and(|p| p.what == "reinvite") {
                     c.pending = None;

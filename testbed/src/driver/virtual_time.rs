@@ -292,6 +292,8 @@ impl<W: Write> VirtualNet<W> {
                 let now = self.now;
                 if let Some(app) = self.nodes[a].end_node() {
                     app.call(now, peer);
+                } else if let Some(v) = self.nodes[a].vertical() {
+                    v.en.call(now, peer);
                 }
                 self.kick(a)?;
             }
@@ -302,6 +304,8 @@ impl<W: Write> VirtualNet<W> {
                     let now = self.now;
                     if let Some(app) = self.nodes[x].end_node() {
                         app.hangup(now, peer);
+                    } else if let Some(v) = self.nodes[x].vertical() {
+                        v.en.hangup(now, peer);
                     }
                     self.kick(x)?;
                 }
@@ -310,6 +314,8 @@ impl<W: Write> VirtualNet<W> {
                 let now = self.now;
                 if let Some(app) = self.nodes[a].end_node() {
                     app.rekey(now);
+                } else if let Some(v) = self.nodes[a].vertical() {
+                    v.en.rekey(now);
                 }
                 self.kick(a)?;
             }

@@ -88,6 +88,41 @@ pub struct Topology {
     pub chain: ChainDef,
     /// Scenario steps, in time order.
     pub scenario: Vec<Step>,
+    /// Which scheme the end nodes run.
+    pub model: Model,
+}
+
+/// The scheme a run's end nodes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Model {
+    /// BINFM: super nodes, ToALL Txs, Query/Reply (the paper's proposal).
+    #[default]
+    Binfm,
+    /// The vertical model: STUN, then the location service, then a key exchange (baseline).
+    Vertical,
+}
+
+impl Model {
+    /// Lower-case name as in topology files and results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::Binfm => "binfm",
+            Model::Vertical => "vertical",
+        }
+    }
+}
+
+impl std::str::FromStr for Model {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "binfm" => Ok(Model::Binfm),
+            "vertical" => Ok(Model::Vertical),
+            _ => Err(format!(
+                "model `{s}` is unknown; write \"binfm\" or \"vertical\""
+            )),
+        }
+    }
 }
 
 /// A scenario step at a time of the run.
@@ -193,6 +228,8 @@ pub struct DhcpDef {
     pub nat_public: Option<Ipv4Addr>,
     /// Super nodes option, nearest first.
     pub super_nodes: Vec<SocketAddrV4>,
+    /// Vertical model: the domain server (STUN + location) of this network.
+    pub domain_server: Option<Ipv4Addr>,
 }
 
 /// What a node does.
@@ -258,6 +295,35 @@ pub struct NodeDef {
     pub super_node: Option<SuperNodeDef>,
     /// End node role.
     pub end_node: Option<EndNodeDef>,
+    /// Vertical-model domain server role (STUN + location server).
+    pub domain_server: bool,
+}
+
+impl Topology {
+    /// Switches the scheme the end nodes run. The vertical model needs a domain server on
+    /// every end node's first network.
+    pub fn set_model(&mut self, model: Model) -> Result<(), String> {
+        if model == Model::Vertical {
+            for n in self.nodes.iter().filter(|n| n.end_node.is_some()) {
+                let seg = n.ports.first().map_or(0, |p| p.segment);
+                if self
+                    .segments
+                    .get(seg)
+                    .and_then(|s| s.dhcp.as_ref())
+                    .and_then(|d| d.domain_server)
+                    .is_none()
+                {
+                    return Err(format!(
+                        "end node `{}` cannot run the vertical model: segment `{}` names no domain server (add `domain_server = \"...\"` to its dhcp table and `domain_server = {{}}` to that host)",
+                        n.name,
+                        self.segments.get(seg).map_or("?", |s| s.name.as_str())
+                    ));
+                }
+            }
+        }
+        self.model = model;
+        Ok(())
+    }
 }
 
 impl NodeDef {

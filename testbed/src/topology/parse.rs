@@ -187,6 +187,16 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         Some(d) => cx.duration(d, "duration").unwrap_or(DEFAULT_DURATION),
         None => DEFAULT_DURATION,
     };
+    let model = match &spec.model {
+        Some(m) => match m.get_ref().parse::<Model>() {
+            Ok(m) => m,
+            Err(e) => {
+                cx.err(m, e);
+                Model::Binfm
+            }
+        },
+        None => Model::Binfm,
+    };
 
     // Segments and links.
     let mut segments: Vec<SegmentDef> = Vec::new();
@@ -326,6 +336,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
                 echo_client: None,
                 super_node: None,
                 end_node: None,
+                domain_server: false,
             };
             add_node(&mut cx, &n.name, node, &mut nodes);
         }
@@ -349,6 +360,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             echo_client: None,
             super_node: None,
             end_node: None,
+            domain_server: false,
         };
         add_node(&mut cx, &r.name, node, &mut nodes);
     }
@@ -407,6 +419,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             echo_client: None,
             super_node: None,
             end_node: None,
+            domain_server: false,
         };
         let idx = nodes.len();
         add_node(&mut cx, &h.name, node, &mut nodes);
@@ -577,7 +590,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
                 .as_ref()
                 .and_then(|d| d.get_ref().super_nodes.as_ref())
                 .is_some_and(|l| !l.get_ref().is_empty());
-            if !has_sn {
+            if !has_sn && model == Model::Binfm {
                 cx.err(en, format!("end node `{}` cannot learn a super node: add `super_nodes = [\"sn1\"]` to the dhcp table of segment `{}`", nodes[idx].name, segments[seg].name));
             }
             nodes[idx].end_node = Some(EndNodeDef { lookups });
@@ -605,6 +618,50 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         }
         if let Some(d) = segments[si].dhcp.as_mut() {
             d.super_nodes = addrs;
+        }
+    }
+
+    // Vertical model: domain servers, and which one serves each DHCP segment.
+    for &(idx, h) in &host_specs {
+        if let Some(ds) = &h.domain_server {
+            if nodes[idx].ports[0].addr.is_none() {
+                cx.err(ds, format!("domain server `{}` needs a static address (ENs and peer servers must know where it is)", nodes[idx].name));
+            }
+            nodes[idx].domain_server = true;
+        }
+    }
+    for (si, s) in seg_specs.iter().enumerate() {
+        let Some(name) = s
+            .dhcp
+            .as_ref()
+            .and_then(|d| d.get_ref().domain_server.as_ref())
+        else {
+            continue;
+        };
+        let ip = match node_index.get(name.get_ref()) {
+            Some(&n) if nodes[n].domain_server => nodes[n].ports[0].addr,
+            _ => {
+                cx.err(name, format!("domain_server: `{}` is not a domain server (add `domain_server = {{}}` to that host)", name.get_ref()));
+                None
+            }
+        };
+        if let Some(d) = segments[si].dhcp.as_mut() {
+            d.domain_server = ip;
+        }
+    }
+    if model == Model::Vertical {
+        for &(idx, h) in &host_specs {
+            if let Some(en) = &h.end_node {
+                let seg = nodes[idx].ports[0].segment;
+                if segments[seg]
+                    .dhcp
+                    .as_ref()
+                    .and_then(|d| d.domain_server)
+                    .is_none()
+                {
+                    cx.err(en, format!("end node `{}` runs the vertical model but segment `{}` names no domain server: add `domain_server = \"...\"` to its dhcp table", nodes[idx].name, segments[seg].name));
+                }
+            }
         }
     }
 
@@ -659,6 +716,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         routes,
         chain,
         scenario,
+        model,
     })
 }
 
@@ -910,6 +968,7 @@ fn dhcp_def(
         router,
         nat_public,
         super_nodes: Vec::new(),
+        domain_server: None,
     })
 }
 

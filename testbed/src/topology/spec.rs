@@ -29,6 +29,9 @@ pub struct TopologySpec {
     pub chain: Option<ChainSpec>,
     #[serde(default)]
     pub scenario: Vec<StepSpec>,
+    /// `"binfm"` (default) or `"vertical"`: which scheme the ENs run.
+    #[serde(default)]
+    pub model: Option<Spanned<String>>,
 }
 
 /// One scenario step: `at` a time, `do` a command (see docs/topology.md).
@@ -157,6 +160,9 @@ pub struct DhcpSpec {
     /// Super nodes announced in option 225, nearest first.
     #[serde(default)]
     pub super_nodes: Option<Spanned<Vec<String>>>,
+    /// Vertical model: this network's domain server (STUN + location service).
+    #[serde(default)]
+    pub domain_server: Option<Spanned<String>>,
 }
 
 /// An attachment of a router or NAT.
@@ -208,7 +214,16 @@ pub struct HostSpec {
     pub super_node: Option<Spanned<SuperNodeSpec>>,
     #[serde(default)]
     pub end_node: Option<Spanned<EndNodeSpec>>,
+    /// Vertical model: a domain's STUN server and location server.
+    #[serde(default)]
+    pub domain_server: Option<Spanned<DomainServerSpec>>,
 }
+
+/// A vertical-model domain server: RFC 8489 STUN on 3478 and the domain's location server
+/// on 5060 (peers: every other domain server).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainServerSpec {}
 
 /// A super node (SN): verifies, relays and mines ToALL Txs, answers Queries.
 #[derive(Debug, Default, Deserialize)]
