@@ -62,6 +62,8 @@ struct Renewal {
 /// One call.
 #[derive(Debug)]
 pub struct Call {
+    /// Callee: the Session Response we sent (resent if the Request is retransmitted).
+    response: Option<Vec<u8>>,
     /// The peer's hash address.
     pub peer: HashAddr,
     /// Our end.
@@ -128,6 +130,7 @@ impl Call {
         now: Time,
     ) -> Self {
         Call {
+            response: None,
             peer,
             role,
             state: CallState::Ended,
@@ -280,7 +283,15 @@ impl Call {
             *confirm = tag;
         }
         self.activate(now);
-        Some((to, msg.to_bytes()))
+        let bytes = msg.to_bytes();
+        self.response = Some(bytes.clone());
+        Some((to, bytes))
+    }
+
+    /// Callee side: the Session Response sent, to answer a retransmitted Request (the first
+    /// Response was lost).
+    pub fn sent_response(&self) -> Option<&[u8]> {
+        self.response.as_deref()
     }
 
     /// Caller side: the Response arrived. Checks the key confirmation; on success the call is

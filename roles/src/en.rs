@@ -32,6 +32,11 @@ pub const TRIES_PER_SN: u32 = 3;
 pub const MAX_PENDING_QUERIES: usize = 64;
 /// Tries of one query before giving up.
 pub const MAX_QUERY_TRIES: u32 = 6;
+/// A call whose peer is "not found" asks again this many times: the peer may have
+/// registered a moment ago, and Replies carry only Txs that are in a block.
+pub const NOT_FOUND_RETRIES: u32 = 5;
+/// Wait before asking again about a peer that was not found (about one block interval).
+pub const NOT_FOUND_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Lower-case hex of a hash address (events and logs).
 pub fn hex(bytes: &[u8]) -> String {
@@ -87,6 +92,8 @@ pub struct EndNode {
     events: VecDeque<Event>,
     want_unconfirmed: bool,
     calls: Vec<Call>,
+    /// Calls whose peer was not found: peer -> (when to ask again, if waiting; retries so far).
+    not_found: BTreeMap<HashAddr, (Option<Time>, u32)>,
     rng: ChaCha8Rng,
     tone_hz: f64,
     had_address_before: bool,
@@ -110,6 +117,7 @@ impl EndNode {
             queries: BTreeMap::new(),
             next_request_id: 1,
             results: VecDeque::new(),
+            not_found: BTreeMap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             want_unconfirmed: false,
@@ -656,6 +664,20 @@ impl EndNode {
             return;
         };
         let Some(info) = info else {
+            let peer = self.calls[idx].peer;
+            let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
+            if tries < NOT_FOUND_RETRIES {
+                self.not_found
+                    .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
+                self.events.push_back(
+                    Event::new("call.peer_not_found_yet")
+                        .with("peer", hex(&peer))
+                        .with("retry", tries + 1)
+                        .with("retry_in_ms", NOT_FOUND_RETRY_AFTER.as_millis() as u64),
+                );
+                return;
+            }
+            self.not_found.remove(&peer);
             let c = &mut self.calls[idx];
             c.hang_up();
             self.events.push_back(
@@ -665,6 +687,7 @@ impl EndNode {
             );
             return;
         };
+        self.not_found.remove(&self.calls[idx].peer);
         let nat = SocketAddrV4::new(info.tx.out.nat_ip, info.tx.out.nat_port);
         let c = &mut self.calls[idx];
         c.set_peer_registration(info.tx.out.y.clone(), nat);
@@ -736,10 +759,25 @@ impl EndNode {
             );
             return;
         }
-        // A retransmitted request of a call we already know: nothing new to do.
-        if self.calls.iter().any(|c| {
+        // A retransmitted request of a call we already know: our Response (if we sent one)
+        // was lost, so send it again; otherwise we are still looking the caller up.
+        if let Some(c) = self.calls.iter().find(|c| {
             c.peer == caller && c.peer_nonce() == Some(nonce) && c.state != CallState::Ended
         }) {
+            if let Some(resp) = c.sent_response() {
+                let payload = resp.to_vec();
+                self.events.push_back(
+                    Event::new("call.response_resent")
+                        .with("peer", hex(&caller))
+                        .with_display("to", from),
+                );
+                self.out.push_back(Transmit {
+                    src_ip: None,
+                    src_port: self.port,
+                    dst: from,
+                    payload,
+                });
+            }
             return;
         }
         let my_nonce: [u8; 16] = self.rng.random();
@@ -931,6 +969,38 @@ impl EndNode {
                 payload,
             });
         }
+        let again: Vec<HashAddr> = self
+            .not_found
+            .iter()
+            .filter(|(_, (at, _))| at.is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in again {
+            if let Some(e) = self.not_found.get_mut(&peer) {
+                e.0 = None;
+            }
+            let waiting = self
+                .calls
+                .iter()
+                .position(|c| c.peer == peer && matches!(c.state, CallState::LookingUp(_)));
+            match (waiting, have_address) {
+                (Some(i), true) => match self.lookup(now, peer) {
+                    Some(id) => self.calls[i].state = CallState::LookingUp(id),
+                    None => {
+                        self.not_found.remove(&peer);
+                    }
+                },
+                // No address right now: try again a little later.
+                (Some(_), false) => {
+                    if let Some(e) = self.not_found.get_mut(&peer) {
+                        e.0 = Some(now + NOT_FOUND_RETRY_AFTER);
+                    }
+                }
+                (None, _) => {
+                    self.not_found.remove(&peer);
+                }
+            }
+        }
         if let Some(reg) = &self.reg
             && reg.next_retx <= now
         {
@@ -982,7 +1052,8 @@ impl EndNode {
         let reg = self.reg.as_ref().map(|r| r.next_retx);
         let q = self.queries.values().map(|q| q.next_retx).min();
         let calls = self.calls.iter().filter_map(Call::poll_timeout).min();
-        [reg, q, calls].into_iter().flatten().min()
+        let again = self.not_found.values().filter_map(|e| e.0).min();
+        [reg, q, calls, again].into_iter().flatten().min()
     }
 
     /// Next datagram to send.

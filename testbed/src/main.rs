@@ -10,6 +10,7 @@ macro_rules! say {
 
 use anyhow::Context;
 use binfm_testbed::driver::{self, RunOptions};
+use binfm_testbed::experiment::{self, ExperimentOptions, Parts, Progress};
 use binfm_testbed::topology::{Model, Topology, parse_duration};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,28 @@ enum Command {
         /// file's `model`, else binfm].
         #[arg(long)]
         model: Option<Model>,
+    },
+    /// Run BINFM and the vertical model on the same topology and seeds, N runs each, and
+    /// write OUT/results.json, OUT/report.md and OUT/plots/*.svg (the paper's Tables 1-3 and
+    /// signalling beside the measured figures, then what the paper left out).
+    Experiment {
+        /// Topology file with a `call` and (for mid-call figures) a `move` and a `rekey`.
+        file: PathBuf,
+        /// Runs per model (seeds: the file's seed, +1, +2, ...); sweeps use at most 10.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Output folder [default: out/<topology name>-experiment/].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Parts to run: any of paper, blocks, loss, scale (comma-separated), or all.
+        #[arg(long, default_value = "all", value_parser = Parts::parse)]
+        only: Parts,
+        /// ENs per point of the scale part.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
+        scale_ens: Vec<usize>,
+        /// Keep every run's capture and audio (default: the first run's of each model).
+        #[arg(long)]
+        keep_runs: bool,
     },
     /// Remove every `binfm-*` network namespace left behind by a killed live run.
     Clean,
@@ -113,11 +136,11 @@ fn load(file: &std::path::Path) -> Result<Topology, ExitCode> {
 /// Loads a topology, switched to `model` if given (checked again for that model).
 fn load_as(file: &std::path::Path, model: Option<Model>) -> Result<Topology, ExitCode> {
     let mut topo = load(file)?;
-    if let Some(m) = model {
-        if let Err(e) = topo.set_model(m) {
-            eprintln!("{}: {e}", file.display());
-            return Err(ExitCode::FAILURE);
-        }
+    if let Some(m) = model
+        && let Err(e) = topo.set_model(m)
+    {
+        eprintln!("{}: {e}", file.display());
+        return Err(ExitCode::FAILURE);
     }
     Ok(topo)
 }
@@ -139,6 +162,63 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 humantime::format_duration(topo.duration)
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Experiment {
+            file,
+            runs,
+            out,
+            only,
+            scale_ens,
+            keep_runs,
+        } => {
+            let topo = match load(&file) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            let out_dir = out.unwrap_or_else(|| {
+                std::path::Path::new("out").join(format!("{}-experiment", topo.name))
+            });
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+                .context("installing the Ctrl-C handler")?;
+            let opts = ExperimentOptions {
+                runs,
+                out_dir,
+                parts: only,
+                keep_runs,
+                scale_ens,
+            };
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} runs, ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let mut on_progress = |p: Progress| match p {
+                Progress::Total(n) => bar.set_length(n),
+                Progress::Step(s) => {
+                    bar.inc(1);
+                    bar.set_message(s);
+                }
+                Progress::Note(s) => bar.set_message(s),
+            };
+            let o = experiment::run_experiment(&topo, &opts, &stop, &mut on_progress)?;
+            bar.finish_and_clear();
+            say!("{}", o.table);
+            if o.interrupted {
+                say!("Interrupted by Ctrl-C: the files cover the runs that finished.");
+            }
+            for f in &o.files {
+                say!("  {}", f.display());
+            }
+            Ok(if o.interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Clean => {
             let removed = binfm_testbed::netns::clean()?;

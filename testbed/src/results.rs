@@ -98,6 +98,11 @@ pub fn collect<W: Write>(
     })
 }
 
+/// Lower-case hex (hash addresses in events and results).
+pub fn hex_of(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -475,6 +480,7 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
             "caller": caller,
             "callee": callee,
             "started_at_ms": ms(t0),
+            "caller_ssrc": start.fields.get("ssrc").cloned().unwrap_or(Value::Null),
             "pre_call_ms": pre_call,
             "caller_has_key_ms": caller_key.map(|t| ms(t - t0)),
             "first_audio_both_ways_ms": both,
@@ -495,6 +501,12 @@ pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
         "calls": calls,
     })
 }
+
+/// Frames checked for the list of missing ones (one hour of audio).
+const MAX_MISSING_LISTED: u64 = 180_000;
+
+/// Timeline bins kept (one hour at 100 ms).
+const MAX_TIMELINE_BINS: usize = 36_000;
 
 /// Audio statistics of one direction, from the receiving EN's call state.
 fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &str) -> Value {
@@ -530,7 +542,32 @@ fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &st
         }
     }
     let (d50, d99) = quantile_pair(&delays, 0.5, 0.99);
+    // When each frame that never arrived was due to be sent (handover-loss windows).
+    let mut missing_sent_at_ms = Vec::new();
+    if let Some(start) = tx.media_start {
+        let got: std::collections::BTreeSet<u64> = rx.rx_log.iter().map(|r| r.0).collect();
+        for frame in 0..tx.frames_sent.min(MAX_MISSING_LISTED) {
+            if !got.contains(&(first_index + frame)) {
+                let sent = start
+                    + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
+                missing_sent_at_ms.push(sent.as_nanos() as f64 / 1e6);
+            }
+        }
+    }
+    // Frames decrypted per 100 ms of run time (the call's timeline).
+    let mut per_100ms: Vec<u32> = Vec::new();
+    for &(_, arrival) in rx.rx_log {
+        let bin = usize::try_from(arrival.as_millis() / 100).unwrap_or(usize::MAX);
+        if bin < MAX_TIMELINE_BINS {
+            if per_100ms.len() <= bin {
+                per_100ms.resize(bin + 1, 0);
+            }
+            per_100ms[bin] += 1;
+        }
+    }
     json!({
+        "received_per_100ms": per_100ms,
+        "missing_sent_at_ms": missing_sent_at_ms,
         "frames_sent": tx.frames_sent,
         "frames_unsent_no_address": tx.frames_unsent,
         "received": s.received,

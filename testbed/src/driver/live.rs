@@ -312,7 +312,9 @@ async fn live_main(
     let interrupted = outcome?;
     finished?;
     deleted?;
-    let mut results = results::collect(topo, seed, &net, interrupted);
+    let mut seeded = topo.clone();
+    seeded.seed = seed;
+    let mut results = results::collect(&seeded, seed, &net, interrupted);
     if !interrupted {
         let reference = virtual_reference(topo, seed, duration)?;
         let comparison = compare_with_virtual(&results, &reference);
@@ -321,7 +323,7 @@ async fn live_main(
         }
     }
     results::write_json(&opts.out_dir.join("results.json"), &results)?;
-    results::write_call_audio(topo, &net, &opts.out_dir)
+    results::write_call_audio(&seeded, &net, &opts.out_dir)
         .with_context(|| format!("writing call audio into {}", opts.out_dir.display()))?;
     Ok(RunSummary {
         out_dir: opts.out_dir.clone(),
@@ -331,6 +333,7 @@ async fn live_main(
         packets,
         events: net.events.records.len(),
         interrupted,
+        results,
     })
 }
 
@@ -514,6 +517,7 @@ fn virtual_reference(
     duration: Time,
 ) -> anyhow::Result<serde_json::Value> {
     let mut topo = topo.clone();
+    topo.seed = seed;
     for n in &mut topo.nodes {
         if let Some(sn) = &mut n.super_node {
             sn.data_dir = None; // the reference run must not touch the live run's block logs

@@ -49,6 +49,8 @@ pub struct RunSummary {
     pub events: usize,
     /// Stopped early by Ctrl-C.
     pub interrupted: bool,
+    /// What `results.json` holds.
+    pub results: serde_json::Value,
 }
 
 /// The default output folder of a topology: `out/<name>/`.
@@ -82,8 +84,11 @@ pub fn run_virtual(
     }
     let packets = net.captured();
     net.finish()?;
-    let results = results::collect(topo, seed, &net, interrupted);
-    results::write_call_audio(topo, &net, &opts.out_dir)
+    // Wallets (hence hash addresses) derive from the run's seed.
+    let mut seeded = topo.clone();
+    seeded.seed = seed;
+    let results = results::collect(&seeded, seed, &net, interrupted);
+    results::write_call_audio(&seeded, &net, &opts.out_dir)
         .with_context(|| format!("writing call audio into {}", opts.out_dir.display()))?;
     results::write_json(&opts.out_dir.join("results.json"), &results)?;
     Ok(RunSummary {
@@ -94,5 +99,6 @@ pub fn run_virtual(
         packets,
         events: net.events.records.len(),
         interrupted,
+        results,
     })
 }

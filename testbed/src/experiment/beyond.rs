@@ -1,0 +1,263 @@
+//! What the paper leaves out, measured on the same topology: (a) how long after a move a new
+//! caller can find the EN, per block interval; (b) audio lost at a handover and (d) how long
+//! each procedure takes, under 0, 1 and 5% loss on every link, for both models; (c) Query
+//! latency and SN memory as the number of ENs grows.
+
+use super::{Progress, one_run, run_metrics, summarise};
+use crate::apps::wallet_for;
+use crate::events::Record;
+use crate::topology::{Action, Model, Step, Topology};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Block intervals of sweep (a), in seconds.
+pub const BLOCK_INTERVALS: [f64; 4] = [0.25, 0.5, 1.0, 2.0];
+/// Loss on every link in sweeps (b) and (d).
+pub const LOSSES: [f64; 3] = [0.0, 0.01, 0.05];
+/// When the EN moves in sweep (a) (its first registration is confirmed by then).
+const MOVE_AT: Duration = Duration::from_secs(8);
+/// How long after the move the finder keeps looking.
+const LOOK_FOR: Duration = Duration::from_secs(15);
+/// Interval of the finder's Queries in sweep (a): the resolution of the measurement.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// Reads a run's `events.jsonl`; a line that does not parse is an error naming the line.
+pub fn read_events(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            Record::from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+fn ms(t: binfm_roles::Time) -> f64 {
+    t.as_nanos() as f64 / 1e6
+}
+
+/// The mover's new address until its new registration is acknowledged (BINFM: `en.registered`
+/// from the SN; vertical: `vertical.registered` from the home location server), from the
+/// first move of the scenario.
+pub fn move_to_registered(topo: &Topology, events: &[Record]) -> Option<f64> {
+    let (_, Some((mover, _))) = super::story(topo) else {
+        return None;
+    };
+    let name = &topo.nodes[mover].name;
+    let moved = events
+        .iter()
+        .find(|e| &e.host == name && e.kind == "node.moved")?;
+    let kind = match topo.model {
+        Model::Binfm => "en.registered",
+        Model::Vertical => "vertical.registered",
+    };
+    let reg = events
+        .iter()
+        .find(|e| &e.host == name && e.kind == kind && e.t >= moved.t)?;
+    Some(ms(reg.t - moved.t))
+}
+
+/// Sweep (a): BINFM only (the vertical location server knows a new contact as soon as the
+/// Register arrives; that is `move_to_registered_ms` of the paper part).
+pub fn block_interval_sweep(
+    topo: &Topology,
+    runs: usize,
+    out: &Path,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<(Value, bool)> {
+    let (Some((caller, callee)), Some((mover, seg))) = super::story(topo) else {
+        return Ok((
+            json!({"skipped": "the scenario needs a `call` and a `move` step"}),
+            false,
+        ));
+    };
+    let finder = if mover == caller { callee } else { caller };
+    let mover_name = topo.nodes[mover].name.clone();
+    let finder_name = topo.nodes[finder].name.clone();
+    let mut points = Vec::new();
+    for &iv in &BLOCK_INTERVALS {
+        let mut t = topo.clone();
+        t.set_model(Model::Binfm)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", topo.path.display()))?;
+        t.chain.block_interval = Duration::from_secs_f64(iv);
+        t.scenario = vec![Step {
+            at: MOVE_AT,
+            action: Action::Move(mover, seg),
+            line: 0,
+        }];
+        t.duration = MOVE_AT + LOOK_FOR;
+        if let Some(en) = t.nodes[finder].end_node.as_mut() {
+            let mut at = MOVE_AT;
+            while at < MOVE_AT + LOOK_FOR {
+                en.lookups.push((mover, at));
+                at += LOOK_EVERY;
+            }
+        }
+        let mut rows: Vec<Map<String, Value>> = Vec::new();
+        for i in 0..runs as u64 {
+            if stop.load(Ordering::Relaxed) {
+                return Ok((json!(points), true));
+            }
+            let seed = topo.seed + i;
+            let mover_hash = crate::results::hex_of(&wallet_for(seed, &mover_name).hash_addr());
+            let dir = out
+                .join("beyond")
+                .join(format!("blocks-{iv}s"))
+                .join(format!("seed-{seed}"));
+            let Some(_r) = one_run(&t, seed, &dir, stop)? else {
+                return Ok((json!(points), true));
+            };
+            let events = read_events(&dir.join("events.jsonl"))?;
+            let _ = std::fs::remove_file(dir.join("capture.pcapng"));
+            let mut row = Map::new();
+            row.insert("seed".into(), json!(seed));
+            let moved = events
+                .iter()
+                .find(|e| e.host == mover_name && e.kind == "node.moved")
+                .map(|e| e.t);
+            if let Some(m) = moved {
+                let after = |host: &str, kind: &str| {
+                    events
+                        .iter()
+                        .find(|e| e.host == host && e.kind == kind && e.t >= m)
+                };
+                let dhcp = after(&mover_name, "dhcp.ack").map(|e| ms(e.t - m));
+                let reg = after(&mover_name, "en.registered");
+                let new_seq = reg.and_then(|e| e.fields.get("seq").and_then(Value::as_u64));
+                let confirmed = events
+                    .iter()
+                    .find(|e| {
+                        e.kind == "sn.tx_confirmed"
+                            && e.t >= m
+                            && e.fields.get("owner").and_then(Value::as_str)
+                                == Some(mover_hash.as_str())
+                            && e.fields.get("seq").and_then(Value::as_u64) == new_seq
+                    })
+                    .map(|e| ms(e.t - m));
+                let found = events
+                    .iter()
+                    .find(|e| {
+                        e.host == finder_name
+                            && e.kind == "en.lookup_ok"
+                            && e.t >= m
+                            && e.fields.get("peer").and_then(Value::as_str)
+                                == Some(mover_hash.as_str())
+                            && new_seq.is_some()
+                            && e.fields.get("seq").and_then(Value::as_u64) >= new_seq
+                    })
+                    .map(|e| ms(e.t - m));
+                row.insert("dhcp_ms".into(), json!(dhcp));
+                row.insert("registered_ms".into(), json!(reg.map(|e| ms(e.t - m))));
+                row.insert("first_confirmed_ms".into(), json!(confirmed));
+                row.insert("findable_ms".into(), json!(found));
+            }
+            rows.push(row);
+            progress(Progress::Step(format!(
+                "block interval {iv} s, run {}/{runs}",
+                i + 1
+            )));
+        }
+        let mut p = summarise(
+            &rows,
+            &[
+                "dhcp_ms",
+                "registered_ms",
+                "first_confirmed_ms",
+                "findable_ms",
+            ],
+        );
+        p.insert("block_interval_s".into(), json!(iv));
+        p.insert("runs".into(), json!(rows.len()));
+        p.insert(
+            "per_run".into(),
+            Value::Array(rows.into_iter().map(Value::Object).collect()),
+        );
+        points.push(Value::Object(p));
+    }
+    Ok((json!(points), false))
+}
+
+/// Sweeps (b) and (d): the paper's scenario with `loss` on every segment and path.
+pub fn loss_sweep(
+    topo: &Topology,
+    runs: usize,
+    out: &Path,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<(Value, bool)> {
+    let mut points = Vec::new();
+    for &loss in &LOSSES {
+        let mut point = Map::new();
+        point.insert("loss".into(), json!(loss));
+        for model in [Model::Binfm, Model::Vertical] {
+            let mut t = topo.clone();
+            t.set_model(model)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", topo.path.display()))?;
+            for s in &mut t.segments {
+                s.params.loss = loss;
+                for p in &mut s.paths {
+                    p.2.loss = loss;
+                }
+            }
+            let mut rows = Vec::new();
+            for i in 0..runs as u64 {
+                if stop.load(Ordering::Relaxed) {
+                    points.push(Value::Object(point));
+                    return Ok((json!(points), true));
+                }
+                let seed = topo.seed + i;
+                let dir = out
+                    .join("beyond")
+                    .join(format!("loss-{}pct", loss * 100.0))
+                    .join(model.as_str())
+                    .join(format!("seed-{seed}"));
+                let Some(r) = one_run(&t, seed, &dir, stop)? else {
+                    points.push(Value::Object(point));
+                    return Ok((json!(points), true));
+                };
+                let mut row = run_metrics(&t, &r, &dir)?;
+                row.remove("signalling");
+                row.insert("seed".into(), json!(seed));
+                let _ = std::fs::remove_file(dir.join("capture.pcapng"));
+                let _ = std::fs::remove_dir_all(dir.join("calls"));
+                rows.push(row);
+                progress(Progress::Step(format!(
+                    "{} at {}% loss, run {}/{runs}",
+                    model.as_str(),
+                    loss * 100.0,
+                    i + 1
+                )));
+            }
+            let completed = rows
+                .iter()
+                .filter(|r| r.get("pre_call_ms").is_some_and(Value::is_number))
+                .count();
+            let mut m = summarise(&rows, &super::PAPER_KEYS);
+            m.insert("runs".into(), json!(rows.len()));
+            m.insert("calls_completed".into(), json!(completed));
+            m.insert(
+                "per_run".into(),
+                Value::Array(rows.into_iter().map(Value::Object).collect()),
+            );
+            point.insert(model.as_str().into(), Value::Object(m));
+        }
+        points.push(Value::Object(point));
+    }
+    Ok((json!(points), false))
+}
+
+/// Sweep (c). Returns (deterministic part, wall-clock part, stopped).
+pub fn scale(
+    topo: &Topology,
+    ens: &[usize],
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<(Value, Value, bool)> {
+    let _ = (topo, ens, stop, progress);
+    anyhow::bail!("the scale part is not built yet")
+}

@@ -1,0 +1,440 @@
+//! `binfm experiment`: runs BINFM and the vertical model on the same topology and seeds,
+//! N runs each, and writes what a paper needs: `results.json` (every metric, median and
+//! p5/p95 across runs; byte-identical for the same topology and seeds), `report.md` (the
+//! paper's tables beside ours, then what the paper left out), and SVG plots.
+//!
+//! Every figure is measured from a run's events or capture (see [`crate::results`] and
+//! [`signalling`]); nothing is computed from the paper's formulas. Wall-clock figures
+//! (compute time of a DH agreement, wall time per part) go to `timing.json`, never into
+//! `results.json`, so that file stays reproducible.
+
+pub mod beyond;
+pub mod plots;
+pub mod report;
+pub mod signalling;
+pub mod stats;
+
+use crate::driver::{self, RunOptions};
+use crate::topology::{Action, Model, Topology};
+use anyhow::Context;
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The paper's figures (Tables 1-3, section 4.3), for the comparison columns only.
+pub const PAPER: [(&str, f64, f64); 4] = [
+    ("pre_call_ms", 760.0, 1440.0),
+    ("mid_call_ms", 200.0, 280.0),
+    ("rekey_ms", 200.0, 400.0),
+    ("signalling_s_i", 19.0, 36.0),
+];
+
+/// Which parts of the experiment to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Tables 1-3 and the signalling overhead, N runs per model.
+    pub paper: bool,
+    /// (a) time until a moved EN can be found, per block interval.
+    pub block_interval: bool,
+    /// (b)+(d) both models under 0, 1 and 5% loss on every link.
+    pub loss: bool,
+    /// (c) Query latency and SN memory for 10 to 10,000 ENs.
+    pub scale: bool,
+}
+
+impl Parts {
+    /// Everything.
+    pub const ALL: Parts = Parts {
+        paper: true,
+        block_interval: true,
+        loss: true,
+        scale: true,
+    };
+
+    /// Parses `paper,blocks,loss,scale` (any subset).
+    pub fn parse(s: &str) -> Result<Parts, String> {
+        let mut p = Parts {
+            paper: false,
+            block_interval: false,
+            loss: false,
+            scale: false,
+        };
+        for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match w {
+                "paper" => p.paper = true,
+                "blocks" => p.block_interval = true,
+                "loss" => p.loss = true,
+                "scale" => p.scale = true,
+                "all" => p = Parts::ALL,
+                _ => {
+                    return Err(format!(
+                        "unknown part `{w}`; choose from paper, blocks, loss, scale, all"
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Options of an experiment.
+#[derive(Debug, Clone)]
+pub struct ExperimentOptions {
+    /// Runs per model (and per point of the sweeps, capped at [`SWEEP_RUNS`]).
+    pub runs: usize,
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// Parts to run.
+    pub parts: Parts,
+    /// Keep every run's capture and audio (default: only the first run's of each model).
+    pub keep_runs: bool,
+    /// ENs per point of the scale part.
+    pub scale_ens: Vec<usize>,
+}
+
+/// Runs per point of the beyond-the-paper sweeps at most (they have many points).
+pub const SWEEP_RUNS: usize = 10;
+
+/// What the caller's progress display hears.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// This many steps in all.
+    Total(u64),
+    /// One step finished (a run, a sweep point); the text says which.
+    Step(String),
+    /// A note while a long step runs.
+    Note(String),
+}
+
+/// What an experiment wrote.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `results.json`.
+    pub results: Value,
+    /// The table printed first (also at the top of `report.md`).
+    pub table: String,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Stopped by Ctrl-C (the finished runs are kept and reported).
+    pub interrupted: bool,
+}
+
+/// One run of one model; returns its results (read from memory, also in `dir`).
+pub(crate) fn one_run(
+    topo: &Topology,
+    seed: u64,
+    dir: &Path,
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<Value>> {
+    let opts = RunOptions {
+        out_dir: dir.to_path_buf(),
+        seed: Some(seed),
+        duration: None,
+    };
+    let s = driver::run_virtual(topo, &opts, stop)?;
+    if s.interrupted {
+        return Ok(None);
+    }
+    Ok(Some(s.results))
+}
+
+/// Two node indices, or a node and a segment index.
+pub type Pair = Option<(usize, usize)>;
+
+/// The first call (caller, callee) and the first move (mover, segment) of the scenario.
+pub fn story(topo: &Topology) -> (Pair, Pair) {
+    let call = topo.scenario.iter().find_map(|s| match s.action {
+        Action::Call(a, b) => Some((a, b)),
+        _ => None,
+    });
+    let mv = topo.scenario.iter().find_map(|s| match s.action {
+        Action::Move(a, seg) => Some((a, seg)),
+        _ => None,
+    });
+    (call, mv)
+}
+
+/// Frames lost (both directions) that were due within 1 s of the mover's new address.
+pub(crate) fn handover_loss(call: &Value) -> Option<f64> {
+    let at = call["handovers"][0]["address_at_ms"].as_f64()?;
+    let audio = call["audio"].as_object()?;
+    let lost = audio
+        .values()
+        .filter_map(|d| d["missing_sent_at_ms"].as_array())
+        .flatten()
+        .filter_map(Value::as_f64)
+        .filter(|t| (at - 1000.0..=at + 1000.0).contains(t))
+        .count();
+    Some(lost as f64)
+}
+
+/// Frames lost in both directions over the whole call.
+pub(crate) fn total_loss(call: &Value) -> Option<f64> {
+    let audio = call["audio"].as_object()?;
+    Some(
+        audio
+            .values()
+            .filter_map(|d| d["lost"].as_u64())
+            .sum::<u64>() as f64,
+    )
+}
+
+/// The per-run metrics of one model's run, with the signalling measured from its capture.
+pub(crate) fn run_metrics(
+    topo: &Topology,
+    results: &Value,
+    dir: &Path,
+) -> anyhow::Result<Map<String, Value>> {
+    let capture = dir.join("capture.pcapng");
+    let capture = capture.as_path();
+    let m = &results[topo.model.as_str()];
+    let call = &m["calls"][0];
+    let mut out = Map::new();
+    let events = beyond::read_events(&dir.join("events.jsonl"))?;
+    out.insert(
+        "move_to_registered_ms".into(),
+        json!(beyond::move_to_registered(topo, &events)),
+    );
+    for k in [
+        "pre_call_ms",
+        "caller_has_key_ms",
+        "first_audio_both_ways_ms",
+        "mid_call_ms",
+        "rekey_ms",
+    ] {
+        out.insert(k.into(), m[k].clone());
+    }
+    out.insert("handover_lost_frames".into(), json!(handover_loss(call)));
+    out.insert("total_lost_frames".into(), json!(total_loss(call)));
+    let start = call["started_at_ms"].as_f64();
+    let end = m["pre_call_ms"].as_f64();
+    if let (Some(start), Some(pre)) = (start, end) {
+        let ns = |ms: f64| binfm_roles::Time::from_nanos((ms * 1e6).round() as u64);
+        let w = signalling::Window {
+            start: ns(start),
+            end: ns(start + pre),
+            caller_ssrc: call["caller_ssrc"]
+                .as_u64()
+                .and_then(|s| u32::try_from(s).ok()),
+        };
+        let sig = signalling::measure(topo, capture, w)?;
+        out.insert("signalling_s_i".into(), sig["s_i"].clone());
+        out.insert("signalling_messages".into(), sig["messages"].clone());
+        out.insert(
+            "signalling_bytes_x_links".into(),
+            sig["bytes_x_links"].clone(),
+        );
+        out.insert("signalling".into(), sig);
+    }
+    Ok(out)
+}
+
+/// Metrics summarised across runs.
+pub(crate) fn summarise(runs: &[Map<String, Value>], keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .map(|k| {
+            let v: Vec<f64> = runs.iter().filter_map(|r| r.get(*k)?.as_f64()).collect();
+            ((*k).to_owned(), stats::summary(&v))
+        })
+        .collect()
+}
+
+/// The metrics reported per model in the paper part.
+pub const PAPER_KEYS: [&str; 11] = [
+    "move_to_registered_ms",
+    "pre_call_ms",
+    "caller_has_key_ms",
+    "first_audio_both_ways_ms",
+    "mid_call_ms",
+    "rekey_ms",
+    "signalling_s_i",
+    "signalling_messages",
+    "signalling_bytes_x_links",
+    "handover_lost_frames",
+    "total_lost_frames",
+];
+
+/// Median wall time of a DH key generation plus agreement (what live mode adds to a call
+/// setup per side, and what virtual time leaves out).
+pub fn dh_compute_ms() -> f64 {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut v = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        let a = binfm_roles::dh::DhSecret::generate(&mut rng);
+        let b = binfm_roles::dh::DhSecret::generate(&mut rng);
+        let _ = a.agree(&b.public());
+        v.push(t.elapsed().as_secs_f64() * 1e3 / 2.0);
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs the experiment on `topo`. `stop` (Ctrl-C) ends it after the current run; what
+/// finished is written and reported.
+pub fn run_experiment(
+    topo: &Topology,
+    opts: &ExperimentOptions,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("creating output folder {}", opts.out_dir.display()))?;
+    let runs = opts.runs.max(1);
+    let sweep = runs.min(SWEEP_RUNS);
+    let mut total = 0u64;
+    if opts.parts.paper {
+        total += 2 * runs as u64;
+    }
+    if opts.parts.block_interval {
+        total += (beyond::BLOCK_INTERVALS.len() * sweep) as u64;
+    }
+    if opts.parts.loss {
+        total += (2 * beyond::LOSSES.len() * sweep) as u64;
+    }
+    if opts.parts.scale {
+        total += opts.scale_ens.len() as u64;
+    }
+    progress(Progress::Total(total));
+    let mut timing = Map::new();
+    let mut results = Map::new();
+    results.insert("topology".into(), json!(topo.name));
+    results.insert("runs".into(), json!(runs));
+    results.insert(
+        "seeds".into(),
+        json!((0..runs as u64).map(|i| topo.seed + i).collect::<Vec<_>>()),
+    );
+    results.insert(
+        "paper".into(),
+        Value::Object(
+            PAPER
+                .iter()
+                .map(|(k, b, v)| ((*k).to_owned(), json!({"binfm": b, "vertical": v})))
+                .collect(),
+        ),
+    );
+    let mut interrupted = false;
+    let mut per_model = Map::new();
+    let mut first_runs = Map::new();
+    if opts.parts.paper {
+        let t = Instant::now();
+        for model in [Model::Binfm, Model::Vertical] {
+            let mut topo_m = topo.clone();
+            topo_m
+                .set_model(model)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", topo.path.display()))?;
+            let mut rows = Vec::new();
+            for i in 0..runs as u64 {
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    break;
+                }
+                let seed = topo.seed + i;
+                let dir = opts
+                    .out_dir
+                    .join("runs")
+                    .join(model.as_str())
+                    .join(format!("seed-{seed}"));
+                let Some(r) = one_run(&topo_m, seed, &dir, stop)? else {
+                    interrupted = true;
+                    break;
+                };
+                let capture = dir.join("capture.pcapng");
+                let mut row = run_metrics(&topo_m, &r, &dir)?;
+                row.insert("seed".into(), json!(seed));
+                if i == 0 {
+                    first_runs.insert(model.as_str().into(), r[model.as_str()]["calls"][0].clone());
+                } else if !opts.keep_runs {
+                    // The first run of each model keeps its capture and audio for Wireshark
+                    // and ears; the others keep results and events.
+                    let _ = std::fs::remove_file(&capture);
+                    let _ = std::fs::remove_dir_all(dir.join("calls"));
+                }
+                rows.push(row);
+                progress(Progress::Step(format!(
+                    "{} run {}/{runs}",
+                    model.as_str(),
+                    i + 1
+                )));
+            }
+            let mut m = summarise(&rows, &PAPER_KEYS);
+            m.insert(
+                "per_run".into(),
+                Value::Array(rows.into_iter().map(Value::Object).collect()),
+            );
+            per_model.insert(model.as_str().into(), Value::Object(m));
+            if interrupted {
+                break;
+            }
+        }
+        timing.insert("paper_wall_s".into(), json!(t.elapsed().as_secs_f64()));
+        results.insert("models".into(), Value::Object(per_model));
+        results.insert("first_run".into(), Value::Object(first_runs));
+    }
+    let mut beyond_results = Map::new();
+    if opts.parts.block_interval && !interrupted {
+        let t = Instant::now();
+        let (v, stopped) =
+            beyond::block_interval_sweep(topo, sweep, &opts.out_dir, stop, progress)?;
+        beyond_results.insert("block_interval".into(), v);
+        interrupted |= stopped;
+        timing.insert(
+            "block_interval_wall_s".into(),
+            json!(t.elapsed().as_secs_f64()),
+        );
+    }
+    if opts.parts.loss && !interrupted {
+        let t = Instant::now();
+        let (v, stopped) = beyond::loss_sweep(topo, sweep, &opts.out_dir, stop, progress)?;
+        beyond_results.insert("loss".into(), v);
+        interrupted |= stopped;
+        timing.insert("loss_wall_s".into(), json!(t.elapsed().as_secs_f64()));
+    }
+    if opts.parts.scale && !interrupted {
+        let t = Instant::now();
+        let (v, wall, stopped) = beyond::scale(topo, &opts.scale_ens, stop, progress)?;
+        beyond_results.insert("scale".into(), v);
+        timing.insert("scale".into(), wall);
+        interrupted |= stopped;
+        timing.insert("scale_wall_s".into(), json!(t.elapsed().as_secs_f64()));
+    }
+    if !beyond_results.is_empty() {
+        results.insert("beyond".into(), Value::Object(beyond_results));
+    }
+    results.insert("interrupted".into(), json!(interrupted));
+    timing.insert(
+        "dh_keygen_plus_agree_ms_median".into(),
+        json!(dh_compute_ms()),
+    );
+    let results = Value::Object(results);
+    let timing = Value::Object(timing);
+    let mut files = Vec::new();
+    let rpath = opts.out_dir.join("results.json");
+    crate::results::write_json(&rpath, &results)?;
+    files.push(rpath);
+    let tpath = opts.out_dir.join("timing.json");
+    crate::results::write_json(&tpath, &timing)?;
+    files.push(tpath);
+    files.extend(plots::write_all(&results, topo, &opts.out_dir)?);
+    let table = report::table(&results, &timing);
+    let md = report::markdown(topo, &results, &timing, &table);
+    let mpath = opts.out_dir.join("report.md");
+    write_atomic(&mpath, md.as_bytes())?;
+    files.push(mpath);
+    Ok(Outcome {
+        results,
+        table,
+        files,
+        interrupted,
+    })
+}
+
+/// Writes `path` through a temporary file and a rename, so Ctrl-C never leaves half a file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
