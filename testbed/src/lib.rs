@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod driver;
 pub mod events;
+pub mod flood;
 pub mod fuzzing;
 pub mod netns;
 pub mod node;
