@@ -31,7 +31,6 @@ use binfm_stack::wire::toall::{DH_GROUP_MODP2048, ToallTx, TxOut};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use smoltcp::wire::Ipv4Cidr;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -186,7 +185,19 @@ pub fn sources(
         .find_map(|p| Some((p.segment, p.addr?)))
         .ok_or_else(|| format!("`{}` has no static address to flood", def.name))?;
     let seg = segments.get(segment).ok_or("no such segment")?;
-    let public = crate::topology::allowed_ranges()[1..].to_vec();
+    let none_free = || {
+        format!(
+            "`{}` is on segment `{}` ({}), which has no free address in 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 for the flood's spoofed sources; flood a super node on a public segment",
+            def.name, seg.name, seg.subnet
+        )
+    };
+    // Only a segment inside one of the public /24s has addresses to spoof (at most 254).
+    if !crate::topology::allowed_ranges()[1..]
+        .iter()
+        .any(|r| r.contains_subnet(&seg.subnet))
+    {
+        return Err(none_free());
+    }
     let used: std::collections::HashSet<Ipv4Addr> = nodes
         .iter()
         .flat_map(|n| n.ports.iter().filter_map(|p| p.addr))
@@ -204,16 +215,12 @@ pub fn sources(
     for i in 1..size.saturating_sub(1) {
         let Ok(i) = u32::try_from(i) else { break };
         let a = Ipv4Addr::from(net.wrapping_add(i));
-        let is_public = public.iter().any(|r: &Ipv4Cidr| r.contains_addr(&a));
-        if is_public && !used.contains(&a) && !in_pool(a) {
+        if !used.contains(&a) && !in_pool(a) {
             out.push(a);
         }
     }
     if out.is_empty() {
-        return Err(format!(
-            "`{}` is on segment `{}` ({}), which has no free address in 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 for the flood's spoofed sources; flood a super node on a public segment",
-            def.name, seg.name, seg.subnet
-        ));
+        return Err(none_free());
     }
     Ok((segment, ip, out))
 }
