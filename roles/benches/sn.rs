@@ -22,6 +22,8 @@ fn sn_query(c: &mut Criterion) {
     };
     let mut cfg = SnConfig::new(1, vec![], 1.0, chain);
     cfg.mine = false;
+    // One asker sends every Query: measure the handling, not the per-source limit.
+    cfg.query_limit = None;
     let mut sn = SuperNode::new(cfg, 1).unwrap();
     let sn_addr = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);

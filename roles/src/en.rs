@@ -37,6 +37,11 @@ pub const MAX_QUERY_TRIES: u32 = 6;
 pub const NOT_FOUND_RETRIES: u32 = 5;
 /// Wait before asking again about a peer that was not found (about one block interval).
 pub const NOT_FOUND_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Calls an EN keeps at most: active, being set up, and ended ones (kept for their
+/// statistics). A new call (outgoing, or an incoming Session Request) first makes room by
+/// forgetting the oldest ended call; when all are live it is refused and counted
+/// (`EndNode::calls_refused`), so a Session Request flood cannot grow the list.
+pub const MAX_CALLS: usize = 128;
 
 /// Lower-case hex of a hash address (events and logs).
 pub fn hex(bytes: &[u8]) -> String {
@@ -99,6 +104,8 @@ pub struct EndNode {
     had_address_before: bool,
     /// Media packets that matched no call.
     pub unknown_media: u64,
+    /// New calls refused because [`MAX_CALLS`] live calls exist.
+    pub calls_refused: u64,
 }
 
 impl EndNode {
@@ -126,6 +133,7 @@ impl EndNode {
             tone_hz,
             had_address_before: false,
             unknown_media: 0,
+            calls_refused: 0,
         }
     }
 
@@ -136,6 +144,14 @@ impl EndNode {
 
     /// Starts a call to `peer` (paper, Figure 8): Query for the peer's Tx first.
     pub fn call(&mut self, now: Time, peer: HashAddr) {
+        if !self.room_for_call(&peer, None) {
+            self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&peer))
+                    .with("reason", "too many calls"),
+            );
+            return;
+        }
         let nonce: [u8; 16] = self.rng.random();
         let ssrc: u32 = self.rng.random();
         let call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
@@ -145,6 +161,29 @@ impl EndNode {
                 .with("ssrc", ssrc),
         );
         self.look_up_peer(now, call);
+    }
+
+    /// Room for one more call: forgets the oldest ended call if the list is full. False
+    /// (counted, reported on the 1st, 10th, 100th, ... refusal) when every call is live.
+    fn room_for_call(&mut self, peer: &HashAddr, from: Option<SocketAddrV4>) -> bool {
+        if self.calls.len() < MAX_CALLS {
+            return true;
+        }
+        if let Some(i) = self.calls.iter().position(|c| c.state == CallState::Ended) {
+            self.calls.remove(i);
+            return true;
+        }
+        self.calls_refused += 1;
+        if power_of_ten(self.calls_refused) {
+            self.events.push_back(
+                Event::new("call.refused")
+                    .with("reason", "too many calls")
+                    .with("peer", hex(peer))
+                    .with("from", from.map(|f| f.to_string()))
+                    .with("count", self.calls_refused),
+            );
+        }
+        false
     }
 
     /// Both ends of a call start by looking the peer up (Figure 8); the call waits for it.
@@ -780,6 +819,9 @@ impl EndNode {
             }
             return;
         }
+        if !self.room_for_call(&caller, Some(from)) {
+            return;
+        }
         let my_nonce: [u8; 16] = self.rng.random();
         let my_ssrc: u32 = self.rng.random();
         let mut call = Call::new(
@@ -1080,4 +1122,114 @@ fn power_of_ten(mut n: u64) -> bool {
         n /= 10;
     }
     n == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    const SN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), ports::SN);
+    const ME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 40);
+
+    fn wallet(seed: u8, at: SocketAddrV4) -> Wallet {
+        let mut w = Wallet::from_seed([seed; 32], &mut ChaCha8Rng::seed_from_u64(seed.into()));
+        w.set_addresses(at, at);
+        w
+    }
+
+    /// Answers every Query the EN sent with `answer(hash address)`; returns how many.
+    fn answer_queries(
+        en: &mut EndNode,
+        now: Time,
+        answer: &dyn Fn(HashAddr) -> Option<ToallTx>,
+    ) -> usize {
+        let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+        let mut n = 0;
+        for t in sent {
+            if let Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            }) = Message::parse(&t.payload)
+            {
+                let tx = answer(hash_addr);
+                let reply = Message::Reply {
+                    request_id,
+                    hash_addr,
+                    found: tx.is_some(),
+                    height: 1,
+                    confirmations: 1,
+                    tx,
+                    unconfirmed: None,
+                };
+                en.handle_datagram(now, SN, SocketAddrV4::new(ME, ports::EN), &reply.to_bytes());
+                n += 1;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_session_request_flood_cannot_grow_the_call_list() {
+        let me = SocketAddrV4::new(ME, ports::EN);
+        let mut en = EndNode::new(wallet(1, me), ports::EN, 1, 440.0);
+        en.on_address(Time::ZERO, ME, None, vec![SN]);
+        let target = en.hash_addr();
+        let spoofer = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 4000);
+        let request = |caller: HashAddr, i: u32| {
+            let mut nonce = [0u8; 16];
+            nonce[..4].copy_from_slice(&i.to_be_bytes());
+            Message::SessionRequest {
+                caller,
+                callee: target,
+                nonce,
+                ssrc: i,
+            }
+            .to_bytes()
+        };
+        // 1000 requests from made-up callers: each is looked up, not found, and ends; the
+        // list keeps at most MAX_CALLS, forgetting the oldest ended calls.
+        for i in 0..1000u32 {
+            let now = Time::from_millis(u64::from(i));
+            let mut caller = [0u8; 32];
+            caller[..4].copy_from_slice(&i.to_be_bytes());
+            en.handle_datagram(now, spoofer, me, &request(caller, i));
+            answer_queries(&mut en, now, &|_| None);
+            assert!(en.calls().len() <= MAX_CALLS);
+        }
+        assert_eq!(en.calls().len(), MAX_CALLS);
+        assert!(en.calls().iter().all(|c| c.state == CallState::Ended));
+        assert_eq!(en.calls_refused, 0);
+        // Requests naming a real, registered identity become live calls (the callee cannot
+        // tell a spoofed request before the key confirmation): past MAX_CALLS live ones, new
+        // requests are refused and counted, with events on the 1st, 10th, 100th refusal.
+        let real = wallet(
+            2,
+            SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN),
+        );
+        let real_tx = {
+            let mut w = real;
+            (w.hash_addr(), w.next_tx(0))
+        };
+        while en.poll_event().is_some() {}
+        for i in 0..(MAX_CALLS as u32 + 150) {
+            let now = Time::from_secs(10) + Time::from_millis(u64::from(i));
+            en.handle_datagram(now, spoofer, me, &request(real_tx.0, 10_000 + i));
+            let tx = real_tx.1.clone();
+            answer_queries(&mut en, now, &move |_| Some(tx.clone()));
+            assert!(en.calls().len() <= MAX_CALLS);
+        }
+        let live = en
+            .calls()
+            .iter()
+            .filter(|c| c.state != CallState::Ended)
+            .count();
+        assert_eq!(live, MAX_CALLS);
+        assert_eq!(en.calls_refused, 150);
+        let reports = std::iter::from_fn(|| en.poll_event())
+            .filter(|e| e.kind == "call.refused")
+            .count();
+        assert_eq!(reports, 3, "1st, 10th and 100th refusal");
+    }
 }

@@ -14,6 +14,7 @@ pub mod echo;
 pub mod en;
 pub mod event;
 pub mod nat;
+pub mod ratelimit;
 pub mod reassembly;
 pub mod session;
 pub mod sn;

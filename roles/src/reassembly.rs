@@ -81,6 +81,22 @@ impl Reassembler {
         self.pending.len()
     }
 
+    /// Most blocks held incomplete at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_blocks
+    }
+
+    /// Bytes of block data held in incomplete blocks (at most
+    /// `max_in_flight × max_block_bytes`).
+    pub fn bytes_held(&self) -> usize {
+        self.pending.iter().map(|p| p.bytes).sum()
+    }
+
+    /// Largest block accepted, in bytes.
+    pub fn max_block_bytes(&self) -> usize {
+        self.max_block_bytes
+    }
+
     /// When the oldest incomplete block expires, for the role's `poll_timeout`.
     pub fn poll_timeout(&self) -> Option<Time> {
         self.pending.front().map(|p| p.first_seen + self.timeout)

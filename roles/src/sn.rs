@@ -15,17 +15,44 @@ use crate::chain::{
     TxError as ChainTxError, pow,
 };
 use crate::en::hex;
+use crate::ratelimit::{RateLimitConfig, SOURCE_ENTRY_BYTES, SourceLimiter};
 use crate::reassembly::Reassembler;
-use crate::wallet::verify_tx;
+use crate::wallet::{TxError as WalletTxError, verify_tx};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::binfm::{BlockPart, Message, TxStatus, reject, split_block};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::ToallTx;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Duration;
+
+/// Default per-source limit on `TxSubmit`: 10 per second, bursts of 20, 4096 sources.
+/// Honest ENs register on a new address or a new key, a few times per minute at most; many
+/// ENs behind one NAT share its address, hence the room. Checked before the signature.
+pub const DEFAULT_TX_LIMIT: RateLimitConfig = RateLimitConfig {
+    rate_per_s: 10,
+    burst: 20,
+    max_sources: 4096,
+};
+
+/// Default per-source limit on `Query`: 50 per second, bursts of 100, 4096 sources. A
+/// spoofed Query makes the SN answer the spoofed address (a reflector, attack 12 in
+/// `docs/security.md`): this caps what one victim address can receive from this SN.
+pub const DEFAULT_QUERY_LIMIT: RateLimitConfig = RateLimitConfig {
+    rate_per_s: 50,
+    burst: 100,
+    max_sources: 4096,
+};
+
+/// At most one `sn.drop` event per reason per this interval (the counters count everything).
+pub const DROP_EVENT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Largest encoded ToALL Tx (a 512-byte Y), for memory bounds.
+pub const MAX_TX_BYTES: usize = binfm_stack::wire::toall::TXOUT_FIXED_LEN
+    + binfm_stack::wire::toall::MAX_Y_LEN
+    + binfm_stack::wire::toall::TXIN_LEN;
 
 impl ChainTx for ToallTx {
     fn id(&self) -> Hash {
@@ -71,6 +98,10 @@ pub struct SnConfig {
     pub max_block_txs: usize,
     /// How often the tip is announced to peers (catch-up after partitions and restarts).
     pub tip_announce: Duration,
+    /// Per-source limit on `TxSubmit` (checked before the signature); `None` disables it.
+    pub tx_limit: Option<RateLimitConfig>,
+    /// Per-source limit on `Query`; `None` disables it.
+    pub query_limit: Option<RateLimitConfig>,
 }
 
 impl SnConfig {
@@ -91,6 +122,8 @@ impl SnConfig {
             mine: true,
             max_block_txs: 500,
             tip_announce: Duration::from_secs(2),
+            tx_limit: Some(DEFAULT_TX_LIMIT),
+            query_limit: Some(DEFAULT_QUERY_LIMIT),
         }
     }
 }
@@ -101,6 +134,80 @@ struct Job {
     block: Option<Block<ToallTx>>,
     found_at: Time,
     tries: u64,
+}
+
+/// What a refusal reason reported last (see [`DROP_EVENT_INTERVAL`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct DropReport {
+    last: Option<Time>,
+    pending: u64,
+}
+
+/// Sizes of everything in a super node that packets from the network can make grow, with
+/// the limit of each (`SuperNode::memory`). Blocks on the chain and the search table are
+/// not in it: they grow only with proof of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SnMemory {
+    /// Pending Txs in the mempool, and its limit.
+    pub mempool_txs: usize,
+    /// `MempoolConfig::max_txs`.
+    pub mempool_max: usize,
+    /// Owners remembered by the mempool's per-owner rate limit, and its limit.
+    pub mempool_rate_owners: usize,
+    /// `Mempool::rate_state_cap`.
+    pub mempool_rate_owners_max: usize,
+    /// Blocks in the orphan pool, and its limit.
+    pub orphans: usize,
+    /// `ChainConfig::max_orphans`.
+    pub orphans_max: usize,
+    /// Blocks being reassembled, and their limit.
+    pub reassembly_blocks: usize,
+    /// Most blocks being reassembled.
+    pub reassembly_blocks_max: usize,
+    /// Bytes held by blocks being reassembled.
+    pub reassembly_bytes: usize,
+    /// Sources tracked by the `TxSubmit` limiter, and its limit.
+    pub tx_limit_sources: usize,
+    /// `tx_limit.max_sources` (0 when disabled).
+    pub tx_limit_sources_max: usize,
+    /// Sources tracked by the `Query` limiter, and its limit.
+    pub query_limit_sources: usize,
+    /// `query_limit.max_sources` (0 when disabled).
+    pub query_limit_sources_max: usize,
+    /// Datagrams, events and blocks queued for the driver (drained after every input).
+    pub queued: usize,
+}
+
+impl SnMemory {
+    /// Upper estimate of the bytes held now: every pending Tx and orphan counted at its
+    /// largest size ([`MAX_TX_BYTES`], `MAX_BLOCK_BYTES`), reassembly at its real size.
+    pub fn bytes(&self) -> usize {
+        self.mempool_txs * MAX_TX_BYTES
+            + self.mempool_rate_owners * 40
+            + self.orphans * crate::chain::MAX_BLOCK_BYTES
+            + self.reassembly_bytes
+            + (self.tx_limit_sources + self.query_limit_sources) * SOURCE_ENTRY_BYTES
+    }
+
+    /// The same estimate with every structure at its limit: what packets can make the SN
+    /// hold at most (queues excluded: the driver drains them after every input).
+    pub fn bytes_bound(&self) -> usize {
+        self.mempool_max * MAX_TX_BYTES
+            + self.mempool_rate_owners_max * 40
+            + self.orphans_max * crate::chain::MAX_BLOCK_BYTES
+            + self.reassembly_blocks_max * crate::chain::MAX_BLOCK_BYTES
+            + (self.tx_limit_sources_max + self.query_limit_sources_max) * SOURCE_ENTRY_BYTES
+    }
+
+    /// Whether every structure is within its limit.
+    pub fn within_limits(&self) -> bool {
+        self.mempool_txs <= self.mempool_max
+            && self.mempool_rate_owners <= self.mempool_rate_owners_max
+            && self.orphans <= self.orphans_max
+            && self.reassembly_blocks <= self.reassembly_blocks_max
+            && self.tx_limit_sources <= self.tx_limit_sources_max
+            && self.query_limit_sources <= self.query_limit_sources_max
+    }
 }
 
 /// Sans-IO super node.
@@ -116,8 +223,19 @@ pub struct SuperNode {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     persist: VecDeque<Vec<u8>>,
-    /// Counters by reason of what the SN refused or dropped.
-    pub refused: std::collections::BTreeMap<&'static str, u64>,
+    tx_limiter: Option<SourceLimiter>,
+    query_limiter: Option<SourceLimiter>,
+    drop_reports: BTreeMap<&'static str, DropReport>,
+    /// Counters by reason of what the SN refused or dropped (names in `docs/security.md`).
+    pub refused: BTreeMap<&'static str, u64>,
+}
+
+/// The counter name of a Tx that failed [`verify_tx`].
+fn invalid_reason(e: WalletTxError) -> &'static str {
+    match e {
+        WalletTxError::BadSignature => "tx_bad_signature",
+        _ => "tx_invalid",
+    }
 }
 
 fn millis(t: Time) -> u64 {
@@ -150,6 +268,9 @@ impl SuperNode {
     /// A super node around a chain recovered from its data directory.
     pub fn with_chain(cfg: SnConfig, chain: Chain<ToallTx>, seed: u64) -> Self {
         SuperNode {
+            tx_limiter: cfg.tx_limit.map(SourceLimiter::new),
+            query_limiter: cfg.query_limit.map(SourceLimiter::new),
+            drop_reports: BTreeMap::new(),
             cfg,
             chain,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -186,8 +307,60 @@ impl SuperNode {
         self.retemplate(now);
     }
 
-    fn refuse(&mut self, reason: &'static str) {
-        *self.refused.entry(reason).or_default() += 1;
+    /// Sizes of what packets can make grow, with their limits.
+    pub fn memory(&self) -> SnMemory {
+        let mempool = self.chain.mempool();
+        let limiter = |l: &Option<SourceLimiter>| {
+            l.as_ref()
+                .map_or((0, 0), |l| (l.len(), l.config().max_sources))
+        };
+        let (tx_limit_sources, tx_limit_sources_max) = limiter(&self.tx_limiter);
+        let (query_limit_sources, query_limit_sources_max) = limiter(&self.query_limiter);
+        SnMemory {
+            mempool_txs: mempool.len(),
+            mempool_max: mempool.config().max_txs,
+            mempool_rate_owners: mempool.rate_state_len(),
+            mempool_rate_owners_max: mempool.rate_state_cap(),
+            orphans: self.chain.store().orphan_count(),
+            orphans_max: self.chain.store().config().max_orphans,
+            reassembly_blocks: self.reassembly.in_flight(),
+            reassembly_blocks_max: self.reassembly.max_in_flight(),
+            reassembly_bytes: self.reassembly.bytes_held(),
+            tx_limit_sources,
+            tx_limit_sources_max,
+            query_limit_sources,
+            query_limit_sources_max,
+            queued: self.out.len() + self.events.len() + self.persist.len(),
+        }
+    }
+
+    /// Counts a refusal and reports it: at most one `sn.drop` per reason per
+    /// [`DROP_EVENT_INTERVAL`], carrying `count` (refusals of that reason since the previous
+    /// report, this one included), `total`, and the fields of this refusal as a sample.
+    fn refuse(&mut self, now: Time, reason: &'static str, sample: Event) {
+        let total = {
+            let n = self.refused.entry(reason).or_default();
+            *n += 1;
+            *n
+        };
+        let report = self.drop_reports.entry(reason).or_default();
+        report.pending += 1;
+        if report
+            .last
+            .is_some_and(|t| now.saturating_sub(t) < DROP_EVENT_INTERVAL)
+        {
+            return;
+        }
+        let count = std::mem::take(&mut report.pending);
+        report.last = Some(now);
+        let mut ev = Event::new("sn.drop")
+            .with("reason", reason)
+            .with("count", count)
+            .with("total", total);
+        for (k, v) in sample.fields {
+            ev.fields.insert(k, v);
+        }
+        self.events.push_back(ev);
     }
 
     fn send(&mut self, dst: SocketAddrV4, msg: &Message) {
@@ -253,9 +426,10 @@ impl SuperNode {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.refuse("malformed");
-                self.events.push_back(
-                    Event::new("sn.malformed")
+                self.refuse(
+                    now,
+                    "malformed",
+                    Event::new("")
                         .with_display("from", from)
                         .with_display("error", e),
                 );
@@ -264,13 +438,35 @@ impl SuperNode {
         };
         let from_peer = self.cfg.peers.contains(&from);
         match msg {
-            Message::TxSubmit { tx } => self.on_tx_submit(now, from, tx),
+            Message::TxSubmit { tx } => {
+                if let Some(l) = &mut self.tx_limiter
+                    && !l.allow(*from.ip(), millis(now))
+                {
+                    self.refuse(
+                        now,
+                        "tx_rate_limited",
+                        Event::new("").with_display("from", from),
+                    );
+                    return;
+                }
+                self.on_tx_submit(now, from, tx)
+            }
             Message::TxRelay { tx } if from_peer => self.on_tx_relay(now, from, tx),
             Message::Query {
                 request_id,
                 hash_addr,
                 want_unconfirmed,
             } => {
+                if let Some(l) = &mut self.query_limiter
+                    && !l.allow(*from.ip(), millis(now))
+                {
+                    self.refuse(
+                        now,
+                        "query_rate_limited",
+                        Event::new("").with_display("from", from),
+                    );
+                    return;
+                }
                 let (found, height, confirmations, tx) = match self.chain.lookup(&hash_addr) {
                     Some((tx, h)) => (true, h, self.chain.confirmations(h), Some(tx.clone())),
                     None => (false, 0, 0, None),
@@ -281,13 +477,18 @@ impl SuperNode {
                     None
                 };
                 let found = found || unconfirmed.is_some();
-                self.events.push_back(
-                    Event::new("sn.query")
-                        .with("peer", hex(&hash_addr))
-                        .with("found", found)
-                        .with_display("from", from)
-                        .with("request_id", request_id),
-                );
+                let ev = Event::new("sn.query")
+                    .with("peer", hex(&hash_addr))
+                    .with("found", found)
+                    .with_display("from", from)
+                    .with("request_id", request_id);
+                if found {
+                    self.events.push_back(ev);
+                } else {
+                    // Answered (an EN may look up a peer not registered yet), but counted
+                    // and reported like a refusal: a flood of made-up addresses is cheap.
+                    self.refuse(now, "query_unknown_address", ev);
+                }
                 let reply = Message::Reply {
                     request_id,
                     hash_addr,
@@ -309,7 +510,13 @@ impl SuperNode {
                         }
                     }
                 } else {
-                    self.refuse("get_block_unknown");
+                    self.refuse(
+                        now,
+                        "get_block_unknown",
+                        Event::new("")
+                            .with("hash", hex(&block_hash))
+                            .with_display("from", from),
+                    );
                 }
             }
             Message::TipAnnounce {
@@ -333,10 +540,14 @@ impl SuperNode {
                     );
                 }
             }
-            _ => {
-                self.refuse("unexpected");
-                self.events
-                    .push_back(Event::new("sn.unexpected").with_display("from", from));
+            other => {
+                self.refuse(
+                    now,
+                    "unexpected",
+                    Event::new("")
+                        .with("message", other.name())
+                        .with_display("from", from),
+                );
             }
         }
     }
@@ -344,10 +555,12 @@ impl SuperNode {
     fn on_tx_submit(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
         let tx_id = tx.id();
         if let Err(e) = verify_tx(&tx) {
-            self.refuse("tx_invalid");
-            self.events.push_back(
-                Event::new("sn.tx_rejected")
-                    .with_display("reason", e)
+            self.refuse(
+                now,
+                invalid_reason(e),
+                Event::new("")
+                    .with_display("error", e)
+                    .with("owner", hex(&tx.out.hash_addr))
                     .with_display("from", from),
             );
             let status = TxStatus::Rejected(e.reject_code());
@@ -393,10 +606,12 @@ impl SuperNode {
 
     fn on_tx_relay(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
         if let Err(e) = verify_tx(&tx) {
-            self.refuse("tx_invalid");
-            self.events.push_back(
-                Event::new("sn.tx_rejected")
-                    .with_display("reason", e)
+            self.refuse(
+                now,
+                invalid_reason(e),
+                Event::new("")
+                    .with_display("error", e)
+                    .with("owner", hex(&tx.out.hash_addr))
                     .with_display("from", from),
             );
             return;
@@ -438,12 +653,14 @@ impl SuperNode {
                     ) => reject::STALE_SEQ,
                     _ => reject::MALFORMED,
                 };
-                self.refuse("tx_refused");
-                self.events.push_back(
-                    Event::new("sn.tx_rejected")
+                self.refuse(
+                    now,
+                    "tx_refused",
+                    Event::new("")
+                        .with_display("error", e)
                         .with("owner", hex(&owner))
                         .with("seq", tx.out.seq)
-                        .with_display("reason", e),
+                        .with("relayed_by", relayed_by.map(|r| r.to_string())),
                 );
                 TxStatus::Rejected(code)
             }
@@ -457,7 +674,7 @@ impl SuperNode {
         match Block::<ToallTx>::decode(&bytes) {
             Ok(block) => self.add_block(now, block, Some(from)),
             Err(e) => {
-                self.refuse("block_malformed");
+                *self.refused.entry("block_malformed").or_default() += 1;
                 self.events.push_back(
                     Event::new("sn.block_rejected")
                         .with_display("reason", e)
@@ -548,7 +765,7 @@ impl SuperNode {
             }
             Ok(AddOutcome::Duplicate) => {}
             Err(e) => {
-                self.refuse("block_invalid");
+                *self.refused.entry("block_invalid").or_default() += 1;
                 self.events.push_back(
                     Event::new("sn.block_rejected")
                         .with("hash", hex(&hash))
@@ -821,8 +1038,9 @@ mod tests {
         let (st, ev) = submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: tx1 });
         assert_eq!(st, Some(TxStatus::Rejected(reject::STALE_SEQ)));
         assert!(
-            ev.iter().any(|e| e.kind == "sn.tx_rejected"
-                && e.get("reason")
+            ev.iter().any(|e| e.kind == "sn.drop"
+                && e.get("reason") == Some(&"tx_refused".into())
+                && e.get("error")
                     .is_some_and(|r| r.to_string().contains("seq"))),
             "{ev:?}"
         );
@@ -842,7 +1060,107 @@ mod tests {
         );
         // A relayed Tx from a host that is not a peer SN is not taken.
         let (_, ev) = submit(&mut s, now, other, Message::TxRelay { tx: tx2 });
-        assert!(ev.iter().any(|e| e.kind == "sn.unexpected"));
+        assert!(
+            ev.iter()
+                .any(|e| e.kind == "sn.drop" && e.get("reason") == Some(&"unexpected".into()))
+        );
+        assert_eq!(
+            s.refused,
+            BTreeMap::from([
+                ("tx_bad_signature", 1),
+                ("tx_refused", 1),
+                ("unexpected", 1)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_flood_is_counted_limited_and_reported_once_per_second_per_reason() {
+        let mut s = sn();
+        let mut w = wallet();
+        let mut bad = w.next_tx(0);
+        bad.signature[5] ^= 0x40;
+        let bad = Message::TxSubmit { tx: bad }.to_bytes();
+        let unknown = |i: u32| {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_be_bytes());
+            Message::Query {
+                request_id: i,
+                hash_addr: h,
+                want_unconfirmed: false,
+            }
+            .to_bytes()
+        };
+        let src = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0xcb00_7100 + (i % 250) + 1), 5000);
+        let mut sent = 0u64;
+        let mut answers = 0u64;
+        let mut drops = Vec::new();
+        // 3 s of flood, 3000 datagrams per second, from 250 sources.
+        for i in 0..9000u32 {
+            let now = Time::from_micros(u64::from(i) * 333);
+            let from = src(i);
+            let data = match i % 3 {
+                0 => vec![0x42, 0x46, 1, 99, 1, 2, 3],
+                1 => bad.clone(),
+                _ => unknown(i),
+            };
+            s.handle_datagram(now, from, SN_ADDR, &data);
+            sent += 1;
+            answers += std::iter::from_fn(|| s.poll_transmit())
+                .filter(|t| t.dst == from)
+                .count() as u64;
+            drops.extend(std::iter::from_fn(|| s.poll_event()).filter(|e| e.kind == "sn.drop"));
+        }
+        // One source far above its limits.
+        let hog = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 99), 1);
+        let now = Time::from_secs(3);
+        for i in 0..300u32 {
+            s.handle_datagram(now, hog, SN_ADDR, &bad);
+            s.handle_datagram(now, hog, SN_ADDR, &unknown(i));
+            sent += 2;
+        }
+        drops.extend(std::iter::from_fn(|| s.poll_event()).filter(|e| e.kind == "sn.drop"));
+        let hog_answers = std::iter::from_fn(|| s.poll_transmit())
+            .filter(|t| t.dst == hog)
+            .count() as u64;
+
+        let total: u64 = s.refused.values().sum();
+        assert_eq!(total, sent, "every datagram counted: {:?}", s.refused);
+        assert_eq!(s.refused["malformed"], 3000);
+        let r = |k: &str| s.refused.get(k).copied().unwrap_or(0);
+        assert_eq!(r("tx_bad_signature") + r("tx_rate_limited"), 3300);
+        assert_eq!(r("query_unknown_address") + r("query_rate_limited"), 3300);
+        assert_eq!(
+            r("tx_rate_limited"),
+            300 - 20,
+            "the hog gets its Tx burst only"
+        );
+        assert_eq!(r("query_rate_limited"), 300 - 100, "and its Query burst");
+        // Verified and answered: a rejection TxAck or a NotFound Reply, never more.
+        assert_eq!(answers, 6000);
+        assert_eq!(hog_answers, 120);
+        // Reported at most once per reason per second (4 seconds: 0, 1, 2, 3), and the
+        // reported counts add up to what was counted.
+        let reasons: BTreeMap<String, (usize, u64)> =
+            drops.iter().fold(BTreeMap::new(), |mut m, e| {
+                let k = e.get("reason").map(|r| r.to_string()).unwrap_or_default();
+                let c = e.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+                let v = m.entry(k).or_insert((0, 0));
+                v.0 += 1;
+                v.1 += c;
+                m
+            });
+        assert!(reasons.values().all(|&(n, _)| n <= 4), "{reasons:?}");
+        assert!(
+            reasons["\"malformed\""].1 <= 3000 && reasons["\"malformed\""].1 >= 2000,
+            "{reasons:?}"
+        );
+        // Nothing the flood sent was kept, except rate state within its bound.
+        let m = s.memory();
+        assert!(m.within_limits(), "{m:?}");
+        assert_eq!((m.mempool_txs, m.orphans, m.reassembly_blocks), (0, 0, 0));
+        assert_eq!(m.tx_limit_sources, 251);
+        assert!(m.bytes() <= m.bytes_bound());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod driver;
 pub mod events;
 pub mod experiment;
+pub mod flood;
 pub mod fuzzing;
 pub mod netns;
 pub mod node;

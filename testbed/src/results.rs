@@ -95,6 +95,39 @@ pub fn collect<W: Write>(
         "model": topo.model.as_str(),
         "binfm": if topo.model == Model::Binfm { call_results(topo, net) } else { Value::Null },
         "vertical": if topo.model == Model::Vertical { call_results(topo, net) } else { Value::Null },
+        "floods": flood_results(net),
+    })
+}
+
+/// What each `flood` step sent and what came back to its spoofed sources.
+fn flood_results<W: Write>(net: &VirtualNet<W>) -> Value {
+    net.floods()
+        .into_iter()
+        .map(|(target, spec, stats)| {
+            let mut v = stats.to_json();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("target".into(), json!(target));
+                o.insert("rate".into(), json!(spec.rate));
+                o.insert("duration_s".into(), json!(spec.duration.as_secs_f64()));
+                o.insert("kind".into(), json!(spec.kind.as_str()));
+            }
+            v
+        })
+        .collect()
+}
+
+/// A super node's packet-growable structures at the end of the run, with their limits.
+fn sn_memory(sn: &binfm_roles::sn::SuperNode) -> Value {
+    let m = sn.memory();
+    json!({
+        "mempool_txs": { "now": m.mempool_txs, "limit": m.mempool_max },
+        "mempool_rate_owners": { "now": m.mempool_rate_owners, "limit": m.mempool_rate_owners_max },
+        "orphans": { "now": m.orphans, "limit": m.orphans_max },
+        "reassembly_blocks": { "now": m.reassembly_blocks, "limit": m.reassembly_blocks_max },
+        "tx_limit_sources": { "now": m.tx_limit_sources, "limit": m.tx_limit_sources_max },
+        "query_limit_sources": { "now": m.query_limit_sources, "limit": m.query_limit_sources_max },
+        "bytes_estimate": m.bytes(),
+        "bytes_bound": m.bytes_bound(),
     })
 }
 
@@ -119,7 +152,8 @@ fn chain_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> (Value, Valu
             tips.push(tip);
             sns.insert(
                 node.name.clone(),
-                json!({ "height": height, "tip": hex(&tip), "up": node.up }),
+                json!({ "height": height, "tip": hex(&tip), "up": node.up,
+                        "refused": app.sn.refused, "memory": sn_memory(&app.sn) }),
             );
         }
     }

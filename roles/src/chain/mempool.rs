@@ -122,6 +122,21 @@ impl<T: ChainTx> Mempool<T> {
         self.evicted
     }
 
+    /// The limits.
+    pub fn config(&self) -> MempoolConfig {
+        self.config
+    }
+
+    /// Owners remembered for the per-owner rate limit (at most [`Mempool::rate_state_cap`]).
+    pub fn rate_state_len(&self) -> usize {
+        self.last_accept.len()
+    }
+
+    /// Most owners the per-owner rate limit remembers: `max(2 × max_txs, 64)`.
+    pub fn rate_state_cap(&self) -> usize {
+        self.config.max_txs.saturating_mul(2).max(64)
+    }
+
     /// The owner's pending tx.
     pub fn pending(&self, owner: &Hash) -> Option<&T> {
         self.by_owner.get(owner).map(|p| &p.tx)
@@ -178,7 +193,7 @@ impl<T: ChainTx> Mempool<T> {
     }
 
     fn note_accept(&mut self, owner: Hash, now_ms: u64) {
-        let cap = self.config.max_txs.saturating_mul(2).max(64);
+        let cap = self.rate_state_cap();
         if self.last_accept.len() >= cap {
             let interval = self.config.min_owner_interval_ms;
             self.last_accept

@@ -197,6 +197,15 @@ impl Segment {
         }
     }
 
+    /// Makes `addr` resolve to `member` as well as its own address (a member holding many
+    /// addresses: the flood source, whose spoofed addresses receive what is answered to
+    /// them). An alias stays until the address is given to another member.
+    pub fn add_alias(&mut self, member: MemberId, addr: Ipv4Addr) {
+        if member < self.members.len() {
+            self.by_addr.insert(addr, member);
+        }
+    }
+
     /// The member holding `addr`, if any.
     pub fn resolve(&self, addr: Ipv4Addr) -> Option<MemberId> {
         self.by_addr.get(&addr).copied()
@@ -308,6 +317,33 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![(b, Err(SegmentDrop::NoNeighbour))]);
+    }
+
+    #[test]
+    fn an_alias_resolves_to_its_member() {
+        let mut s = seg();
+        let a = s.add_member(0, 0, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let sink = s.add_member(9, 0, None);
+        s.add_alias(sink, Ipv4Addr::new(10, 1, 0, 50));
+        s.add_alias(sink, Ipv4Addr::new(10, 1, 0, 51));
+        let mut out = Vec::new();
+        for last in [50, 51] {
+            s.transmit(
+                Duration::ZERO,
+                a,
+                Dest::Unicast(Ipv4Addr::new(10, 1, 0, last)),
+                60,
+                &mut out,
+            );
+        }
+        assert_eq!(
+            out,
+            vec![
+                (sink, Ok(Duration::from_millis(1))),
+                (sink, Ok(Duration::from_millis(1)))
+            ]
+        );
+        assert_eq!(s.resolve(Ipv4Addr::new(10, 1, 0, 1)), Some(a));
     }
 
     #[test]

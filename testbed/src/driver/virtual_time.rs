@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
+mod flood;
+
 /// Something scheduled at a time.
 #[derive(Debug)]
 enum What {
@@ -29,6 +31,10 @@ enum What {
     },
     Step {
         index: usize,
+    },
+    /// The next datagram of flood `id` (scenario step `flood`).
+    Flood {
+        id: usize,
     },
 }
 
@@ -69,6 +75,9 @@ pub enum RunError {
     /// A restarted node could not be rebuilt (e.g. its data directory is unreadable).
     #[error("restart failed: {0}")]
     Restart(String),
+    /// A flood step could not start (its target has no free public source address).
+    #[error("flood: {0}")]
+    Flood(String),
 }
 
 /// The whole emulated network in virtual time.
@@ -96,6 +105,8 @@ pub struct VirtualNet<W: Write> {
     data_root: Option<std::path::PathBuf>,
     /// Live mode: kernel members and the TUN mirror (`None` in virtual mode).
     tap: Option<crate::driver::live::Tap>,
+    /// Flood steps and their sources.
+    flood: flood::Floods,
 }
 
 impl<W: Write> std::fmt::Debug for VirtualNet<W> {
@@ -171,6 +182,7 @@ impl<W: Write> VirtualNet<W> {
             topo,
             data_root: data_root.map(std::path::Path::to_path_buf),
             tap: None,
+            flood: flood::Floods::default(),
         })
     }
 
@@ -344,6 +356,7 @@ impl<W: Write> VirtualNet<W> {
                     .with("loss", loss);
                 self.events.push(self.now, "testbed", ev)?;
             }
+            Action::Flood(spec) => self.start_flood(index, &spec)?,
         }
         Ok(())
     }
@@ -457,6 +470,16 @@ impl<W: Write> VirtualNet<W> {
                 segment,
                 member,
                 packet,
+            } if self.flood.is_member(segment, member) => {
+                // An answer to a spoofed flood source: counted, goes no further.
+                self.flood.absorb(segment, member, packet.len());
+                self.scratch_out = out;
+                return Ok(true);
+            }
+            What::Deliver {
+                segment,
+                member,
+                packet,
             } => {
                 let m = &self.segments[segment].members()[member];
                 let (n, port) = (m.node, m.port);
@@ -479,6 +502,11 @@ impl<W: Write> VirtualNet<W> {
             What::Step { index } => {
                 self.scratch_out = out;
                 self.apply_step(index)?;
+                return Ok(true);
+            }
+            What::Flood { id } => {
+                self.scratch_out = out;
+                self.flood_tick(id)?;
                 return Ok(true);
             }
             What::Wake { node } => {

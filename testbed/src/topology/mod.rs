@@ -161,6 +161,9 @@ pub enum Action {
     Heal,
     /// `loss SEGMENT 20%`: every pair on the segment loses that fraction from now on.
     Loss(usize, f64),
+    /// `flood SN RATE/s for DURATION [KIND]`: spoofed junk to a super node (see
+    /// [`crate::flood`]).
+    Flood(crate::flood::FloodSpec),
 }
 
 /// Network-wide blockchain settings.

@@ -672,7 +672,13 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             continue;
         };
         let line = cx.line_of(step.action.span().start);
-        match parse_action(step.action.get_ref(), &node_index, &seg_index, &nodes) {
+        let parsed = parse_action(step.action.get_ref(), &node_index, &seg_index, &nodes);
+        // A flood needs free public addresses on its target's segment for its sources.
+        let parsed = parsed.and_then(|a| match &a {
+            Action::Flood(f) => crate::flood::sources(&segments, &nodes, f.target).map(|_| a),
+            _ => Ok(a),
+        });
+        match parsed {
             Ok(action) => scenario.push(Step { at, action, line }),
             Err(e) => cx.err(
                 &step.action,
@@ -787,6 +793,7 @@ fn parse_action(
                 .ok_or_else(|| format!("`{rate}` is not a loss rate; write e.g. 20% or 0.2"))?;
             Ok(Action::Loss(seg(s)?, f))
         }
+        ["flood", rest @ ..] => crate::flood::parse_step(rest, &node, nodes).map(Action::Flood),
         ["partition", ..] => {
             let rest = text.trim_start().trim_start_matches("partition");
             let mut groups = Vec::new();
@@ -804,7 +811,7 @@ fn parse_action(
             }
             Ok(Action::Partition(groups))
         }
-        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%".into()),
+        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%, flood SN RATE/s for DURATION [KIND]".into()),
     }
 }
 

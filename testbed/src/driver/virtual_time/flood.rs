@@ -1,0 +1,189 @@
+//! The `flood` scenario step in the virtual-time driver: the flood source is one extra
+//! member of the target's segment that holds every spoofed address, sends one datagram per
+//! scheduled tick and absorbs (counts) what comes back. Packets and counts: [`crate::flood`].
+
+use super::{RunError, VirtualNet, What};
+use crate::flood::{FLOOD_NODE, FloodGen, FloodSpec, FloodStats};
+use binfm_roles::{Event, Time};
+use binfm_stack::fabric::Dest;
+use std::io::Write;
+use std::net::SocketAddrV4;
+
+/// One flood step.
+#[derive(Debug)]
+pub(super) struct FloodRun {
+    target: String,
+    segment: usize,
+    member: usize,
+    dest: Dest,
+    start: Time,
+    next: u64,
+    source: FloodGen,
+    stats: FloodStats,
+}
+
+/// Every flood of a run, and the flood source member of each segment flooded.
+#[derive(Debug, Default)]
+pub(super) struct Floods {
+    runs: Vec<FloodRun>,
+    /// (segment, member) of flood sources.
+    members: Vec<(usize, usize)>,
+}
+
+impl Floods {
+    fn run_of_member(&mut self, segment: usize, member: usize) -> Option<&mut FloodRun> {
+        self.runs
+            .iter_mut()
+            .rev()
+            .find(|r| r.segment == segment && r.member == member)
+    }
+
+    /// Whether `member` of `segment` is a flood source.
+    pub(super) fn is_member(&self, segment: usize, member: usize) -> bool {
+        self.members.contains(&(segment, member))
+    }
+
+    /// A packet delivered to a flood source (an answer to a spoofed address): counted.
+    pub(super) fn absorb(&mut self, segment: usize, member: usize, len: usize) {
+        if let Some(r) = self.run_of_member(segment, member) {
+            r.stats.replies += 1;
+            r.stats.reply_bytes += len as u64;
+        }
+    }
+}
+
+impl<W: Write> VirtualNet<W> {
+    /// Starts the flood of scenario step `index` now.
+    pub(super) fn start_flood(&mut self, index: usize, spec: &FloodSpec) -> Result<(), RunError> {
+        let (segment, target_ip, sources) =
+            crate::flood::sources(&self.topo.segments, &self.topo.nodes, spec.target)
+                .map_err(RunError::Flood)?;
+        let member = match self
+            .flood
+            .members
+            .iter()
+            .find(|(s, _)| *s == segment)
+            .map(|(_, m)| *m)
+        {
+            Some(m) => m,
+            None => {
+                let m = self.segments[segment].add_member(FLOOD_NODE, 0, None);
+                self.flood.members.push((segment, m));
+                m
+            }
+        };
+        for &a in &sources {
+            self.segments[segment].add_alias(member, a);
+        }
+        let seed = self.topo.seed ^ (index as u64 + 1).wrapping_mul(0xf100_d5ee_d000_0001);
+        let target = SocketAddrV4::new(target_ip, binfm_stack::wire::ports::SN);
+        let planned = spec.packets();
+        let ev = Event::new("fault.flood")
+            .with("target", self.topo.nodes[spec.target].name.clone())
+            .with("rate", spec.rate)
+            .with("duration_s", spec.duration.as_secs_f64())
+            .with("kind", spec.kind.as_str())
+            .with("packets", planned)
+            .with("sources", sources.len())
+            .with("segment", self.segments[segment].name.clone());
+        self.events.push(self.now, "testbed", ev)?;
+        let id = self.flood.runs.len();
+        self.flood.runs.push(FloodRun {
+            target: self.topo.nodes[spec.target].name.clone(),
+            segment,
+            member,
+            dest: Dest::Unicast(target_ip),
+            start: self.now,
+            next: 0,
+            source: FloodGen::new(spec.clone(), target, sources, seed),
+            stats: FloodStats {
+                planned,
+                ..FloodStats::default()
+            },
+        });
+        self.schedule(self.now, What::Flood { id });
+        Ok(())
+    }
+
+    /// Sends the flood's next datagram and schedules the one after it (or reports the end).
+    pub(super) fn flood_tick(&mut self, id: usize) -> Result<(), RunError> {
+        let Some(run) = self.flood.runs.get_mut(id) else {
+            return Ok(());
+        };
+        let k = run.next;
+        run.next += 1;
+        let (kind, packet) = run.source.packet(k);
+        let (seg, member, dest) = (run.segment, run.member, run.dest);
+        run.stats.sent += 1;
+        run.stats.bytes += packet.len() as u64;
+        match kind {
+            crate::flood::FloodKind::UnsignedTx => run.stats.unsigned_tx += 1,
+            crate::flood::FloodKind::UnsignedQuery => run.stats.unsigned_query += 1,
+            _ => run.stats.malformed += 1,
+        }
+        let done = run.next >= run.stats.planned;
+        let next_at = run.start + run.source.spec().offset(run.next);
+
+        if let Some(c) = &mut self.capture {
+            c.record(seg, self.now, &packet)?;
+        }
+        if let Some(t) = &mut self.tap {
+            t.sent(seg, member, dest, &packet);
+        }
+        self.segment_packets[seg] += 1;
+        let mut fates = std::mem::take(&mut self.scratch_fates);
+        self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
+        let mut packet = Some(packet);
+        for (to, fate) in fates.drain(..) {
+            match fate {
+                Ok(at) => {
+                    let p = packet.take().unwrap_or_default();
+                    self.schedule(
+                        at,
+                        What::Deliver {
+                            segment: seg,
+                            member: to,
+                            packet: p,
+                        },
+                    );
+                }
+                Err(reason) => {
+                    // Counted, not logged one by one: the end event and results carry it.
+                    *self
+                        .link_drops
+                        .entry((self.segments[seg].name.clone(), reason.as_str()))
+                        .or_default() += 1;
+                    if let Some(r) = self.flood.runs.get_mut(id) {
+                        r.stats.link_dropped += 1;
+                    }
+                }
+            }
+        }
+        self.scratch_fates = fates;
+        if !done {
+            self.schedule(next_at, What::Flood { id });
+        } else if let Some(r) = self.flood.runs.get(id) {
+            let s = r.stats;
+            let ev = Event::new("fault.flood_end")
+                .with("target", r.target.clone())
+                .with("sent", s.sent)
+                .with("malformed", s.malformed)
+                .with("unsigned_tx", s.unsigned_tx)
+                .with("unsigned_query", s.unsigned_query)
+                .with("bytes", s.bytes)
+                .with("link_dropped", s.link_dropped)
+                .with("replies_so_far", s.replies);
+            self.events.push(self.now, "testbed", ev)?;
+        }
+        Ok(())
+    }
+
+    /// Every flood of the run so far: (target, step, counts).
+    pub fn floods(&self) -> Vec<(String, FloodSpec, FloodStats)> {
+        self.flood
+            .runs
+            .iter()
+            .map(|r| (r.target.clone(), r.source.spec().clone(), r.stats))
+            .collect()
+    }
+}
