@@ -21,22 +21,48 @@
 //!    of mean `move_interval` (a move = a new endpoint and a new Tx, seq + 1), and the prober
 //!    sends Queries (Poisson, `query_rate` per second) for uniformly random members.
 //!
-//! # What is measured
+//! # A point (one object of `points`)
 //!
-//! * `query_rtt_ms`: virtual round trip of each Query (Reply arrival − Query sending). It is
-//!   exactly 2·T_I: virtual time has no processing model, the SN answers at the instant the
-//!   Query arrives.
-//! * `sn_query_cpu_us`: the wall-clock time the SN spent in `handle_datagram` for that Query
-//!   (parse, Tx Search Table lookup, Reply encoding), measured with [`Instant`].
-//! * `query_latency_ms`: virtual RTT + measured SN handling time per Query: the SN modelled
-//!   as a single server whose service time is what we measured (no queueing: at the default
-//!   50 Queries/s the SN is idle almost always).
+//! Counts (deterministic):
+//! * `ens`; `warmup_s` (virtual time until every member had a confirmed Tx);
+//! * `txs_submitted` (TxSubmits sent: first registrations + moves), `txs_accepted`,
+//!   `txs_rejected`, `endpoint_corrections` (expected 0), `txs_confirmed` (Txs in best-chain
+//!   blocks), `members_confirmed`, `moves`, `moves_confirmed`, `blocks` (tip height),
+//!   `mempool_at_end`, `mempool_evicted`;
+//! * `offered_tx_per_s` (moves per second of the measurement) and `confirmed_tx_per_s` (Txs
+//!   sent during the measurement and confirmed, per second): when the first exceeds what one
+//!   block per `block_interval` can carry, the chain is saturated;
+//! * `confirm_delay_ms` {median, p99}: TxSubmit sent → block holding it, for Txs sent during
+//!   the measurement and confirmed before its end (virtual);
+//! * `queries`, `replies_found`, `replies_not_found`, `replies_outdated` (found, but the Tx
+//!   names an endpoint the member has left: its newer Tx is not in a block yet),
+//!   `replies_malformed`, `unrouted` (datagrams with no addressee: expected 0);
+//! * `query_rtt_ms` {median, p99}: virtual round trip of each Query (Reply arrival − Query
+//!   sending). It is exactly 2·T_I and nothing else: virtual time has no processing model,
+//!   the SN answers at the instant the Query arrives;
+//! * `sn_accounted_bytes` and `sn_accounted` {blocks, block_txs, block_wire_bytes,
+//!   blocks_bytes, tst_entries, tst_bytes, mempool_txs, mempool_bytes,
+//!   side_or_orphan_blocks}: the SN's memory estimated from its own structures (best-chain
+//!   blocks with their Txs, the Tx Search Table's copy of every best-chain Tx plus one slot
+//!   per address, the mempool's pending Txs; struct sizes plus each Tx's heap-allocated Y,
+//!   hash-map slack not included), independent of the allocator.
+//!
+//! Wall-clock figures ([`WALL_CLOCK_KEYS`]):
+//! * `sn_query_cpu_us` {median, p99}: the wall time the SN spent in `handle_datagram` for each
+//!   Query (parse, Tx Search Table lookup, Reply encoding, its event), measured with
+//!   [`Instant`];
+//! * `query_latency_ms` {median, p99}: per Query, virtual RTT + measured SN handling time:
+//!   the SN modelled as a single server whose service time is what we measured. Waiting
+//!   behind other work of the SN (Txs, mining) is not modelled;
+//! * `sn_tx_cpu_us` {median, p99}: SN time per TxSubmit, which includes verifying the Tx and
+//!   re-solving the block template (real hashing) that the SN does on every new Tx;
+//!   `sn_cpu_s`: all the SN's time in the point (Queries, Txs, mining timers);
 //! * `sn_resident_bytes`: process RSS (`VmRSS`) right after the point finishes minus the RSS
 //!   before the SN and the crowd were built. It includes the crowd's own state (wallets,
-//!   endpoint map; `crowd_resident_bytes` is the RSS growth while building the crowd), and the
-//!   allocator may reuse memory freed by an earlier point, so it can under-count;
-//!   `sn_accounted_bytes` is an estimate from the SN's own structures (blocks, Tx Search Table,
-//!   mempool) that does not depend on the allocator.
+//!   endpoint map: `crowd_resident_bytes` is the RSS growth while building the wallets), and
+//!   the allocator may reuse memory freed by an earlier point, so it can under-count;
+//!   `process_resident_bytes` is the RSS itself;
+//! * `wall_s`: wall time of the point (wallets, warm-up and measurement).
 //!
 //! Everything is deterministic for a seed except the keys listed in [`WALL_CLOCK_KEYS`]
 //! (CPU times, resident memory, wall time); [`strip_wall_clock`] removes them so two runs
@@ -668,7 +694,7 @@ impl<'a> Harness<'a> {
         let mut steps: u64 = 0;
         loop {
             steps += 1;
-            if steps % 256 == 0 && stop.load(AtomicOrdering::Relaxed) {
+            if steps.is_multiple_of(256) && stop.load(AtomicOrdering::Relaxed) {
                 return false;
             }
             if self.measure_from.is_none()
