@@ -156,15 +156,15 @@ fn full_default_run() {
     for p in v["points"].as_array().unwrap() {
         println!(
             "{:>6} {:>9.3} {:>9.3} {:>9.2} {:>9.2} {:>8.1} {:>8} {:>12} {:>12} {:>8.1}",
-            p["ens"],
+            p["ens"].as_u64().unwrap(),
             f(p, "query_latency_ms", "median"),
             f(p, "query_latency_ms", "p99"),
             f(p, "sn_query_cpu_us", "median"),
             f(p, "sn_query_cpu_us", "p99"),
             p["warmup_s"].as_f64().unwrap(),
-            p["replies_outdated"],
-            p["sn_resident_bytes"],
-            p["sn_accounted_bytes"],
+            p["replies_outdated"].as_u64().unwrap(),
+            p["sn_resident_bytes"].as_u64().unwrap_or(0),
+            p["sn_accounted_bytes"].as_u64().unwrap(),
             p["wall_s"].as_f64().unwrap(),
         );
     }
