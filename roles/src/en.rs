@@ -32,7 +32,7 @@ pub const TRIES_PER_SN: u32 = 3;
 pub const MAX_PENDING_QUERIES: usize = 64;
 /// Tries of one query before giving up.
 pub const MAX_QUERY_TRIES: u32 = 6;
-/// A call whose peer is "not found" asks again this many times: the peer may have
+/// A caller whose peer is "not found" asks again this many times: the peer may have
 /// registered a moment ago, and Replies carry only Txs that are in a block.
 pub const NOT_FOUND_RETRIES: u32 = 5;
 /// Wait before asking again about a peer that was not found (about one block interval).
@@ -705,7 +705,10 @@ impl EndNode {
         let Some(info) = info else {
             let peer = self.calls[idx].peer;
             let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
-            if tries < NOT_FOUND_RETRIES {
+            // Only a caller asks again. A callee's lookup of an unknown caller ends the call
+            // at once (a spoofed Request must not hold a call slot); a real caller
+            // retransmits its Request, which starts a new lookup.
+            if self.calls[idx].role == CallRole::Caller && tries < NOT_FOUND_RETRIES {
                 self.not_found
                     .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
                 self.events.push_back(

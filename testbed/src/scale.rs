@@ -7,7 +7,7 @@
 //! IP stacks and DHCP would not fit): one real [`SuperNode`] (the measured SN, no peers,
 //! mining with the configured hash rate) and a *crowd* of N ENs. Each crowd member has a
 //! real wallet ([`wallet_for`] of the run seed and the name `scale-en-<i>`) and a distinct
-//! public source endpoint in 203.0.113.0/24 (60,000 ports per address); a prober sends
+//! public source endpoint in 203.0.113.0/24 (spread over its 254 addresses); a prober sends
 //! Queries from 198.51.100.50. Every datagram between the crowd and the SN takes exactly
 //! `t_i` one way; nothing is lost.
 //!
@@ -164,11 +164,14 @@ const PORTS_PER_ADDR: u64 = 60_000;
 /// Crowd addresses: 203.0.113.1 ..= 203.0.113.254.
 const CROWD_ADDRS: u64 = 254;
 
-/// Public endpoint number `k` of the crowd (wraps after 15.24 million endpoints).
+/// Public endpoint number `k` of the crowd (wraps after 15.24 million endpoints). Endpoints
+/// go round the 254 addresses first, so each address carries about N / 254 ENs: the SN's
+/// per-source Tx limit (10/s, `roles::sn`) applies per address, as it would to the ENs
+/// behind one NAT.
 fn crowd_endpoint(k: u64) -> SocketAddrV4 {
     let k = k % (PORTS_PER_ADDR * CROWD_ADDRS);
-    let host = u8::try_from(1 + k / PORTS_PER_ADDR).unwrap_or(254);
-    let port = u16::try_from(1024 + k % PORTS_PER_ADDR).unwrap_or(u16::MAX);
+    let host = u8::try_from(1 + k % CROWD_ADDRS).unwrap_or(254);
+    let port = u16::try_from(1024 + k / CROWD_ADDRS).unwrap_or(u16::MAX);
     SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, host), port)
 }
 

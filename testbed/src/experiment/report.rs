@@ -212,36 +212,45 @@ pub fn markdown(topo: &Topology, results: &Value, timing: &Value, table: &str) -
     if let Some(points) = beyond["scale"].as_array() {
         let _ = writeln!(
             r,
-            "## (c) Query latency and SN memory as ENs grow\n\nOne SN, N ENs registering and moving, probers Querying random ENs (role-level harness in virtual time; wall-clock figures are in `timing.json`).\n\n| ENs | Txs submitted | Txs confirmed | blocks | Query RTT (virtual), median / p99 ms |\n|---|---|---|---|---|"
+            "## (c) Query latency and SN memory as ENs grow\n\nOne SN and N ENs in a role-level harness in virtual time (`docs/scale.md`): every EN registers, then moves on average every 30 s (a new Tx each time) while a prober Queries random registered ENs at 50/s for 60 s. \"Outdated\" Replies name an endpoint the EN has already left (its newer Tx was not yet in a block).\n\n| ENs | Txs offered / confirmed per s | Tx confirmation, median / p99 ms | Replies outdated | blocks | Query RTT (virtual), median / p99 ms | SN accounted memory, MB |\n|---|---|---|---|---|---|---|"
         );
         for p in points {
+            let queries = p["queries"].as_f64().unwrap_or(0.0);
+            let outdated = p["replies_outdated"].as_f64().unwrap_or(0.0);
             let _ = writeln!(
                 r,
-                "| {} | {} | {} | {} | {} / {} |",
+                "| {} | {} / {} | {} / {} | {:.1}% | {} | {} / {} | {} |",
                 p["ens"],
-                p["txs_submitted"],
-                p["txs_confirmed"],
+                num(p["offered_tx_per_s"].as_f64()),
+                num(p["confirmed_tx_per_s"].as_f64()),
+                num(p["confirm_delay_ms"]["median"].as_f64()),
+                num(p["confirm_delay_ms"]["p99"].as_f64()),
+                if queries > 0.0 {
+                    outdated / queries * 100.0
+                } else {
+                    0.0
+                },
                 p["blocks"],
                 num(p["query_rtt_ms"]["median"].as_f64()),
-                num(p["query_rtt_ms"]["p99"].as_f64())
+                num(p["query_rtt_ms"]["p99"].as_f64()),
+                num(p["sn_accounted_bytes"].as_f64().map(|b| b / 1e6)),
             );
         }
         if let Some(w) = timing["scale"].as_array() {
             let _ = writeln!(
                 r,
-                "\nMeasured on this machine (wall clock, not reproducible byte for byte):\n\n| ENs | SN CPU per Query, median / p99 µs | Query latency (RTT + SN CPU), median / p99 ms | SN resident memory, MB | SN accounted memory, MB | wall, s |\n|---|---|---|---|---|---|"
+                "\nMeasured on this machine (wall clock; in `timing.json`, not in `results.json`). Query latency = the virtual round trip plus the SN's measured handling time of that Query (the SN as a single server). Resident memory is the process's RSS growth over the point, crowd included.\n\n| ENs | SN CPU per Query, median / p99 µs | Query latency, median / p99 ms | SN resident memory, MB | wall, s |\n|---|---|---|---|---|"
             );
             for p in w {
                 let _ = writeln!(
                     r,
-                    "| {} | {} / {} | {} / {} | {} | {} | {} |",
+                    "| {} | {} / {} | {:.3} / {:.3} | {} | {} |",
                     p["ens"],
                     num(p["sn_query_cpu_us"]["median"].as_f64()),
                     num(p["sn_query_cpu_us"]["p99"].as_f64()),
-                    num(p["query_latency_ms"]["median"].as_f64()),
-                    num(p["query_latency_ms"]["p99"].as_f64()),
+                    p["query_latency_ms"]["median"].as_f64().unwrap_or(f64::NAN),
+                    p["query_latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
                     num(p["sn_resident_bytes"].as_f64().map(|b| b / 1e6)),
-                    num(p["sn_accounted_bytes"].as_f64().map(|b| b / 1e6)),
                     num(p["wall_s"].as_f64()),
                 );
             }
