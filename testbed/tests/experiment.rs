@@ -279,3 +279,38 @@ fn vertical_packets_follow_the_procedure() {
         "mapped addresses: {responses:?}"
     );
 }
+
+/// The beyond-the-paper sweeps are as reproducible as the paper part: same seeds, same bytes.
+#[test]
+fn sweeps_report_every_point_and_are_reproducible() {
+    let topo = paper();
+    let run = || {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path(), 1);
+        o.parts = Parts::parse("blocks,loss").unwrap();
+        let out = run_experiment(&topo, &o, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        (d, out)
+    };
+    let (d1, o1) = run();
+    let (d2, _) = run();
+    let b = &o1.results["beyond"];
+    let blocks = b["block_interval"].as_array().unwrap();
+    assert_eq!(blocks.len(), 4);
+    for p in blocks {
+        let found = p["findable_ms"]["median"].as_f64().unwrap();
+        let lease = p["dhcp_ms"]["median"].as_f64().unwrap();
+        assert!(found > lease, "found after the new lease: {p}");
+    }
+    let loss = b["loss"].as_array().unwrap();
+    assert_eq!(loss.len(), 3);
+    for p in loss {
+        for m in ["binfm", "vertical"] {
+            assert_eq!(p[m]["calls_completed"], 1, "{m} at loss {}", p["loss"]);
+        }
+    }
+    assert!(
+        std::fs::read(d1.path().join("results.json")).unwrap()
+            == std::fs::read(d2.path().join("results.json")).unwrap()
+    );
+    assert!(d1.path().join("plots/block_interval.svg").exists());
+}
