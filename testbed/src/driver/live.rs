@@ -540,9 +540,11 @@ fn compare_with_virtual(
 ) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     let mut all = true;
+    // The figures sit under the name of the model that ran ("binfm" or "vertical").
+    let model = live["model"].as_str().unwrap_or("binfm");
     for key in ["pre_call_ms", "mid_call_ms", "rekey_ms"] {
-        let l = live["binfm"][key].as_f64();
-        let v = reference["binfm"][key].as_f64();
+        let l = live[model][key].as_f64();
+        let v = reference[model][key].as_f64();
         let ratio = match (l, v) {
             (Some(l), Some(v)) if v > 0.0 => Some(l / v),
             _ => None,
