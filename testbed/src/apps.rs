@@ -34,6 +34,23 @@ pub fn wallet_for(run_seed: u64, name: &str) -> Wallet {
     Wallet::from_seed(seed, &mut rng)
 }
 
+/// The tone an EN sends and the seed of its role's randomness. Each EN sends its own tone
+/// (440 Hz, 660 Hz, 880 Hz, ...) so directions can be told apart by ear, in both models.
+pub fn tone_and_seed(topo: &Topology, def: &NodeDef) -> (f64, u64) {
+    let k = topo
+        .nodes
+        .iter()
+        .take_while(|n| n.name != def.name)
+        .filter(|n| n.end_node.is_some())
+        .count();
+    let seed = u64::from_be_bytes(
+        wallet_seed(topo.seed, &def.name)[..8]
+            .try_into()
+            .unwrap_or([0; 8]),
+    );
+    (440.0 * (1.0 + 0.5 * k as f64), seed)
+}
+
 /// An end node with its scheduled lookups.
 #[derive(Debug)]
 pub struct EnApp {
@@ -48,20 +65,7 @@ impl EnApp {
     /// The EN of node `def` (its lookups resolved to hash addresses).
     pub fn new(topo: &Topology, def: &NodeDef) -> Option<EnApp> {
         let en_def = def.end_node.as_ref()?;
-        // Each EN sends its own tone (440 Hz, 660 Hz, 880 Hz, ...) so directions can be told
-        // apart by ear.
-        let k = topo
-            .nodes
-            .iter()
-            .take_while(|n| n.name != def.name)
-            .filter(|n| n.end_node.is_some())
-            .count();
-        let tone_hz = 440.0 * (1.0 + 0.5 * k as f64);
-        let seed = u64::from_be_bytes(
-            wallet_seed(topo.seed, &def.name)[..8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
+        let (tone_hz, seed) = tone_and_seed(topo, def);
         let mut en = EndNode::new(wallet_for(topo.seed, &def.name), ports::EN, seed, tone_hz);
         // With `[chain] reply_unconfirmed`, ENs ask for the newest pending Tx too.
         en.set_want_unconfirmed(topo.chain.reply_unconfirmed);

@@ -344,43 +344,30 @@ struct CallView<'a> {
     recording: &'a binfm_roles::session::audio::Recording,
 }
 
+/// A [`CallView`] of a BINFM or a vertical call (the two have the same public fields).
+macro_rules! call_view {
+    ($c:expr) => {
+        CallView {
+            peer: $c.peer,
+            my_ssrc: $c.my_ssrc(),
+            frames_sent: $c.frames_sent,
+            frames_unsent: $c.frames_unsent,
+            rx_stats: &$c.rx_stats,
+            rx_log: &$c.rx_log,
+            media_start: $c.media_start,
+            media_refused: &$c.media_refused,
+            recording: &$c.recording,
+        }
+    };
+}
+
 /// The calls of node `n` (BINFM or vertical end node).
 fn calls_of(node: &crate::node::Node) -> Vec<CallView<'_>> {
     if let Some(app) = node.end_node_ref() {
-        return app
-            .en
-            .calls()
-            .iter()
-            .map(|c| CallView {
-                peer: c.peer,
-                my_ssrc: c.my_ssrc(),
-                frames_sent: c.frames_sent,
-                frames_unsent: c.frames_unsent,
-                rx_stats: &c.rx_stats,
-                rx_log: &c.rx_log,
-                media_start: c.media_start,
-                media_refused: &c.media_refused,
-                recording: &c.recording,
-            })
-            .collect();
+        return app.en.calls().iter().map(|c| call_view!(c)).collect();
     }
     if let Some(app) = node.vertical_ref() {
-        return app
-            .en
-            .calls()
-            .iter()
-            .map(|c| CallView {
-                peer: c.peer,
-                my_ssrc: c.my_ssrc(),
-                frames_sent: c.frames_sent,
-                frames_unsent: c.frames_unsent,
-                rx_stats: &c.rx_stats,
-                rx_log: &c.rx_log,
-                media_start: c.media_start,
-                media_refused: &c.media_refused,
-                recording: &c.recording,
-            })
-            .collect();
+        return app.en.calls().iter().map(|c| call_view!(c)).collect();
     }
     Vec::new()
 }

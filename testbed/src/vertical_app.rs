@@ -7,7 +7,7 @@
 //! on (as a SIP address names its registrar); it registers there wherever it moves, and runs
 //! STUN against the server of the network it is on.
 
-use crate::apps::{wallet_for, wallet_seed};
+use crate::apps::{tone_and_seed, wallet_for};
 use crate::topology::{NodeDef, Topology};
 use binfm_roles::Time;
 use binfm_roles::dhcp::Lease;
@@ -48,18 +48,7 @@ impl VerticalApp {
     pub fn new(topo: &Topology, def: &NodeDef) -> Option<VerticalApp> {
         def.end_node.as_ref()?;
         let home = domain_server_of(topo, def.ports.first()?.segment)?;
-        let k = topo
-            .nodes
-            .iter()
-            .take_while(|n| n.name != def.name)
-            .filter(|n| n.end_node.is_some())
-            .count();
-        let tone_hz = 440.0 * (1.0 + 0.5 * k as f64);
-        let seed = u64::from_be_bytes(
-            wallet_seed(topo.seed, &def.name)[..8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
+        let (tone_hz, seed) = tone_and_seed(topo, def);
         let en = VerticalNode::new(
             vertical_id(topo.seed, &def.name),
             ports::EN,

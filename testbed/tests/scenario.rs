@@ -5,30 +5,18 @@
 
 mod common;
 
-use binfm_testbed::driver::VirtualNet;
-use binfm_testbed::events::EventLog;
 use binfm_testbed::topology::Topology;
-use common::root;
+use common::{memory_net, paper_with, root};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 #[test]
 fn leave_releases_the_lease_and_join_registers_again() {
-    let text = std::fs::read_to_string(root().join("topologies/paper.toml")).unwrap();
-    let base = &text[..text.find("# The paper's story").unwrap()];
-    let t = format!(
-        "{base}\n[[scenario]]\nat = \"5s\"\ndo = \"leave b\"\n\n[[scenario]]\nat = \"8s\"\ndo = \"join b lan-b\"\n"
+    let topo = paper_with(
+        "[[scenario]]\nat = \"5s\"\ndo = \"leave b\"\n\n[[scenario]]\nat = \"8s\"\ndo = \"join b lan-b\"\n",
     );
-    let topo = Topology::from_str(&t, Path::new("leave-join.toml")).unwrap();
-    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
-        &topo,
-        topo.seed,
-        None,
-        EventLog::create(None).unwrap(),
-        None,
-    )
-    .unwrap();
+    let mut net = memory_net(&topo);
     net.start().unwrap();
     net.run_until(Duration::from_secs(12), &AtomicBool::new(false))
         .unwrap();
@@ -70,14 +58,7 @@ fn loss_step_changes_a_segments_loss_mid_run() {
         "{text}\n[[scenario]]\nat = \"10s\"\ndo = \"loss public 100%\"\n\n[[scenario]]\nat = \"20s\"\ndo = \"loss public 0%\"\n"
     );
     let topo = Topology::from_str(&t, Path::new("loss.toml")).unwrap();
-    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
-        &topo,
-        topo.seed,
-        None,
-        EventLog::create(None).unwrap(),
-        None,
-    )
-    .unwrap();
+    let mut net = memory_net(&topo);
     net.start().unwrap();
     net.run_until(Duration::from_secs(30), &AtomicBool::new(false))
         .unwrap();

@@ -5,26 +5,13 @@
 
 mod common;
 
-use binfm_testbed::driver::VirtualNet;
-use binfm_testbed::events::{EventLog, Record};
-use binfm_testbed::topology::Topology;
-use common::root;
-use std::path::Path;
+use binfm_testbed::events::Record;
+use common::{memory_net, paper_with};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 fn run(steps: &str, until: Duration) -> Vec<Record> {
-    let text = std::fs::read_to_string(root().join("topologies/paper.toml")).unwrap();
-    let base = &text[..text.find("# The paper's story").unwrap()];
-    let topo = Topology::from_str(&format!("{base}\n{steps}"), Path::new("retries.toml")).unwrap();
-    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
-        &topo,
-        topo.seed,
-        None,
-        EventLog::create(None).unwrap(),
-        None,
-    )
-    .unwrap();
+    let mut net = memory_net(&paper_with(steps));
     net.start().unwrap();
     net.run_until(until, &AtomicBool::new(false)).unwrap();
     net.events.records.clone()

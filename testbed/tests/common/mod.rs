@@ -91,3 +91,22 @@ pub fn have(cmd: &str) -> bool {
         .output()
         .is_ok()
 }
+
+/// `topologies/paper.toml` without its story, plus `steps` (TOML `[[scenario]]` tables).
+pub fn paper_with(steps: &str) -> binfm_testbed::topology::Topology {
+    let text = std::fs::read_to_string(root().join("topologies/paper.toml")).unwrap();
+    let base = &text[..text.find("# The paper's story").unwrap()];
+    Topology::from_str(&format!("{base}\n{steps}"), Path::new("paper-with.toml")).unwrap()
+}
+
+/// A virtual network of `topo` with its own seed, no capture and events in memory only.
+pub fn memory_net(topo: &Topology) -> binfm_testbed::driver::VirtualNet<std::io::Sink> {
+    binfm_testbed::driver::VirtualNet::new(
+        topo,
+        topo.seed,
+        None,
+        binfm_testbed::events::EventLog::create(None).unwrap(),
+        None,
+    )
+    .unwrap()
+}
