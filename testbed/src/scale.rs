@@ -79,7 +79,6 @@ use binfm_stack::wire::toall::{HashAddr, ToallTx};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -235,30 +234,7 @@ enum Action {
     Probe,
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Time,
-    order: u64,
-    action: Action,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed: the earliest moment (then the earliest scheduled) is the heap's maximum.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
+type Scheduled = crate::timed::Timed<Action>;
 
 /// One EN of the crowd.
 #[derive(Debug)]
@@ -417,7 +393,7 @@ impl<'a> Harness<'a> {
         self.heap.push(Scheduled {
             at,
             order: self.order,
-            action,
+            item: action,
         });
     }
 
@@ -725,7 +701,7 @@ impl<'a> Harness<'a> {
             }
             if heap_at == Some(at) {
                 if let Some(s) = self.heap.pop() {
-                    self.handle(s.action);
+                    self.handle(s.item);
                 }
             } else {
                 let t0 = Instant::now();

@@ -11,7 +11,6 @@ use crate::topology::{Action, Topology};
 use binfm_roles::{Event, Time};
 use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Segment, SegmentDrop};
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -38,30 +37,7 @@ enum What {
     },
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Time,
-    seq: u64,
-    what: What,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+type Scheduled = crate::timed::Timed<What>;
 
 /// Errors that stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -395,8 +371,8 @@ impl<W: Write> VirtualNet<W> {
         self.seq += 1;
         self.heap.push(Scheduled {
             at,
-            seq: self.seq,
-            what,
+            order: self.seq,
+            item: what,
         });
     }
 
@@ -449,7 +425,7 @@ impl<W: Write> VirtualNet<W> {
         self.now = self.now.max(ev.at);
         self.steps += 1;
         let mut out = std::mem::take(&mut self.scratch_out);
-        let n = match ev.what {
+        let n = match ev.item {
             What::Deliver {
                 segment,
                 member,
