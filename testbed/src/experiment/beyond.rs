@@ -221,7 +221,9 @@ pub fn loss_sweep(
                     return Ok((json!(points), true));
                 };
                 let mut row = run_metrics(&t, &r, &dir)?;
-                row.remove("signalling");
+                for k in ["signalling", "handover_signalling", "rekey_signalling"] {
+                    row.remove(k);
+                }
                 row.insert("seed".into(), json!(seed));
                 let _ = std::fs::remove_file(dir.join("capture.pcapng"));
                 let _ = std::fs::remove_dir_all(dir.join("calls"));

@@ -207,25 +207,55 @@ pub(crate) fn run_metrics(
     }
     out.insert("handover_lost_frames".into(), json!(handover_loss(call)));
     out.insert("total_lost_frames".into(), json!(total_loss(call)));
-    let start = call["started_at_ms"].as_f64();
-    let end = m["pre_call_ms"].as_f64();
-    if let (Some(start), Some(pre)) = (start, end) {
-        let ns = |ms: f64| binfm_roles::Time::from_nanos((ms * 1e6).round() as u64);
+    let ns = |ms: f64| binfm_roles::Time::from_nanos((ms * 1e6).round() as u64);
+    let caller_ssrc = call["caller_ssrc"]
+        .as_u64()
+        .and_then(|s| u32::try_from(s).ok());
+    // (procedure, key prefix, start, end): end is the procedure's end point, plus 1 s for
+    // the acknowledgements that complete a move or a rekey (TxAck, ControlAck, RegisterAck).
+    let mut windows = Vec::new();
+    if let (Some(start), Some(pre)) = (call["started_at_ms"].as_f64(), m["pre_call_ms"].as_f64()) {
+        windows.push((
+            signalling::Procedure::CallSetup,
+            "signalling",
+            start,
+            start + pre,
+        ));
+    }
+    if let (Some(at), Some(took)) = (
+        call["handovers"][0]["address_at_ms"].as_f64(),
+        call["handovers"][0]["mid_call_ms"].as_f64(),
+    ) {
+        windows.push((
+            signalling::Procedure::Handover,
+            "handover_signalling",
+            at,
+            at + took + 1000.0,
+        ));
+    }
+    if let (Some(at), Some(took)) = (
+        call["rekeys"][0]["sent_at_ms"].as_f64(),
+        call["rekeys"][0]["rekey_ms"].as_f64(),
+    ) {
+        windows.push((
+            signalling::Procedure::Rekey,
+            "rekey_signalling",
+            at,
+            at + took + 1000.0,
+        ));
+    }
+    for (procedure, key, start, end) in windows {
         let w = signalling::Window {
+            procedure,
             start: ns(start),
-            end: ns(start + pre),
-            caller_ssrc: call["caller_ssrc"]
-                .as_u64()
-                .and_then(|s| u32::try_from(s).ok()),
+            end: ns(end),
+            caller_ssrc,
         };
         let sig = signalling::measure(topo, capture, w)?;
-        out.insert("signalling_s_i".into(), sig["s_i"].clone());
-        out.insert("signalling_messages".into(), sig["messages"].clone());
-        out.insert(
-            "signalling_bytes_x_links".into(),
-            sig["bytes_x_links"].clone(),
-        );
-        out.insert("signalling".into(), sig);
+        out.insert(format!("{key}_s_i"), sig["s_i"].clone());
+        out.insert(format!("{key}_messages"), sig["messages"].clone());
+        out.insert(format!("{key}_bytes_x_links"), sig["bytes_x_links"].clone());
+        out.insert(key.into(), sig);
     }
     Ok(out)
 }
@@ -241,7 +271,13 @@ pub(crate) fn summarise(runs: &[Map<String, Value>], keys: &[&str]) -> Map<Strin
 }
 
 /// The metrics reported per model in the paper part.
-pub const PAPER_KEYS: [&str; 11] = [
+pub const PAPER_KEYS: [&str; 17] = [
+    "handover_signalling_s_i",
+    "handover_signalling_messages",
+    "handover_signalling_bytes_x_links",
+    "rekey_signalling_s_i",
+    "rekey_signalling_messages",
+    "rekey_signalling_bytes_x_links",
     "move_to_registered_ms",
     "pre_call_ms",
     "caller_has_key_ms",

@@ -99,7 +99,11 @@ included) between the call's start and the pre-call end point, weighs each by th
 crossed (EN↔own server S_I, EN↔EN S_II = 5 S_I, location server↔location server half an S_III \
 per message, S_III = 10 S_I, because one resolution is a request and its answer), and also adds \
 its IP bytes on every link it crossed; for BINFM the caller's first SRTP frame counts as step \
-(g). **Handover loss** counts the frames of both directions that never arrived and were due \
+(g). The mid-call move and the key renewal are counted the same way, from the new lease (or the \
+rekey's first message) until 1 s after the procedure's end point, so the acknowledgements are \
+in: BINFM's new Tx, its relay among super nodes (no paper unit: counted in bytes only) and the \
+Handover Request or Key Renewal; the vertical model's STUN, Register and ReInvite, or its key \
+exchange. Any EN↔SN or EN↔domain-server message counts as S_I, also after a move. **Handover loss** counts the frames of both directions that never arrived and were due \
 within 1 s of the new lease. Medians and p5/p95 are nearest-rank over the runs; runs differ only \
 by seed (jitter, loss, DHCP ids, nonces, mining).
 ";
@@ -132,13 +136,28 @@ pub fn markdown(topo: &Topology, results: &Value, timing: &Value, table: &str) -
                 "move_to_registered_ms",
                 "move until the new registration is acknowledged, ms",
             ),
-            (
-                "signalling_messages",
-                "signalling messages of the call setup",
-            ),
+            ("signalling_messages", "call setup: signalling messages"),
             (
                 "signalling_bytes_x_links",
-                "signalling bytes × links crossed",
+                "call setup: bytes × links crossed",
+            ),
+            ("handover_signalling_s_i", "mid-call move: signalling, S_I"),
+            (
+                "handover_signalling_messages",
+                "mid-call move: signalling messages",
+            ),
+            (
+                "handover_signalling_bytes_x_links",
+                "mid-call move: bytes × links crossed",
+            ),
+            ("rekey_signalling_s_i", "key renewal: signalling, S_I"),
+            (
+                "rekey_signalling_messages",
+                "key renewal: signalling messages",
+            ),
+            (
+                "rekey_signalling_bytes_x_links",
+                "key renewal: bytes × links crossed",
             ),
             (
                 "handover_lost_frames",

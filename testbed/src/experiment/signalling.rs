@@ -42,6 +42,8 @@ pub enum PathClass {
     EndToEnd,
     /// Location server <-> location server.
     InterServer,
+    /// Super node <-> super node (Tx relay: the paper gives it no unit; not weighed).
+    BetweenSuperNodes,
     /// Anything else (not weighed; reported so nothing is hidden).
     Other,
 }
@@ -52,7 +54,7 @@ impl PathClass {
             PathClass::IntraDomain => 1.0,
             PathClass::EndToEnd => S_II,
             PathClass::InterServer => S_III / 2.0,
-            PathClass::Other => 0.0,
+            PathClass::BetweenSuperNodes | PathClass::Other => 0.0,
         }
     }
     fn name(self) -> &'static str {
@@ -60,14 +62,29 @@ impl PathClass {
             PathClass::IntraDomain => "intra_domain",
             PathClass::EndToEnd => "end_to_end",
             PathClass::InterServer => "inter_server",
+            PathClass::BetweenSuperNodes => "between_super_nodes",
             PathClass::Other => "other",
         }
     }
 }
 
-/// What the window of one call setup is.
+/// The procedure whose signalling is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procedure {
+    /// Call setup (the paper's section 4.3 counts this one).
+    CallSetup,
+    /// Mid-call move: BINFM's re-registration and Handover Request; the vertical model's
+    /// STUN, re-registration and ReInvite.
+    Handover,
+    /// Key renewal: BINFM's new Tx and Key Renewal; the vertical model's key exchange.
+    Rekey,
+}
+
+/// What the window of one procedure is.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
+    /// Which procedure.
+    pub procedure: Procedure,
     /// The caller starts (its first message leaves).
     pub start: Time,
     /// The model's pre-call end point.
@@ -127,8 +144,9 @@ pub fn measure(topo: &Topology, capture: &Path, w: Window) -> anyhow::Result<Val
         let Some((src, dst, payload, ip_len)) = udp_of(&epb.data) else {
             continue;
         };
-        let name = match classify(topo.model, payload) {
+        let name = match classify(topo.model, w.procedure, payload) {
             Some(n) => n,
+            None if w.procedure != Procedure::CallSetup => continue,
             None => {
                 // BINFM step (g): the caller's first SRTP frame.
                 let is_g = topo.model == Model::Binfm
@@ -187,32 +205,55 @@ fn path_class(a: Option<&Role>, b: Option<&Role>) -> Option<PathClass> {
         (Nat, Nat) => PathClass::EndToEnd,
         (Nat, Server | DomainServer) | (Server | DomainServer, Nat) => PathClass::IntraDomain,
         (DomainServer, DomainServer) => PathClass::InterServer,
+        (Server, Server) => PathClass::BetweenSuperNodes,
         _ => PathClass::Other,
     })
 }
 
-/// The signalling message a UDP payload is, for the model that ran.
-fn classify(model: Model, payload: &[u8]) -> Option<&'static str> {
-    match model {
-        Model::Binfm => match Message::parse(payload).ok()? {
-            Message::Query { .. } => Some("query"),
-            Message::Reply { .. } => Some("reply"),
-            Message::SessionRequest { .. } => Some("session_request"),
-            Message::SessionResponse { .. } => Some("session_response"),
-            _ => None,
+/// The signalling message of `procedure` a UDP payload is, for the model that ran.
+fn classify(model: Model, procedure: Procedure, payload: &[u8]) -> Option<&'static str> {
+    let name = match model {
+        Model::Binfm => Message::parse(payload).ok()?.name(),
+        Model::Vertical => match StunMessage::parse(payload) {
+            Ok(_) => "stun_binding",
+            Err(_) => VmMessage::parse(payload).ok()?.name(),
         },
-        Model::Vertical => {
-            if let Ok(m) = StunMessage::parse(payload) {
-                let _ = m;
-                return Some("stun_binding");
-            }
-            let m = VmMessage::parse(payload).ok()?;
-            match m {
-                VmMessage::Register { .. } | VmMessage::RegisterAck { .. } => None,
-                other => Some(other.name()),
-            }
+    };
+    let wanted: &[&str] = match (model, procedure) {
+        (Model::Binfm, Procedure::CallSetup) => {
+            &["query", "reply", "session_request", "session_response"]
         }
-    }
+        (Model::Binfm, Procedure::Handover) => &[
+            "tx_submit",
+            "tx_ack",
+            "tx_relay",
+            "handover_request",
+            "control_ack",
+        ],
+        (Model::Binfm, Procedure::Rekey) => &[
+            "tx_submit",
+            "tx_ack",
+            "tx_relay",
+            "key_renewal",
+            "control_ack",
+        ],
+        (Model::Vertical, Procedure::CallSetup) => &[
+            "stun_binding",
+            "lookup",
+            "lookup_reply",
+            "resolve",
+            "resolved",
+            "invite",
+            "invite_ok",
+            "key_exchange",
+            "key_exchange_reply",
+        ],
+        (Model::Vertical, Procedure::Handover) => {
+            &["stun_binding", "register", "register_ack", "re_invite"]
+        }
+        (Model::Vertical, Procedure::Rekey) => &["key_exchange", "key_exchange_reply"],
+    };
+    wanted.contains(&name).then_some(name)
 }
 
 /// Source, destination, UDP payload and IP length of an IPv4/UDP packet.
