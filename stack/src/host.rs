@@ -31,6 +31,9 @@ pub enum HostError {
     /// No socket is bound to the port.
     #[error("no UDP socket is bound to port {0}")]
     NotBound(u16),
+    /// No address, or the destination is off-link and there is no gateway.
+    #[error("no route to {0}")]
+    NoRoute(SocketAddrV4),
     /// The socket's send buffer is full (or the datagram is too large).
     #[error("UDP send on port {port} failed: {reason}")]
     Send {
@@ -124,6 +127,8 @@ pub struct IpStack {
     udp: Vec<(u16, SocketHandle)>,
     /// Round-robin start for `recv_udp`, so one busy port does not starve the others.
     next_socket: usize,
+    /// Address with prefix, and default gateway: what [`IpStack::send_udp`] can reach.
+    reach: Option<(Ipv4Cidr, Option<Ipv4Addr>)>,
 }
 
 impl std::fmt::Debug for IpStack {
@@ -151,6 +156,7 @@ impl IpStack {
             sockets: SocketSet::new(Vec::new()),
             udp: Vec::new(),
             next_socket: 0,
+            reach: None,
         }
     }
 
@@ -164,6 +170,7 @@ impl IpStack {
             }
         });
         self.iface.routes_mut().remove_default_ipv4_route();
+        self.reach = addr.map(|(a, len)| (Ipv4Cidr::new(a, len), gateway));
         if let (Some(_), Some(gw)) = (addr, gateway) {
             // Cannot fail: the route table was just emptied of its default route.
             let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
@@ -213,6 +220,20 @@ impl IpStack {
             .find(|(p, _)| *p == src_port)
             .map(|(_, h)| *h)
             .ok_or(HostError::NotBound(src_port))?;
+        // smoltcp keeps a datagram it cannot route at the head of the socket's send buffer
+        // and retries it forever, which would block every later datagram of the port (one
+        // answer to a spoofed, unroutable source would silence a server): refuse it here.
+        let ip = *dst.ip();
+        let routable = ip == Ipv4Addr::BROADCAST
+            || match self.reach {
+                Some((net, gw)) => {
+                    gw.is_some() || net.contains_addr(&ip) || net.broadcast() == Some(ip)
+                }
+                None => false,
+            };
+        if !routable {
+            return Err(HostError::NoRoute(dst));
+        }
         let socket = self.sockets.get_mut::<udp::Socket>(handle);
         let mut meta =
             udp::UdpMetadata::from(IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()));
@@ -289,6 +310,32 @@ mod tests {
                 a.push_rx(p);
             }
         }
+    }
+
+    #[test]
+    fn an_unroutable_datagram_is_refused_with_a_reason_and_later_ones_go_out() {
+        let now = Time::ZERO;
+        let mut a = IpStack::new(now, 1);
+        let mut b = IpStack::new(now, 2);
+        a.set_address(Some((Ipv4Addr::new(198, 51, 100, 11), 24)), None);
+        b.set_address(Some((Ipv4Addr::new(198, 51, 100, 2), 24)), None);
+        a.bind_udp(7400).unwrap();
+        b.bind_udp(7).unwrap();
+        let off_link = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 7);
+        assert_eq!(
+            a.send_udp(None, 7400, off_link, b"x"),
+            Err(HostError::NoRoute(off_link))
+        );
+        let on_link = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 7);
+        a.send_udp(None, 7400, on_link, b"after").unwrap();
+        exchange(&mut a, &mut b, now);
+        assert_eq!(b.recv_udp().unwrap().payload, b"after");
+        // With a gateway, off-link destinations are routable again.
+        a.set_address(
+            Some((Ipv4Addr::new(198, 51, 100, 11), 24)),
+            Some(Ipv4Addr::new(198, 51, 100, 1)),
+        );
+        assert!(a.send_udp(None, 7400, off_link, b"x").is_ok());
     }
 
     #[test]

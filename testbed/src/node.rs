@@ -527,13 +527,18 @@ impl Node {
                 }
                 while let Some(t) = svc.poll_transmit() {
                     progressed = true;
-                    if let Err(e) = self.ports[port]
+                    match self.ports[port]
                         .stack
                         .send_udp(t.src_ip, t.src_port, t.dst, &t.payload)
                     {
-                        out.push(Output::Event(
+                        Ok(()) => {}
+                        // Answers to spoofed off-link sources: counted, not logged one by one.
+                        Err(binfm_stack::host::HostError::NoRoute(_)) => {
+                            *self.drops.entry("udp_no_route").or_default() += 1;
+                        }
+                        Err(e) => out.push(Output::Event(
                             Event::new("node.send_failed").with_display("error", e),
-                        ));
+                        )),
                     }
                 }
                 while let Some(e) = svc.poll_event() {
