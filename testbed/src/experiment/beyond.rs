@@ -16,8 +16,9 @@ use std::time::Duration;
 pub const BLOCK_INTERVALS: [f64; 4] = [0.25, 0.5, 1.0, 2.0];
 /// Loss on every link in sweeps (b) and (d).
 pub const LOSSES: [f64; 3] = [0.0, 0.01, 0.05];
-/// When the EN moves in sweep (a) (its first registration is confirmed by then).
-const MOVE_AT: Duration = Duration::from_secs(8);
+/// When the EN moves in sweep (a): late enough that the difficulty has retargeted to the
+/// block interval (the first blocks follow the genesis difficulty).
+const MOVE_AT: Duration = Duration::from_secs(40);
 /// How long after the move the finder keeps looking.
 const LOOK_FOR: Duration = Duration::from_secs(15);
 /// Interval of the finder's Queries in sweep (a): the resolution of the measurement.

@@ -258,18 +258,19 @@ pub fn markdown(topo: &Topology, results: &Value, timing: &Value, table: &str) -
         if let Some(w) = timing["scale"].as_array() {
             let _ = writeln!(
                 r,
-                "\nMeasured on this machine (wall clock; in `timing.json`, not in `results.json`). Query latency = the virtual round trip plus the SN's measured handling time of that Query (the SN as a single server). Resident memory is the process's RSS growth over the point, crowd included.\n\n| ENs | SN CPU per Query, median / p99 µs | Query latency, median / p99 ms | SN resident memory, MB | wall, s |\n|---|---|---|---|---|"
+                "\nMeasured on this machine (wall clock; in `timing.json`, not in `results.json`). Query latency = the virtual round trip plus the SN's measured handling time of that Query (the SN as a single server). RSS growth counts the SN and the crowd (the allocator reuses memory freed by earlier parts, so small points can show 0); the SN's own structures are the \"accounted\" column above.\n\n| ENs | SN CPU per Query, median / p99 µs | Query latency, median / p99 ms | RSS growth over the point, MB | process RSS after it, MB | wall, s |\n|---|---|---|---|---|---|"
             );
             for p in w {
                 let _ = writeln!(
                     r,
-                    "| {} | {} / {} | {:.3} / {:.3} | {} | {} |",
+                    "| {} | {} / {} | {:.3} / {:.3} | {} | {} | {} |",
                     p["ens"],
                     num(p["sn_query_cpu_us"]["median"].as_f64()),
                     num(p["sn_query_cpu_us"]["p99"].as_f64()),
                     p["query_latency_ms"]["median"].as_f64().unwrap_or(f64::NAN),
                     p["query_latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
                     num(p["sn_resident_bytes"].as_f64().map(|b| b / 1e6)),
+                    num(p["process_resident_bytes"].as_f64().map(|b| b / 1e6)),
                     num(p["wall_s"].as_f64()),
                 );
             }
