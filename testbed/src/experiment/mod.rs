@@ -317,6 +317,19 @@ pub fn run_experiment(
     stop: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Outcome> {
+    let needs_call = opts.parts.paper || opts.parts.block_interval || opts.parts.loss;
+    if needs_call && story(topo).0.is_none() {
+        anyhow::bail!(
+            "{}: the experiment needs a `call A B` step in the scenario (and a `move` and a `rekey` for the mid-call and key-renewal figures); see topologies/paper.toml",
+            topo.path.display()
+        );
+    }
+    if needs_call {
+        // Both models must be able to run the file; say why not before any run.
+        topo.clone()
+            .set_model(Model::Vertical)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", topo.path.display()))?;
+    }
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating output folder {}", opts.out_dir.display()))?;
     let runs = opts.runs.max(1);
