@@ -10,7 +10,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(dhcp_options toall_tx binfm_message block rtp_srtp topology roles)
+    targets=(dhcp_options toall_tx binfm_message block rtp_srtp topology roles stun vertical_message vertical_roles)
 fi
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
@@ -19,7 +19,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
 logs="fuzz/target/logs"
 mkdir -p "$logs"
 status=0
-printf '%-15s %12s %10s %8s  %s\n' target executions exec/s seconds result
+printf '%-17s %12s %10s %8s  %s\n' target executions exec/s seconds result
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"
     log="$logs/$t.log"
@@ -30,6 +30,6 @@ for t in "${targets[@]}"; do
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     if [ $rc -eq 0 ]; then result=ok; else result="CRASH (see $log)"; status=1; fi
-    printf '%-15s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$took" "$result"
+    printf '%-17s %12s %10s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$took" "$result"
 done
 exit $status

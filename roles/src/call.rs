@@ -747,4 +747,86 @@ mod tests {
         assert_eq!(b.on_handover(addr(66), &forged), Err("bad_mac"));
         assert_eq!(b.peer_addr, Some(addr(10)));
     }
+
+    /// Attack 7: a Key Renewal with a forged MAC (a flipped tag bit, the attacker's Y' under
+    /// the genuine tag, a tag under a key the attacker chose) is refused and changes nothing;
+    /// the genuine one is then accepted; replayed, it and an older genuine renewal are refused
+    /// and the epoch stays.
+    #[test]
+    fn key_renewal_with_a_forged_mac_or_replayed_is_refused() {
+        let (mut a, mut b, xa, xb) = pair();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let xa1 = DhSecret::generate(&mut rng);
+        let evil = DhSecret::generate(&mut rng);
+        let shared1 = xa1.agree(&xb.public()).unwrap();
+        let (_, bytes) = a.renew(A, xa1.public(), &shared1, Time::ZERO).unwrap();
+        let genuine1 = Message::parse(&bytes).unwrap();
+        let Message::KeyRenewal { counter, .. } = genuine1 else {
+            unreachable!()
+        };
+
+        let mut flipped = genuine1.clone();
+        if let Message::KeyRenewal { mac, .. } = &mut flipped {
+            mac[0] ^= 1;
+        }
+        let mut substituted = genuine1.clone();
+        if let Message::KeyRenewal { y, .. } = &mut substituted {
+            *y = evil.public();
+        }
+        let mut own_key = Message::KeyRenewal {
+            sender: A,
+            counter: counter + 100,
+            y: evil.public(),
+            mac: [0; 16],
+        };
+        let t = mac(&[0x42; 32], &mac_input(&own_key));
+        if let Message::KeyRenewal { mac, .. } = &mut own_key {
+            *mac = t;
+        }
+        for (k, forged) in [flipped, substituted, own_key].iter().enumerate() {
+            assert_ne!(forged, &genuine1);
+            let r = b.on_renewal(forged, |y| xb.agree(y).ok(), B);
+            assert_eq!(r, Err("bad_mac"), "forgery {k}");
+            assert_eq!(b.epoch(), 0, "forgery {k}");
+            assert_eq!(b.peer_y(), Some(&xa.public()[..]), "forgery {k}");
+        }
+        assert_eq!(b.control_refused, 3);
+
+        // The genuine renewal still goes through: its counter was not burnt by the forgeries.
+        assert_eq!(b.on_renewal(&genuine1, |y| xb.agree(y).ok(), B), Ok(()));
+        assert_eq!(b.epoch(), 1);
+        assert_eq!(b.peer_y(), Some(&xa1.public()[..]));
+        // Replayed: refused, epoch and key unchanged.
+        assert_eq!(
+            b.on_renewal(&genuine1, |y| xb.agree(y).ok(), B),
+            Err("replayed")
+        );
+        assert_eq!(b.epoch(), 1);
+
+        // B already sends under the new key; A switches when it sees that.
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        b.on_timeout(Time::ZERO, true, &mut out, &mut ev);
+        a.on_media(Time::from_millis(20), &out[0].1, &mut ev);
+        assert_eq!(a.epoch(), 1);
+        assert!(a.media_refused.is_empty());
+
+        // A second genuine renewal (epoch 2); then both old ones replayed: refused.
+        let xa2 = DhSecret::generate(&mut rng);
+        let shared2 = xa2.agree(&xb.public()).unwrap();
+        let (_, bytes) = a.renew(A, xa2.public(), &shared2, Time::ZERO).unwrap();
+        let genuine2 = Message::parse(&bytes).unwrap();
+        assert_eq!(b.on_renewal(&genuine2, |y| xb.agree(y).ok(), B), Ok(()));
+        assert_eq!(b.epoch(), 2);
+        for old in [&genuine1, &genuine2] {
+            assert_eq!(b.on_renewal(old, |y| xb.agree(y).ok(), B), Err("replayed"));
+            assert_eq!(b.epoch(), 2);
+            assert_eq!(b.peer_y(), Some(&xa2.public()[..]));
+        }
+        // Keys still agree: B's next frame (epoch 2 key) decrypts at A.
+        out.clear();
+        b.on_timeout(Time::from_millis(20), true, &mut out, &mut ev);
+        a.on_media(Time::from_millis(40), &out[0].1, &mut ev);
+        assert_eq!(a.epoch(), 2);
+        assert!(a.media_refused.is_empty(), "{:?}", a.media_refused);
+    }
 }

@@ -9,6 +9,11 @@
 //!
 //! Roles are built afresh for every input (from fixed configs and seeds), so an input that
 //! crashes replays the crash on its own: a crash never depends on what ran before it.
+//! (`vertical_roles` clones its end nodes from a template built once per process from fixed
+//! seeds: the same state for every input, without paying the key agreement each time.)
+//!
+//! The vertical model's targets (`stun`, `vertical_message`, `vertical_roles`) live in
+//! [`vertical`].
 //!
 //! [`seeds`] makes the seed corpus (small valid examples of every input kind); the ignored
 //! test `write_seed_corpus` writes it to `fuzz/corpus/`.
@@ -38,8 +43,12 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::topology::Topology;
 
+pub mod vertical;
+
+pub use vertical::{stun, vertical_message, vertical_roles};
+
 /// Names of the targets, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 10] = [
     "dhcp_options",
     "toall_tx",
     "binfm_message",
@@ -47,6 +56,9 @@ pub const TARGETS: [&str; 7] = [
     "rtp_srtp",
     "topology",
     "roles",
+    "stun",
+    "vertical_message",
+    "vertical_roles",
 ];
 
 /// Runs the target `name` on `data`; `false` if there is no such target.
@@ -59,6 +71,9 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "rtp_srtp" => rtp_srtp(data),
         "topology" => topology(data),
         "roles" => roles(data),
+        "stun" => stun(data),
+        "vertical_message" => vertical_message(data),
+        "vertical_roles" => vertical_roles(data),
         _ => return false,
     }
     true
@@ -802,6 +817,9 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
     nat_records.extend(role_record(role::NAT_IN, &in_pkt));
     nat_records.extend(role_record(role::NAT_IN | role::ADVANCE, &in_pkt));
     add("roles", "nat_udp_both_ways", nat_records);
+
+    // The vertical model: STUN, its messages, and its roles.
+    vertical::seeds(&mut add);
     out
 }
 

@@ -84,3 +84,46 @@ fn write_seed_corpus() {
         std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
     }
 }
+
+#[test]
+fn vertical_roles_start_with_an_active_call() {
+    use binfm_roles::vertical::en::VState;
+    assert_eq!(
+        fuzzing::vertical::vertical_roles_start_states(),
+        (Some(VState::Active), Some(VState::Active))
+    );
+}
+
+/// The fuzzer cannot forge MACs: the `vertical_roles` seeds carry authentic messages (and
+/// commands that make the roles exchange them) so the code behind the checks is reached.
+#[test]
+fn vertical_roles_seeds_reach_the_authenticated_paths() {
+    let seeds = fuzzing::seeds(&common::root());
+    let events = |name: &str| {
+        let (_, _, bytes) = seeds
+            .iter()
+            .find(|(t, n, _)| *t == "vertical_roles" && n == name)
+            .unwrap_or_else(|| panic!("no seed {name}"));
+        fuzzing::vertical::vertical_roles_events(bytes)
+    };
+    let count = |ev: &[String], kind: &str| ev.iter().filter(|e| *e == kind).count();
+    let ev = events("callee_authentic_control");
+    assert_eq!(count(&ev, "vertical.rekey_accepted"), 1, "{ev:?}");
+    assert_eq!(count(&ev, "vertical.rekey_switched"), 1, "{ev:?}");
+    assert_eq!(count(&ev, "vertical.reinvite_accepted"), 1, "{ev:?}");
+    assert_eq!(
+        count(&ev, "vertical.reinvite_rejected"),
+        2,
+        "replayed, forged: {ev:?}"
+    );
+    let ev = events("new_caller_setup");
+    assert_eq!(count(&ev, "vertical.active"), 1, "{ev:?}");
+    let ev = events("new_caller_delivered");
+    assert_eq!(count(&ev, "vertical.active"), 2, "C and B: {ev:?}");
+    // A's rekey, B's rekeys (with A and with C), A's move, B re-addressed, both hang up.
+    let ev = events("commands");
+    assert!(count(&ev, "vertical.rekey_done") >= 2, "{ev:?}");
+    assert!(count(&ev, "vertical.rekey_switched") >= 2, "{ev:?}");
+    assert!(count(&ev, "vertical.reinvite_accepted") >= 3, "{ev:?}");
+    assert_eq!(count(&ev, "vertical.ended"), 2, "{ev:?}");
+}

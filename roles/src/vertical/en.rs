@@ -93,7 +93,7 @@ struct Pending {
 }
 
 /// A rekey (or the setup key exchange) this side started.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct OwnExchange {
     secret: DhSecret,
     nonce: [u8; 16],
@@ -102,7 +102,7 @@ struct OwnExchange {
 }
 
 /// One call of a vertical end node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VerticalCall {
     /// The peer's id.
     pub peer: Id,
@@ -286,7 +286,7 @@ enum AfterStun {
     Move,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct StunTx {
     tid: [u8; 12],
     first_sent: Time,
@@ -295,7 +295,7 @@ struct StunTx {
     next: Time,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Registration {
     contact: SocketAddrV4,
     tries: u32,
@@ -303,7 +303,7 @@ struct Registration {
     next: Time,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Lookup {
     peer: Id,
     first_sent: Time,
@@ -313,7 +313,7 @@ struct Lookup {
 }
 
 /// Sans-IO vertical-model end node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VerticalNode {
     id: Id,
     port: u16,

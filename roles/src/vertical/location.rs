@@ -26,7 +26,7 @@ pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Home-domain directory entries at most.
 pub const MAX_HOMES: usize = 65_536;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     client: SocketAddrV4,
     client_request: u32,
@@ -38,7 +38,7 @@ struct Pending {
 }
 
 /// Sans-IO location server.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocationServer {
     domain: String,
     port: u16,

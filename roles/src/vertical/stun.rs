@@ -13,7 +13,7 @@ pub const SOFTWARE: &str = "binfm vertical stun";
 pub const MAX_QUEUE: usize = 1024;
 
 /// Sans-IO STUN server.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StunServer {
     port: u16,
     out: VecDeque<Transmit>,
