@@ -2,7 +2,7 @@
 //! Query/Reply per side, AES-GCM protected RTP audio, the authenticated IP handover and key
 //! renewal. The [`crate::en::EndNode`] owns the calls and routes messages to them.
 
-use crate::session::audio::{FRAME_SAMPLES, PT_PCMU, ReceiverStats, Recording, tone_frame};
+use crate::session::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use crate::session::keys::{SessionKeys, derive, mac, verify_mac};
 use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
 use crate::{Event, Time};
@@ -81,9 +81,8 @@ pub struct Call {
     epoch: u32,
     sender: Option<SrtpSender>,
     receiver: Option<SrtpReceiver>,
-    next_frame: Option<Time>,
-    frame_index: u64,
-    tone_hz: f64,
+    /// The outgoing tone and its 20 ms clock.
+    tone: ToneClock,
     send_counter: u64,
     recv_counter: u64,
     pending: Option<Pending>,
@@ -144,9 +143,7 @@ impl Call {
             epoch: 0,
             sender: None,
             receiver: None,
-            next_frame: None,
-            frame_index: 0,
-            tone_hz,
+            tone: ToneClock::new(tone_hz),
             send_counter: 0,
             recv_counter: 0,
             pending: None,
@@ -331,14 +328,14 @@ impl Call {
 
     fn activate(&mut self, now: Time) {
         self.state = CallState::Active;
-        self.next_frame = Some(now);
+        self.tone.start(now);
         self.media_start = Some(now);
     }
 
     /// Ends the call.
     pub fn hang_up(&mut self) {
         self.state = CallState::Ended;
-        self.next_frame = None;
+        self.tone.stop();
         self.pending = None;
     }
 
@@ -369,18 +366,13 @@ impl Call {
                 }
             }
         }
-        while let (CallState::Active, Some(at)) = (self.state, self.next_frame) {
-            if at > now {
+        while self.state == CallState::Active {
+            let Some((ts, payload)) = self.tone.pop_due(now) else {
                 break;
-            }
-            let index = self.frame_index;
-            self.frame_index += 1;
-            self.next_frame = Some(at + FRAME_PERIOD);
+            };
             let (Some(sender), Some(to)) = (&mut self.sender, self.peer_addr) else {
                 break;
             };
-            let ts = (index as u32).wrapping_mul(FRAME_SAMPLES as u32);
-            let payload = tone_frame(self.tone_hz, index);
             let packet = sender.protect(PT_PCMU, ts, &payload);
             if have_address {
                 self.frames_sent += 1;
@@ -394,7 +386,7 @@ impl Call {
     /// The next moment the call must act.
     pub fn poll_timeout(&self) -> Option<Time> {
         let media = if self.state == CallState::Active {
-            self.next_frame
+            self.tone.next_due()
         } else {
             None
         };

@@ -3,6 +3,7 @@
 //! WAV and listened to, and what a receiver measures (loss, duplicates, RFC 3550 jitter,
 //! one-way delay). No clock here: callers pass arrival and send times in nanoseconds.
 
+use crate::Time;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
@@ -61,6 +62,53 @@ pub fn tone_frame(freq_hz: f64, index: u64) -> [u8; FRAME_SAMPLES] {
         *b = ulaw_encode(v.round() as i16);
     }
     out
+}
+
+/// The outgoing side of a call's audio: one tone frame every [`crate::call::FRAME_PERIOD`]
+/// from the moment media starts. Both models' calls send with it, so their audio paths
+/// are the same by construction.
+#[derive(Debug, Clone)]
+pub struct ToneClock {
+    tone_hz: f64,
+    next: Option<Time>,
+    index: u64,
+}
+
+impl ToneClock {
+    /// A stopped clock for a tone of `tone_hz`.
+    pub fn new(tone_hz: f64) -> Self {
+        ToneClock {
+            tone_hz,
+            next: None,
+            index: 0,
+        }
+    }
+
+    /// Media starts: the first frame is due at `now`.
+    pub fn start(&mut self, now: Time) {
+        self.next = Some(now);
+    }
+
+    /// Media stops.
+    pub fn stop(&mut self) {
+        self.next = None;
+    }
+
+    /// When the next frame is due.
+    pub fn next_due(&self) -> Option<Time> {
+        self.next
+    }
+
+    /// The next frame due by `now` (RTP timestamp and payload), advancing the clock; `None`
+    /// when nothing is due.
+    pub fn pop_due(&mut self, now: Time) -> Option<(u32, [u8; FRAME_SAMPLES])> {
+        let at = self.next.filter(|&at| at <= now)?;
+        let index = self.index;
+        self.index += 1;
+        self.next = Some(at + crate::call::FRAME_PERIOD);
+        let ts = (index as u32).wrapping_mul(FRAME_SAMPLES as u32);
+        Some((ts, tone_frame(self.tone_hz, index)))
+    }
 }
 
 /// Writes 16-bit PCM mono WAV at SAMPLE_RATE (must decode with `sox --i`).

@@ -27,9 +27,9 @@
 //! exchange cannot be: there is no key yet).
 
 use super::short;
-use crate::call::{CallRole, FRAME_PERIOD};
+use crate::call::CallRole;
 use crate::dh::DhSecret;
-use crate::session::audio::{FRAME_SAMPLES, PT_PCMU, ReceiverStats, Recording, tone_frame};
+use crate::session::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use crate::session::keys::{DirectionKey, SessionKeys, derive, mac, verify_mac};
 use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
 use crate::{Event, Time, Transmit};
@@ -130,9 +130,8 @@ pub struct VerticalCall {
     pending: Option<Pending>,
     send_counter: u64,
     recv_counter: u64,
-    next_frame: Option<Time>,
-    frame_index: u64,
-    tone_hz: f64,
+    /// The outgoing tone and its 20 ms clock.
+    tone: ToneClock,
     last_rx: Option<Time>,
     /// Frames sent.
     pub frames_sent: u64,
@@ -175,9 +174,7 @@ impl VerticalCall {
             pending: None,
             send_counter: 0,
             recv_counter: 0,
-            next_frame: None,
-            frame_index: 0,
-            tone_hz,
+            tone: ToneClock::new(tone_hz),
             last_rx: None,
             frames_sent: 0,
             frames_unsent: 0,
@@ -253,13 +250,13 @@ impl VerticalCall {
             self.receiver = Some(SrtpReceiver::new(keys.recv, ssrc));
         }
         self.state = VState::Active;
-        self.next_frame = Some(now);
+        self.tone.start(now);
         self.media_start = Some(now);
     }
 
     fn poll_timeout(&self) -> Option<Time> {
         let media = if self.state == VState::Active {
-            self.next_frame
+            self.tone.next_due()
         } else {
             None
         };
@@ -271,7 +268,7 @@ impl VerticalCall {
 
     fn hang_up(&mut self) {
         self.state = VState::Ended;
-        self.next_frame = None;
+        self.tone.stop();
         self.pending = None;
         self.own = None;
     }
@@ -1312,18 +1309,14 @@ impl VerticalNode {
                     }
                 }
             }
-            while let (VState::Active, Some(at)) = (c.state, c.next_frame) {
-                if at > now {
+            while c.state == VState::Active {
+                let Some((ts, payload)) = c.tone.pop_due(now) else {
                     break;
-                }
-                let index = c.frame_index;
-                c.frame_index += 1;
-                c.next_frame = Some(at + FRAME_PERIOD);
+                };
                 let (Some(sender), Some(to)) = (&mut c.sender, c.peer_addr) else {
                     break;
                 };
-                let ts = (index as u32).wrapping_mul(FRAME_SAMPLES as u32);
-                let packet = sender.protect(PT_PCMU, ts, &tone_frame(c.tone_hz, index));
+                let packet = sender.protect(PT_PCMU, ts, &payload);
                 if have_address {
                     c.frames_sent += 1;
                     sends.push((to, packet));
