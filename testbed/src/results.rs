@@ -9,14 +9,17 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+/// Nearest-rank quantile `q` (0 to 1) of an ascending sample; `None` when it is empty. The
+/// one quantile rule of every result file (runs, experiments, the scale harness).
+pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    let n = sorted.len();
+    (n > 0).then(|| sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+}
+
 /// Median and p95 of a sample (nearest-rank), in the sample's unit.
 pub fn quantiles(mut v: Vec<f64>) -> Option<(f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    Some((rank(0.5), rank(0.95)))
+    Some((nearest_rank(&v, 0.5)?, nearest_rank(&v, 0.95)?))
 }
 
 /// Gathers the results of a finished virtual run.
@@ -604,13 +607,9 @@ fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &st
 }
 
 fn quantile_pair(v: &[f64], a: f64, b: f64) -> (Option<f64>, Option<f64>) {
-    if v.is_empty() {
-        return (None, None);
-    }
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    (Some(rank(a)), Some(rank(b)))
+    (nearest_rank(&v, a), nearest_rank(&v, b))
 }
 
 /// Writes each received direction of each call as `calls/<from>-to-<to>.wav` (8 kHz mono,

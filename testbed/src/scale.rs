@@ -261,13 +261,12 @@ fn summary(samples: &mut [u64], unit: f64) -> Value {
         return json!({ "median": null, "p99": null });
     }
     samples.sort_unstable();
-    let rank = |p: f64| {
-        let r = (p * samples.len() as f64).ceil() as usize;
-        samples[r.clamp(1, samples.len()) - 1]
-    };
+    // Nanosecond counts are exact in an f64 (below 2^53), so the order is kept.
+    let sorted: Vec<f64> = samples.iter().map(|&n| n as f64).collect();
+    let rank = |p: f64| crate::results::nearest_rank(&sorted, p).map(|v| v / unit);
     json!({
-        "median": rank(0.5) as f64 / unit,
-        "p99": rank(0.99) as f64 / unit,
+        "median": rank(0.5),
+        "p99": rank(0.99),
     })
 }
 

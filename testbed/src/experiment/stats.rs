@@ -1,13 +1,8 @@
 //! Summaries across runs: median and the 5th/95th percentiles (nearest rank), so a reader
 //! sees the spread that jitter and loss cause, not only a mean.
 
+use crate::results::nearest_rank;
 use serde_json::{Value, json};
-
-/// Nearest-rank quantile `q` of a sorted, non-empty sample.
-fn rank(sorted: &[f64], q: f64) -> f64 {
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
 
 /// `{"median", "p5", "p95", "n"}` of the finite values in `v` (`null` fields when empty).
 pub fn summary(v: &[f64]) -> Value {
@@ -17,9 +12,9 @@ pub fn summary(v: &[f64]) -> Value {
     }
     s.sort_by(f64::total_cmp);
     json!({
-        "median": rank(&s, 0.5),
-        "p5": rank(&s, 0.05),
-        "p95": rank(&s, 0.95),
+        "median": nearest_rank(&s, 0.5),
+        "p5": nearest_rank(&s, 0.05),
+        "p95": nearest_rank(&s, 0.95),
         "n": s.len(),
     })
 }
