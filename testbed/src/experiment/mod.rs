@@ -245,14 +245,21 @@ pub(crate) fn run_metrics(
             at + took + 1000.0,
         ));
     }
-    for (procedure, key, start, end) in windows {
-        let w = signalling::Window {
+    let spans: Vec<signalling::Window> = windows
+        .iter()
+        .map(|&(procedure, _, start, end)| signalling::Window {
             procedure,
             start: ns(start),
             end: ns(end),
             caller_ssrc,
-        };
-        let sig = signalling::measure(topo, capture, w)?;
+        })
+        .collect();
+    let measured = if spans.is_empty() {
+        Vec::new()
+    } else {
+        signalling::measure(topo, capture, &spans)?
+    };
+    for ((_, key, _, _), sig) in windows.into_iter().zip(measured) {
         out.insert(format!("{key}_s_i"), sig["s_i"].clone());
         out.insert(format!("{key}_messages"), sig["messages"].clone());
         out.insert(format!("{key}_bytes_x_links"), sig["bytes_x_links"].clone());

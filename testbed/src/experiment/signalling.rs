@@ -108,10 +108,9 @@ struct Seen {
     ip_len: usize,
 }
 
-/// Reads every IPv4/UDP packet of `capture` inside `[w.start, w.end]` and measures the call
-/// setup's signalling. Errors only for an unreadable file; packets that do not parse are
-/// skipped.
-pub fn measure(topo: &Topology, capture: &Path, w: Window) -> anyhow::Result<Value> {
+/// Measures the signalling of each window in `windows` from `capture`, which is read once.
+/// Errors only for an unreadable file; packets that do not parse are skipped.
+pub fn measure(topo: &Topology, capture: &Path, windows: &[Window]) -> anyhow::Result<Vec<Value>> {
     let mut roles: HashMap<Ipv4Addr, Role> = HashMap::new();
     for n in &topo.nodes {
         let role = if matches!(n.kind, crate::topology::NodeKind::Nat(_)) {
@@ -131,17 +130,37 @@ pub fn measure(topo: &Topology, capture: &Path, w: Window) -> anyhow::Result<Val
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", capture.display()))?;
     let mut reader = PcapNgReader::new(&bytes[..])
         .map_err(|e| anyhow::anyhow!("{}: not a pcapng file: {e}", capture.display()))?;
+    // Only the packets some window covers are kept.
+    let covered = |t: Time| windows.iter().any(|w| w.start <= t && t <= w.end);
+    let mut packets: Vec<(Time, Vec<u8>)> = Vec::new();
+    while let Some(block) = reader.next_block() {
+        if let Ok(Block::EnhancedPacket(epb)) = block
+            && covered(epb.timestamp)
+        {
+            packets.push((epb.timestamp, epb.data.into_owned()));
+        }
+    }
+    Ok(windows
+        .iter()
+        .map(|w| measure_window(topo, &roles, &packets, *w))
+        .collect())
+}
+
+/// The signalling of one window (see the module documentation).
+fn measure_window(
+    topo: &Topology,
+    roles: &HashMap<Ipv4Addr, Role>,
+    packets: &[(Time, Vec<u8>)],
+    w: Window,
+) -> Value {
     // Payload -> every appearance (one per link crossed).
     let mut seen: BTreeMap<Vec<u8>, Vec<Seen>> = BTreeMap::new();
     let mut g_payload: Option<Vec<u8>> = None;
-    while let Some(block) = reader.next_block() {
-        let Ok(Block::EnhancedPacket(epb)) = block else {
-            continue;
-        };
-        if epb.timestamp < w.start || epb.timestamp > w.end {
+    for (t, packet) in packets {
+        if *t < w.start || *t > w.end {
             continue;
         }
-        let Some((src, dst, payload, ip_len)) = udp_of(&epb.data) else {
+        let Some((src, dst, payload, ip_len)) = udp_of(packet) else {
             continue;
         };
         let name = match classify(topo.model, w.procedure, payload) {
@@ -189,14 +208,14 @@ pub fn measure(topo: &Topology, capture: &Path, w: Window) -> anyhow::Result<Val
             traversals += 1;
         }
     }
-    Ok(json!({
+    json!({
         "messages": messages,
         "s_i": s_i,
         "bytes_x_links": byte_links,
         "link_traversals": traversals,
         "by_path": by_class.iter().map(|(k, (n, w))| (k.to_string(), json!({"messages": n, "s_i": w}))).collect::<serde_json::Map<String, Value>>(),
         "by_message": by_message,
-    }))
+    })
 }
 
 fn path_class(a: Option<&Role>, b: Option<&Role>) -> Option<PathClass> {
