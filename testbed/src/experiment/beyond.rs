@@ -3,7 +3,7 @@
 //! each procedure takes, under 0, 1 and 5% loss on every link, for both models; (c) Query
 //! latency and SN memory as the number of ENs grows.
 
-use super::{Progress, one_run, run_metrics, summarise};
+use super::{Progress, one_run, summarise};
 use crate::apps::wallet_for;
 use crate::events::Record;
 use crate::topology::{Action, Model, Step, Topology};
@@ -205,36 +205,33 @@ pub fn loss_sweep(
                     p.2.loss = loss;
                 }
             }
-            let mut rows = Vec::new();
-            for i in 0..runs as u64 {
-                if stop.load(Ordering::Relaxed) {
-                    points.push(Value::Object(point));
-                    return Ok((json!(points), true));
-                }
-                let seed = topo.seed + i;
-                let dir = out
-                    .join("beyond")
+            let done = super::model_runs(
+                &t,
+                runs,
+                &out.join("beyond")
                     .join(format!("loss-{}pct", loss * 100.0))
-                    .join(model.as_str())
-                    .join(format!("seed-{seed}"));
-                let Some(r) = one_run(&t, seed, &dir, stop)? else {
-                    points.push(Value::Object(point));
-                    return Ok((json!(points), true));
-                };
-                let mut row = run_metrics(&t, &r, &dir)?;
+                    .join(model.as_str()),
+                &|_| false,
+                stop,
+                progress,
+                &|i| {
+                    format!(
+                        "{} at {}% loss, run {}/{runs}",
+                        model.as_str(),
+                        loss * 100.0,
+                        i + 1
+                    )
+                },
+            )?;
+            if done.interrupted {
+                points.push(Value::Object(point));
+                return Ok((json!(points), true));
+            }
+            let mut rows = done.rows;
+            for row in &mut rows {
                 for k in ["signalling", "handover_signalling", "rekey_signalling"] {
-                    row.remove(k);
+                    row.shift_remove(k);
                 }
-                row.insert("seed".into(), json!(seed));
-                let _ = std::fs::remove_file(dir.join("capture.pcapng"));
-                let _ = std::fs::remove_dir_all(dir.join("calls"));
-                rows.push(row);
-                progress(Progress::Step(format!(
-                    "{} at {}% loss, run {}/{runs}",
-                    model.as_str(),
-                    loss * 100.0,
-                    i + 1
-                )));
             }
             let completed = rows
                 .iter()

@@ -143,6 +143,60 @@ pub(crate) fn one_run(
 /// Two node indices, or a node and a segment index.
 pub type Pair = Option<(usize, usize)>;
 
+/// What [`model_runs`] did.
+pub(crate) struct ModelRuns {
+    /// Per-run metrics (with the seed), in seed order.
+    pub rows: Vec<Map<String, Value>>,
+    /// The first run's first call, as in its results.
+    pub first_call: Option<Value>,
+    /// `stop` ended it before all runs.
+    pub interrupted: bool,
+}
+
+/// `runs` runs of `topo` (its model set) with seeds `topo.seed`, +1, ..., each into
+/// `dir/seed-<n>/`, measured by [`run_metrics`]. Run `i` keeps its capture and audio when
+/// `keep_files(i)`; the others keep results and events. `label(i)` names run `i` in the
+/// progress display.
+pub(crate) fn model_runs(
+    topo: &Topology,
+    runs: usize,
+    dir: &Path,
+    keep_files: &dyn Fn(u64) -> bool,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+    label: &dyn Fn(u64) -> String,
+) -> anyhow::Result<ModelRuns> {
+    let mut done = ModelRuns {
+        rows: Vec::new(),
+        first_call: None,
+        interrupted: false,
+    };
+    for i in 0..runs as u64 {
+        if stop.load(Ordering::Relaxed) {
+            done.interrupted = true;
+            break;
+        }
+        let seed = topo.seed + i;
+        let run_dir = dir.join(format!("seed-{seed}"));
+        let Some(r) = one_run(topo, seed, &run_dir, stop)? else {
+            done.interrupted = true;
+            break;
+        };
+        let mut row = run_metrics(topo, &r, &run_dir)?;
+        row.insert("seed".into(), json!(seed));
+        if i == 0 {
+            done.first_call = Some(r[topo.model.as_str()]["calls"][0].clone());
+        }
+        if !keep_files(i) {
+            let _ = std::fs::remove_file(run_dir.join("capture.pcapng"));
+            let _ = std::fs::remove_dir_all(run_dir.join("calls"));
+        }
+        done.rows.push(row);
+        progress(Progress::Step(label(i)));
+    }
+    Ok(done)
+}
+
 /// The first call (caller, callee) and the first move (mover, segment) of the scenario.
 pub fn story(topo: &Topology) -> (Pair, Pair) {
     let call = topo.scenario.iter().find_map(|s| match s.action {
@@ -382,40 +436,20 @@ pub fn run_experiment(
             topo_m
                 .set_model(model)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", topo.path.display()))?;
-            let mut rows = Vec::new();
-            for i in 0..runs as u64 {
-                if stop.load(Ordering::Relaxed) {
-                    interrupted = true;
-                    break;
-                }
-                let seed = topo.seed + i;
-                let dir = opts
-                    .out_dir
-                    .join("runs")
-                    .join(model.as_str())
-                    .join(format!("seed-{seed}"));
-                let Some(r) = one_run(&topo_m, seed, &dir, stop)? else {
-                    interrupted = true;
-                    break;
-                };
-                let capture = dir.join("capture.pcapng");
-                let mut row = run_metrics(&topo_m, &r, &dir)?;
-                row.insert("seed".into(), json!(seed));
-                if i == 0 {
-                    first_runs.insert(model.as_str().into(), r[model.as_str()]["calls"][0].clone());
-                } else if !opts.keep_runs {
-                    // The first run of each model keeps its capture and audio for Wireshark
-                    // and ears; the others keep results and events.
-                    let _ = std::fs::remove_file(&capture);
-                    let _ = std::fs::remove_dir_all(dir.join("calls"));
-                }
-                rows.push(row);
-                progress(Progress::Step(format!(
-                    "{} run {}/{runs}",
-                    model.as_str(),
-                    i + 1
-                )));
+            let done = model_runs(
+                &topo_m,
+                runs,
+                &opts.out_dir.join("runs").join(model.as_str()),
+                &|i| i == 0 || opts.keep_runs,
+                stop,
+                progress,
+                &|i| format!("{} run {}/{runs}", model.as_str(), i + 1),
+            )?;
+            if let Some(call) = done.first_call {
+                first_runs.insert(model.as_str().into(), call);
             }
+            interrupted |= done.interrupted;
+            let rows = done.rows;
             let mut m = summarise(&rows, &PAPER_KEYS);
             m.insert(
                 "per_run".into(),
