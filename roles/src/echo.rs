@@ -223,6 +223,41 @@ fn probe_time(data: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(data.get(8..16)?.try_into().ok()?))
 }
 
+impl crate::role::Role for EchoServer {
+    fn port(&self) -> u16 {
+        EchoServer::port(self)
+    }
+    fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
+        EchoServer::handle_datagram(self, now, from, to, payload);
+    }
+    fn handle_timeout(&mut self, _now: Time) {}
+    fn poll_timeout(&self) -> Option<Time> {
+        None
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        EchoServer::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        EchoServer::poll_event(self)
+    }
+}
+
+impl crate::role::Role for EchoClient {
+    fn port(&self) -> u16 {
+        self.local_port()
+    }
+    /// Probes while the host has an address.
+    fn handle_command(&mut self, now: Time, command: &crate::role::Command) {
+        use crate::role::Command;
+        match command {
+            Command::Start { address: Some(_) } | Command::Bound { .. } => self.start(now),
+            Command::Unbound => self.stop(),
+            _ => {}
+        }
+    }
+    crate::role::role_io!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! (`poll_transmit`, `poll_timeout`, `poll_event`) until it is idle. That is what lets one
 //! implementation run in virtual time and in live time.
 
+pub mod address;
 pub mod call;
 pub mod chain;
 pub mod dh;
@@ -16,6 +17,7 @@ pub mod event;
 pub mod nat;
 pub mod ratelimit;
 pub mod reassembly;
+pub mod role;
 pub mod session;
 pub mod sn;
 pub mod vertical;
@@ -23,6 +25,7 @@ pub mod wallet;
 
 pub use binfm_stack::Time;
 pub use event::Event;
+pub use role::{Command, Role};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

@@ -898,6 +898,25 @@ pub fn persist_into(
     Ok(n)
 }
 
+impl crate::role::Role for SuperNode {
+    fn port(&self) -> u16 {
+        ports::SN
+    }
+    /// Mines from the start; stops mining when the run winds down.
+    fn handle_command(&mut self, now: Time, command: &crate::role::Command) {
+        use crate::role::Command;
+        match command {
+            Command::Start { .. } => self.start(now),
+            Command::WindDown => self.stop_mining(),
+            _ => {}
+        }
+    }
+    crate::role::role_io!();
+    fn poll_persist(&mut self) -> Option<Vec<u8>> {
+        SuperNode::poll_persist(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

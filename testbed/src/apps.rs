@@ -1,20 +1,20 @@
 //! Glue between the BINFM roles and a node: when an EN registers and looks peers up, and
-//! where an SN keeps its block log. The roles stay sans-IO; file I/O and schedules live here.
+//! how an SN is configured and where it keeps its block log. The roles stay sans-IO; file I/O and schedules live here.
 
 use crate::topology::{NodeDef, Topology};
 use binfm_roles::chain::persist::{BlockLog, open_chain};
 use binfm_roles::chain::{ChainConfig, MempoolConfig};
-use binfm_roles::dhcp::Lease;
 use binfm_roles::en::EndNode;
-use binfm_roles::sn::{SnConfig, SuperNode, persist_into, validate_tx};
+use binfm_roles::role::CallView;
+use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
 use binfm_roles::wallet::Wallet;
-use binfm_roles::{Event, Time, Transmit};
+use binfm_roles::{Command, Event, Role, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::HashAddr;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 /// The wallet seed of a node: reproducible from the run seed and the node's name, so every
@@ -88,45 +88,60 @@ impl EnApp {
         })
     }
 
-    /// Starts a call to `peer`.
-    pub fn call(&mut self, now: Time, peer: HashAddr) {
-        self.en.call(now, peer);
+    /// The end node's calls, as reports read them.
+    fn call_views(&self) -> Vec<CallView<'_>> {
+        self.en
+            .calls()
+            .iter()
+            .map(|c| CallView {
+                peer: c.peer,
+                my_ssrc: c.my_ssrc(),
+                frames_sent: c.frames_sent,
+                frames_unsent: c.frames_unsent,
+                rx_stats: &c.rx_stats,
+                rx_log: &c.rx_log,
+                media_start: c.media_start,
+                media_refused: &c.media_refused,
+                recording: &c.recording,
+            })
+            .collect()
+    }
+}
+
+impl Role for EnApp {
+    fn port(&self) -> u16 {
+        self.en.port()
     }
 
-    /// Hangs up the call with `peer`.
-    pub fn hangup(&mut self, now: Time, peer: HashAddr) {
-        self.en.hangup(now, peer);
+    /// A bound lease makes the EN register; call, hang-up and rekey go to the role.
+    fn handle_command(&mut self, now: Time, command: &Command) {
+        match command {
+            Command::Bound { lease, .. } => {
+                self.bound = true;
+                self.en.on_address(
+                    now,
+                    lease.address,
+                    lease.nat_public,
+                    lease.super_nodes.clone(),
+                );
+            }
+            Command::Unbound => {
+                self.bound = false;
+                self.en.on_address_lost();
+            }
+            Command::Call(peer) => self.en.call(now, *peer),
+            Command::Hangup(peer) => self.en.hangup(now, *peer),
+            Command::Rekey => self.en.rekey(now),
+            _ => {}
+        }
     }
 
-    /// Renews the DH key in every active call.
-    pub fn rekey(&mut self, now: Time) {
-        self.en.rekey(now);
-    }
-
-    /// A DHCP lease was bound: register.
-    pub fn on_bound(&mut self, now: Time, lease: &Lease) {
-        self.bound = true;
-        self.en.on_address(
-            now,
-            lease.address,
-            lease.nat_public,
-            lease.super_nodes.clone(),
-        );
-    }
-
-    /// The lease was lost.
-    pub fn on_unbound(&mut self) {
-        self.bound = false;
-        self.en.on_address_lost();
-    }
-
-    /// See [`EndNode::handle_datagram`].
-    pub fn handle_datagram(&mut self, now: Time, d: &binfm_stack::host::Datagram) {
-        self.en.handle_datagram(now, d.from, d.to, &d.payload);
+    fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
+        self.en.handle_datagram(now, from, to, payload);
     }
 
     /// Due lookups and retransmissions.
-    pub fn handle_timeout(&mut self, now: Time) {
+    fn handle_timeout(&mut self, now: Time) {
         self.en.handle_timeout(now);
         while self.bound && self.next < self.lookups.len() && self.lookups[self.next].0 <= now {
             let addr = self.lookups[self.next].1;
@@ -137,7 +152,7 @@ impl EnApp {
     }
 
     /// Next retransmission or scheduled lookup.
-    pub fn poll_timeout(&self) -> Option<Time> {
+    fn poll_timeout(&self) -> Option<Time> {
         let lookup = if self.bound {
             self.lookups.get(self.next).map(|l| l.0)
         } else {
@@ -146,135 +161,94 @@ impl EnApp {
         [self.en.poll_timeout(), lookup].into_iter().flatten().min()
     }
 
-    /// See [`EndNode::poll_transmit`].
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+    fn poll_transmit(&mut self) -> Option<Transmit> {
         self.en.poll_transmit()
     }
 
-    /// See [`EndNode::poll_event`].
-    pub fn poll_event(&mut self) -> Option<Event> {
+    fn poll_event(&mut self) -> Option<Event> {
         self.en.poll_event()
     }
+
+    fn calls(&self) -> Vec<CallView<'_>> {
+        self.call_views()
+    }
 }
 
-/// A super node with its optional block log.
+/// A super node ready to run: the role, the block log its persisted blocks go to (with a
+/// data directory, from which its chain was recovered first) and the event reporting that
+/// recovery.
 #[derive(Debug)]
-pub struct SnApp {
+pub struct SnSetup {
     /// The role.
     pub sn: SuperNode,
-    log: Option<BlockLog>,
-    events: VecDeque<Event>,
+    /// Its block log, with a data directory.
+    pub log: Option<BlockLog>,
+    /// `sn.recovered`, with a data directory.
+    pub recovered: Option<Event>,
 }
 
-impl SnApp {
-    /// The SN of node `index`; with a data directory, its chain is recovered from there.
-    pub fn new(
-        topo: &Topology,
-        index: usize,
-        data_root: Option<&Path>,
-        now: Time,
-        seed: u64,
-    ) -> anyhow::Result<Option<SnApp>> {
-        let def = &topo.nodes[index];
-        let Some(sn_def) = &def.super_node else {
-            return Ok(None);
-        };
-        let chain_cfg = ChainConfig {
-            network_hash_rate: topo.network_hash_rate(),
-            block_interval_ms: u64::try_from(topo.chain.block_interval.as_millis())
-                .unwrap_or(1000)
-                .max(1),
-            ..ChainConfig::default()
-        };
-        let peers = sn_def
-            .peers
-            .iter()
-            .filter_map(|&p| topo.sn_addr(p))
-            .collect();
-        let mut cfg = SnConfig::new(index as u32, peers, sn_def.hash_rate, chain_cfg);
-        cfg.reply_unconfirmed = topo.chain.reply_unconfirmed;
-        let mut events = VecDeque::new();
-        let (sn, log) = match &sn_def.data_dir {
-            Some(dir) => {
-                let dir = match data_root {
-                    Some(root) if dir.is_relative() => root.join(dir),
-                    _ => dir.clone(),
-                };
-                let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-                let (chain, log, recovery) = open_chain(
-                    &dir,
-                    chain_cfg,
-                    MempoolConfig::default(),
-                    now_ms,
-                    &validate_tx,
+/// The super node of node `index`, if it is one.
+pub fn sn_role(
+    topo: &Topology,
+    index: usize,
+    data_root: Option<&Path>,
+    now: Time,
+    seed: u64,
+) -> anyhow::Result<Option<SnSetup>> {
+    let def = &topo.nodes[index];
+    let Some(sn_def) = &def.super_node else {
+        return Ok(None);
+    };
+    let chain_cfg = ChainConfig {
+        network_hash_rate: topo.network_hash_rate(),
+        block_interval_ms: u64::try_from(topo.chain.block_interval.as_millis())
+            .unwrap_or(1000)
+            .max(1),
+        ..ChainConfig::default()
+    };
+    let peers = sn_def
+        .peers
+        .iter()
+        .filter_map(|&p| topo.sn_addr(p))
+        .collect();
+    let mut cfg = SnConfig::new(index as u32, peers, sn_def.hash_rate, chain_cfg);
+    cfg.reply_unconfirmed = topo.chain.reply_unconfirmed;
+    let mut recovered = None;
+    let (sn, log) = match &sn_def.data_dir {
+        Some(dir) => {
+            let dir = match data_root {
+                Some(root) if dir.is_relative() => root.join(dir),
+                _ => dir.clone(),
+            };
+            let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+            let (chain, log, recovery) = open_chain(
+                &dir,
+                chain_cfg,
+                MempoolConfig::default(),
+                now_ms,
+                &validate_tx,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "super node `{}`: data directory {}: {e}",
+                    def.name,
+                    dir.display()
                 )
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "super node `{}`: data directory {}: {e}",
-                        def.name,
-                        dir.display()
-                    )
-                })?;
-                let height = chain.tip().1;
-                events.push_back(
-                    Event::new("sn.recovered")
-                        .with("dir", dir.display().to_string())
-                        .with("height", height)
-                        .with_display("recovery", format!("{recovery:?}")),
-                );
-                (SuperNode::with_chain(cfg, chain, seed), Some(log))
-            }
-            None => (
-                SuperNode::new(cfg, seed)
-                    .map_err(|e| anyhow::anyhow!("super node `{}`: {e}", def.name))?,
-                None,
-            ),
-        };
-        Ok(Some(SnApp { sn, log, events }))
-    }
-
-    fn persist(&mut self) {
-        match &mut self.log {
-            Some(log) => {
-                if let Err(e) = persist_into(&mut self.sn, log) {
-                    self.events
-                        .push_back(Event::new("sn.persist_failed").with_display("error", e));
-                }
-            }
-            None => while self.sn.poll_persist().is_some() {},
+            })?;
+            let height = chain.tip().1;
+            recovered = Some(
+                Event::new("sn.recovered")
+                    .with("dir", dir.display().to_string())
+                    .with("height", height)
+                    .with_display("recovery", format!("{recovery:?}")),
+            );
+            (SuperNode::with_chain(cfg, chain, seed), Some(log))
         }
-    }
-
-    /// Starts mining.
-    pub fn start(&mut self, now: Time) {
-        self.sn.start(now);
-        self.persist();
-    }
-
-    /// See [`SuperNode::handle_datagram`].
-    pub fn handle_datagram(&mut self, now: Time, d: &binfm_stack::host::Datagram) {
-        self.sn.handle_datagram(now, d.from, d.to, &d.payload);
-        self.persist();
-    }
-
-    /// See [`SuperNode::handle_timeout`].
-    pub fn handle_timeout(&mut self, now: Time) {
-        self.sn.handle_timeout(now);
-        self.persist();
-    }
-
-    /// See [`SuperNode::poll_timeout`].
-    pub fn poll_timeout(&self) -> Option<Time> {
-        self.sn.poll_timeout()
-    }
-
-    /// See [`SuperNode::poll_transmit`].
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.sn.poll_transmit()
-    }
-
-    /// Glue events first, then the role's.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front().or_else(|| self.sn.poll_event())
-    }
+        None => (
+            SuperNode::new(cfg, seed)
+                .map_err(|e| anyhow::anyhow!("super node `{}`: {e}", def.name))?,
+            None,
+        ),
+    };
+    Ok(Some(SnSetup { sn, log, recovered }))
 }

@@ -10,6 +10,7 @@ pub mod flood;
 pub mod fuzzing;
 pub mod netns;
 pub mod node;
+pub mod node_roles;
 pub mod results;
 pub mod scale;
 pub mod timed;

@@ -4,20 +4,14 @@
 //! Both drivers use this code; they differ only in how time passes and how packets travel
 //! between nodes. A node never reads a clock: `now` is always passed in.
 
-use crate::apps::{EnApp, SnApp};
-use crate::topology::Model;
+use crate::node_roles::{Slot, roles_of};
 use crate::topology::{NodeDef, NodeKind, Topology};
-use crate::vertical_app::{DomainServer, VerticalApp};
-use binfm_roles::dhcp::{ClientConfig, ConfigChange, DhcpClient, DhcpServer, ServerConfig};
-use binfm_roles::echo::{EchoClient, EchoClientConfig, EchoServer};
+use binfm_roles::address::ConfigChange;
 use binfm_roles::nat::{Nat, NatConfig, Translated};
-use binfm_roles::vertical::location::LocationServer;
-use binfm_roles::vertical::stun::StunServer;
-use binfm_roles::{Event, Time, Transmit};
+use binfm_roles::{Command, Event, Role, Time};
 use binfm_stack::checksum;
 use binfm_stack::fabric::{Dest, MemberId, RouteTable};
 use binfm_stack::host::IpStack;
-use binfm_stack::wire::ports;
 use smoltcp::wire::{Ipv4Cidr, Ipv4Packet};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -65,105 +59,6 @@ pub enum Output {
     Event(Event),
 }
 
-#[derive(Debug)]
-enum Service {
-    DhcpServer(Box<DhcpServer>),
-    DhcpClient(Box<DhcpClient>),
-    EchoServer(EchoServer),
-    EchoClient(EchoClient),
-    EndNode(Box<EnApp>),
-    SuperNode(Box<SnApp>),
-    Vertical(Box<VerticalApp>),
-    Stun(StunServer),
-    Location(Box<LocationServer>),
-}
-
-impl Service {
-    fn udp_port(&self) -> u16 {
-        match self {
-            Service::DhcpServer(_) => ports::DHCP_SERVER,
-            Service::DhcpClient(_) => ports::DHCP_CLIENT,
-            Service::EchoServer(s) => s.port(),
-            Service::EchoClient(c) => c.local_port(),
-            Service::EndNode(e) => e.en.port(),
-            Service::SuperNode(_) => ports::SN,
-            Service::Vertical(v) => v.en.port(),
-            Service::Stun(_) => ports::STUN,
-            Service::Location(_) => ports::LOCATION,
-        }
-    }
-
-    fn handle_datagram(&mut self, now: Time, d: &binfm_stack::host::Datagram) {
-        match self {
-            Service::DhcpServer(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
-            Service::DhcpClient(c) => c.handle_datagram(now, d.from, d.to, &d.payload),
-            Service::EchoServer(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
-            Service::EchoClient(c) => c.handle_datagram(now, d.from, d.to, &d.payload),
-            Service::EndNode(e) => e.handle_datagram(now, d),
-            Service::SuperNode(s) => s.handle_datagram(now, d),
-            Service::Vertical(v) => v.en.handle_datagram(now, d.from, d.to, &d.payload),
-            Service::Stun(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
-            Service::Location(s) => s.handle_datagram(now, d.from, d.to, &d.payload),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        match self {
-            Service::DhcpServer(s) => s.poll_timeout(),
-            Service::DhcpClient(c) => c.poll_timeout(),
-            Service::EchoServer(_) => None,
-            Service::EchoClient(c) => c.poll_timeout(),
-            Service::EndNode(e) => e.poll_timeout(),
-            Service::SuperNode(s) => s.poll_timeout(),
-            Service::Vertical(v) => v.en.poll_timeout(),
-            Service::Stun(s) => s.poll_timeout(),
-            Service::Location(s) => s.poll_timeout(),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        match self {
-            Service::DhcpServer(s) => s.handle_timeout(now),
-            Service::DhcpClient(c) => c.handle_timeout(now),
-            Service::EchoServer(_) => {}
-            Service::EchoClient(c) => c.handle_timeout(now),
-            Service::EndNode(e) => e.handle_timeout(now),
-            Service::SuperNode(s) => s.handle_timeout(now),
-            Service::Vertical(v) => v.en.handle_timeout(now),
-            Service::Stun(s) => s.handle_timeout(now),
-            Service::Location(s) => s.handle_timeout(now),
-        }
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        match self {
-            Service::DhcpServer(s) => s.poll_transmit(),
-            Service::DhcpClient(c) => c.poll_transmit(),
-            Service::EchoServer(s) => s.poll_transmit(),
-            Service::EchoClient(c) => c.poll_transmit(),
-            Service::EndNode(e) => e.poll_transmit(),
-            Service::SuperNode(s) => s.poll_transmit(),
-            Service::Vertical(v) => v.en.poll_transmit(),
-            Service::Stun(s) => s.poll_transmit(),
-            Service::Location(s) => s.poll_transmit(),
-        }
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        match self {
-            Service::DhcpServer(s) => s.poll_event(),
-            Service::DhcpClient(c) => c.poll_event(),
-            Service::EchoServer(s) => s.poll_event(),
-            Service::EchoClient(c) => c.poll_event(),
-            Service::EndNode(e) => e.poll_event(),
-            Service::SuperNode(s) => s.poll_event(),
-            Service::Vertical(v) => v.en.poll_event(),
-            Service::Stun(s) => s.poll_event(),
-            Service::Location(s) => s.poll_event(),
-        }
-    }
-}
-
 /// A host, router or NAT at run time.
 #[derive(Debug)]
 pub struct Node {
@@ -175,8 +70,10 @@ pub struct Node {
     routes: RouteTable,
     /// The NAT middleware (port 0 inside, port 1 outside).
     nat: Option<Nat>,
-    /// Services with the port they are bound to.
-    services: Vec<(usize, Service)>,
+    /// Roles with the port they are bound to.
+    services: Vec<Slot>,
+    /// Events of the roles' construction (a super node's recovery), logged at start.
+    startup_events: Vec<Event>,
     /// Packets this node dropped, by reason (NAT drops are counted by the NAT).
     pub drops: BTreeMap<&'static str, u64>,
     /// False while the node is crashed (fault injection).
@@ -226,82 +123,7 @@ impl Node {
             }
             _ => None,
         };
-        let mut services = Vec::new();
-        for (si, seg) in topo.segments.iter().enumerate() {
-            if let Some(d) = seg.dhcp.as_ref().filter(|d| d.server == index) {
-                let port = def.ports.iter().position(|p| p.segment == si).unwrap_or(0);
-                services.push((
-                    port,
-                    Service::DhcpServer(Box::new(DhcpServer::new(ServerConfig {
-                        server_ip: d.server_ip,
-                        prefix_len: seg.subnet.prefix_len(),
-                        router: d.router,
-                        pool_start: d.pool.0,
-                        pool_end: d.pool.1,
-                        lease_time: d.lease,
-                        nat_public: d.nat_public,
-                        super_nodes: d.super_nodes.clone(),
-                    }))),
-                ));
-            }
-        }
-        if def.ports.first().is_some_and(|p| p.addr.is_none()) {
-            // RFC 2132 option 61: a type byte (0 = not a hardware address) then the host name.
-            let id = [&[0u8][..], def.name.as_bytes()].concat();
-            let mut hw = [0x02u8, 0, 0, 0, 0, 0];
-            hw[2..6].copy_from_slice(&(index as u32).to_be_bytes());
-            services.push((
-                0,
-                Service::DhcpClient(Box::new(DhcpClient::new(
-                    ClientConfig {
-                        client_id: id,
-                        hw_addr: hw,
-                    },
-                    seed,
-                ))),
-            ));
-        }
-        if let Some(port) = def.echo_server {
-            services.push((0, Service::EchoServer(EchoServer::new(port))));
-        }
-        if let Some(ec) = &def.echo_client {
-            services.push((
-                0,
-                Service::EchoClient(EchoClient::new(EchoClientConfig {
-                    local_port: ec.port,
-                    target: ec.target,
-                    interval: ec.interval,
-                    count: ec.count,
-                    size: ec.size,
-                })),
-            ));
-        }
-        match topo.model {
-            Model::Binfm => {
-                if let Some(en) = EnApp::new(topo, def) {
-                    services.push((0, Service::EndNode(Box::new(en))));
-                }
-                if let Some(sn) = SnApp::new(topo, index, data_root, now, seed)? {
-                    services.push((0, Service::SuperNode(Box::new(sn))));
-                }
-            }
-            // Super nodes stay idle in the vertical model (they are BINFM infrastructure).
-            Model::Vertical => {
-                if def.end_node.is_some() {
-                    let v = VerticalApp::new(topo, def).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "end node `{}`: the vertical model needs a domain server on its first network (`domain_server` in the segment's dhcp table)",
-                            def.name
-                        )
-                    })?;
-                    services.push((0, Service::Vertical(Box::new(v))));
-                }
-            }
-        }
-        if let Some(ds) = DomainServer::new(topo, index) {
-            services.push((0, Service::Stun(ds.stun)));
-            services.push((0, Service::Location(Box::new(ds.location))));
-        }
+        let (services, startup_events) = roles_of(topo, index, seed, now, data_root)?;
         let dhcp_host = def.ports.iter().any(|p| p.addr.is_none());
         Ok(Node {
             name: def.name.clone(),
@@ -314,30 +136,37 @@ impl Node {
             },
             nat,
             services,
+            startup_events,
             drops: BTreeMap::new(),
             up: true,
         })
     }
 
-    /// Binds the services' sockets and starts DHCP clients and statically addressed apps.
+    /// Binds the roles' sockets and starts them (DHCP clients, statically addressed apps,
+    /// mining).
     pub fn start(&mut self, now: Time, out: &mut Vec<Output>) {
-        for (port, svc) in &mut self.services {
-            let udp = svc.udp_port();
-            if let Err(e) = self.ports[*port].stack.bind_udp(udp) {
+        out.extend(self.startup_events.drain(..).map(Output::Event));
+        for slot in &mut self.services {
+            let udp = slot.role.port();
+            if let Err(e) = self.ports[slot.port].stack.bind_udp(udp) {
                 out.push(Output::Event(
                     Event::new("node.bind_failed")
                         .with("port", udp)
                         .with_display("error", e),
                 ));
             }
-            match svc {
-                Service::DhcpClient(c) => c.start(now),
-                Service::EchoClient(c) if self.ports[*port].addr.is_some() => c.start(now),
-                Service::SuperNode(s) => s.start(now),
-                _ => {}
-            }
+            let address = self.ports[slot.port].addr;
+            slot.role.handle_command(now, &Command::Start { address });
         }
         self.poll(now, out);
+    }
+
+    /// Gives every role a command (an end node's call, hang-up or rekey; the end of a run).
+    /// The caller polls the node afterwards if the command may produce output.
+    pub fn command(&mut self, now: Time, command: &Command) {
+        for slot in &mut self.services {
+            slot.role.handle_command(now, command);
+        }
     }
 
     fn count_drop(&mut self, reason: &'static str, out: &mut Vec<Output>, packet: &[u8]) {
@@ -511,16 +340,20 @@ impl Node {
                     match self
                         .services
                         .iter_mut()
-                        .find(|(sp, s)| *sp == p && s.udp_port() == d.to.port())
+                        .find(|s| s.port == p && s.role.port() == d.to.port())
                     {
-                        Some((_, svc)) => svc.handle_datagram(now, &d),
+                        Some(slot) => slot.role.handle_datagram(now, d.from, d.to, &d.payload),
                         // A socket bound from outside (benchmarks, tests) acts as a sink.
                         None => *self.drops.entry("udp_no_service").or_default() += 1,
                     }
                 }
             }
             for i in 0..self.services.len() {
-                let (port, svc) = &mut self.services[i];
+                let Slot {
+                    port,
+                    role: svc,
+                    log,
+                } = &mut self.services[i];
                 let port = *port;
                 if svc.poll_timeout().is_some_and(|t| t <= now) {
                     svc.handle_timeout(now);
@@ -544,9 +377,14 @@ impl Node {
                 while let Some(e) = svc.poll_event() {
                     out.push(Output::Event(e));
                 }
-                if let Service::DhcpClient(c) = svc
-                    && let Some(change) = c.poll_config()
-                {
+                while let Some(record) = svc.poll_persist() {
+                    if let Some(Err(e)) = log.as_mut().map(|l| l.append(&record)) {
+                        out.push(Output::Event(
+                            Event::new("sn.persist_failed").with_display("error", e),
+                        ));
+                    }
+                }
+                if let Some(change) = svc.poll_config() {
                     progressed = true;
                     // Let the stack send what is queued first (a RELEASE goes out from the
                     // address that is about to be removed).
@@ -582,27 +420,13 @@ impl Node {
                 p.subnet = Ipv4Cidr::new(lease.address, lease.prefix_len).network();
                 p.stack
                     .set_address(Some((lease.address, lease.prefix_len)), lease.router);
-                for (sp, s) in &mut self.services {
-                    match (*sp == port, s) {
-                        (true, Service::EchoClient(c)) => c.start(now),
-                        (true, Service::EndNode(e)) => e.on_bound(now, &lease),
-                        (true, Service::Vertical(v)) => v.on_bound(now, &lease, segment),
-                        _ => {}
-                    }
-                }
+                self.command_port(now, port, &Command::Bound { lease, segment });
             }
             ConfigChange::Unbound => {
                 p.addr = None;
                 p.gateway = None;
                 p.stack.set_address(None, None);
-                for (sp, s) in &mut self.services {
-                    match (*sp == port, s) {
-                        (true, Service::EchoClient(c)) => c.stop(),
-                        (true, Service::EndNode(e)) => e.on_unbound(),
-                        (true, Service::Vertical(v)) => v.on_unbound(),
-                        _ => {}
-                    }
-                }
+                self.command_port(now, port, &Command::Unbound);
             }
         }
         out.push(Output::AddrChanged {
@@ -625,23 +449,22 @@ impl Node {
         p.segment = segment;
         p.member = member;
         p.subnet = subnet;
-        for (_, svc) in &mut self.services {
-            if let Service::DhcpClient(c) = svc {
-                // Restarting emits Unbound (old address dropped), then DISCOVER on the new segment.
-                c.start(now);
-            }
-        }
+        // The DHCP client restarts: Unbound (old address dropped), then DISCOVER here.
+        self.command(now, &Command::Moved);
         self.poll(now, out);
     }
 
     /// Releases the DHCP lease (the RELEASE goes out now); the driver detaches afterwards.
     pub fn release(&mut self, now: Time, out: &mut Vec<Output>) {
-        for (_, svc) in &mut self.services {
-            if let Service::DhcpClient(c) = svc {
-                c.release(now);
-            }
-        }
+        self.command(now, &Command::Release);
         self.poll(now, out);
+    }
+
+    /// Gives the roles bound to `port` a command (without running the node).
+    fn command_port(&mut self, now: Time, port: usize, command: &Command) {
+        for slot in self.services.iter_mut().filter(|s| s.port == port) {
+            slot.role.handle_command(now, command);
+        }
     }
 
     /// A packet produced by the stack of `port`.
@@ -666,7 +489,7 @@ impl Node {
             return None;
         }
         let stacks = self.ports.iter_mut().filter_map(|p| p.stack.poll_at(now));
-        let services = self.services.iter().filter_map(|(_, s)| s.poll_timeout());
+        let services = self.services.iter().filter_map(|s| s.role.poll_timeout());
         let nat = self.nat.as_ref().and_then(|n| n.poll_timeout());
         stacks.chain(services).chain(nat).min()
     }
@@ -679,65 +502,27 @@ impl Node {
             .unwrap_or_default()
     }
 
-    /// The end node app, if this node runs one.
-    pub fn end_node(&mut self) -> Option<&mut EnApp> {
-        self.services.iter_mut().find_map(|(_, s)| match s {
-            Service::EndNode(e) => Some(&mut **e),
-            _ => None,
-        })
+    /// The roles this node runs, in start order.
+    pub fn roles(&self) -> impl Iterator<Item = &dyn Role> {
+        self.services.iter().map(|s| &*s.role)
     }
 
-    /// The end node app, read-only.
-    pub fn end_node_ref(&self) -> Option<&EnApp> {
-        self.services.iter().find_map(|(_, s)| match s {
-            Service::EndNode(e) => Some(&**e),
-            _ => None,
-        })
+    /// The first role of type `R` this node runs (reports and tests read a role's state).
+    pub fn role<R: Role>(&self) -> Option<&R> {
+        self.roles()
+            .find_map(|r| (r as &dyn std::any::Any).downcast_ref::<R>())
     }
 
-    /// The vertical-model end node, if this node runs one.
-    pub fn vertical(&mut self) -> Option<&mut VerticalApp> {
-        self.services.iter_mut().find_map(|(_, s)| match s {
-            Service::Vertical(v) => Some(&mut **v),
-            _ => None,
-        })
-    }
-
-    /// The vertical-model end node, read-only.
-    pub fn vertical_ref(&self) -> Option<&VerticalApp> {
-        self.services.iter().find_map(|(_, s)| match s {
-            Service::Vertical(v) => Some(&**v),
-            _ => None,
-        })
-    }
-
-    /// The super node app, if this node runs one.
-    pub fn super_node(&self) -> Option<&SnApp> {
-        self.services.iter().find_map(|(_, s)| match s {
-            Service::SuperNode(sn) => Some(&**sn),
-            _ => None,
-        })
-    }
-
-    /// The super node app, mutably.
-    pub fn super_node_mut(&mut self) -> Option<&mut SnApp> {
-        self.services.iter_mut().find_map(|(_, s)| match s {
-            Service::SuperNode(sn) => Some(&mut **sn),
-            _ => None,
-        })
+    /// The first role of type `R`, mutably.
+    pub fn role_mut<R: Role>(&mut self) -> Option<&mut R> {
+        self.services
+            .iter_mut()
+            .find_map(|s| (&mut *s.role as &mut dyn std::any::Any).downcast_mut::<R>())
     }
 
     /// The NAT, if this node is one.
     pub fn nat(&self) -> Option<&Nat> {
         self.nat.as_ref()
-    }
-
-    /// Echo client counts (sent, received), if the node runs one.
-    pub fn echo_counts(&self) -> Option<(u64, u64)> {
-        self.services.iter().find_map(|(_, s)| match s {
-            Service::EchoClient(c) => Some(c.counts()),
-            _ => None,
-        })
     }
 }
 

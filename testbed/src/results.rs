@@ -4,6 +4,9 @@
 
 use crate::driver::VirtualNet;
 use crate::topology::{Model, Topology};
+use binfm_roles::echo::EchoClient;
+use binfm_roles::role::CallView;
+use binfm_roles::sn::SuperNode;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -41,7 +44,7 @@ pub fn collect<W: Write>(
         }
     }
     for node in &net.nodes {
-        if let Some((sent, received)) = node.echo_counts() {
+        if let Some((sent, received)) = node.role::<EchoClient>().map(EchoClient::counts) {
             let q = quantiles(rtts.remove(node.name.as_str()).unwrap_or_default());
             echo.insert(
                 node.name.clone(),
@@ -150,13 +153,13 @@ fn chain_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> (Value, Valu
     let mut sns = Map::new();
     let mut tips = Vec::new();
     for node in &net.nodes {
-        if let Some(app) = node.super_node() {
-            let (tip, height) = app.sn.chain().tip();
+        if let Some(sn) = node.role::<SuperNode>() {
+            let (tip, height) = sn.chain().tip();
             tips.push(tip);
             sns.insert(
                 node.name.clone(),
                 json!({ "height": height, "tip": hex(&tip), "up": node.up,
-                        "refused": app.sn.refused, "memory": sn_memory(&app.sn) }),
+                        "refused": sn.refused, "memory": sn_memory(sn) }),
             );
         }
     }
@@ -166,7 +169,7 @@ fn chain_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> (Value, Valu
     let first_sn = net
         .nodes
         .iter()
-        .find(|n| n.super_node().is_some())
+        .find(|n| n.role::<SuperNode>().is_some())
         .map(|n| n.name.clone())
         .unwrap_or_default();
     let mut last = (0.0f64, 0u64);
@@ -334,45 +337,9 @@ const VERTICAL_MILESTONES: Milestones = Milestones {
     paper_end_is_caller_key: true,
 };
 
-/// What the results need of one call, whichever model ran it.
-struct CallView<'a> {
-    peer: [u8; 32],
-    my_ssrc: u32,
-    frames_sent: u64,
-    frames_unsent: u64,
-    rx_stats: &'a binfm_roles::session::audio::ReceiverStats,
-    rx_log: &'a [(u64, binfm_roles::Time)],
-    media_start: Option<binfm_roles::Time>,
-    media_refused: &'a BTreeMap<&'static str, u64>,
-    recording: &'a binfm_roles::session::audio::Recording,
-}
-
-/// A [`CallView`] of a BINFM or a vertical call (the two have the same public fields).
-macro_rules! call_view {
-    ($c:expr) => {
-        CallView {
-            peer: $c.peer,
-            my_ssrc: $c.my_ssrc(),
-            frames_sent: $c.frames_sent,
-            frames_unsent: $c.frames_unsent,
-            rx_stats: &$c.rx_stats,
-            rx_log: &$c.rx_log,
-            media_start: $c.media_start,
-            media_refused: &$c.media_refused,
-            recording: &$c.recording,
-        }
-    };
-}
-
-/// The calls of node `n` (BINFM or vertical end node).
+/// The calls of node `n`, whichever model its end node runs.
 fn calls_of(node: &crate::node::Node) -> Vec<CallView<'_>> {
-    if let Some(app) = node.end_node_ref() {
-        return app.en.calls().iter().map(|c| call_view!(c)).collect();
-    }
-    if let Some(app) = node.vertical_ref() {
-        return app.en.calls().iter().map(|c| call_view!(c)).collect();
-    }
-    Vec::new()
+    node.roles().flat_map(|r| r.calls()).collect()
 }
 
 /// Per-call measurements (`binfm` or `vertical` in results.json, by the model that ran).

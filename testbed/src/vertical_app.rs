@@ -9,11 +9,11 @@
 
 use crate::apps::{tone_and_seed, wallet_for};
 use crate::topology::{NodeDef, Topology};
-use binfm_roles::Time;
-use binfm_roles::dhcp::Lease;
+use binfm_roles::role::CallView;
 use binfm_roles::vertical::en::VerticalNode;
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
+use binfm_roles::{Command, Event, Role, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::vertical::Id;
 use std::net::SocketAddrV4;
@@ -64,67 +64,103 @@ impl VerticalApp {
             stun_of_segment,
         })
     }
-
-    /// A lease was bound on `segment`: STUN from there, register, re-invite active calls.
-    pub fn on_bound(&mut self, now: Time, lease: &Lease, segment: usize) {
-        match self.stun_of_segment.get(segment).copied().flatten() {
-            Some(stun) => self.en.on_address(now, lease.address, stun),
-            // No STUN server here: the EN has an address but cannot learn its contact.
-            None => self.en.on_address_lost(),
-        }
-    }
-
-    /// The lease was lost.
-    pub fn on_unbound(&mut self) {
-        self.en.on_address_lost();
-    }
 }
 
-/// A domain server: STUN and the domain's location server on one host.
-#[derive(Debug)]
-pub struct DomainServer {
-    /// RFC 8489 Binding server.
-    pub stun: StunServer,
-    /// The domain's location server.
-    pub location: LocationServer,
-}
+impl Role for VerticalApp {
+    fn port(&self) -> u16 {
+        self.en.port()
+    }
 
-impl DomainServer {
-    /// The servers of node `index` (its name is the domain name), peered with every other
-    /// domain server, and told the home domain of every EN.
-    pub fn new(topo: &Topology, index: usize) -> Option<DomainServer> {
-        let def = &topo.nodes[index];
-        if !def.domain_server {
-            return None;
-        }
-        let peers = topo
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, n)| *i != index && n.domain_server)
-            .filter_map(|(_, n)| {
-                let ip = n.ports.first()?.addr?;
-                Some((n.name.clone(), SocketAddrV4::new(ip, ports::LOCATION)))
-            })
-            .collect();
-        let mut location = LocationServer::new(def.name.clone(), ports::LOCATION, peers);
-        for n in topo.nodes.iter().filter(|n| n.end_node.is_some()) {
-            let home = n
-                .ports
-                .first()
-                .and_then(|p| domain_server_of(topo, p.segment))
-                .and_then(|ip| {
-                    topo.nodes.iter().find(|d| {
-                        d.domain_server && d.ports.first().and_then(|p| p.addr) == Some(ip)
-                    })
-                });
-            if let Some(home) = home {
-                location.set_home(vertical_id(topo.seed, &n.name), home.name.clone());
+    /// A lease bound on a segment: STUN from there, register, re-invite active calls; call,
+    /// hang-up and rekey go to the role.
+    fn handle_command(&mut self, now: Time, command: &Command) {
+        match command {
+            Command::Bound { lease, segment } => {
+                match self.stun_of_segment.get(*segment).copied().flatten() {
+                    Some(stun) => self.en.on_address(now, lease.address, stun),
+                    // No STUN server here: the EN has an address but cannot learn its contact.
+                    None => self.en.on_address_lost(),
+                }
             }
+            Command::Unbound => self.en.on_address_lost(),
+            Command::Call(peer) => self.en.call(now, *peer),
+            Command::Hangup(peer) => self.en.hangup(now, *peer),
+            Command::Rekey => self.en.rekey(now),
+            _ => {}
         }
-        Some(DomainServer {
-            stun: StunServer::new(ports::STUN),
-            location,
-        })
     }
+
+    fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
+        self.en.handle_datagram(now, from, to, payload);
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        self.en.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.en.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.en.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.en.poll_event()
+    }
+
+    fn calls(&self) -> Vec<CallView<'_>> {
+        self.en
+            .calls()
+            .iter()
+            .map(|c| CallView {
+                peer: c.peer,
+                my_ssrc: c.my_ssrc(),
+                frames_sent: c.frames_sent,
+                frames_unsent: c.frames_unsent,
+                rx_stats: &c.rx_stats,
+                rx_log: &c.rx_log,
+                media_start: c.media_start,
+                media_refused: &c.media_refused,
+                recording: &c.recording,
+            })
+            .collect()
+    }
+}
+
+/// The domain server of node `index`, if it is one: STUN and the domain's location server
+/// (its name is the domain name), peered with every other domain server, and told the home
+/// domain of every EN.
+pub fn domain_server(topo: &Topology, index: usize) -> Option<(StunServer, LocationServer)> {
+    let def = &topo.nodes[index];
+    if !def.domain_server {
+        return None;
+    }
+    let peers = topo
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| *i != index && n.domain_server)
+        .filter_map(|(_, n)| {
+            let ip = n.ports.first()?.addr?;
+            Some((n.name.clone(), SocketAddrV4::new(ip, ports::LOCATION)))
+        })
+        .collect();
+    let mut location = LocationServer::new(def.name.clone(), ports::LOCATION, peers);
+    for n in topo.nodes.iter().filter(|n| n.end_node.is_some()) {
+        let home = n
+            .ports
+            .first()
+            .and_then(|p| domain_server_of(topo, p.segment))
+            .and_then(|ip| {
+                topo.nodes
+                    .iter()
+                    .find(|d| d.domain_server && d.ports.first().and_then(|p| p.addr) == Some(ip))
+            });
+        if let Some(home) = home {
+            location.set_home(vertical_id(topo.seed, &n.name), home.name.clone());
+        }
+    }
+    Some((StunServer::new(ports::STUN), location))
 }

@@ -6,6 +6,8 @@
 mod common;
 
 use binfm_roles::en::hex;
+use binfm_roles::sn::SuperNode;
+use binfm_testbed::apps::EnApp;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::{SETTLE, VirtualNet};
 use binfm_testbed::events::{EventLog, Record};
@@ -118,9 +120,8 @@ fn paper_net(
 
 fn tip(net: &VirtualNet<std::io::Sink>, topo: &Topology, sn: &str) -> ([u8; 32], u64) {
     net.nodes[topo.node_index(sn).unwrap()]
-        .super_node()
+        .role::<SuperNode>()
         .unwrap()
-        .sn
         .chain()
         .tip()
 }
@@ -140,12 +141,12 @@ fn partition_heals_to_the_heavier_chain_and_loses_no_tx() {
     let now = net.now();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     net.nodes[idx("a")]
-        .end_node()
+        .role_mut::<EnApp>()
         .unwrap()
         .en
         .renew_key(now, &mut rng);
     net.nodes[idx("b")]
-        .end_node()
+        .role_mut::<EnApp>()
         .unwrap()
         .en
         .renew_key(now, &mut rng);
@@ -184,9 +185,8 @@ fn partition_heals_to_the_heavier_chain_and_loses_no_tx() {
     for en in ["a", "b"] {
         let want = wallet_for(topo.seed, en).hash_addr();
         for sn in ["sn1", "sn2", "sn3"] {
-            let app = net.nodes[idx(sn)].super_node().unwrap();
+            let app = net.nodes[idx(sn)].role::<SuperNode>().unwrap();
             let (tx, _) = app
-                .sn
                 .chain()
                 .lookup(&want)
                 .unwrap_or_else(|| panic!("{sn} lost {en}"));
@@ -242,7 +242,7 @@ fn restarted_sn_recovers_from_its_data_directory_and_catches_up() {
     // sn2 answers a real Query for A with A's current Tx.
     let a_hash = wallet_for(topo.seed, "a").hash_addr();
     let a_tx = net.nodes[topo.node_index("a").unwrap()]
-        .end_node()
+        .role_mut::<EnApp>()
         .unwrap()
         .en
         .registered()
@@ -273,9 +273,8 @@ fn restarted_sn_recovers_from_its_data_directory_and_catches_up() {
         .expect("sn2 got the query");
     assert_eq!(field(q, "found"), &Value::Bool(true));
     let (tx, _) = net.nodes[sn2]
-        .super_node()
+        .role::<SuperNode>()
         .unwrap()
-        .sn
         .chain()
         .lookup(&a_hash)
         .unwrap();

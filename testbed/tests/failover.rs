@@ -5,6 +5,7 @@
 
 mod common;
 
+use binfm_roles::sn::SuperNode;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::{SETTLE, VirtualNet};
 use binfm_testbed::events::EventLog;
@@ -95,14 +96,14 @@ fn ens_fail_over_while_sn2_is_down_and_sn2_recovers_everything() {
     // sn2 restarted from its block log and caught up: same tip as the others, and it knows
     // everything registered before the crash and during it.
     let idx = |n: &str| topo.node_index(n).unwrap();
-    let tip = |n: &str| net.nodes[idx(n)].super_node().unwrap().sn.chain().tip();
+    let tip = |n: &str| net.nodes[idx(n)].role::<SuperNode>().unwrap().chain().tip();
     assert!(
         ev.iter()
             .any(|e| e.host == "sn2" && e.kind == "sn.recovered")
     );
     assert_eq!(tip("sn2"), tip("sn1"));
     assert_eq!(tip("sn2"), tip("sn3"));
-    let chain = net.nodes[idx("sn2")].super_node().unwrap().sn.chain();
+    let chain = net.nodes[idx("sn2")].role::<SuperNode>().unwrap().chain();
     for (en, seq) in [("a", 1), ("b", 2)] {
         let (tx, _) = chain
             .lookup(&wallet_for(topo.seed, en).hash_addr())

@@ -10,6 +10,7 @@
 mod common;
 
 use binfm_roles::sn::SnMemory;
+use binfm_roles::sn::SuperNode;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::{SETTLE, VirtualNet};
 use binfm_testbed::events::EventLog;
@@ -102,7 +103,7 @@ fn sn2_flooded_with_200k_junk_datagrams_keeps_serving_and_counts_every_one() {
     while t < topo.duration {
         t += Duration::from_millis(20);
         net.run_until(t, &stop).unwrap();
-        let m = net.nodes[sn2].super_node().unwrap().sn.memory();
+        let m = net.nodes[sn2].role::<SuperNode>().unwrap().memory();
         assert!(m.within_limits(), "at {t:?}: {m:?}");
         peak_bytes = peak_bytes.max(m.bytes());
         peak = SnMemory {
@@ -144,7 +145,7 @@ fn sn2_flooded_with_200k_junk_datagrams_keeps_serving_and_counts_every_one() {
 
     // sn2 counted every flood datagram that reached it, under exactly one reason; honest
     // traffic added nothing to these counters.
-    let sn = &net.nodes[sn2].super_node().unwrap().sn;
+    let sn = &net.nodes[sn2].role::<SuperNode>().unwrap();
     let refused: BTreeMap<&str, u64> = sn.refused.clone();
     let r = |k: &str| refused.get(k).copied().unwrap_or(0);
     let reached = stats.sent - stats.link_dropped;

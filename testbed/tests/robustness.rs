@@ -3,6 +3,7 @@
 
 mod common;
 
+use binfm_roles::echo::EchoClient;
 use binfm_testbed::driver::VirtualNet;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::node::Output;
@@ -72,7 +73,10 @@ fn arbitrary_packets_into_every_node_never_panic() {
     // And the network still works afterwards.
     net.run_until(Duration::from_secs(10), &stop).unwrap();
     let a = topo.node_index("a").unwrap();
-    let (sent, received) = net.nodes[a].echo_counts().unwrap();
+    let (sent, received) = net.nodes[a]
+        .role::<EchoClient>()
+        .map(EchoClient::counts)
+        .unwrap();
     assert!(
         sent >= 9 && received >= 8,
         "echo after the garbage: sent {sent}, received {received}"

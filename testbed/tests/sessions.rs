@@ -7,8 +7,10 @@ mod common;
 
 use binfm_roles::call::FRAME_PERIOD;
 use binfm_roles::session::audio::tone_frame;
+use binfm_roles::sn::SuperNode;
 use binfm_stack::capture::Capture;
 use binfm_stack::wire::binfm::Message;
+use binfm_testbed::apps::EnApp;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::VirtualNet;
 use binfm_testbed::events::{EventLog, Record};
@@ -128,7 +130,7 @@ fn no_frame_is_lost_outside_the_handover_gap_nor_at_the_key_switch() {
     let hash = |n: &str| wallet_for(topo.seed, n).hash_addr();
     for (from, to) in [("a", "b"), ("b", "a")] {
         let tx = net.nodes[idx(from)]
-            .end_node_ref()
+            .role::<EnApp>()
             .unwrap()
             .en
             .calls()
@@ -136,7 +138,7 @@ fn no_frame_is_lost_outside_the_handover_gap_nor_at_the_key_switch() {
             .find(|c| c.peer == hash(to))
             .unwrap();
         let rx = net.nodes[idx(to)]
-            .end_node_ref()
+            .role::<EnApp>()
             .unwrap()
             .en
             .calls()
@@ -296,7 +298,7 @@ fn send_from_c(net: &mut VirtualNet<Vec<u8>>, topo: &Topology, to: SocketAddrV4,
 fn b_endpoint(net: &VirtualNet<Vec<u8>>, topo: &Topology) -> SocketAddrV4 {
     let b = topo.node_index("b").unwrap();
     let tx = net.nodes[b]
-        .end_node_ref()
+        .role::<EnApp>()
         .unwrap()
         .en
         .registered()
@@ -326,9 +328,8 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
     let sn2 = topo.node_index("sn2").unwrap();
     let mut t = Duration::ZERO;
     while net.nodes[sn2]
-        .super_node()
+        .role::<SuperNode>()
         .unwrap()
-        .sn
         .chain()
         .lookup(&a)
         .is_none()
@@ -360,7 +361,7 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
         .unwrap();
     let bi = topo.node_index("b").unwrap();
     let spoofed = net.nodes[bi]
-        .end_node_ref()
+        .role::<EnApp>()
         .unwrap()
         .en
         .calls()
@@ -385,7 +386,7 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
     // The real call (A -> B at 6 s) still works afterwards.
     net.run_until(Duration::from_secs(9), &stop).unwrap();
     let real = net.nodes[bi]
-        .end_node_ref()
+        .role::<EnApp>()
         .unwrap()
         .en
         .calls()
@@ -429,7 +430,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
     let (bi, to) = (topo.node_index("b").unwrap(), b_endpoint(&net, &topo));
     let peer_addr = |net: &VirtualNet<Vec<u8>>| {
         net.nodes[bi]
-            .end_node_ref()
+            .role::<EnApp>()
             .unwrap()
             .en
             .calls()
@@ -440,7 +441,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
     };
     let before = peer_addr(&net);
     let ssrc_a = net.nodes[bi]
-        .end_node_ref()
+        .role::<EnApp>()
         .unwrap()
         .en
         .calls()
@@ -474,7 +475,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
     send_from_c(&mut net, &topo, to, &handover);
     // 3. A's genuine audio packet replayed by C.
     let refused_before = net.nodes[bi]
-        .end_node_ref()
+        .role::<EnApp>()
         .unwrap()
         .en
         .calls()
@@ -500,7 +501,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         "the call stays on A's real address"
     );
     let call = net.nodes[bi]
-        .end_node_ref()
+        .role::<EnApp>()
         .unwrap()
         .en
         .calls()

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use super::{blank_message, prefix_of};
+pub use crate::address::{ConfigChange, Lease};
 use crate::{Event, Transmit};
 
 /// First retransmission delay (RFC 2131 suggests 4 s; a testbed wants a fast start).
@@ -32,64 +33,6 @@ pub struct ClientConfig {
     pub client_id: Vec<u8>,
     /// Hardware address, sent as chaddr (no Ethernet here; only an identifier).
     pub hw_addr: [u8; 6],
-}
-
-/// A lease as the host glue applies it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// Our address.
-    pub address: Ipv4Addr,
-    /// Prefix length from the subnet mask (32 when the server sent none).
-    pub prefix_len: u8,
-    /// Default router, if any.
-    pub router: Option<Ipv4Addr>,
-    /// The server that granted it (option 54).
-    pub server: Ipv4Addr,
-    /// Lease duration.
-    pub lease_time: Duration,
-    /// Renewal time T1, from `obtained_at`.
-    pub t1: Duration,
-    /// Rebinding time T2, from `obtained_at`.
-    pub t2: Duration,
-    /// When the REQUEST that got this lease was first sent (RFC 2131 4.4.1: the lease runs
-    /// from then, not from the ACK, so the client never overestimates it).
-    pub obtained_at: Time,
-    /// NAT public address (option 224).
-    pub nat_public: Option<Ipv4Addr>,
-    /// Super nodes (option 225), nearest first.
-    pub super_nodes: Vec<SocketAddrV4>,
-}
-
-impl Lease {
-    /// When to start renewing.
-    pub fn t1_at(&self) -> Time {
-        self.obtained_at.saturating_add(self.t1)
-    }
-    /// When to start rebinding.
-    pub fn t2_at(&self) -> Time {
-        self.obtained_at.saturating_add(self.t2)
-    }
-    /// When the lease ends.
-    pub fn expires_at(&self) -> Time {
-        self.obtained_at.saturating_add(self.lease_time)
-    }
-    /// Same configuration for the IP stack (timers aside).
-    fn same_config(&self, other: &Lease) -> bool {
-        self.address == other.address
-            && self.prefix_len == other.prefix_len
-            && self.router == other.router
-            && self.nat_public == other.nat_public
-            && self.super_nodes == other.super_nodes
-    }
-}
-
-/// What the host glue must do to its IP stack.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigChange {
-    /// Configure (or reconfigure) this lease.
-    Bound(Lease),
-    /// Remove the leased address: the lease is gone.
-    Unbound,
 }
 
 /// RFC 2131 client states (INIT-REBOOT is not used: after a move the client discovers).
@@ -636,6 +579,26 @@ impl DhcpClient {
         // The address we had or asked for is wrong here: do not ask for it again.
         self.prev_address = None;
         self.begin_discover(now);
+    }
+}
+
+impl crate::role::Role for DhcpClient {
+    fn port(&self) -> u16 {
+        DHCP_CLIENT
+    }
+    /// Starts at the host's start and after a move (a new network needs a new lease; the
+    /// restart reports `Unbound` first); releases on `Release`.
+    fn handle_command(&mut self, now: Time, command: &crate::role::Command) {
+        use crate::role::Command;
+        match command {
+            Command::Start { .. } | Command::Moved => self.start(now),
+            Command::Release => self.release(now),
+            _ => {}
+        }
+    }
+    crate::role::role_io!();
+    fn poll_config(&mut self) -> Option<ConfigChange> {
+        DhcpClient::poll_config(self)
     }
 }
 

@@ -508,6 +508,13 @@ impl DhcpServer {
     }
 }
 
+impl crate::role::Role for DhcpServer {
+    fn port(&self) -> u16 {
+        DHCP_SERVER
+    }
+    crate::role::role_io!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

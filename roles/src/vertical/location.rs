@@ -356,6 +356,13 @@ impl LocationServer {
     }
 }
 
+impl crate::role::Role for LocationServer {
+    fn port(&self) -> u16 {
+        binfm_stack::wire::ports::LOCATION
+    }
+    crate::role::role_io!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,13 @@ impl StunServer {
     }
 }
 
+impl crate::role::Role for StunServer {
+    fn port(&self) -> u16 {
+        binfm_stack::wire::ports::STUN
+    }
+    crate::role::role_io!();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -491,13 +491,7 @@ fn inject<W: Write>(
 /// SNs stop mining and the network gets [`SETTLE`] more (real) time, as in virtual mode.
 /// Returns false when there is nothing to settle (no super node).
 fn begin_settle<W: Write>(net: &mut VirtualNet<W>) -> anyhow::Result<bool> {
-    let mut any = false;
-    for n in 0..net.nodes.len() {
-        if let Some(sn) = net.nodes[n].super_node_mut() {
-            sn.sn.stop_mining();
-            any = true;
-        }
-    }
+    let any = net.wind_down();
     if any {
         let now = net.now();
         net.events.push(

@@ -8,7 +8,7 @@
 use crate::events::EventLog;
 use crate::node::{Node, Output};
 use crate::topology::{Action, Topology};
-use binfm_roles::{Event, Time};
+use binfm_roles::{Command, Event, Time};
 use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Segment, SegmentDrop};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -275,38 +275,16 @@ impl<W: Write> VirtualNet<W> {
         self.events.push(self.now, "testbed", ev)?;
         match step.action {
             Action::Call(a, b) => {
-                let peer =
-                    crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[b].name).hash_addr();
-                let now = self.now;
-                if let Some(app) = self.nodes[a].end_node() {
-                    app.call(now, peer);
-                } else if let Some(v) = self.nodes[a].vertical() {
-                    v.en.call(now, peer);
-                }
-                self.kick(a)?;
+                let peer = self.hash_addr_of(b);
+                self.command(a, &Command::Call(peer))?;
             }
             Action::Hangup(a, b) => {
                 for (x, y) in [(a, b), (b, a)] {
-                    let peer = crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[y].name)
-                        .hash_addr();
-                    let now = self.now;
-                    if let Some(app) = self.nodes[x].end_node() {
-                        app.hangup(now, peer);
-                    } else if let Some(v) = self.nodes[x].vertical() {
-                        v.en.hangup(now, peer);
-                    }
-                    self.kick(x)?;
+                    let peer = self.hash_addr_of(y);
+                    self.command(x, &Command::Hangup(peer))?;
                 }
             }
-            Action::Rekey(a) => {
-                let now = self.now;
-                if let Some(app) = self.nodes[a].end_node() {
-                    app.rekey(now);
-                } else if let Some(v) = self.nodes[a].vertical() {
-                    v.en.rekey(now);
-                }
-                self.kick(a)?;
-            }
+            Action::Rekey(a) => self.command(a, &Command::Rekey)?,
             Action::Move(a, seg) => self.move_node(a, seg)?,
             Action::Leave(a) => {
                 let mut out = std::mem::take(&mut self.scratch_out);
@@ -356,6 +334,17 @@ impl<W: Write> VirtualNet<W> {
         let r = self.process(n, &mut out);
         self.scratch_out = out;
         r
+    }
+
+    /// The hash address of node `n` (its end node's identity in both models).
+    fn hash_addr_of(&self, n: usize) -> binfm_stack::wire::toall::HashAddr {
+        crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[n].name).hash_addr()
+    }
+
+    /// Gives node `n`'s roles a command now and handles what follows.
+    pub fn command(&mut self, n: usize, command: &Command) -> Result<(), RunError> {
+        self.nodes[n].command(self.now, command);
+        self.kick(n)
     }
 
     /// Polls node `n` now (after changing it from outside, e.g. a benchmark sending a datagram).
@@ -516,14 +505,7 @@ impl<W: Write> VirtualNet<W> {
     /// Ends a run: SNs stop mining, and the network gets `settle` more time so that blocks in
     /// flight arrive and the final chain tips can be compared. Returns whether `stop` was set.
     pub fn settle(&mut self, settle: Time, stop: &AtomicBool) -> Result<bool, RunError> {
-        let mut any = false;
-        for n in 0..self.nodes.len() {
-            if let Some(sn) = self.nodes[n].super_node_mut() {
-                sn.sn.stop_mining();
-                any = true;
-            }
-        }
-        if !any {
+        if !self.wind_down() {
             return Ok(false);
         }
         self.events.push(
@@ -533,6 +515,16 @@ impl<W: Write> VirtualNet<W> {
         )?;
         let end = self.now + settle;
         self.run_until(end, stop)
+    }
+
+    /// Tells every node's roles that the run is ending (super nodes stop mining). Returns
+    /// whether the run has work that settles (super nodes mining), so the caller gives the
+    /// network time to deliver what is in flight. Nodes are not polled: nothing is sent now.
+    pub fn wind_down(&mut self) -> bool {
+        for node in &mut self.nodes {
+            node.command(self.now, &Command::WindDown);
+        }
+        crate::node_roles::mines(&self.topo)
     }
 
     /// Flushes the capture and the event log; returns the capture writer.

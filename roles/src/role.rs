@@ -1,0 +1,146 @@
+//! The one interface every role implements, in the spirit of quinn-proto and str0m: input
+//! goes in (a datagram, a timeout, a command) with the current time, typed output is polled
+//! (datagrams to send, the next timer, events, an address change, bytes to persist).
+//!
+//! A driver holds roles as `Box<dyn Role>` and never needs to know which role it holds:
+//! after every input it drains `poll_transmit`, `poll_event`, `poll_config` and
+//! `poll_persist`, then asks `poll_timeout` when to wake the role next. Roles that need
+//! something a datagram cannot carry (a new lease, "call B", "stop mining") get it as a
+//! [`Command`]; a role ignores the commands that do not concern it.
+
+use crate::address::{ConfigChange, Lease};
+use crate::session::audio::{ReceiverStats, Recording};
+use crate::{Event, Time, Transmit};
+use binfm_stack::wire::toall::HashAddr;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// What a driver tells a role besides datagrams and timeouts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// The host starts (at time zero, or after a restart). `address` is the role's port's
+    /// address when it is configured statically (`None` while DHCP has not bound one).
+    Start {
+        /// The static address of the role's port, if any.
+        address: Option<Ipv4Addr>,
+    },
+    /// The role's port got an address from DHCP, on network `segment` (topology order).
+    Bound {
+        /// The lease as the DHCP client reported it.
+        lease: Lease,
+        /// The network the host is on now.
+        segment: usize,
+    },
+    /// The role's port lost its address.
+    Unbound,
+    /// The host was attached to another network: ask for an address there.
+    Moved,
+    /// The host leaves its network: give its address back now.
+    Release,
+    /// The run is ending: stop work that would go on by itself (mining), keep answering.
+    WindDown,
+    /// End node: call the peer with this hash address.
+    Call(HashAddr),
+    /// End node: hang up the call with this peer.
+    Hangup(HashAddr),
+    /// End node: renew the key of every active call.
+    Rekey,
+}
+
+/// A sans-IO protocol role bound to one UDP port of a host.
+///
+/// `Any` is a supertrait so that reports can read a role's own state
+/// (`(role as &dyn Any).downcast_ref::<SuperNode>()`) without the driver knowing the type.
+pub trait Role: std::fmt::Debug + Any {
+    /// The UDP port the role receives on.
+    fn port(&self) -> u16;
+
+    /// A command from the driver; roles ignore what does not concern them.
+    fn handle_command(&mut self, now: Time, command: &Command) {
+        let _ = (now, command);
+    }
+
+    /// A datagram arrived on the role's port.
+    fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]);
+
+    /// The time returned by [`Role::poll_timeout`] has come.
+    fn handle_timeout(&mut self, now: Time);
+
+    /// When the role must next be woken without new input.
+    fn poll_timeout(&self) -> Option<Time>;
+
+    /// The next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+
+    /// The next event for the run's log.
+    fn poll_event(&mut self) -> Option<Event>;
+
+    /// An address change the host must apply (a DHCP client's lease).
+    fn poll_config(&mut self) -> Option<ConfigChange> {
+        None
+    }
+
+    /// The next record to append to the role's durable log (a super node's blocks).
+    fn poll_persist(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The calls of an end node, whichever model it runs (empty for other roles).
+    fn calls(&self) -> Vec<CallView<'_>> {
+        Vec::new()
+    }
+}
+
+/// What reports read of one call, whichever model ran it: the peer and the media state.
+#[derive(Debug, Clone, Copy)]
+pub struct CallView<'a> {
+    /// The peer's hash address (or vertical id, the same 32 bytes).
+    pub peer: HashAddr,
+    /// Our SSRC.
+    pub my_ssrc: u32,
+    /// Frames we sent.
+    pub frames_sent: u64,
+    /// Frames due while we had no address (not sent).
+    pub frames_unsent: u64,
+    /// Statistics of what we received.
+    pub rx_stats: &'a ReceiverStats,
+    /// (frame index, arrival time) of every frame we decrypted.
+    pub rx_log: &'a [(u64, Time)],
+    /// When our media clock started.
+    pub media_start: Option<Time>,
+    /// Media packets we refused, by reason.
+    pub media_refused: &'a BTreeMap<&'static str, u64>,
+    /// The audio we received.
+    pub recording: &'a Recording,
+}
+
+/// Implements the I/O half of [`Role`] by calling a role's inherent methods of the same
+/// names (`handle_datagram`, `handle_timeout`, `poll_timeout`, `poll_transmit`,
+/// `poll_event`), so an `impl Role` block only spells out what differs.
+macro_rules! role_io {
+    () => {
+        fn handle_datagram(
+            &mut self,
+            now: $crate::Time,
+            from: std::net::SocketAddrV4,
+            to: std::net::SocketAddrV4,
+            payload: &[u8],
+        ) {
+            Self::handle_datagram(self, now, from, to, payload);
+        }
+        fn handle_timeout(&mut self, now: $crate::Time) {
+            Self::handle_timeout(self, now);
+        }
+        fn poll_timeout(&self) -> Option<$crate::Time> {
+            Self::poll_timeout(self)
+        }
+        fn poll_transmit(&mut self) -> Option<$crate::Transmit> {
+            Self::poll_transmit(self)
+        }
+        fn poll_event(&mut self) -> Option<$crate::Event> {
+            Self::poll_event(self)
+        }
+    };
+}
+pub(crate) use role_io;
