@@ -3,7 +3,7 @@
 //! Reported as packets per second of wall time (target: 500,000).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binfm_testbed::driver::VirtualNet;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::topology::Topology;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -50,8 +50,8 @@ const BATCH: u64 = 200;
 
 fn fabric(c: &mut Criterion) {
     let topo = Topology::from_str(TOPOLOGY, Path::new("bench.toml")).unwrap();
-    let mut net: VirtualNet<std::io::Sink> =
-        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
+    let mut net: Network<std::io::Sink> =
+        Network::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
     let (a, b) = (topo.node_index("a").unwrap(), topo.node_index("b").unwrap());
     let nat_b = topo.node_index("nat-b").unwrap();
     net.start().unwrap();

@@ -24,8 +24,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anyhow::Context;
-use binfm_testbed::driver::VirtualNet;
 use binfm_testbed::driver::live;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::netns::{self, Netns};
 use binfm_testbed::topology::Topology;
@@ -323,11 +323,13 @@ fn run() -> anyhow::Result<()> {
     let stop2 = stop.clone();
     let topo2 = topo.clone();
     let driver = std::thread::spawn(move || -> anyhow::Result<live::LiveCounters> {
-        let mut net: VirtualNet<std::io::Sink> =
-            VirtualNet::new(&topo2, 1, None, EventLog::create(None)?, None)?;
-        net.attach_kernel();
-        net.set_kernel_gateway(0, Ipv4Addr::new(10, 61, 0, 1));
-        net.set_kernel_gateway(1, Ipv4Addr::new(10, 62, 0, 1));
+        let tap = live::Tap::new(topo2.segments.len());
+        let mut net: Network<std::io::Sink, live::Tap> =
+            Network::with_boundary(&topo2, 1, None, EventLog::create(None)?, None, tap)?;
+        live::attach_kernel(&mut net, &topo2);
+        let tap = net.boundary_mut();
+        tap.set_kernel_gateway(0, Ipv4Addr::new(10, 61, 0, 1));
+        tap.set_kernel_gateway(1, Ipv4Addr::new(10, 62, 0, 1));
         let (counters, _) = live::pace(&mut net, devices, HARD_LIMIT, &stop2)?;
         Ok(counters)
     });

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod driver;
+pub mod engine;
 pub mod events;
 pub mod experiment;
 pub mod flood;

@@ -2,7 +2,7 @@
 //! (never from formulas). Keys are sorted and nothing depends on the wall clock, so the same
 //! topology and seed give a byte-identical file.
 
-use crate::driver::VirtualNet;
+use crate::engine::RunView;
 use crate::topology::{Model, Topology};
 use binfm_roles::echo::EchoClient;
 use binfm_roles::role::CallView;
@@ -26,12 +26,7 @@ pub fn quantiles(mut v: Vec<f64>) -> Option<(f64, f64)> {
 }
 
 /// Gathers the results of a finished virtual run.
-pub fn collect<W: Write>(
-    topo: &Topology,
-    seed: u64,
-    net: &VirtualNet<W>,
-    interrupted: bool,
-) -> Value {
+pub fn collect(topo: &Topology, seed: u64, net: &RunView<'_>, interrupted: bool) -> Value {
     let mut echo = Map::new();
     let mut rtts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for r in &net.events.records {
@@ -43,7 +38,7 @@ pub fn collect<W: Write>(
                 .push(ns as f64 / 1e6);
         }
     }
-    for node in &net.nodes {
+    for node in net.nodes {
         if let Some((sent, received)) = node.role::<EchoClient>().map(EchoClient::counts) {
             let q = quantiles(rtts.remove(node.name.as_str()).unwrap_or_default());
             echo.insert(
@@ -58,7 +53,7 @@ pub fn collect<W: Write>(
         }
     }
     let mut drops = Map::new();
-    for node in &net.nodes {
+    for node in net.nodes {
         let mut d: BTreeMap<String, u64> = node
             .drops
             .iter()
@@ -74,13 +69,13 @@ pub fn collect<W: Write>(
         }
     }
     let mut links: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for (seg, packets) in net.segments.iter().zip(&net.segment_packets) {
+    for (seg, packets) in net.segments.iter().zip(net.segment_packets) {
         links
             .entry(seg.name.clone())
             .or_default()
             .insert("packets".into(), *packets);
     }
-    for ((seg, reason), count) in &net.link_drops {
+    for ((seg, reason), count) in net.link_drops {
         links
             .entry(seg.clone())
             .or_default()
@@ -90,7 +85,7 @@ pub fn collect<W: Write>(
     json!({
         "topology": topo.name,
         "seed": seed,
-        "virtual_time_s": net.now().as_secs_f64(),
+        "virtual_time_s": net.now.as_secs_f64(),
         "interrupted": interrupted,
         "events": net.events.counts(),
         "segments": links,
@@ -106,9 +101,9 @@ pub fn collect<W: Write>(
 }
 
 /// What each `flood` step sent and what came back to its spoofed sources.
-fn flood_results<W: Write>(net: &VirtualNet<W>) -> Value {
-    net.floods()
-        .into_iter()
+fn flood_results(net: &RunView<'_>) -> Value {
+    net.floods
+        .iter()
         .map(|(target, spec, stats)| {
             let mut v = stats.to_json();
             if let Some(o) = v.as_object_mut() {
@@ -149,10 +144,10 @@ fn hex(bytes: &[u8]) -> String {
 /// The chain's state at the end (per SN tip, agreement, block interval) and the registration
 /// latency: an EN's new address (its `dhcp.ack`) until its nearest SN reports the Tx the EN
 /// finally registered (`en.registered` seq) as confirmed in a block (`sn.tx_confirmed`).
-fn chain_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> (Value, Value) {
+fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
     let mut sns = Map::new();
     let mut tips = Vec::new();
-    for node in &net.nodes {
+    for node in net.nodes {
         if let Some(sn) = node.role::<SuperNode>() {
             let (tip, height) = sn.chain().tip();
             tips.push(tip);
@@ -360,7 +355,7 @@ fn calls_of(node: &crate::node::Node) -> Vec<CallView<'_>> {
 /// - audio per direction from the receiver's state: frames sent (by the sender), received,
 ///   lost, duplicates, RFC 3550 jitter, one-way delay (arrival - the sender's schedule), and
 ///   the longest gap between decrypted frames (the handover gap).
-pub fn call_results<W: Write>(topo: &Topology, net: &VirtualNet<W>) -> Value {
+pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
     let m = match topo.model {
         Model::Binfm => &BINFM_MILESTONES,
         Model::Vertical => &VERTICAL_MILESTONES,
@@ -500,7 +495,7 @@ const MAX_MISSING_LISTED: u64 = 180_000;
 const MAX_TIMELINE_BINS: usize = 36_000;
 
 /// Audio statistics of one direction, from the receiving EN's call state.
-fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &str) -> Value {
+fn direction(topo: &Topology, net: &RunView<'_>, from: &str, to: &str) -> Value {
     let hash = |n: &str| crate::apps::wallet_for(topo.seed, n).hash_addr();
     let (Some(fi), Some(ti)) = (topo.node_index(from), topo.node_index(to)) else {
         return Value::Null;
@@ -581,13 +576,13 @@ fn quantile_pair(v: &[f64], a: f64, b: f64) -> (Option<f64>, Option<f64>) {
 
 /// Writes each received direction of each call as `calls/<from>-to-<to>.wav` (8 kHz mono,
 /// silence where frames were lost). Returns the files written.
-pub fn write_call_audio<W: Write>(
+pub fn write_call_audio(
     topo: &Topology,
-    net: &VirtualNet<W>,
+    net: &RunView<'_>,
     out_dir: &Path,
 ) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
-    for node in &net.nodes {
+    for node in net.nodes {
         for call in calls_of(node) {
             if call.recording.frames() == 0 {
                 continue;

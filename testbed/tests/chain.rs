@@ -9,7 +9,8 @@ use binfm_roles::en::hex;
 use binfm_roles::sn::SuperNode;
 use binfm_testbed::apps::EnApp;
 use binfm_testbed::apps::wallet_for;
-use binfm_testbed::driver::{SETTLE, VirtualNet};
+use binfm_testbed::driver::SETTLE;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::{EventLog, Record};
 use binfm_testbed::topology::Topology;
 use common::*;
@@ -99,7 +100,7 @@ fn paper_scenario_registers_mines_agrees_and_answers_queries() {
 fn paper_net(
     data: Option<&std::path::Path>,
     sn_with_data: Option<&str>,
-) -> (Topology, VirtualNet<std::io::Sink>) {
+) -> (Topology, Network<std::io::Sink>) {
     let mut topo = Topology::load(&root().join("topologies/paper.toml")).unwrap();
     // These tests script their own faults; the paper's call scenario would only interfere.
     topo.scenario.clear();
@@ -107,7 +108,7 @@ fn paper_net(
         let i = topo.node_index(sn).unwrap();
         topo.nodes[i].super_node.as_mut().unwrap().data_dir = Some(dir.to_path_buf());
     }
-    let net = VirtualNet::new(
+    let net = Network::new(
         &topo,
         topo.seed,
         None,
@@ -118,7 +119,7 @@ fn paper_net(
     (topo, net)
 }
 
-fn tip(net: &VirtualNet<std::io::Sink>, topo: &Topology, sn: &str) -> ([u8; 32], u64) {
+fn tip(net: &Network<std::io::Sink>, topo: &Topology, sn: &str) -> ([u8; 32], u64) {
     net.nodes[topo.node_index(sn).unwrap()]
         .role::<SuperNode>()
         .unwrap()

@@ -7,7 +7,8 @@ mod common;
 
 use binfm_roles::sn::SuperNode;
 use binfm_testbed::apps::wallet_for;
-use binfm_testbed::driver::{SETTLE, VirtualNet};
+use binfm_testbed::driver::SETTLE;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::topology::Topology;
 use common::root;
@@ -41,7 +42,7 @@ fn ens_fail_over_while_sn2_is_down_and_sn2_recovers_everything() {
         t.push_str(&format!("\n[[scenario]]\nat = \"{at}\"\ndo = \"{what}\"\n"));
     }
     let topo = Topology::from_str(&t, Path::new("failover.toml")).unwrap();
-    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
+    let mut net: Network<std::io::Sink> = Network::new(
         &topo,
         topo.seed,
         None,

@@ -12,7 +12,8 @@ mod common;
 use binfm_roles::sn::SnMemory;
 use binfm_roles::sn::SuperNode;
 use binfm_testbed::apps::wallet_for;
-use binfm_testbed::driver::{SETTLE, VirtualNet};
+use binfm_testbed::driver::SETTLE;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::flood::{FloodKind, FloodStats};
 use binfm_testbed::topology::{Action, Topology};
@@ -45,9 +46,9 @@ fn topology(flood: bool) -> Topology {
 }
 
 /// Runs `topo` to its end (and the settle time) without sampling anything.
-fn run(topo: &Topology) -> VirtualNet<std::io::Sink> {
+fn run(topo: &Topology) -> Network<std::io::Sink> {
     let mut net =
-        VirtualNet::new(topo, topo.seed, None, EventLog::create(None).unwrap(), None).unwrap();
+        Network::new(topo, topo.seed, None, EventLog::create(None).unwrap(), None).unwrap();
     let stop = AtomicBool::new(false);
     net.start().unwrap();
     net.run_until(topo.duration, &stop).unwrap();
@@ -56,7 +57,7 @@ fn run(topo: &Topology) -> VirtualNet<std::io::Sink> {
 }
 
 /// When B's registration `seq` was accepted, and the first call's pre-call time (ms).
-fn honest_figures(topo: &Topology, net: &VirtualNet<std::io::Sink>) -> (Duration, f64) {
+fn honest_figures(topo: &Topology, net: &Network<std::io::Sink>) -> (Duration, f64) {
     let reg = net
         .events
         .records
@@ -64,7 +65,7 @@ fn honest_figures(topo: &Topology, net: &VirtualNet<std::io::Sink>) -> (Duration
         .find(|e| e.host == "b" && e.kind == "en.registered" && e.fields["seq"] == 2)
         .expect("B's second registration")
         .t;
-    let calls = binfm_testbed::results::call_results(topo, net);
+    let calls = binfm_testbed::results::call_results(topo, &net.view());
     (
         reg,
         calls["pre_call_ms"].as_f64().expect("pre-call measured"),
@@ -85,7 +86,7 @@ fn sn2_flooded_with_200k_junk_datagrams_keeps_serving_and_counts_every_one() {
         .unwrap();
     assert_eq!((flood.packets(), flood.kind), (200_000, FloodKind::Mixed));
     let sn2 = topo.node_index("sn2").unwrap();
-    let mut net: VirtualNet<std::io::Sink> = VirtualNet::new(
+    let mut net: Network<std::io::Sink> = Network::new(
         &topo,
         topo.seed,
         None,

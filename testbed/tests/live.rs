@@ -5,7 +5,8 @@
 
 mod common;
 
-use binfm_testbed::driver::VirtualNet;
+use binfm_testbed::driver::live;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::topology::Topology;
 use std::net::Ipv4Addr;
@@ -29,20 +30,21 @@ fn live_topology() -> Topology {
 #[test]
 fn kernel_member_gets_ping_replies_through_the_mirror() {
     let topo = live_topology();
-    let mut net: VirtualNet<Vec<u8>> =
-        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
-    net.attach_kernel();
+    let tap = live::Tap::new(topo.segments.len());
+    let mut net: Network<Vec<u8>, live::Tap> =
+        Network::with_boundary(&topo, 1, None, EventLog::create(None).unwrap(), None, tap).unwrap();
+    live::attach_kernel(&mut net, &topo);
     net.start().unwrap();
     let public = topo.segment_index("public").unwrap();
     let kernel = Ipv4Addr::new(198, 51, 100, 250);
     let echo = Ipv4Addr::new(198, 51, 100, 10);
     net.run_until(Duration::from_millis(100), &AtomicBool::new(false))
         .unwrap();
-    net.drain_mirror();
-    assert!(net.inject(public, ping_packet(kernel, echo, 1)).unwrap());
+    net.boundary_mut().drain();
+    assert!(live::inject(&mut net, public, ping_packet(kernel, echo, 1)).unwrap());
     net.run_until(Duration::from_millis(200), &AtomicBool::new(false))
         .unwrap();
-    let mirrored = net.drain_mirror();
+    let mirrored = net.boundary_mut().drain();
     let replies: Vec<_> = mirrored
         .iter()
         .filter(|(s, p)| {

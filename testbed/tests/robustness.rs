@@ -4,7 +4,7 @@
 mod common;
 
 use binfm_roles::echo::EchoClient;
-use binfm_testbed::driver::VirtualNet;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::node::Output;
 use binfm_testbed::topology::Topology;
@@ -35,8 +35,8 @@ proptest! {
 #[test]
 fn arbitrary_packets_into_every_node_never_panic() {
     let topo = Topology::load(&common::root().join("topologies/lan-nat.toml")).unwrap();
-    let mut net: VirtualNet<std::io::Sink> =
-        VirtualNet::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
+    let mut net: Network<std::io::Sink> =
+        Network::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
     net.start().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     net.run_until(Duration::from_secs(5), &stop).unwrap();

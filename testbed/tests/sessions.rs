@@ -12,7 +12,7 @@ use binfm_stack::capture::Capture;
 use binfm_stack::wire::binfm::Message;
 use binfm_testbed::apps::EnApp;
 use binfm_testbed::apps::wallet_for;
-use binfm_testbed::driver::VirtualNet;
+use binfm_testbed::engine::Network;
 use binfm_testbed::events::{EventLog, Record};
 use binfm_testbed::topology::Topology;
 use common::*;
@@ -94,10 +94,10 @@ fn paper_story_meets_the_papers_figures_and_writes_the_call() {
 }
 
 /// Runs the paper scenario in memory, with a capture into memory.
-fn paper_in_memory(topo: &Topology, until: Duration) -> (VirtualNet<Vec<u8>>, Vec<u8>) {
+fn paper_in_memory(topo: &Topology, until: Duration) -> (Network<Vec<u8>>, Vec<u8>) {
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
     let cap = Capture::new(Vec::new(), "mem", &names).unwrap();
-    let mut net = VirtualNet::new(
+    let mut net = Network::new(
         topo,
         topo.seed,
         Some(cap),
@@ -287,7 +287,7 @@ fn attack_topology(with_move: bool) -> Topology {
 }
 
 /// Sends raw bytes from the attacker's node `c` (from UDP port 9000) to `to`.
-fn send_from_c(net: &mut VirtualNet<Vec<u8>>, topo: &Topology, to: SocketAddrV4, payload: &[u8]) {
+fn send_from_c(net: &mut Network<Vec<u8>>, topo: &Topology, to: SocketAddrV4, payload: &[u8]) {
     let c = topo.node_index("c").unwrap();
     let stack = &mut net.nodes[c].ports[0].stack;
     let _ = stack.bind_udp(9000);
@@ -295,7 +295,7 @@ fn send_from_c(net: &mut VirtualNet<Vec<u8>>, topo: &Topology, to: SocketAddrV4,
     net.kick(c).unwrap();
 }
 
-fn b_endpoint(net: &VirtualNet<Vec<u8>>, topo: &Topology) -> SocketAddrV4 {
+fn b_endpoint(net: &Network<Vec<u8>>, topo: &Topology) -> SocketAddrV4 {
     let b = topo.node_index("b").unwrap();
     let tx = net.nodes[b]
         .role::<EnApp>()
@@ -310,7 +310,7 @@ fn b_endpoint(net: &VirtualNet<Vec<u8>>, topo: &Topology) -> SocketAddrV4 {
 fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
     let topo = attack_topology(false);
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
-    let mut net = VirtualNet::new(
+    let mut net = Network::new(
         &topo,
         topo.seed,
         Some(Capture::new(Vec::new(), "mem", &names).unwrap()),
@@ -400,7 +400,7 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
 fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
     let topo = attack_topology(true);
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
-    let mut net = VirtualNet::new(
+    let mut net = Network::new(
         &topo,
         topo.seed,
         Some(Capture::new(Vec::new(), "mem", &names).unwrap()),
@@ -428,7 +428,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         .clone();
     let a_hash = wallet_for(topo.seed, "a").hash_addr();
     let (bi, to) = (topo.node_index("b").unwrap(), b_endpoint(&net, &topo));
-    let peer_addr = |net: &VirtualNet<Vec<u8>>| {
+    let peer_addr = |net: &Network<Vec<u8>>| {
         net.nodes[bi]
             .role::<EnApp>()
             .unwrap()

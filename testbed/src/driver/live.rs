@@ -1,4 +1,4 @@
-//! The live driver: the same [`VirtualNet`] (roles, link emulation, mining, faults) paced by
+//! The live driver: the same [`Network`] (roles, link emulation, mining, faults) paced by
 //! the real clock, with one TUN device per segment inside the testbed's own network namespace
 //! `binfm-<topology name>` (see `docs/live.md`).
 //!
@@ -14,20 +14,19 @@
 //!   SIGINT, SIGTERM and a panic (unwinding drops the [`Netns`] guard). Only SIGKILL leaves it
 //!   behind, and `binfm clean` removes that.
 
-use super::{RunOptions, RunSummary, SETTLE, VirtualNet};
+use super::{RunOptions, RunSummary, SETTLE, Scaffold};
+use crate::engine::{Boundary, Network};
 use crate::events::EventLog;
 use crate::netns::{self, Netns};
 use crate::results;
 use crate::topology::Topology;
 use anyhow::Context;
 use binfm_roles::{Event, Time};
-use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Dest, MemberId};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant as StdInstant;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -41,8 +40,8 @@ pub const TUN_MTU: u16 = 1500;
 /// At most this many events are handled before the driver looks at the TUNs and signals again.
 const MAX_STEPS_PER_TURN: usize = 4096;
 
-/// Live mode's view of the segments: which member is the kernel, and the packets waiting to be
-/// written into the TUNs.
+/// Live mode's boundary of the engine: which member of each segment is the kernel, and the
+/// packets waiting to be written into the TUNs.
 #[derive(Debug, Default)]
 pub struct Tap {
     /// Per segment: the kernel member, its address and the subnet broadcast address.
@@ -133,6 +132,63 @@ impl Tap {
     pub fn drain(&mut self) -> Vec<(usize, Vec<u8>)> {
         std::mem::take(&mut self.mirror)
     }
+}
+
+impl Boundary for Tap {
+    fn is_outside(&self, segment: usize, member: MemberId) -> bool {
+        self.is_kernel(segment, member)
+    }
+    fn delivered(&mut self, segment: usize, packet: Vec<u8>) {
+        Tap::delivered(self, segment, packet);
+    }
+    fn sent(&mut self, segment: usize, from: MemberId, dest: Dest, packet: &[u8]) {
+        Tap::sent(self, segment, from, dest, packet);
+    }
+    fn outside_name(&self) -> &'static str {
+        "kernel"
+    }
+}
+
+/// Adds a "kernel" member to every segment that declares a `kernel_address` (it holds that
+/// address, so virtual hosts can answer it); the engine's [`Tap`] mirrors every packet put on
+/// a segment from then on. Call once, before `start`.
+pub fn attach_kernel<W: Write>(net: &mut Network<W, Tap>, topo: &Topology) {
+    for (si, def) in topo.segments.iter().enumerate() {
+        if let Some(addr) = def.kernel_address {
+            let member = net.segments[si].add_member(KERNEL_NODE, 0, Some(addr));
+            let broadcast = net.segments[si].subnet.broadcast();
+            net.boundary_mut().set_kernel(si, member, addr, broadcast);
+        }
+    }
+}
+
+/// Puts a packet the kernel wrote into `segment`'s TUN on that segment, sent by the kernel
+/// member at the current time (captured, link-emulated, delivered like any other). Returns
+/// false, doing nothing, when the segment has no kernel member or the packet is not IPv4 to an
+/// address of the segment (or its broadcast, or beyond the kernel's gateway).
+pub fn inject<W: Write>(
+    net: &mut Network<W, Tap>,
+    segment: usize,
+    packet: Vec<u8>,
+) -> anyhow::Result<bool> {
+    let Some(member) = net.boundary().kernel_member(segment) else {
+        return Ok(false);
+    };
+    let dst = match smoltcp::wire::Ipv4Packet::new_checked(&packet[..]) {
+        Ok(ip) if ip.version() == 4 => ip.dst_addr(),
+        _ => return Ok(false),
+    };
+    let dest = if net.segments[segment].is_broadcast(dst) {
+        Dest::Broadcast
+    } else if net.segments[segment].subnet.contains_addr(&dst) {
+        Dest::Unicast(dst)
+    } else if let Some(gw) = net.boundary().kernel_gateway(segment) {
+        Dest::Unicast(gw)
+    } else {
+        return Ok(false);
+    };
+    net.put_from_outside(segment, member, dest, packet)?;
+    Ok(true)
 }
 
 /// One TUN device per segment, in segment order, created inside the namespace.
@@ -228,13 +284,10 @@ async fn live_main(
     opts: &RunOptions,
     announce: &mut dyn FnMut(&str),
 ) -> anyhow::Result<RunSummary> {
-    let wall_start = StdInstant::now();
     // Signals first: a Ctrl-C during setup still ends in the cleanup below.
     let stop = Stop::install()?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating output folder {}", opts.out_dir.display()))?;
-    let seed = opts.seed.unwrap_or(topo.seed);
-    let duration = opts.duration.unwrap_or(topo.duration);
+    let scaffold = Scaffold::new(topo, opts)?;
+    let (seed, duration) = (scaffold.seed, scaffold.duration);
 
     let ns = Netns::create(&netns::namespace_name(&topo.name))?;
     let topo_for_thread = topo.clone();
@@ -247,12 +300,8 @@ async fn live_main(
     }
 
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
-    let capture = Capture::create(&opts.out_dir.join("capture.pcapng"), &names)?;
-    let events_path = opts.out_dir.join("events.jsonl");
-    let events = EventLog::create(Some(&events_path))
-        .with_context(|| format!("creating {}", events_path.display()))?;
-    let mut net = VirtualNet::new(topo, seed, Some(capture), events, Some(&opts.out_dir))?;
-    net.attach_kernel();
+    let mut net = scaffold.network(topo, Tap::new(topo.segments.len()))?;
+    attach_kernel(&mut net, topo);
 
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
     let readers = spawn_readers(&tuns, tx);
@@ -312,28 +361,15 @@ async fn live_main(
     let interrupted = outcome?;
     finished?;
     deleted?;
-    let mut seeded = topo.clone();
-    seeded.seed = seed;
-    let mut results = results::collect(&seeded, seed, &net, interrupted);
-    if !interrupted {
-        let reference = virtual_reference(topo, seed, duration)?;
-        let comparison = compare_with_virtual(&results, &reference);
-        if let Some(obj) = results.as_object_mut() {
-            obj.insert("live_vs_virtual".into(), comparison);
+    scaffold.complete(topo, &net, packets, interrupted, |results| {
+        if !interrupted {
+            let reference = virtual_reference(topo, seed, duration)?;
+            let comparison = compare_with_virtual(results, &reference);
+            if let Some(obj) = results.as_object_mut() {
+                obj.insert("live_vs_virtual".into(), comparison);
+            }
         }
-    }
-    results::write_json(&opts.out_dir.join("results.json"), &results)?;
-    results::write_call_audio(&seeded, &net, &opts.out_dir)
-        .with_context(|| format!("writing call audio into {}", opts.out_dir.display()))?;
-    Ok(RunSummary {
-        out_dir: opts.out_dir.clone(),
-        seed,
-        virtual_time: net.now(),
-        wall: wall_start.elapsed(),
-        packets,
-        events: net.events.records.len(),
-        interrupted,
-        results,
+        Ok(())
     })
 }
 
@@ -341,10 +377,10 @@ async fn live_main(
 /// segment order; each may live in any namespace, the driver only uses their file
 /// descriptors) until `duration` of real time has passed or `stop` is set. For benches and
 /// programs embedding live mode; `binfm run --live` uses [`run_live`]. Call
-/// [`VirtualNet::attach_kernel`] before, not `start` (this does it). Installs no signal
+/// [`attach_kernel`] before, not `start` (this does it). Installs no signal
 /// handlers: the caller owns cleanup. Returns the TUN counters and whether `stop` ended it.
 pub fn pace<W: Write>(
-    net: &mut VirtualNet<W>,
+    net: &mut Network<W, Tap>,
     devices: Vec<tun_rs::SyncDevice>,
     duration: Time,
     stop: &AtomicBool,
@@ -408,7 +444,7 @@ fn spawn_readers(tuns: &[Arc<tun_rs::AsyncDevice>], tx: mpsc::Sender<(usize, Vec
 /// The paced loop: runs until `duration` (plus [`SETTLE`] when there are super nodes) of real
 /// time has passed; returns whether a signal stopped it.
 async fn drive<W: Write>(
-    net: &mut VirtualNet<W>,
+    net: &mut Network<W, Tap>,
     tuns: &[Arc<tun_rs::AsyncDevice>],
     rx: &mut mpsc::Receiver<(usize, Vec<u8>)>,
     stop: &Stop,
@@ -426,7 +462,7 @@ async fn drive<W: Write>(
             net.events.push(now, "testbed", Event::new("live.signal"))?;
             return Ok(true);
         }
-        for (seg, packet) in net.drain_mirror() {
+        for (seg, packet) in net.boundary_mut().drain() {
             let Some(dev) = tuns.get(seg) else { continue };
             match dev.send(&packet).await {
                 Ok(_) => counters.tun_written += 1,
@@ -439,7 +475,7 @@ async fn drive<W: Write>(
         let elapsed = base.elapsed();
         if elapsed >= end {
             net.advance_to(end);
-            if settling || !begin_settle(net)? {
+            if settling || !net.begin_settle(SETTLE)? {
                 return Ok(false);
             }
             settling = true;
@@ -456,7 +492,7 @@ async fn drive<W: Write>(
             // Let the readers and the signal handler run even when events pile up.
             tokio::task::yield_now().await;
             if let Ok((seg, packet)) = rx.try_recv() {
-                inject(net, base, seg, packet, counters)?;
+                inject_now(net, base, seg, packet, counters)?;
             }
             continue;
         }
@@ -464,7 +500,7 @@ async fn drive<W: Write>(
             _ = tokio::time::sleep_until(base + next) => {}
             got = rx.recv() => {
                 if let Some((seg, packet)) = got {
-                    inject(net, base, seg, packet, counters)?;
+                    inject_now(net, base, seg, packet, counters)?;
                 }
             }
             _ = stop.notify.notified() => {}
@@ -472,35 +508,20 @@ async fn drive<W: Write>(
     }
 }
 
-fn inject<W: Write>(
-    net: &mut VirtualNet<W>,
+fn inject_now<W: Write>(
+    net: &mut Network<W, Tap>,
     base: Instant,
     seg: usize,
     packet: Vec<u8>,
     counters: &mut LiveCounters,
 ) -> anyhow::Result<()> {
     net.advance_to(base.elapsed());
-    if net.inject(seg, packet)? {
+    if inject(net, seg, packet)? {
         counters.kernel_injected += 1;
     } else {
         counters.kernel_ignored += 1;
     }
     Ok(())
-}
-
-/// SNs stop mining and the network gets [`SETTLE`] more (real) time, as in virtual mode.
-/// Returns false when there is nothing to settle (no super node).
-fn begin_settle<W: Write>(net: &mut VirtualNet<W>) -> anyhow::Result<bool> {
-    let any = net.wind_down();
-    if any {
-        let now = net.now();
-        net.events.push(
-            now,
-            "testbed",
-            Event::new("run.settle").with("settle_ms", SETTLE.as_millis() as u64),
-        )?;
-    }
-    Ok(any)
 }
 
 /// The same topology and seed in virtual time (in memory, no files): what the live run is
@@ -517,13 +538,13 @@ fn virtual_reference(
             sn.data_dir = None; // the reference run must not touch the live run's block logs
         }
     }
-    let mut net: VirtualNet<std::io::Sink> =
-        VirtualNet::new(&topo, seed, None, EventLog::create(None)?, None)?;
+    let mut net: Network<std::io::Sink> =
+        Network::new(&topo, seed, None, EventLog::create(None)?, None)?;
     net.start()?;
     let never = std::sync::atomic::AtomicBool::new(false);
     net.run_until(duration, &never)?;
     net.settle(super::SETTLE, &never)?;
-    Ok(results::collect(&topo, seed, &net, false))
+    Ok(results::collect(&topo, seed, &net.view(), false))
 }
 
 /// The paper's three figures, live against virtual: each value, the ratio, and whether it

@@ -3,8 +3,9 @@
 //! real clock, with TUN devices in its own network namespace.
 
 pub mod live;
-pub mod virtual_time;
+mod virtual_time;
 
+use crate::engine::{Boundary, Network};
 use crate::events::EventLog;
 use crate::results;
 use crate::topology::Topology;
@@ -12,10 +13,11 @@ use anyhow::Context;
 use binfm_roles::Time;
 use binfm_stack::capture::Capture;
 pub use live::run_live;
+use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-pub use virtual_time::VirtualNet;
+pub use virtual_time::run_virtual;
 
 /// After the run's duration, SNs stop mining and the network gets this long to deliver the
 /// blocks in flight, so that the final chain tips of all SNs can be compared.
@@ -58,47 +60,85 @@ pub fn default_out_dir(topo: &Topology) -> PathBuf {
     Path::new("out").join(&topo.name)
 }
 
-/// Runs a topology in virtual time and writes `capture.pcapng`, `events.jsonl` and
-/// `results.json` into the output folder. `stop` (set by Ctrl-C) ends the run early; the
-/// files are then still complete up to that moment.
-pub fn run_virtual(
-    topo: &Topology,
-    opts: &RunOptions,
-    stop: &AtomicBool,
-) -> anyhow::Result<RunSummary> {
-    let wall_start = Instant::now();
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating output folder {}", opts.out_dir.display()))?;
-    let seed = opts.seed.unwrap_or(topo.seed);
-    let duration = opts.duration.unwrap_or(topo.duration);
-    let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
-    let capture = Capture::create(&opts.out_dir.join("capture.pcapng"), &names)?;
-    let events_path = opts.out_dir.join("events.jsonl");
-    let events = EventLog::create(Some(&events_path))
-        .with_context(|| format!("creating {}", events_path.display()))?;
-    let mut net = VirtualNet::new(topo, seed, Some(capture), events, Some(&opts.out_dir))?;
-    net.start()?;
-    let mut interrupted = net.run_until(duration, stop)?;
-    if !interrupted {
-        interrupted = net.settle(SETTLE, stop)?;
+/// The writer of a run's capture file.
+pub type CaptureFile = BufWriter<File>;
+
+/// What both drivers set up before a run and write after it: the output folder, the capture,
+/// the event log and the network; then results.json and the call audio.
+#[derive(Debug)]
+pub(crate) struct Scaffold {
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// The run's seed (the file's, or the option's).
+    pub seed: u64,
+    /// Time to run.
+    pub duration: Time,
+    wall_start: Instant,
+}
+
+impl Scaffold {
+    /// Creates the output folder.
+    pub fn new(topo: &Topology, opts: &RunOptions) -> anyhow::Result<Scaffold> {
+        let wall_start = Instant::now();
+        std::fs::create_dir_all(&opts.out_dir)
+            .with_context(|| format!("creating output folder {}", opts.out_dir.display()))?;
+        Ok(Scaffold {
+            out_dir: opts.out_dir.clone(),
+            seed: opts.seed.unwrap_or(topo.seed),
+            duration: opts.duration.unwrap_or(topo.duration),
+            wall_start,
+        })
     }
-    let packets = net.captured();
-    net.finish()?;
-    // Wallets (hence hash addresses) derive from the run's seed.
-    let mut seeded = topo.clone();
-    seeded.seed = seed;
-    let results = results::collect(&seeded, seed, &net, interrupted);
-    results::write_call_audio(&seeded, &net, &opts.out_dir)
-        .with_context(|| format!("writing call audio into {}", opts.out_dir.display()))?;
-    results::write_json(&opts.out_dir.join("results.json"), &results)?;
-    Ok(RunSummary {
-        out_dir: opts.out_dir.clone(),
-        seed,
-        virtual_time: net.now(),
-        wall: wall_start.elapsed(),
-        packets,
-        events: net.events.records.len(),
-        interrupted,
-        results,
-    })
+
+    /// The network, writing `capture.pcapng` and `events.jsonl` into the output folder.
+    pub fn network<B: Boundary>(
+        &self,
+        topo: &Topology,
+        boundary: B,
+    ) -> anyhow::Result<Network<CaptureFile, B>> {
+        let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
+        let capture = Capture::create(&self.out_dir.join("capture.pcapng"), &names)?;
+        let events_path = self.out_dir.join("events.jsonl");
+        let events = EventLog::create(Some(&events_path))
+            .with_context(|| format!("creating {}", events_path.display()))?;
+        Network::with_boundary(
+            topo,
+            self.seed,
+            Some(capture),
+            events,
+            Some(&self.out_dir),
+            boundary,
+        )
+    }
+
+    /// Writes `results.json` (with what `extend` adds) and the call audio of a finished run
+    /// whose capture and event log are closed. `packets` is what the capture holds.
+    pub fn complete<B: Boundary>(
+        &self,
+        topo: &Topology,
+        net: &Network<CaptureFile, B>,
+        packets: u64,
+        interrupted: bool,
+        extend: impl FnOnce(&mut serde_json::Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<RunSummary> {
+        // Wallets (hence hash addresses) derive from the run's seed.
+        let mut seeded = topo.clone();
+        seeded.seed = self.seed;
+        let view = net.view();
+        let mut results = results::collect(&seeded, self.seed, &view, interrupted);
+        extend(&mut results)?;
+        results::write_call_audio(&seeded, &view, &self.out_dir)
+            .with_context(|| format!("writing call audio into {}", self.out_dir.display()))?;
+        results::write_json(&self.out_dir.join("results.json"), &results)?;
+        Ok(RunSummary {
+            out_dir: self.out_dir.clone(),
+            seed: self.seed,
+            virtual_time: net.now(),
+            wall: self.wall_start.elapsed(),
+            packets,
+            events: net.events.records.len(),
+            interrupted,
+            results,
+        })
+    }
 }

@@ -100,8 +100,8 @@ pub fn paper_with(steps: &str) -> binfm_testbed::topology::Topology {
 }
 
 /// A virtual network of `topo` with its own seed, no capture and events in memory only.
-pub fn memory_net(topo: &Topology) -> binfm_testbed::driver::VirtualNet<std::io::Sink> {
-    binfm_testbed::driver::VirtualNet::new(
+pub fn memory_net(topo: &Topology) -> binfm_testbed::engine::Network<std::io::Sink> {
+    binfm_testbed::engine::Network::new(
         topo,
         topo.seed,
         None,

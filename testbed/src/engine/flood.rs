@@ -2,7 +2,7 @@
 //! member of the target's segment that holds every spoofed address, sends one datagram per
 //! scheduled tick and absorbs (counts) what comes back. Packets and counts: [`crate::flood`].
 
-use super::{RunError, VirtualNet, What};
+use super::{Network, RunError, What};
 use crate::flood::{FLOOD_NODE, FloodGen, FloodSpec, FloodStats};
 use binfm_roles::{Event, Time};
 use binfm_stack::fabric::Dest;
@@ -52,7 +52,7 @@ impl Floods {
     }
 }
 
-impl<W: Write> VirtualNet<W> {
+impl<W: Write, B: super::Boundary> Network<W, B> {
     /// Starts the flood of scenario step `index` now.
     pub(super) fn start_flood(&mut self, index: usize, spec: &FloodSpec) -> Result<(), RunError> {
         let (segment, target_ip, sources) =
@@ -127,9 +127,7 @@ impl<W: Write> VirtualNet<W> {
         if let Some(c) = &mut self.capture {
             c.record(seg, self.now, &packet)?;
         }
-        if let Some(t) = &mut self.tap {
-            t.sent(seg, member, dest, &packet);
-        }
+        self.boundary.sent(seg, member, dest, &packet);
         self.segment_packets[seg] += 1;
         let mut fates = std::mem::take(&mut self.scratch_fates);
         self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);

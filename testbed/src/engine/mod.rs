@@ -1,0 +1,694 @@
+//! The network engine: nodes, segments and link emulation as a deterministic discrete-event
+//! loop. The virtual driver runs it as fast as it can; the live driver paces it with the real
+//! clock and opens its [`Boundary`] to TUN devices.
+//!
+//! `now` jumps to the earliest pending event: a packet delivery scheduled by link emulation or
+//! a node's own `poll_at`. Ties are broken by insertion order, so a topology and a seed give
+//! byte-identical captures. Nothing here reads the wall clock (that is why tokio's paused
+//! clock is not used: it jumps over real I/O).
+
+use crate::events::EventLog;
+use crate::node::{Node, Output};
+use crate::topology::{Action, Topology};
+use binfm_roles::{Command, Event, Time};
+use binfm_stack::capture::Capture;
+use binfm_stack::fabric::{Dest, MemberId, Segment, SegmentDrop};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+
+mod boundary;
+mod flood;
+
+pub use boundary::{Boundary, Closed};
+
+/// Something scheduled at a time.
+#[derive(Debug)]
+enum What {
+    Deliver {
+        segment: usize,
+        member: usize,
+        packet: Vec<u8>,
+    },
+    Wake {
+        node: usize,
+    },
+    Step {
+        index: usize,
+    },
+    /// The next datagram of flood `id` (scenario step `flood`).
+    Flood {
+        id: usize,
+    },
+}
+
+type Scheduled = crate::timed::Timed<What>;
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Writing the capture failed.
+    #[error(transparent)]
+    Capture(#[from] binfm_stack::capture::CaptureError),
+    /// Writing events failed.
+    #[error("writing events.jsonl: {0}")]
+    Events(#[from] std::io::Error),
+    /// A restarted node could not be rebuilt (e.g. its data directory is unreadable).
+    #[error("restart failed: {0}")]
+    Restart(String),
+    /// A flood step could not start (its target has no free public source address).
+    #[error("flood: {0}")]
+    Flood(String),
+}
+
+/// What results read of a finished run: nodes with their roles, segments, the event log and
+/// the engine's counters, and nothing that could change them.
+#[derive(Debug)]
+pub struct RunView<'a> {
+    /// Nodes, in topology order.
+    pub nodes: &'a [Node],
+    /// Segments, in topology order.
+    pub segments: &'a [Segment],
+    /// The event log.
+    pub events: &'a EventLog,
+    /// Packets the segments did not deliver: (segment, reason) -> count.
+    pub link_drops: &'a BTreeMap<(String, &'static str), u64>,
+    /// Packets put on each segment.
+    pub segment_packets: &'a [u64],
+    /// The time the run reached.
+    pub now: Time,
+    /// Each flood step: target, spec and what it did.
+    pub floods: Vec<(String, crate::flood::FloodSpec, crate::flood::FloodStats)>,
+}
+
+/// The whole emulated network: nodes, segments and the event queue.
+pub struct Network<W: Write, B: Boundary = Closed> {
+    now: Time,
+    /// Nodes, in topology order.
+    pub nodes: Vec<Node>,
+    /// Segments, in topology order.
+    pub segments: Vec<Segment>,
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+    wake: Vec<Option<Time>>,
+    capture: Option<Capture<W>>,
+    /// The event log.
+    pub events: EventLog,
+    /// Packets the segments did not deliver: (segment, reason) -> count.
+    pub link_drops: BTreeMap<(String, &'static str), u64>,
+    /// Packets put on each segment.
+    pub segment_packets: Vec<u64>,
+    /// Events handled by the loop (deliveries and wakes).
+    pub steps: u64,
+    scratch_out: Vec<Output>,
+    scratch_fates: Vec<(usize, Result<Time, SegmentDrop>)>,
+    topo: Topology,
+    data_root: Option<std::path::PathBuf>,
+    /// The edge of the engine (closed in virtual runs).
+    boundary: B,
+    /// Flood steps and their sources.
+    flood: flood::Floods,
+}
+
+impl<W: Write, B: Boundary> std::fmt::Debug for Network<W, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl<W: Write> Network<W, Closed> {
+    /// Builds segments and nodes from a checked topology (nothing runs yet), closed to the
+    /// outside.
+    pub fn new(
+        topo: &Topology,
+        seed: u64,
+        capture: Option<Capture<W>>,
+        events: EventLog,
+        data_root: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        Self::with_boundary(topo, seed, capture, events, data_root, Closed)
+    }
+}
+
+impl<W: Write, B: Boundary> Network<W, B> {
+    /// Builds segments and nodes from a checked topology (nothing runs yet), with `boundary`
+    /// at its edge.
+    pub fn with_boundary(
+        topo: &Topology,
+        seed: u64,
+        capture: Option<Capture<W>>,
+        events: EventLog,
+        data_root: Option<&std::path::Path>,
+        boundary: B,
+    ) -> anyhow::Result<Self> {
+        let mut segments: Vec<Segment> = topo
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Segment::new(&s.name, s.subnet, i, seed, s.params.clone()))
+            .collect();
+        let mut topo = topo.clone();
+        topo.seed = seed;
+        let topo_ref = &topo;
+        let mut nodes = Vec::with_capacity(topo.nodes.len());
+        for (n, def) in topo.nodes.iter().enumerate() {
+            let members: Vec<usize> = def
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(p, port)| segments[port.segment].add_member(n, p, port.addr))
+                .collect();
+            nodes.push(Node::new(topo_ref, n, &members, Time::ZERO, data_root)?);
+        }
+        for (si, s) in topo.segments.iter().enumerate() {
+            for (a, b, params) in &s.paths {
+                let ma = nodes[*a]
+                    .ports
+                    .iter()
+                    .find(|p| p.segment == si)
+                    .map(|p| p.member);
+                let mb = nodes[*b]
+                    .ports
+                    .iter()
+                    .find(|p| p.segment == si)
+                    .map(|p| p.member);
+                if let (Some(ma), Some(mb)) = (ma, mb) {
+                    segments[si].set_path(ma, mb, params.clone());
+                }
+            }
+        }
+        let n = nodes.len();
+        let s = segments.len();
+        Ok(Network {
+            now: Time::ZERO,
+            nodes,
+            segments,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            wake: vec![None; n],
+            capture,
+            events,
+            link_drops: BTreeMap::new(),
+            segment_packets: vec![0; s],
+            steps: 0,
+            scratch_out: Vec::new(),
+            scratch_fates: Vec::new(),
+            topo,
+            data_root: data_root.map(std::path::Path::to_path_buf),
+            boundary,
+            flood: flood::Floods::default(),
+        })
+    }
+
+    /// Cuts every path between nodes of different groups, on every segment (fault
+    /// injection: `partition {sn1} {sn2,sn3}`). Nodes in no group keep all their paths.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        let group_of = |n: usize| groups.iter().position(|g| g.contains(&n));
+        for seg in &mut self.segments {
+            let members: Vec<(usize, Option<usize>)> = seg
+                .members()
+                .iter()
+                .enumerate()
+                .map(|(m, mem)| (m, group_of(mem.node)))
+                .collect();
+            for &(a, ga) in &members {
+                for &(b, gb) in &members {
+                    if let (Some(x), Some(y)) = (ga, gb)
+                        && a < b
+                        && x != y
+                    {
+                        seg.set_cut(a, b, true);
+                    }
+                }
+            }
+        }
+        let ev = Event::new("fault.partition").with(
+            "groups",
+            format!(
+                "{:?}",
+                groups
+                    .iter()
+                    .map(|g| g
+                        .iter()
+                        .map(|&n| self.nodes[n].name.clone())
+                        .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        let _ = self.events.push(self.now, "testbed", ev);
+    }
+
+    /// Restores every cut path.
+    pub fn heal(&mut self) {
+        for seg in &mut self.segments {
+            seg.heal();
+        }
+        let _ = self
+            .events
+            .push(self.now, "testbed", Event::new("fault.heal"));
+    }
+
+    /// Stops node `n` (a crash: it neither receives nor sends; its state is lost).
+    pub fn crash(&mut self, n: usize) {
+        self.nodes[n].up = false;
+        self.wake[n] = None;
+        let _ = self
+            .events
+            .push(self.now, &self.nodes[n].name, Event::new("fault.crash"));
+    }
+
+    /// Restarts node `n` from its configuration (and, for a super node, its data directory).
+    pub fn restart(&mut self, n: usize) -> Result<(), RunError> {
+        let members: Vec<usize> = self.nodes[n].ports.iter().map(|p| p.member).collect();
+        self.nodes[n] = Node::new(&self.topo, n, &members, self.now, self.data_root.as_deref())
+            .map_err(|e| RunError::Restart(e.to_string()))?;
+        for p in 0..self.nodes[n].ports.len() {
+            let (seg, member, addr) = (
+                self.nodes[n].ports[p].segment,
+                self.nodes[n].ports[p].member,
+                self.nodes[n].ports[p].addr,
+            );
+            self.segments[seg].set_addr(member, addr);
+        }
+        self.events
+            .push(self.now, &self.nodes[n].name, Event::new("fault.restart"))?;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        self.nodes[n].start(self.now, &mut out);
+        let r = self.process(n, &mut out);
+        self.scratch_out = out;
+        r
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Starts every node at time zero (binds sockets, starts DHCP clients and apps).
+    pub fn start(&mut self) -> Result<(), RunError> {
+        self.schedule_scenario();
+        for n in 0..self.nodes.len() {
+            let mut out = std::mem::take(&mut self.scratch_out);
+            self.nodes[n].start(self.now, &mut out);
+            self.process(n, &mut out)?;
+            self.scratch_out = out;
+        }
+        Ok(())
+    }
+
+    /// Schedules the topology's scenario steps (called by `start`).
+    fn schedule_scenario(&mut self) {
+        for i in 0..self.topo.scenario.len() {
+            let at = self.topo.scenario[i].at;
+            self.schedule(at, What::Step { index: i });
+        }
+    }
+
+    /// Carries out scenario step `index` now.
+    fn apply_step(&mut self, index: usize) -> Result<(), RunError> {
+        let step = self.topo.scenario[index].clone();
+        let ev = Event::new("scenario.step")
+            .with("line", step.line)
+            .with_display("action", format!("{:?}", step.action));
+        self.events.push(self.now, "testbed", ev)?;
+        match step.action {
+            Action::Call(a, b) => {
+                let peer = self.hash_addr_of(b);
+                self.command(a, &Command::Call(peer))?;
+            }
+            Action::Hangup(a, b) => {
+                for (x, y) in [(a, b), (b, a)] {
+                    let peer = self.hash_addr_of(y);
+                    self.command(x, &Command::Hangup(peer))?;
+                }
+            }
+            Action::Rekey(a) => self.command(a, &Command::Rekey)?,
+            Action::Move(a, seg) => self.move_node(a, seg)?,
+            Action::Leave(a) => {
+                let mut out = std::mem::take(&mut self.scratch_out);
+                self.nodes[a].release(self.now, &mut out);
+                let r = self.process(a, &mut out);
+                self.scratch_out = out;
+                r?;
+                let (seg, member) = (
+                    self.nodes[a].ports[0].segment,
+                    self.nodes[a].ports[0].member,
+                );
+                self.segments[seg].detach(member);
+            }
+            Action::Join(a, seg) => self.move_node(a, seg)?,
+            Action::Crash(n) => self.crash(n),
+            Action::Restart(n) => self.restart(n)?,
+            Action::Partition(groups) => self.partition(&groups),
+            Action::Heal => self.heal(),
+            Action::Loss(seg, loss) => {
+                self.segments[seg].set_loss(loss);
+                let ev = Event::new("fault.loss")
+                    .with("segment", self.segments[seg].name.clone())
+                    .with("loss", loss);
+                self.events.push(self.now, "testbed", ev)?;
+            }
+            Action::Flood(spec) => self.start_flood(index, &spec)?,
+        }
+        Ok(())
+    }
+
+    /// Moves node `n`'s port 0 to segment `seg`: detached from the old segment, attached to
+    /// the new one, and a new DHCP lease requested there.
+    pub fn move_node(&mut self, n: usize, seg: usize) -> Result<(), RunError> {
+        let (old_seg, old_member) = (
+            self.nodes[n].ports[0].segment,
+            self.nodes[n].ports[0].member,
+        );
+        self.segments[old_seg].detach(old_member);
+        let member = self.segments[seg].add_member(n, 0, None);
+        let subnet = self.segments[seg].subnet;
+        let ev = Event::new("node.moved")
+            .with("from", self.segments[old_seg].name.clone())
+            .with("to", self.segments[seg].name.clone());
+        self.events.push(self.now, &self.nodes[n].name, ev)?;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        self.nodes[n].move_to(self.now, seg, member, subnet, &mut out);
+        let r = self.process(n, &mut out);
+        self.scratch_out = out;
+        r
+    }
+
+    /// The hash address of node `n` (its end node's identity in both models).
+    fn hash_addr_of(&self, n: usize) -> binfm_stack::wire::toall::HashAddr {
+        crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[n].name).hash_addr()
+    }
+
+    /// Gives node `n`'s roles a command now and handles what follows.
+    pub fn command(&mut self, n: usize, command: &Command) -> Result<(), RunError> {
+        self.nodes[n].command(self.now, command);
+        self.kick(n)
+    }
+
+    /// Polls node `n` now (after changing it from outside, e.g. a benchmark sending a datagram).
+    pub fn kick(&mut self, n: usize) -> Result<(), RunError> {
+        let mut out = std::mem::take(&mut self.scratch_out);
+        self.nodes[n].poll(self.now, &mut out);
+        self.process(n, &mut out)?;
+        self.scratch_out = out;
+        Ok(())
+    }
+
+    fn schedule(&mut self, at: Time, what: What) {
+        self.seq += 1;
+        self.heap.push(Scheduled {
+            at,
+            order: self.seq,
+            item: what,
+        });
+    }
+
+    /// Handles a node's outputs and re-arms its timer.
+    fn process(&mut self, n: usize, out: &mut Vec<Output>) -> Result<(), RunError> {
+        for o in out.drain(..) {
+            match o {
+                Output::Send { port, dest, packet } => {
+                    let (seg, member) = (
+                        self.nodes[n].ports[port].segment,
+                        self.nodes[n].ports[port].member,
+                    );
+                    self.put_on_segment(seg, member, dest, packet, Some(n))?;
+                }
+                Output::AddrChanged { port, addr } => {
+                    let (seg, member) = (
+                        self.nodes[n].ports[port].segment,
+                        self.nodes[n].ports[port].member,
+                    );
+                    self.segments[seg].set_addr(member, addr);
+                }
+                Output::Event(e) => {
+                    self.events.push(self.now, &self.nodes[n].name, e)?;
+                }
+            }
+        }
+        let next = self.nodes[n]
+            .poll_at(self.now)
+            .map(|t| t.max(self.now + Time::from_micros(1)));
+        if next != self.wake[n] {
+            self.wake[n] = next;
+            if let Some(at) = next {
+                self.schedule(at, What::Wake { node: n });
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the next event if it is due by `end`; returns false when there is none.
+    pub fn step(&mut self, end: Time) -> Result<bool, RunError> {
+        let Some(top) = self.heap.peek() else {
+            return Ok(false);
+        };
+        if top.at > end {
+            return Ok(false);
+        }
+        let Some(ev) = self.heap.pop() else {
+            return Ok(false);
+        };
+        self.now = self.now.max(ev.at);
+        self.steps += 1;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        let n = match ev.item {
+            What::Deliver {
+                segment,
+                member,
+                packet,
+            } if self.boundary.is_outside(segment, member) => {
+                // Live mode: the kernel member's packets go into the segment's TUN.
+                self.boundary.delivered(segment, packet);
+                self.scratch_out = out;
+                return Ok(true);
+            }
+            What::Deliver {
+                segment,
+                member,
+                packet,
+            } if self.flood.is_member(segment, member) => {
+                // An answer to a spoofed flood source: counted, goes no further.
+                self.flood.absorb(segment, member, packet.len());
+                self.scratch_out = out;
+                return Ok(true);
+            }
+            What::Deliver {
+                segment,
+                member,
+                packet,
+            } => {
+                let m = &self.segments[segment].members()[member];
+                let (n, port) = (m.node, m.port);
+                if !m.attached
+                    || self.nodes[n].ports[port].member != member
+                    || self.nodes[n].ports[port].segment != segment
+                {
+                    // The node moved away while the packet was in flight.
+                    *self
+                        .link_drops
+                        .entry((self.segments[segment].name.clone(), "detached"))
+                        .or_default() += 1;
+                    self.scratch_out = out;
+                    return Ok(true);
+                }
+                self.nodes[n].receive(self.now, port, packet, &mut out);
+                self.nodes[n].poll(self.now, &mut out);
+                n
+            }
+            What::Step { index } => {
+                self.scratch_out = out;
+                self.apply_step(index)?;
+                return Ok(true);
+            }
+            What::Flood { id } => {
+                self.scratch_out = out;
+                self.flood_tick(id)?;
+                return Ok(true);
+            }
+            What::Wake { node } => {
+                if self.wake[node] != Some(ev.at) {
+                    self.scratch_out = out;
+                    return Ok(true); // superseded timer
+                }
+                self.wake[node] = None;
+                self.nodes[node].poll(self.now, &mut out);
+                node
+            }
+        };
+        let r = self.process(n, &mut out);
+        self.scratch_out = out;
+        r.map(|()| true)
+    }
+
+    /// Runs until `end` (virtual) or until `stop` is set; returns whether it was stopped.
+    pub fn run_until(&mut self, end: Time, stop: &AtomicBool) -> Result<bool, RunError> {
+        let mut i: u32 = 0;
+        while self.step(end)? {
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(1024) && stop.load(AtomicOrdering::Relaxed) {
+                return Ok(true);
+            }
+        }
+        self.now = self.now.max(end);
+        Ok(false)
+    }
+
+    /// Ends a run: SNs stop mining, and the network gets `settle` more time so that blocks in
+    /// flight arrive and the final chain tips can be compared. Returns whether `stop` was set.
+    pub fn settle(&mut self, settle: Time, stop: &AtomicBool) -> Result<bool, RunError> {
+        if !self.begin_settle(settle)? {
+            return Ok(false);
+        }
+        let end = self.now + settle;
+        self.run_until(end, stop)
+    }
+
+    /// Winds the run down ([`Network::wind_down`]) and, when something settles, logs
+    /// `run.settle`. Returns whether the caller should give the network `settle` more time.
+    pub fn begin_settle(&mut self, settle: Time) -> Result<bool, RunError> {
+        if !self.wind_down() {
+            return Ok(false);
+        }
+        self.events.push(
+            self.now,
+            "testbed",
+            Event::new("run.settle").with("settle_ms", settle.as_millis() as u64),
+        )?;
+        Ok(true)
+    }
+
+    /// Tells every node's roles that the run is ending (super nodes stop mining). Returns
+    /// whether the run has work that settles (super nodes mining), so the caller gives the
+    /// network time to deliver what is in flight. Nodes are not polled: nothing is sent now.
+    pub fn wind_down(&mut self) -> bool {
+        for node in &mut self.nodes {
+            node.command(self.now, &Command::WindDown);
+        }
+        crate::node_roles::mines(&self.topo)
+    }
+
+    /// Flushes the capture and the event log; returns the capture writer.
+    pub fn finish(&mut self) -> Result<Option<W>, RunError> {
+        self.events.flush()?;
+        match self.capture.take() {
+            Some(c) => Ok(Some(c.finish()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Packets captured so far.
+    pub fn captured(&self) -> u64 {
+        self.capture.as_ref().map_or(0, |c| c.packets())
+    }
+
+    /// A read-only view of the run, for results.
+    pub fn view(&self) -> RunView<'_> {
+        RunView {
+            nodes: &self.nodes,
+            segments: &self.segments,
+            events: &self.events,
+            link_drops: &self.link_drops,
+            segment_packets: &self.segment_packets,
+            now: self.now,
+            floods: self.floods(),
+        }
+    }
+
+    /// The engine's boundary.
+    pub fn boundary(&self) -> &B {
+        &self.boundary
+    }
+
+    /// The engine's boundary, mutably (the live driver takes the packets leaving it).
+    pub fn boundary_mut(&mut self) -> &mut B {
+        &mut self.boundary
+    }
+
+    /// Time of the earliest scheduled event (a delivery or a node's timer), if any.
+    pub fn next_event_at(&self) -> Option<Time> {
+        self.heap.peek().map(|s| s.at)
+    }
+
+    /// Moves the clock forward to `t` (never back): the live driver sets it to the real
+    /// elapsed time before handling due events or packets from the kernel.
+    pub fn advance_to(&mut self, t: Time) {
+        self.now = self.now.max(t);
+    }
+
+    /// Puts a packet that an outside member of `segment` sent on that segment at the current
+    /// time (captured, link-emulated, delivered like any other).
+    pub fn put_from_outside(
+        &mut self,
+        segment: usize,
+        member: MemberId,
+        dest: Dest,
+        packet: Vec<u8>,
+    ) -> Result<(), RunError> {
+        self.put_on_segment(segment, member, dest, packet, None)
+    }
+
+    /// Puts a packet from `member` on segment `seg`: capture, the boundary (not for packets
+    /// an outside member wrote, `from_node = None`), link emulation, and either a scheduled
+    /// delivery per receiver or a counted drop.
+    fn put_on_segment(
+        &mut self,
+        seg: usize,
+        member: usize,
+        dest: Dest,
+        packet: Vec<u8>,
+        from_node: Option<usize>,
+    ) -> Result<(), RunError> {
+        if let Some(c) = &mut self.capture {
+            c.record(seg, self.now, &packet)?;
+        }
+        if from_node.is_some() {
+            self.boundary.sent(seg, member, dest, &packet);
+        }
+        self.segment_packets[seg] += 1;
+        let mut fates = std::mem::take(&mut self.scratch_fates);
+        self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
+        let last = fates.len().saturating_sub(1);
+        let mut packet = Some(packet);
+        for (i, (to, fate)) in fates.drain(..).enumerate() {
+            match fate {
+                Ok(at) => {
+                    let p = if i == last {
+                        packet.take().unwrap_or_default()
+                    } else {
+                        packet.clone().unwrap_or_default()
+                    };
+                    self.schedule(
+                        at,
+                        What::Deliver {
+                            segment: seg,
+                            member: to,
+                            packet: p,
+                        },
+                    );
+                }
+                Err(reason) => {
+                    *self
+                        .link_drops
+                        .entry((self.segments[seg].name.clone(), reason.as_str()))
+                        .or_default() += 1;
+                    let ev = Event::new("fabric.drop")
+                        .with("segment", self.segments[seg].name.clone())
+                        .with("reason", reason.as_str())
+                        .with_display("next_hop", format!("{dest:?}"));
+                    let host = from_node
+                        .map_or(self.boundary.outside_name(), |n| {
+                            self.nodes[n].name.as_str()
+                        })
+                        .to_owned();
+                    self.events.push(self.now, &host, ev)?;
+                }
+            }
+        }
+        self.scratch_fates = fates;
+        Ok(())
+    }
+}
