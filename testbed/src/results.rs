@@ -440,22 +440,31 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             else {
                 continue;
             };
-            let accepted = recs[j..]
-                .iter()
-                .find(|r| &r.host == peer && r.kind == m.moved_accepted && r.t >= ack.t);
+            let accepted = recs[j..].iter().find(|r| {
+                &r.host == peer && r.kind == m.moved_accepted && r.t >= ack.t && peer_is(r, mover)
+            });
             mid.push(json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) }));
         }
+        // Key renewals of this call: each end's renewals name the other end as peer (an EN in
+        // two calls renews both, and each renewal belongs to one call).
         let mut rekeys = Vec::new();
-        for (j, rk) in recs
-            .iter()
-            .enumerate()
-            .skip(i)
-            .filter(|(_, r)| r.kind == m.rekey_sent && (r.host == caller || r.host == callee))
-        {
+        for (j, rk) in recs.iter().enumerate().skip(i).filter(|(_, r)| {
+            r.kind == m.rekey_sent
+                && ((r.host == caller && peer_is(r, &callee))
+                    || (r.host == callee && peer_is(r, &caller)))
+        }) {
             let peer = if rk.host == caller { &callee } else { &caller };
             let (kind, own_side) = m.rekey_done;
-            let who = if own_side { &rk.host } else { peer };
-            let acc = recs[j..].iter().find(|r| &r.host == who && r.kind == kind);
+            // Both ends hold the new key: the initiator's own event naming the peer, or the
+            // peer's event naming the initiator.
+            let (who, about) = if own_side {
+                (&rk.host, peer)
+            } else {
+                (peer, &rk.host)
+            };
+            let acc = recs[j..]
+                .iter()
+                .find(|r| &r.host == who && r.kind == kind && peer_is(r, about));
             rekeys.push(json!({ "by": rk.host, "sent_at_ms": ms(rk.t), "rekey_ms": acc.map(|a| ms(a.t - rk.t)) }));
         }
         let mut audio = Map::new();
