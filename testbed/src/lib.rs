@@ -11,7 +11,6 @@ pub mod fuzzing;
 pub mod netns;
 pub mod node;
 pub mod results;
-pub mod scale;
 pub mod timed;
 pub mod topology;
 pub mod vertical_app;
