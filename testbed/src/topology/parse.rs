@@ -8,46 +8,6 @@ use super::*;
 use binfm_stack::wire::ports;
 use toml::Spanned;
 
-/// Parses a duration such as `40ms`, `1.5s`, `2min` (humantime syntax; also a bare `0`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if let Some(secs) = t.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"40ms\" or \"1.5s\""))
-}
-
-/// Parses a bandwidth such as `10Mbit`, `512kbit`, `1Gbit` or `9600bit` into bits per second.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let (num, mult) = [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3), ("bit", 1.0)]
-        .iter()
-        .find_map(|(suffix, m)| {
-            lower
-                .strip_suffix(suffix)
-                .map(|n| (n.trim().to_owned(), *m))
-        })
-        .ok_or_else(|| {
-            format!("`{s}` is not a rate; write e.g. \"10Mbit\", \"512kbit\" or \"1Gbit\"")
-        })?;
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a rate; write e.g. \"10Mbit\""))?;
-    let bps = n * mult;
-    if !(bps.is_finite() && bps >= 1.0) {
-        return Err(format!("rate `{s}` must be at least 1bit"));
-    }
-    Ok(bps as u64)
-}
-
 struct Ctx<'a> {
     text: &'a str,
     diags: Vec<Diagnostic>,
@@ -675,7 +635,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         let parsed = parse_action(step.action.get_ref(), &node_index, &seg_index, &nodes);
         // A flood needs free public addresses on its target's segment for its sources.
         let parsed = parsed.and_then(|a| match &a {
-            Action::Flood(f) => crate::flood::sources(&segments, &nodes, f.target).map(|_| a),
+            Action::Flood(f) => super::flood_step::sources(&segments, &nodes, f.target).map(|_| a),
             _ => Ok(a),
         });
         match parsed {
@@ -793,7 +753,7 @@ fn parse_action(
                 .ok_or_else(|| format!("`{rate}` is not a loss rate; write e.g. 20% or 0.2"))?;
             Ok(Action::Loss(seg(s)?, f))
         }
-        ["flood", rest @ ..] => crate::flood::parse_step(rest, &node, nodes).map(Action::Flood),
+        ["flood", rest @ ..] => super::flood_step::parse_step(rest, &node, nodes).map(Action::Flood),
         ["partition", ..] => {
             let rest = text.trim_start().trim_start_matches("partition");
             let mut groups = Vec::new();
