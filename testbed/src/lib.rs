@@ -7,7 +7,6 @@ pub mod driver;
 pub mod events;
 pub mod experiment;
 pub mod flood;
-pub mod fuzzing;
 pub mod netns;
 pub mod node;
 pub mod results;
