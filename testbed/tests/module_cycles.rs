@@ -217,7 +217,7 @@ fn resolve(scan: &Scan, at: &ModPath, path: &[String], depth: usize) -> Option<V
     // A name bound by a `use` in a module stands for what it imports.
     for _ in 0..16 {
         let known = (0..=abs.len())
-            .take_while(|i| scan.modules.contains(&abs[..*i].to_vec()))
+            .take_while(|i| scan.modules.contains(&abs[..*i]))
             .last()?;
         let Some(name) = abs.get(known) else {
             break;

@@ -507,7 +507,7 @@ impl<'a> Builder<'a> {
                 .filter(|&n| nodes[n].ports.iter().any(|p| p.segment == si))
                 .collect();
             if let Some(d) = &s.dhcp {
-                segments[si].dhcp = dhcp_def(cx, d, si, &segments, &nodes, &node_index);
+                segments[si].dhcp = dhcp_def(cx, d, si, segments, nodes, node_index);
             }
             if let (Some(d), Some(k), Some(span)) = (
                 &segments[si].dhcp,
@@ -558,13 +558,13 @@ impl<'a> Builder<'a> {
             host_specs,
             ..
         } = self;
-        let routes = Topology::compute_routes(&segments, &nodes);
+        let routes = Topology::compute_routes(segments, nodes);
         for &(idx, h) in host_specs.iter() {
             let (Some(ec), Some(def)) = (&h.echo_client, &nodes[idx].echo_client) else {
                 continue;
             };
             let target = *def.target.ip();
-            if route_for(&nodes[idx], &segments, &routes[idx], target).is_none() {
+            if route_for(&nodes[idx], segments, &routes[idx], target).is_none() {
                 let seg = &segments[nodes[idx].ports[0].segment].name;
                 cx.err(&ec.get_ref().to, format!("no route from host `{}` (segment `{seg}`) to {target}: no chain of routers and NATs leads there (a private segment is reachable from outside only through its NAT's public address)", nodes[idx].name));
             }

@@ -21,11 +21,11 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let line = cx.line_of(step.action.span().start);
-            let parsed = parse_action(step.action.get_ref(), &node_index, &seg_index, &nodes);
+            let parsed = parse_action(step.action.get_ref(), node_index, seg_index, nodes);
             // A flood needs free public addresses on its target's segment for its sources.
             let parsed = parsed.and_then(|a| match &a {
                 Action::Flood(f) => {
-                    super::flood_step::sources(&segments, &nodes, f.target).map(|_| a)
+                    crate::topology::flood_step::sources(segments, nodes, f.target).map(|_| a)
                 }
                 _ => Ok(a),
             });
