@@ -2,7 +2,7 @@
 # Runs every fuzz target for N seconds (default 60) and prints executions per target.
 #   scripts/fuzz.sh [seconds] [target...]
 # Needs a nightly toolchain; installs cargo-fuzz from crates.io if it is missing.
-# Crashes land in fuzz/artifacts/<target>/; `cargo test --test fuzz_corpus` replays them.
+# Crashes land in fuzz/artifacts/<target>/; `cargo test -p binfm-fuzzing --test fuzz_corpus` replays them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

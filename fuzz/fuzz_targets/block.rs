@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target `block`: the body is `binfm_testbed::fuzzing::block`, which the corpus
-//! regression test (`testbed/tests/fuzz_corpus.rs`) also runs.
+//! Fuzz target `block`: the body is `binfm_fuzzing::block`, which the corpus
+//! regression test (`fuzzing/tests/fuzz_corpus.rs`) also runs.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_testbed::fuzzing::block(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_fuzzing::block(data));

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target `dhcp_options`: the body is `binfm_testbed::fuzzing::dhcp_options`, which the corpus
-//! regression test (`testbed/tests/fuzz_corpus.rs`) also runs.
+//! Fuzz target `dhcp_options`: the body is `binfm_fuzzing::dhcp_options`, which the corpus
+//! regression test (`fuzzing/tests/fuzz_corpus.rs`) also runs.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_testbed::fuzzing::dhcp_options(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_fuzzing::dhcp_options(data));

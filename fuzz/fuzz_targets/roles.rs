@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target `roles`: the body is `binfm_testbed::fuzzing::roles`, which the corpus
-//! regression test (`testbed/tests/fuzz_corpus.rs`) also runs.
+//! Fuzz target `roles`: the body is `binfm_fuzzing::roles`, which the corpus
+//! regression test (`fuzzing/tests/fuzz_corpus.rs`) also runs.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_testbed::fuzzing::roles(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_fuzzing::roles(data));

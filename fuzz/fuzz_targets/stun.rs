@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target `stun`: the body is `binfm_testbed::fuzzing::stun`, which the corpus
-//! regression test (`testbed/tests/fuzz_corpus.rs`) also runs.
+//! Fuzz target `stun`: the body is `binfm_fuzzing::stun`, which the corpus
+//! regression test (`fuzzing/tests/fuzz_corpus.rs`) also runs.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_testbed::fuzzing::stun(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_fuzzing::stun(data));

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target `vertical_roles`: the body is `binfm_testbed::fuzzing::vertical_roles`, which the corpus
-//! regression test (`testbed/tests/fuzz_corpus.rs`) also runs.
+//! Fuzz target `vertical_roles`: the body is `binfm_fuzzing::vertical_roles`, which the corpus
+//! regression test (`fuzzing/tests/fuzz_corpus.rs`) also runs.
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_testbed::fuzzing::vertical_roles(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| binfm_fuzzing::vertical_roles(data));

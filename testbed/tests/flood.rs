@@ -15,7 +15,8 @@ use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::SETTLE;
 use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
-use binfm_testbed::flood::{FloodKind, FloodStats};
+use binfm_testbed::flood::FloodStats;
+use binfm_testbed::topology::flood_step::FloodKind;
 use binfm_testbed::topology::{Action, Topology};
 use common::root;
 use serde_json::Value;
@@ -243,7 +244,8 @@ fn sn2_flooded_with_200k_junk_datagrams_keeps_serving_and_counts_every_one() {
     );
     assert!(peak.mempool_txs <= 2, "only honest Txs: {peak:?}");
     assert_eq!(peak.orphans, 0);
-    let (_, _, sources) = binfm_testbed::flood::sources(&topo.segments, &topo.nodes, sn2).unwrap();
+    let (_, _, sources) =
+        binfm_testbed::topology::flood_step::sources(&topo.segments, &topo.nodes, sn2).unwrap();
     let honest_sources = 3; // nat-a, nat-b, nat-c at most
     assert!(peak.tx_limit_sources <= sources.len() + honest_sources);
     assert!(peak.query_limit_sources <= sources.len() + honest_sources);

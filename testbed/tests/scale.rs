@@ -4,7 +4,7 @@
 //! `cargo test --release -p binfm-testbed --test scale -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binfm_testbed::scale::{ScaleConfig, run_scale, strip_wall_clock};
+use binfm_testbed::experiment::scale::{ScaleConfig, run_scale, strip_wall_clock};
 use serde_json::Value;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};

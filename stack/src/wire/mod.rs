@@ -6,6 +6,7 @@
 //! what the testbed adds on top.
 
 pub mod binfm;
+pub mod codec;
 pub mod dhcp_options;
 pub mod ports;
 pub mod rtp;

@@ -26,7 +26,7 @@ use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
 
-use super::binfm::{Reader, WireError};
+use super::codec::{Reader, WireError, copy_into};
 
 /// Length of a hash address: the full SHA-256 of the ed25519 public key. Truncating would
 /// save a few bytes per Tx but invite collisions; 32 bytes are cheap next to a 256-byte Y.
@@ -153,7 +153,7 @@ impl TxOut {
 
     /// Writes the encoding into `buf`, which must be at least [`TxOut::buffer_len`] long.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
-        emit_into(&self.signing_bytes(), buf)
+        copy_into(&self.signing_bytes(), buf)
     }
 }
 
@@ -209,25 +209,13 @@ impl ToallTx {
 
     /// Writes the encoding into `buf`, which must be at least [`ToallTx::buffer_len`] long.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
-        emit_into(&self.to_bytes(), buf)
+        copy_into(&self.to_bytes(), buf)
     }
 
     /// Tx id: SHA-256 of the whole encoding (for relay de-duplication and acks).
     pub fn id(&self) -> [u8; 32] {
         Sha256::digest(self.to_bytes()).into()
     }
-}
-
-fn emit_into(bytes: &[u8], buf: &mut [u8]) -> Result<usize, WireError> {
-    let have = buf.len();
-    let dst = buf
-        .get_mut(..bytes.len())
-        .ok_or(WireError::BufferTooSmall {
-            need: bytes.len(),
-            have,
-        })?;
-    dst.copy_from_slice(bytes);
-    Ok(bytes.len())
 }
 
 #[cfg(test)]

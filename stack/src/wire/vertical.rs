@@ -31,7 +31,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use super::binfm::{Reader, WireError};
+use super::codec::{Reader, WireError, copy_into};
 use super::toall::MAX_Y_LEN;
 
 /// First two bytes of every vertical-model datagram.
@@ -470,16 +470,7 @@ impl VmMessage {
 
     /// Writes the datagram into `buf`; returns its length.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, WireError> {
-        let bytes = self.to_bytes();
-        let have = buf.len();
-        let dst = buf
-            .get_mut(..bytes.len())
-            .ok_or(WireError::BufferTooSmall {
-                need: bytes.len(),
-                have,
-            })?;
-        dst.copy_from_slice(&bytes);
-        Ok(bytes.len())
+        copy_into(&self.to_bytes(), buf)
     }
 }
 

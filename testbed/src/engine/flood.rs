@@ -3,7 +3,8 @@
 //! scheduled tick and absorbs (counts) what comes back. Packets and counts: [`crate::flood`].
 
 use super::{Network, RunError, What};
-use crate::flood::{FLOOD_NODE, FloodGen, FloodSpec, FloodStats};
+use crate::flood::{FLOOD_NODE, FloodGen, FloodStats};
+use crate::topology::flood_step::{self, FloodKind, FloodSpec};
 use binfm_roles::{Event, Time};
 use binfm_stack::fabric::Dest;
 use std::io::Write;
@@ -56,7 +57,7 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
     /// Starts the flood of scenario step `index` now.
     pub(super) fn start_flood(&mut self, index: usize, spec: &FloodSpec) -> Result<(), RunError> {
         let (segment, target_ip, sources) =
-            crate::flood::sources(&self.topo.segments, &self.topo.nodes, spec.target)
+            flood_step::sources(&self.topo.segments, &self.topo.nodes, spec.target)
                 .map_err(RunError::Flood)?;
         let member = match self
             .flood
@@ -117,8 +118,8 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
         run.stats.sent += 1;
         run.stats.bytes += packet.len() as u64;
         match kind {
-            crate::flood::FloodKind::UnsignedTx => run.stats.unsigned_tx += 1,
-            crate::flood::FloodKind::UnsignedQuery => run.stats.unsigned_query += 1,
+            FloodKind::UnsignedTx => run.stats.unsigned_tx += 1,
+            FloodKind::UnsignedQuery => run.stats.unsigned_query += 1,
             _ => run.stats.malformed += 1,
         }
         let done = run.next >= run.stats.planned;

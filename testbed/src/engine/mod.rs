@@ -78,7 +78,11 @@ pub struct RunView<'a> {
     /// The time the run reached.
     pub now: Time,
     /// Each flood step: target, spec and what it did.
-    pub floods: Vec<(String, crate::flood::FloodSpec, crate::flood::FloodStats)>,
+    pub floods: Vec<(
+        String,
+        crate::topology::flood_step::FloodSpec,
+        crate::flood::FloodStats,
+    )>,
 }
 
 /// The whole emulated network: nodes, segments and the event queue.

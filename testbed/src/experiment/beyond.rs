@@ -251,7 +251,7 @@ pub fn loss_sweep(
     Ok((json!(points), false))
 }
 
-/// Sweep (c): Query latency and SN memory for each crowd size (see [`crate::scale`]; a
+/// Sweep (c): Query latency and SN memory for each crowd size (see [`super::scale`]; a
 /// role-level harness: one SN, N ENs registering and moving, a prober Querying). Returns the
 /// deterministic part (for `results.json`), the full points with their wall-clock figures
 /// (for `timing.json`), and whether it was stopped.
@@ -267,20 +267,20 @@ pub fn scale(
         if stop.load(Ordering::Relaxed) {
             return Ok((json!(det), json!(wall), true));
         }
-        let cfg = crate::scale::ScaleConfig {
+        let cfg = super::scale::ScaleConfig {
             en_counts: vec![n],
             seed: topo.seed,
             block_interval: topo.chain.block_interval,
             // First registrations at about 500/s in all (2/s per crowd address), under the
             // SN's per-source Tx limit.
             register_window: Duration::from_secs_f64((n as f64 / 500.0).max(5.0)),
-            ..crate::scale::ScaleConfig::default()
+            ..super::scale::ScaleConfig::default()
         };
         let mut r =
-            crate::scale::run_scale(&cfg, &mut |s| progress(Progress::Note(s.to_owned())), stop)?;
+            super::scale::run_scale(&cfg, &mut |s| progress(Progress::Note(s.to_owned())), stop)?;
         let stopped = r["stopped"].as_bool().unwrap_or(false);
         let full: Vec<Value> = r["points"].as_array().cloned().unwrap_or_default();
-        crate::scale::strip_wall_clock(&mut r);
+        super::scale::strip_wall_clock(&mut r);
         det.extend(r["points"].as_array().cloned().unwrap_or_default());
         wall.extend(full);
         if stopped {

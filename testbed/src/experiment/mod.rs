@@ -11,6 +11,7 @@
 pub mod beyond;
 pub mod plots;
 pub mod report;
+pub mod scale;
 pub mod signalling;
 pub mod stats;
 

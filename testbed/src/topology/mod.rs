@@ -3,8 +3,10 @@
 //! Every error names the file and the line and says what to do, e.g.
 //! `topologies/x.toml:14: host `a` is on segment `lan-b`, which has no DHCP server ...`.
 
+pub mod flood_step;
 mod parse;
 pub mod spec;
+mod units;
 
 use binfm_roles::nat::Filtering;
 use binfm_stack::fabric::{NatSide, RouteGraphNode, RoutePort, RouteTable, compute_routes};
@@ -16,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use parse::{parse_duration, parse_rate};
+pub use units::{parse_duration, parse_rate};
 
 /// Default virtual duration of a run.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
@@ -163,7 +165,7 @@ pub enum Action {
     Loss(usize, f64),
     /// `flood SN RATE/s for DURATION [KIND]`: spoofed junk to a super node (see
     /// [`crate::flood`]).
-    Flood(crate::flood::FloodSpec),
+    Flood(flood_step::FloodSpec),
 }
 
 /// Network-wide blockchain settings.

@@ -1,5 +1,5 @@
 //! Bodies of the fuzz targets (`fuzz/fuzz_targets/*.rs`), shared with the corpus regression
-//! test (`testbed/tests/fuzz_corpus.rs`) so both run identical code: the fuzz target is one
+//! test (`fuzzing/tests/fuzz_corpus.rs`) so both run identical code: the fuzz target is one
 //! line calling the function of the same name here, and CI replays every file of
 //! `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/` through it without a fuzzing engine.
 //!
@@ -41,7 +41,7 @@ use binfm_stack::wire::toall::{ToallTx, TxOut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::topology::Topology;
+use binfm_testbed::topology::Topology;
 
 pub mod vertical;
 

@@ -1,11 +1,17 @@
 //! Corpus regression without a fuzzing engine: every file of `fuzz/corpus/<target>/` and
 //! `fuzz/artifacts/<target>/` (crashes once found, kept after the fix) goes through the same
-//! function the fuzz target calls (`binfm_testbed::fuzzing`). A panic names the file.
+//! function the fuzz target calls (`binfm_fuzzing`). A panic names the file.
 
-mod common;
-
-use binfm_testbed::fuzzing;
+use binfm_fuzzing as fuzzing;
 use std::path::{Path, PathBuf};
+
+/// The workspace root (tests run with the crate folder as working directory).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
 
 fn files_of(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -21,7 +27,7 @@ fn files_of(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn replay(kind: &str) -> usize {
-    let root = common::root().join("fuzz").join(kind);
+    let root = root().join("fuzz").join(kind);
     let mut count = 0;
     for target in fuzzing::TARGETS {
         for file in files_of(&root.join(target)) {
@@ -43,7 +49,7 @@ fn fuzz_corpus_replays_without_panics() {
     let n = replay("corpus");
     // Every target has its seeds in the repository.
     for target in fuzzing::TARGETS {
-        let dir = common::root().join("fuzz/corpus").join(target);
+        let dir = root().join("fuzz/corpus").join(target);
         assert!(
             !files_of(&dir).is_empty(),
             "{} has no corpus files",
@@ -61,7 +67,7 @@ fn fuzz_artifacts_replay_without_panics() {
 
 #[test]
 fn fuzz_seeds_are_valid_and_replay() {
-    let seeds = fuzzing::seeds(&common::root());
+    let seeds = fuzzing::seeds(&root());
     for target in fuzzing::TARGETS {
         assert!(
             seeds.iter().any(|(t, _, _)| *t == target),
@@ -73,11 +79,11 @@ fn fuzz_seeds_are_valid_and_replay() {
     }
 }
 
-/// Writes the seed corpus: `cargo test -p binfm-testbed --test fuzz_corpus -- --ignored`.
+/// Writes the seed corpus: `cargo test -p binfm-fuzzing --test fuzz_corpus -- --ignored`.
 #[test]
 #[ignore = "writes fuzz/corpus/; run by hand after a wire format changes"]
 fn write_seed_corpus() {
-    let root = common::root();
+    let root = root();
     for (target, name, bytes) in fuzzing::seeds(&root) {
         let dir = root.join("fuzz/corpus").join(target);
         std::fs::create_dir_all(&dir).unwrap();
@@ -98,7 +104,7 @@ fn vertical_roles_start_with_an_active_call() {
 /// commands that make the roles exchange them) so the code behind the checks is reached.
 #[test]
 fn vertical_roles_seeds_reach_the_authenticated_paths() {
-    let seeds = fuzzing::seeds(&common::root());
+    let seeds = fuzzing::seeds(&root());
     let events = |name: &str| {
         let (_, _, bytes) = seeds
             .iter()
