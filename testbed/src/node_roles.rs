@@ -90,6 +90,15 @@ pub fn roles_of(
             }),
         ));
     }
+    for name in &def.roles {
+        if let Some(role) = binfm_roles::registry::named_role(name) {
+            slots.push(Slot {
+                port: 0,
+                role,
+                log: None,
+            });
+        }
+    }
     match topo.model {
         Model::Binfm => {
             if let Some(en) = EnApp::new(topo, def) {

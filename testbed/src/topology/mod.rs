@@ -302,6 +302,8 @@ pub struct NodeDef {
     pub end_node: Option<EndNodeDef>,
     /// Vertical-model domain server role (STUN + location server).
     pub domain_server: bool,
+    /// Roles named in the host's `roles` list (see `binfm_roles::registry`).
+    pub roles: Vec<String>,
 }
 
 impl Topology {

@@ -354,6 +354,7 @@ impl<'a> Builder<'a> {
                     super_node: None,
                     end_node: None,
                     domain_server: false,
+                    roles: Vec::new(),
                 };
                 add_node(cx, node_index, nodes, &n.name, node);
             }
@@ -392,6 +393,7 @@ impl<'a> Builder<'a> {
                 super_node: None,
                 end_node: None,
                 domain_server: false,
+                roles: Vec::new(),
             };
             add_node(cx, node_index, nodes, &r.name, node);
         }
@@ -456,6 +458,20 @@ impl<'a> Builder<'a> {
                 .echo_server
                 .as_ref()
                 .map(|e| e.port.unwrap_or(ports::ECHO));
+            let mut roles = Vec::new();
+            for role in h.roles.iter().flat_map(|r| r.get_ref()) {
+                if binfm_roles::registry::named_role(role).is_some() {
+                    roles.push(role.clone());
+                } else if let Some(span) = &h.roles {
+                    cx.err(
+                        span,
+                        format!(
+                            "host `{name}`: unknown role `{role}` (known: {})",
+                            binfm_roles::registry::role_names().join(", ")
+                        ),
+                    );
+                }
+            }
             let node = NodeDef {
                 name,
                 kind: NodeKind::Host,
@@ -466,6 +482,7 @@ impl<'a> Builder<'a> {
                 super_node: None,
                 end_node: None,
                 domain_server: false,
+                roles,
             };
             let idx = nodes.len();
             add_node(cx, node_index, nodes, &h.name, node);

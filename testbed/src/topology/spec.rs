@@ -217,6 +217,9 @@ pub struct HostSpec {
     /// Vertical model: a domain's STUN server and location server.
     #[serde(default)]
     pub domain_server: Option<Spanned<DomainServerSpec>>,
+    /// Roles that need nothing but their well-known port, by name (e.g. `["discard"]`).
+    #[serde(default)]
+    pub roles: Option<Spanned<Vec<String>>>,
 }
 
 /// A vertical-model domain server: RFC 8489 STUN on 3478 and the domain's location server
