@@ -1,7 +1,7 @@
 //! Sans-IO roles of the binfm testbed.
 //!
 //! A role never reads a clock, never sleeps, never opens a socket and never uses a global
-//! RNG (DESIGN.md, "Sans-IO roles"). Drivers feed it input (`handle_datagram`,
+//! RNG (docs/design.md, "Sans-IO roles"). Drivers feed it input (`handle_datagram`,
 //! `handle_timeout`, commands) with the current time and drain its outputs
 //! (`poll_transmit`, `poll_timeout`, `poll_event`) until it is idle. That is what lets one
 //! implementation run in virtual time and in live time.

@@ -1,4 +1,4 @@
-//! The vertical model's own messages (paper, Figures 1 and 11; DESIGN.md "Vertical model"):
+//! The vertical model's own messages (paper, Figures 1 and 11; docs/design.md, "Vertical model"):
 //! registration and lookup at a per-domain location server ([`super::ports::LOCATION`]), the
 //! inter-domain resolution between location servers, and the end-to-end session messages
 //! (Invite/InviteOk, the DH key agreement, the mid-call re-invite). NAT discovery uses real

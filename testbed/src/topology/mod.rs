@@ -340,7 +340,7 @@ impl NodeDef {
     }
 }
 
-/// Allowed address space (DESIGN.md): private 10.0.0.0/8 and the three documentation /24s.
+/// Allowed address space (docs/design.md, "Address plan"): private 10.0.0.0/8 and the three documentation /24s.
 pub fn allowed_ranges() -> [Ipv4Cidr; 4] {
     [
         Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 0), 8),

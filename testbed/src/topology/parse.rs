@@ -277,7 +277,7 @@ impl<'a> Builder<'a> {
                 }
             };
             if !in_allowed_ranges(&subnet) {
-                cx.err(&s.subnet, format!("segment `{name}`: subnet {subnet} is outside the allowed ranges; use 10.0.0.0/8 for private segments and 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 for public ones (DESIGN.md: no testbed address may be routable)"));
+                cx.err(&s.subnet, format!("segment `{name}`: subnet {subnet} is outside the allowed ranges; use 10.0.0.0/8 for private segments and 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 for public ones (see docs/design.md#address-plan: no testbed address may be routable)"));
             }
             for (other, o) in segments.iter().zip(seg_specs.iter()) {
                 if other.subnet.contains_subnet(&subnet) || subnet.contains_subnet(&other.subnet) {
