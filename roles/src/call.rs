@@ -5,6 +5,7 @@
 use crate::session::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use crate::session::keys::{SessionKeys, derive, mac, verify_mac};
 use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
+use crate::util::short_hex;
 use crate::{Event, Time};
 use binfm_stack::wire::binfm::{Message, mac_input};
 use binfm_stack::wire::toall::HashAddr;
@@ -113,10 +114,6 @@ pub struct Call {
 
 /// What a call wants sent: control or media bytes to an address.
 pub type Out = (SocketAddrV4, Vec<u8>);
-
-fn hex8(h: &HashAddr) -> String {
-    h[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
 
 impl Call {
     /// A new call. `tone_hz` is the frequency this side sends.
@@ -355,7 +352,7 @@ impl Call {
                 events.push(
                     Event::new("call.control_gave_up")
                         .with("what", p.what)
-                        .with("peer", hex8(&self.peer)),
+                        .with("peer", short_hex(&self.peer)),
                 );
                 self.pending = None;
             } else if let Some(to) = self.peer_addr {
@@ -410,7 +407,7 @@ impl Call {
                     if gap > GAP_REPORT {
                         events.push(
                             Event::new("call.media_resumed")
-                                .with("peer", hex8(&self.peer))
+                                .with("peer", short_hex(&self.peer))
                                 .with("gap_ms", gap.as_secs_f64() * 1e3)
                                 .with("index", u.index),
                         );
@@ -419,7 +416,7 @@ impl Call {
                 if first {
                     events.push(
                         Event::new("call.first_frame")
-                            .with("peer", hex8(&self.peer))
+                            .with("peer", short_hex(&self.peer))
                             .with("index", u.index),
                     );
                 }
@@ -451,7 +448,7 @@ impl Call {
                     self.pending = None;
                     events.push(
                         Event::new("call.rekey_complete")
-                            .with("peer", hex8(&self.peer))
+                            .with("peer", short_hex(&self.peer))
                             .with("epoch", self.epoch)
                             .with("index", u.index),
                     );
@@ -468,7 +465,7 @@ impl Call {
                 if *n == 1 {
                     events.push(
                         Event::new("call.media_refused")
-                            .with("peer", hex8(&self.peer))
+                            .with("peer", short_hex(&self.peer))
                             .with("reason", reason),
                     );
                 }

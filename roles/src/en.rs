@@ -10,6 +10,7 @@
 
 use crate::call::{Call, CallRole, CallState};
 use crate::nat::h16;
+use crate::util::{hex, millis};
 use crate::wallet::{Wallet, verify_tx};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::binfm::{Message, TxStatus};
@@ -42,11 +43,6 @@ pub const NOT_FOUND_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// forgetting the oldest ended call; when all are live it is refused and counted
 /// (`EndNode::calls_refused`), so a Session Request flood cannot grow the list.
 pub const MAX_CALLS: usize = 128;
-
-/// Lower-case hex of a hash address (events and logs).
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// What a successful lookup returned, after the EN checked it.
 #[derive(Debug, Clone, PartialEq)]
@@ -1110,10 +1106,6 @@ impl EndNode {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
-}
-
-fn millis(t: Time) -> u64 {
-    u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The default control port.

@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod reassembly;
 pub mod session;
 pub mod sn;
+pub mod util;
 pub mod vertical;
 pub mod wallet;
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use binfm_roles::en::hex;
+use binfm_roles::util::hex;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::{SETTLE, VirtualNet};
 use binfm_testbed::events::{EventLog, Record};

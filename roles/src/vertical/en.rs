@@ -26,12 +26,12 @@
 //! the rekey and the re-invite are authenticated with the session control key (the first
 //! exchange cannot be: there is no key yet).
 
-use super::short;
 use crate::call::CallRole;
 use crate::dh::DhSecret;
 use crate::session::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use crate::session::keys::{DirectionKey, SessionKeys, derive, mac, verify_mac};
 use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
+use crate::util::{millis_f64, short_hex};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::rtp::{RtpHeader, is_rtp};
 use binfm_stack::wire::stun::{Class, StunMessage, is_stun};
@@ -331,10 +331,6 @@ pub struct VerticalNode {
     events: VecDeque<Event>,
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 impl VerticalNode {
     /// An end node named `id`, using UDP `port` for STUN, control and media (one NAT
     /// mapping, as ICE does), registering with its home `location` server; `seed` drives its
@@ -430,7 +426,7 @@ impl VerticalNode {
     pub fn call(&mut self, now: Time, peer: Id) {
         let ssrc: u32 = self.rng.random();
         self.ev(Event::new("vertical.call_started")
-            .with("peer", short(&peer))
+            .with("peer", short_hex(&peer))
             .with("ssrc", ssrc));
         if self.calls.len() >= MAX_CALLS {
             self.prune();
@@ -448,7 +444,7 @@ impl VerticalNode {
                 "too many calls"
             };
             self.ev(Event::new("vertical.call_failed")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("reason", reason));
             return;
         }
@@ -475,7 +471,7 @@ impl VerticalNode {
             c.hang_up();
             evs.push(
                 Event::new("vertical.ended")
-                    .with("peer", short(&peer))
+                    .with("peer", short_hex(&peer))
                     .with("frames_sent", c.frames_sent)
                     .with("frames_received", c.rx_stats.summary().received),
             );
@@ -520,7 +516,7 @@ impl VerticalNode {
             c.set_pending(bytes.clone(), now, "rekey");
             let peer = c.peer;
             self.ev(Event::new("vertical.rekey_sent")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("epoch", epoch));
             self.send(to, bytes);
         }
@@ -592,7 +588,7 @@ impl VerticalNode {
         self.ev(Event::new("vertical.stun_mapped")
             .with_display("mapped", mapped)
             .with_display("server", from)
-            .with("rtt_ms", ms(rtt)));
+            .with("rtt_ms", millis_f64(rtt)));
         for then in std::mem::take(&mut self.after_stun) {
             match then {
                 AfterStun::Register => self.register(now, mapped),
@@ -644,7 +640,7 @@ impl VerticalNode {
         if self.lookups.len() >= MAX_LOOKUPS {
             self.calls[i].hang_up();
             self.ev(Event::new("vertical.call_failed")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("reason", "too many lookups"));
             return;
         }
@@ -675,7 +671,7 @@ impl VerticalNode {
         l.next = now + l.rto;
         let (peer, tries) = (l.peer, l.tries);
         self.ev(Event::new("vertical.lookup_sent")
-            .with("peer", short(&peer))
+            .with("peer", short_hex(&peer))
             .with("request_id", rid)
             .with("try", tries));
         let bytes = VmMessage::Lookup {
@@ -709,17 +705,17 @@ impl VerticalNode {
         let Some(contact) = contact else {
             self.calls[i].hang_up();
             self.ev(Event::new("vertical.lookup_not_found")
-                .with("peer", short(&id))
-                .with("rtt_ms", ms(rtt)));
+                .with("peer", short_hex(&id))
+                .with("rtt_ms", millis_f64(rtt)));
             self.ev(Event::new("vertical.call_failed")
-                .with("peer", short(&id))
+                .with("peer", short_hex(&id))
                 .with("reason", "peer not found"));
             return;
         };
         self.ev(Event::new("vertical.resolved")
-            .with("peer", short(&id))
+            .with("peer", short_hex(&id))
             .with_display("contact", contact)
-            .with("rtt_ms", ms(rtt)));
+            .with("rtt_ms", millis_f64(rtt)));
         let Some(mine) = self.mapped else { return };
         let c = &mut self.calls[i];
         c.peer_addr = Some(contact);
@@ -733,7 +729,7 @@ impl VerticalNode {
         .to_bytes();
         c.set_pending(bytes.clone(), now, "invite");
         self.ev(Event::new("vertical.invite_sent")
-            .with("peer", short(&id))
+            .with("peer", short_hex(&id))
             .with_display("to", contact));
         self.send(contact, bytes);
     }
@@ -787,7 +783,7 @@ impl VerticalNode {
         c.peer_ssrc = Some(ssrc);
         self.calls.push(c);
         self.ev(Event::new("vertical.incoming")
-            .with("peer", short(&caller))
+            .with("peer", short_hex(&caller))
             .with_display("contact", contact)
             .with_display("from", from));
         self.want_stun(now, AfterStun::Answer(caller));
@@ -813,7 +809,7 @@ impl VerticalNode {
         c.state = VState::AwaitKey;
         c.invite_ok = Some(bytes.clone());
         self.ev(Event::new("vertical.invite_ok_sent")
-            .with("peer", short(&peer))
+            .with("peer", short_hex(&peer))
             .with_display("contact", mine));
         self.send(to, bytes);
     }
@@ -857,10 +853,10 @@ impl VerticalNode {
         });
         c.set_pending(bytes.clone(), now, "key_exchange");
         self.ev(Event::new("vertical.invite_ok")
-            .with("peer", short(&callee))
+            .with("peer", short_hex(&callee))
             .with_display("contact", contact));
         self.ev(Event::new("vertical.key_sent")
-            .with("peer", short(&callee))
+            .with("peer", short_hex(&callee))
             .with("epoch", 0));
         self.send(contact, bytes);
     }
@@ -956,9 +952,9 @@ impl VerticalNode {
         let peer = c.peer;
         if setup {
             c.activate(keys, now);
-            let setup_ms = ms(now.saturating_sub(c.started_at));
+            let setup_ms = millis_f64(now.saturating_sub(c.started_at));
             self.ev(Event::new("vertical.active")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("role", "callee")
                 .with("setup_ms", setup_ms));
             // Audio starts with the keys: the first frame follows the reply.
@@ -974,7 +970,7 @@ impl VerticalNode {
             c.control = Some(keys.control);
             c.epoch = *epoch;
             self.ev(Event::new("vertical.rekey_accepted")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("epoch", *epoch));
         }
     }
@@ -984,7 +980,7 @@ impl VerticalNode {
         c.control_refused += 1;
         let peer = c.peer;
         self.ev(Event::new("vertical.key_rejected")
-            .with("peer", short(&peer))
+            .with("peer", short_hex(&peer))
             .with("reason", reason));
     }
 
@@ -1030,9 +1026,9 @@ impl VerticalNode {
         let peer = c.peer;
         if setup {
             c.activate(keys, now);
-            let setup_ms = ms(now.saturating_sub(c.started_at));
+            let setup_ms = millis_f64(now.saturating_sub(c.started_at));
             self.ev(Event::new("vertical.active")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("role", "caller")
                 .with("setup_ms", setup_ms));
             self.media_due(now);
@@ -1048,9 +1044,9 @@ impl VerticalNode {
             c.control = Some(keys.control);
             c.epoch = *epoch;
             self.ev(Event::new("vertical.rekey_done")
-                .with("peer", short(&peer))
+                .with("peer", short_hex(&peer))
                 .with("epoch", *epoch)
-                .with("rekey_ms", ms(took)));
+                .with("rekey_ms", millis_f64(took)));
         }
     }
 
@@ -1078,7 +1074,7 @@ impl VerticalNode {
             c.set_pending(bytes.clone(), now, "reinvite");
             evs.push(
                 Event::new("vertical.reinvite_sent")
-                    .with("peer", short(&c.peer))
+                    .with("peer", short_hex(&c.peer))
                     .with_display("contact", contact),
             );
             sends.push((to, bytes));
@@ -1120,7 +1116,7 @@ impl VerticalNode {
         if let Some(reason) = reason {
             c.control_refused += 1;
             self.ev(Event::new("vertical.reinvite_rejected")
-                .with("peer", short(peer))
+                .with("peer", short_hex(peer))
                 .with("reason", reason)
                 .with_display("from", from));
             return;
@@ -1128,7 +1124,7 @@ impl VerticalNode {
         c.recv_counter = *counter;
         c.peer_addr = Some(*contact);
         self.ev(Event::new("vertical.reinvite_accepted")
-            .with("peer", short(peer))
+            .with("peer", short_hex(peer))
             .with_display("contact", *contact)
             .with_display("from", from));
     }
@@ -1214,7 +1210,7 @@ impl VerticalNode {
         let mut evs = Vec::new();
         match rx.unprotect(packet) {
             Ok(u) => {
-                let peer = short(&c.peer);
+                let peer = short_hex(&c.peer);
                 match c.last_rx {
                     None => evs.push(
                         Event::new("vertical.first_frame")
@@ -1224,7 +1220,7 @@ impl VerticalNode {
                     Some(last) if now.saturating_sub(last) > GAP_REPORT => evs.push(
                         Event::new("vertical.media_resumed")
                             .with("peer", peer.clone())
-                            .with("gap_ms", ms(now.saturating_sub(last)))
+                            .with("gap_ms", millis_f64(now.saturating_sub(last)))
                             .with("index", u.index),
                     ),
                     Some(_) => {}
@@ -1266,7 +1262,7 @@ impl VerticalNode {
                 if *n == 1 {
                     evs.push(
                         Event::new("vertical.media_refused")
-                            .with("peer", short(&c.peer))
+                            .with("peer", short_hex(&c.peer))
                             .with("reason", reason),
                     );
                 }
@@ -1288,14 +1284,14 @@ impl VerticalNode {
                     evs.push(
                         Event::new("vertical.control_gave_up")
                             .with("what", p.what)
-                            .with("peer", short(&c.peer)),
+                            .with("peer", short_hex(&c.peer)),
                     );
                     c.pending = None;
                     if c.state != VState::Active {
                         c.hang_up();
                         evs.push(
                             Event::new("vertical.call_failed")
-                                .with("peer", short(&c.peer))
+                                .with("peer", short_hex(&c.peer))
                                 .with("reason", "no answer"),
                         );
                     } else {
@@ -1353,7 +1349,7 @@ impl VerticalNode {
                     }
                     if failed {
                         self.ev(Event::new("vertical.call_failed")
-                            .with("peer", short(&peer))
+                            .with("peer", short_hex(&peer))
                             .with("reason", "STUN failed"));
                     }
                 }
@@ -1385,7 +1381,7 @@ impl VerticalNode {
                         c.hang_up();
                     }
                     self.ev(Event::new("vertical.call_failed")
-                        .with("peer", short(&l.peer))
+                        .with("peer", short_hex(&l.peer))
                         .with("reason", "lookup unanswered"));
                 }
             } else {

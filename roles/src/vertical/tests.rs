@@ -6,6 +6,7 @@
 use super::en::{VState, VerticalNode};
 use super::location::LocationServer;
 use super::stun::StunServer;
+use crate::util::millis;
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::vertical::{Id, VmMessage, mac_input};
@@ -283,10 +284,6 @@ impl Net {
     }
 }
 
-fn ms(d: Duration) -> u128 {
-    d.as_millis()
-}
-
 /// A net where both ENs registered, then A called B at 5 s and the call is active.
 fn established() -> (Net, Time) {
     let mut net = Net::new();
@@ -322,7 +319,7 @@ fn both_register_their_stun_mapped_contact() {
 #[test]
 fn pre_call_is_1440_ms_measured() {
     let (net, t0) = established();
-    let since = |host, kind| net.first(host, kind, t0).map(|t| ms(t - t0));
+    let since = |host, kind| net.first(host, kind, t0).map(|t| millis(t - t0));
     assert_eq!(since("A", "vertical.call_started"), Some(0));
     // Steps one by one, as DESIGN.md lists them.
     assert_eq!(since("A", "vertical.stun_mapped"), Some(80), "(1)(2) 2 T_I");
@@ -374,7 +371,7 @@ fn mid_call_move_is_280_ms_measured_and_audio_follows() {
     let accepted = net
         .first("B", "vertical.reinvite_accepted", t1)
         .expect("accepted");
-    assert_eq!(ms(accepted - moved), 280, "Table 2: 2 T_I + T_II");
+    assert_eq!(millis(accepted - moved), 280, "Table 2: 2 T_I + T_II");
     assert_eq!(
         net.first("A", "vertical.reinvite_sent", t1),
         Some(t1 + 2 * T_I)
@@ -385,7 +382,7 @@ fn mid_call_move_is_280_ms_measured_and_audio_follows() {
     let resumed = net
         .first("A", "vertical.media_resumed", t1)
         .expect("resumed");
-    assert_eq!(ms(resumed - moved), 480);
+    assert_eq!(millis(resumed - moved), 480);
     // A's own frames kept flowing from the new address.
     let Node::En(b) = &net.nodes[1] else {
         unreachable!()
@@ -412,16 +409,20 @@ fn rekey_is_400_ms_measured_either_side() {
             .expect("accepted");
         let done = net.first(me, "vertical.rekey_done", t2).expect("done");
         assert_eq!(
-            ms(accepted - sent),
+            millis(accepted - sent),
             200,
             "the peer holds the key after T_II"
         );
-        assert_eq!(ms(done - sent), 400, "Table 3: both hold it after 2 T_II");
+        assert_eq!(
+            millis(done - sent),
+            400,
+            "Table 3: both hold it after 2 T_II"
+        );
         // The peer switches its sending key when it sees the initiator's new-key media.
         let switched = net
             .first(peer, "vertical.rekey_switched", t2)
             .expect("switched");
-        assert_eq!(ms(switched - sent), 600);
+        assert_eq!(millis(switched - sent), 600);
         let (Node::En(a), Node::En(b)) = (&net.nodes[0], &net.nodes[1]) else {
             unreachable!()
         };
@@ -449,7 +450,7 @@ fn unknown_peer_is_not_found() {
         .first("A", "vertical.lookup_not_found", t0)
         .expect("not found");
     assert_eq!(
-        ms(nf - t0),
+        millis(nf - t0),
         560,
         "STUN 2 T_I + lookup T_I + resolution T_III + reply T_I"
     );
@@ -610,7 +611,7 @@ fn an_invalid_y_is_refused() {
     // The genuine exchange still completes.
     net.run_until(t0 + Duration::from_secs(3));
     assert_eq!(
-        ms(net.first("A", "vertical.active", t0).expect("active") - t0),
+        millis(net.first("A", "vertical.active", t0).expect("active") - t0),
         1440
     );
 }
