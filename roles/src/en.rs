@@ -10,12 +10,14 @@
 
 use crate::call::{Call, CallRole, CallState};
 use crate::nat::h16;
+use crate::session::media::rtp_ssrc;
+use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::{hex, millis};
 use crate::wallet::{Wallet, verify_tx};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::binfm::{Message, TxStatus};
 use binfm_stack::wire::ports;
-use binfm_stack::wire::rtp::{RtpHeader, is_rtp};
+use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::toall::{HashAddr, ToallTx};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,10 +25,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-/// First retransmission timeout.
-pub const RTO_INITIAL: Duration = Duration::from_secs(1);
-/// Retransmission timeout cap.
-pub const RTO_MAX: Duration = Duration::from_secs(8);
 /// Unanswered tries before moving to the next super node.
 pub const TRIES_PER_SN: u32 = 3;
 /// Queries in flight at most (each is bounded in tries too).
@@ -61,18 +59,14 @@ pub struct PeerInfo {
 struct Registration {
     tx: ToallTx,
     tx_id: [u8; 32],
-    tries: u32,
-    rto: Duration,
-    next_retx: Time,
+    backoff: Backoff,
 }
 
 #[derive(Debug)]
 struct PendingQuery {
     hash_addr: HashAddr,
     first_sent: Time,
-    tries: u32,
-    rto: Duration,
-    next_retx: Time,
+    backoff: Backoff,
 }
 
 /// Sans-IO end node.
@@ -208,8 +202,8 @@ impl EndNode {
             self.events.push_back(
                 Event::new("call.ended")
                     .with("peer", hex(&peer))
-                    .with("frames_sent", c.frames_sent)
-                    .with("frames_received", c.rx_stats.summary().received),
+                    .with("frames_sent", c.media.frames_sent)
+                    .with("frames_received", c.media.rx_stats.summary().received),
             );
         }
     }
@@ -369,9 +363,7 @@ impl EndNode {
         self.reg = Some(Registration {
             tx,
             tx_id,
-            tries: 0,
-            rto: RTO_INITIAL,
-            next_retx: now,
+            backoff: Backoff::new(RTO_INITIAL, RTO_MAX, now),
         });
         self.send_registration(now);
     }
@@ -383,16 +375,12 @@ impl EndNode {
             return;
         };
         let Some(reg) = &mut self.reg else { return };
-        reg.tries += 1;
-        if reg.tries > 1 {
-            reg.rto = (reg.rto * 2).min(RTO_MAX);
-        }
-        reg.next_retx = now + reg.rto;
+        reg.backoff.on_send(now);
         let payload = Message::TxSubmit { tx: reg.tx.clone() }.to_bytes();
         self.events.push_back(
             Event::new("en.tx_sent")
                 .with("seq", reg.tx.out.seq)
-                .with("try", reg.tries)
+                .with("try", reg.backoff.tries())
                 .with_display("sn", sn),
         );
         self.out.push_back(Transmit {
@@ -419,9 +407,7 @@ impl EndNode {
             PendingQuery {
                 hash_addr,
                 first_sent: now,
-                tries: 0,
-                rto: RTO_INITIAL,
-                next_retx: now,
+                backoff: Backoff::new(RTO_INITIAL, RTO_MAX, now),
             },
         );
         self.send_query(now, id);
@@ -434,11 +420,7 @@ impl EndNode {
         let Some(q) = self.queries.get_mut(&id) else {
             return;
         };
-        q.tries += 1;
-        if q.tries > 1 {
-            q.rto = (q.rto * 2).min(RTO_MAX);
-        }
-        q.next_retx = now + q.rto;
+        q.backoff.on_send(now);
         let payload = Message::Query {
             request_id: id,
             hash_addr: q.hash_addr,
@@ -448,7 +430,7 @@ impl EndNode {
         self.events.push_back(
             Event::new("en.query_sent")
                 .with("request_id", id)
-                .with("try", q.tries)
+                .with("try", q.backoff.tries())
                 .with("peer", hex(&q.hash_addr))
                 .with_display("sn", sn),
         );
@@ -474,12 +456,12 @@ impl EndNode {
         data: &[u8],
     ) {
         if is_rtp(data) {
-            let ssrc = RtpHeader::parse(data).map(|(h, _)| h.ssrc).ok();
+            let ssrc = rtp_ssrc(data);
             let mut evs = Vec::new();
             match self
                 .calls
                 .iter_mut()
-                .find(|c| c.state == CallState::Active && ssrc.is_some() && c.peer_ssrc() == ssrc)
+                .find(|c| c.state == CallState::Active && c.media.is_from_peer(ssrc))
             {
                 Some(c) => c.on_media(now, data, &mut evs),
                 None => {
@@ -1043,9 +1025,10 @@ impl EndNode {
             }
         }
         if let Some(reg) = &self.reg
-            && reg.next_retx <= now
+            && reg.backoff.next() <= now
         {
-            if reg.tries >= TRIES_PER_SN && reg.tries.is_multiple_of(TRIES_PER_SN) {
+            let tries = reg.backoff.tries();
+            if tries >= TRIES_PER_SN && tries.is_multiple_of(TRIES_PER_SN) {
                 self.fail_over();
             }
             self.send_registration(now);
@@ -1053,11 +1036,11 @@ impl EndNode {
         let due: Vec<u32> = self
             .queries
             .iter()
-            .filter(|(_, q)| q.next_retx <= now)
+            .filter(|(_, q)| q.backoff.next() <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            let tries = self.queries.get(&id).map_or(0, |q| q.tries);
+            let tries = self.queries.get(&id).map_or(0, |q| q.backoff.tries());
             if tries >= MAX_QUERY_TRIES {
                 if let Some(q) = self.queries.remove(&id) {
                     self.events.push_back(
@@ -1090,8 +1073,8 @@ impl EndNode {
 
     /// Next retransmission time.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let reg = self.reg.as_ref().map(|r| r.next_retx);
-        let q = self.queries.values().map(|q| q.next_retx).min();
+        let reg = self.reg.as_ref().map(|r| r.backoff.next());
+        let q = self.queries.values().map(|q| q.backoff.next()).min();
         let calls = self.calls.iter().filter_map(Call::poll_timeout).min();
         let again = self.not_found.values().filter_map(|e| e.0).min();
         [reg, q, calls, again].into_iter().flatten().min()
@@ -1543,8 +1526,12 @@ mod tests {
         );
         assert_eq!(b.calls()[0].epoch(), 1, "B completed the renewal");
         for c in [&a.calls()[0], &b.calls()[0]] {
-            assert!(c.media_refused.is_empty(), "{:?}", c.media_refused);
-            assert!(c.rx_stats.summary().received >= 19);
+            assert!(
+                c.media.media_refused.is_empty(),
+                "{:?}",
+                c.media.media_refused
+            );
+            assert!(c.media.rx_stats.summary().received >= 19);
         }
         // A replay after the switch still changes nothing.
         a.handle_datagram(Time::from_millis(400), at_b, at_a, &renewal);
@@ -1556,7 +1543,7 @@ mod tests {
             Time::from_millis(500),
             &mut txs,
         );
-        assert!(a.calls()[0].media_refused.is_empty());
-        assert!(b.calls()[0].media_refused.is_empty());
+        assert!(a.calls()[0].media.media_refused.is_empty());
+        assert!(b.calls()[0].media.media_refused.is_empty());
     }
 }

@@ -4,6 +4,8 @@
 
 use crate::driver::VirtualNet;
 use crate::topology::{Model, Topology};
+use binfm_roles::session::audio::FRAME_PERIOD;
+use binfm_roles::session::media::MediaSession;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -334,43 +336,35 @@ const VERTICAL_MILESTONES: Milestones = Milestones {
     paper_end_is_caller_key: true,
 };
 
-/// What the results need of one call, whichever model ran it.
+/// What the results need of one call, whichever model ran it: the peer and the audio.
 struct CallView<'a> {
     peer: [u8; 32],
-    my_ssrc: u32,
-    frames_sent: u64,
-    frames_unsent: u64,
-    rx_stats: &'a binfm_roles::session::audio::ReceiverStats,
-    rx_log: &'a [(u64, binfm_roles::Time)],
-    media_start: Option<binfm_roles::Time>,
-    media_refused: &'a BTreeMap<&'static str, u64>,
-    recording: &'a binfm_roles::session::audio::Recording,
-}
-
-/// A [`CallView`] of a BINFM or a vertical call (the two have the same public fields).
-macro_rules! call_view {
-    ($c:expr) => {
-        CallView {
-            peer: $c.peer,
-            my_ssrc: $c.my_ssrc(),
-            frames_sent: $c.frames_sent,
-            frames_unsent: $c.frames_unsent,
-            rx_stats: &$c.rx_stats,
-            rx_log: &$c.rx_log,
-            media_start: $c.media_start,
-            media_refused: &$c.media_refused,
-            recording: &$c.recording,
-        }
-    };
+    media: &'a MediaSession,
 }
 
 /// The calls of node `n` (BINFM or vertical end node).
 fn calls_of(node: &crate::node::Node) -> Vec<CallView<'_>> {
     if let Some(app) = node.end_node_ref() {
-        return app.en.calls().iter().map(|c| call_view!(c)).collect();
+        return app
+            .en
+            .calls()
+            .iter()
+            .map(|c| CallView {
+                peer: c.peer,
+                media: &c.media,
+            })
+            .collect();
     }
     if let Some(app) = node.vertical_ref() {
-        return app.en.calls().iter().map(|c| call_view!(c)).collect();
+        return app
+            .en
+            .calls()
+            .iter()
+            .map(|c| CallView {
+                peer: c.peer,
+                media: &c.media,
+            })
+            .collect();
     }
     Vec::new()
 }
@@ -539,20 +533,27 @@ fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &st
         return Value::Null;
     };
     let (sender_calls, receiver_calls) = (calls_of(&net.nodes[fi]), calls_of(&net.nodes[ti]));
-    let Some(tx) = sender_calls.iter().find(|c| c.peer == hash(to)) else {
+    let Some(tx) = sender_calls
+        .iter()
+        .find(|c| c.peer == hash(to))
+        .map(|c| c.media)
+    else {
         return Value::Null;
     };
-    let Some(rx) = receiver_calls.iter().find(|c| c.peer == hash(from)) else {
+    let Some(rx) = receiver_calls
+        .iter()
+        .find(|c| c.peer == hash(from))
+        .map(|c| c.media)
+    else {
         return Value::Null;
     };
     let s = rx.rx_stats.summary();
-    let first_index = u64::from(tx.my_ssrc >> 16);
+    let first_index = u64::from(tx.ssrc() >> 16);
     let mut delays = Vec::new();
     if let Some(start) = tx.media_start {
-        for &(index, arrival) in rx.rx_log {
+        for &(index, arrival) in &rx.rx_log {
             let frame = index.saturating_sub(first_index);
-            let sent =
-                start + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
+            let sent = start + FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
             delays.push(arrival.saturating_sub(sent).as_secs_f64() * 1e3);
         }
     }
@@ -572,15 +573,14 @@ fn direction<W: Write>(topo: &Topology, net: &VirtualNet<W>, from: &str, to: &st
         let got: std::collections::BTreeSet<u64> = rx.rx_log.iter().map(|r| r.0).collect();
         for frame in 0..tx.frames_sent.min(MAX_MISSING_LISTED) {
             if !got.contains(&(first_index + frame)) {
-                let sent = start
-                    + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
+                let sent = start + FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
                 missing_sent_at_ms.push(sent.as_nanos() as f64 / 1e6);
             }
         }
     }
     // Frames decrypted per 100 ms of run time (the call's timeline).
     let mut per_100ms: Vec<u32> = Vec::new();
-    for &(_, arrival) in rx.rx_log {
+    for &(_, arrival) in &rx.rx_log {
         let bin = usize::try_from(arrival.as_millis() / 100).unwrap_or(usize::MAX);
         if bin < MAX_TIMELINE_BINS {
             if per_100ms.len() <= bin {
@@ -622,7 +622,7 @@ pub fn write_call_audio<W: Write>(
     let mut written = Vec::new();
     for node in &net.nodes {
         for call in calls_of(node) {
-            if call.recording.frames() == 0 {
+            if call.media.recording.frames() == 0 {
                 continue;
             }
             let from = topo
@@ -636,7 +636,7 @@ pub fn write_call_audio<W: Write>(
             let dir = out_dir.join("calls");
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{from}-to-{}.wav", node.name));
-            binfm_roles::session::audio::write_wav(&path, &call.recording.samples())?;
+            binfm_roles::session::audio::write_wav(&path, &call.media.recording.samples())?;
             written.push(path);
         }
     }

@@ -28,12 +28,13 @@
 
 use crate::call::CallRole;
 use crate::dh::DhSecret;
-use crate::session::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use crate::session::keys::{DirectionKey, SessionKeys, derive, mac, verify_mac};
-use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
+use crate::session::media::{MediaEvents, MediaSession, rtp_ssrc};
+use crate::session::retransmit::{Backoff, PendingControl, RTO_INITIAL, RTO_MAX};
+use crate::session::srtp::KeyUsed;
 use crate::util::{millis_f64, short_hex};
 use crate::{Event, Time, Transmit};
-use binfm_stack::wire::rtp::{RtpHeader, is_rtp};
+use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::stun::{Class, StunMessage, is_stun};
 use binfm_stack::wire::vertical::{Id, VmMessage, mac_input};
 use rand::{RngExt, SeedableRng};
@@ -46,22 +47,18 @@ use std::time::Duration;
 pub const STUN_RTO: Duration = Duration::from_millis(500);
 /// STUN requests sent at most per transaction (RFC 8489's Rc = 7).
 pub const STUN_TRIES: u32 = 7;
-/// Registration and lookup: first retransmission timeout (as [`crate::en`]).
-pub const RTO_INITIAL: Duration = Duration::from_secs(1);
-/// Registration and lookup: retransmission timeout cap.
-pub const RTO_MAX: Duration = Duration::from_secs(8);
 /// Lookup tries before giving up.
 pub const LOOKUP_TRIES: u32 = 6;
-/// Retransmission period of Invite, KeyExchange and ReInvite (as [`crate::call`]).
-pub const CONTROL_RTO: Duration = Duration::from_millis(500);
-/// Tries of one end-to-end control message.
-pub const CONTROL_TRIES: u32 = 8;
 /// Calls (all states) kept at most; an Invite beyond is refused.
 pub const MAX_CALLS: usize = 64;
 /// Lookups in flight at most.
 pub const MAX_LOOKUPS: usize = 64;
-/// A pause in received audio longer than this is reported when audio resumes.
-pub const GAP_REPORT: Duration = Duration::from_millis(100);
+/// The media events of a vertical call.
+const MEDIA_EVENTS: MediaEvents = MediaEvents {
+    first_frame: "vertical.first_frame",
+    resumed: "vertical.media_resumed",
+    refused: "vertical.media_refused",
+};
 
 /// Where a vertical call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,14 +79,6 @@ pub enum VState {
     Active,
     /// Hung up or failed.
     Ended,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    bytes: Vec<u8>,
-    next: Time,
-    tries: u32,
-    what: &'static str,
 }
 
 /// A rekey (or the setup key exchange) this side started.
@@ -114,42 +103,22 @@ pub struct VerticalCall {
     pub peer_addr: Option<SocketAddrV4>,
     /// When the call started (caller) or the Invite arrived (callee).
     pub started_at: Time,
-    my_ssrc: u32,
-    peer_ssrc: Option<u32>,
     epoch: u32,
     control: Option<[u8; 32]>,
     prev_control: Option<[u8; 32]>,
-    sender: Option<SrtpSender>,
-    receiver: Option<SrtpReceiver>,
     /// Responder of a rekey: the new send key, used once the peer is seen using its own.
     next_send: Option<DirectionKey>,
     own: Option<OwnExchange>,
     /// The last KeyExchange we answered (epoch, its nonce) and our reply, for retransmissions.
     answered: Option<(u32, [u8; 16], Vec<u8>)>,
     invite_ok: Option<Vec<u8>>,
-    pending: Option<Pending>,
+    pending: Option<PendingControl>,
     send_counter: u64,
     recv_counter: u64,
-    /// The outgoing tone and its 20 ms clock.
-    tone: ToneClock,
-    last_rx: Option<Time>,
-    /// Frames sent.
-    pub frames_sent: u64,
-    /// Frames not sent (no address during a move).
-    pub frames_unsent: u64,
-    /// What this side received.
-    pub rx_stats: ReceiverStats,
-    /// Decrypted audio received.
-    pub recording: Recording,
-    /// When this side started sending media.
-    pub media_start: Option<Time>,
+    /// The audio, both ways.
+    pub media: MediaSession,
     /// Control messages refused (bad tag, replayed, bad Y).
     pub control_refused: u64,
-    /// Media packets refused, by reason.
-    pub media_refused: BTreeMap<&'static str, u64>,
-    /// (extended index, arrival) of every decrypted frame, up to
-    /// [`crate::call::MAX_RX_LOG`] (delay and gap statistics).
-    pub rx_log: Vec<(u64, Time)>,
 }
 
 impl VerticalCall {
@@ -160,13 +129,9 @@ impl VerticalCall {
             state,
             peer_addr: None,
             started_at: now,
-            my_ssrc,
-            peer_ssrc: None,
             epoch: 0,
             control: None,
             prev_control: None,
-            sender: None,
-            receiver: None,
             next_send: None,
             own: None,
             answered: None,
@@ -174,37 +139,14 @@ impl VerticalCall {
             pending: None,
             send_counter: 0,
             recv_counter: 0,
-            tone: ToneClock::new(tone_hz),
-            last_rx: None,
-            frames_sent: 0,
-            frames_unsent: 0,
-            rx_stats: ReceiverStats::new(),
-            recording: Recording::new(),
-            media_start: None,
+            media: MediaSession::new(my_ssrc, tone_hz, MEDIA_EVENTS),
             control_refused: 0,
-            media_refused: BTreeMap::new(),
-            rx_log: Vec::new(),
         }
     }
 
     /// Key epoch held (0 after setup, +1 per rekey).
     pub fn epoch(&self) -> u32 {
         self.epoch
-    }
-
-    /// Our SSRC.
-    pub fn my_ssrc(&self) -> u32 {
-        self.my_ssrc
-    }
-
-    /// The peer's SSRC once known.
-    pub fn peer_ssrc(&self) -> Option<u32> {
-        self.peer_ssrc
-    }
-
-    /// Fingerprint of the key we send with (both ends show the same one per direction).
-    pub fn send_key_id(&self) -> Option<[u8; 4]> {
-        self.sender.as_ref().map(SrtpSender::key_id)
     }
 
     /// Keys from a DH secret: nonces ordered caller first, ids caller first.
@@ -231,36 +173,23 @@ impl VerticalCall {
     }
 
     fn set_pending(&mut self, bytes: Vec<u8>, now: Time, what: &'static str) {
-        self.pending = Some(Pending {
-            bytes,
-            next: now + CONTROL_RTO,
-            tries: 1,
-            what,
-        });
+        self.pending = Some(PendingControl::new(bytes, what, now));
     }
 
     fn activate(&mut self, keys: SessionKeys, now: Time) {
         self.control = Some(keys.control);
-        self.sender = Some(SrtpSender::new(
-            keys.send,
-            self.my_ssrc,
-            (self.my_ssrc >> 16) as u16,
-        ));
-        if let Some(ssrc) = self.peer_ssrc {
-            self.receiver = Some(SrtpReceiver::new(keys.recv, ssrc));
-        }
+        self.media.install_keys(keys.send, keys.recv);
         self.state = VState::Active;
-        self.tone.start(now);
-        self.media_start = Some(now);
+        self.media.start(now);
     }
 
     fn poll_timeout(&self) -> Option<Time> {
         let media = if self.state == VState::Active {
-            self.tone.next_due()
+            self.media.next_due()
         } else {
             None
         };
-        [media, self.pending.as_ref().map(|p| p.next)]
+        [media, self.pending.as_ref().map(PendingControl::next)]
             .into_iter()
             .flatten()
             .min()
@@ -268,7 +197,7 @@ impl VerticalCall {
 
     fn hang_up(&mut self) {
         self.state = VState::Ended;
-        self.tone.stop();
+        self.media.stop();
         self.pending = None;
         self.own = None;
     }
@@ -287,26 +216,20 @@ enum AfterStun {
 struct StunTx {
     tid: [u8; 12],
     first_sent: Time,
-    tries: u32,
-    rto: Duration,
-    next: Time,
+    backoff: Backoff,
 }
 
 #[derive(Debug, Clone)]
 struct Registration {
     contact: SocketAddrV4,
-    tries: u32,
-    rto: Duration,
-    next: Time,
+    backoff: Backoff,
 }
 
 #[derive(Debug, Clone)]
 struct Lookup {
     peer: Id,
     first_sent: Time,
-    tries: u32,
-    rto: Duration,
-    next: Time,
+    backoff: Backoff,
 }
 
 /// Sans-IO vertical-model end node.
@@ -472,8 +395,8 @@ impl VerticalNode {
             evs.push(
                 Event::new("vertical.ended")
                     .with("peer", short_hex(&peer))
-                    .with("frames_sent", c.frames_sent)
-                    .with("frames_received", c.rx_stats.summary().received),
+                    .with("frames_sent", c.media.frames_sent)
+                    .with("frames_received", c.media.rx_stats.summary().received),
             );
         }
         self.events.extend(evs);
@@ -537,9 +460,7 @@ impl VerticalNode {
             self.stun = Some(StunTx {
                 tid,
                 first_sent: now,
-                tries: 0,
-                rto: STUN_RTO,
-                next: now,
+                backoff: Backoff::new(STUN_RTO, Duration::MAX, now),
             });
             self.send_stun(now);
         }
@@ -550,12 +471,8 @@ impl VerticalNode {
             return;
         };
         let Some(tx) = &mut self.stun else { return };
-        tx.tries += 1;
-        if tx.tries > 1 {
-            tx.rto *= 2;
-        }
-        tx.next = now + tx.rto;
-        let (tid, tries) = (tx.tid, tx.tries);
+        tx.backoff.on_send(now);
+        let (tid, tries) = (tx.tid, tx.backoff.tries());
         let purposes: Vec<&str> = self
             .after_stun
             .iter()
@@ -602,21 +519,15 @@ impl VerticalNode {
     fn register(&mut self, now: Time, contact: SocketAddrV4) {
         self.reg = Some(Registration {
             contact,
-            tries: 0,
-            rto: RTO_INITIAL,
-            next: now,
+            backoff: Backoff::new(RTO_INITIAL, RTO_MAX, now),
         });
         self.send_register(now);
     }
 
     fn send_register(&mut self, now: Time) {
         let Some(reg) = &mut self.reg else { return };
-        reg.tries += 1;
-        if reg.tries > 1 {
-            reg.rto = (reg.rto * 2).min(RTO_MAX);
-        }
-        reg.next = now + reg.rto;
-        let (contact, tries) = (reg.contact, reg.tries);
+        reg.backoff.on_send(now);
+        let (contact, tries) = (reg.contact, reg.backoff.tries());
         self.ev(Event::new("vertical.register_sent")
             .with_display("contact", contact)
             .with("try", tries));
@@ -652,9 +563,7 @@ impl VerticalNode {
             Lookup {
                 peer,
                 first_sent: now,
-                tries: 0,
-                rto: RTO_INITIAL,
-                next: now,
+                backoff: Backoff::new(RTO_INITIAL, RTO_MAX, now),
             },
         );
         self.send_lookup(now, rid);
@@ -664,12 +573,8 @@ impl VerticalNode {
         let Some(l) = self.lookups.get_mut(&rid) else {
             return;
         };
-        l.tries += 1;
-        if l.tries > 1 {
-            l.rto = (l.rto * 2).min(RTO_MAX);
-        }
-        l.next = now + l.rto;
-        let (peer, tries) = (l.peer, l.tries);
+        l.backoff.on_send(now);
+        let (peer, tries) = (l.peer, l.backoff.tries());
         self.ev(Event::new("vertical.lookup_sent")
             .with("peer", short_hex(&peer))
             .with("request_id", rid)
@@ -724,7 +629,7 @@ impl VerticalNode {
             caller: self.id,
             callee: id,
             contact: mine,
-            ssrc: c.my_ssrc,
+            ssrc: c.media.ssrc(),
         }
         .to_bytes();
         c.set_pending(bytes.clone(), now, "invite");
@@ -750,11 +655,9 @@ impl VerticalNode {
                 .with_display("from", from));
             return;
         }
-        if let Some(c) = self
-            .calls
-            .iter()
-            .find(|c| c.peer == caller && c.peer_ssrc == Some(ssrc) && c.state != VState::Ended)
-        {
+        if let Some(c) = self.calls.iter().find(|c| {
+            c.peer == caller && c.media.peer_ssrc() == Some(ssrc) && c.state != VState::Ended
+        }) {
             // A retransmitted Invite: repeat our answer if we gave one.
             if let (Some(bytes), Some(to)) = (c.invite_ok.clone(), c.peer_addr) {
                 self.send(to, bytes);
@@ -780,7 +683,7 @@ impl VerticalNode {
             now,
         );
         c.peer_addr = Some(contact);
-        c.peer_ssrc = Some(ssrc);
+        c.media.set_peer_ssrc(ssrc);
         self.calls.push(c);
         self.ev(Event::new("vertical.incoming")
             .with("peer", short_hex(&caller))
@@ -803,7 +706,7 @@ impl VerticalNode {
             caller: peer,
             callee: self.id,
             contact: mine,
-            ssrc: c.my_ssrc,
+            ssrc: c.media.ssrc(),
         }
         .to_bytes();
         c.state = VState::AwaitKey;
@@ -842,7 +745,7 @@ impl VerticalNode {
         }
         .to_bytes();
         let c = &mut self.calls[i];
-        c.peer_ssrc = Some(ssrc);
+        c.media.set_peer_ssrc(ssrc);
         c.peer_addr = Some(contact);
         c.state = VState::KeyAgreement;
         c.own = Some(OwnExchange {
@@ -962,9 +865,7 @@ impl VerticalNode {
         } else {
             // We hold the new key now. Keep sending with the old one until the peer is seen
             // using the new one (it cannot decrypt it before our reply arrives).
-            if let Some(rx) = &mut c.receiver {
-                rx.install_next_key(keys.recv);
-            }
+            c.media.expect_next_key(keys.recv);
             c.next_send = Some(keys.send);
             c.prev_control = c.control;
             c.control = Some(keys.control);
@@ -1034,12 +935,8 @@ impl VerticalNode {
             self.media_due(now);
         } else {
             // The peer already accepts the new key: switch sending now.
-            if let Some(s) = &mut c.sender {
-                s.set_key(keys.send);
-            }
-            if let Some(rx) = &mut c.receiver {
-                rx.install_next_key(keys.recv);
-            }
+            c.media.set_send_key(keys.send);
+            c.media.expect_next_key(keys.recv);
             c.prev_control = c.control;
             c.control = Some(keys.control);
             c.epoch = *epoch;
@@ -1193,79 +1090,34 @@ impl VerticalNode {
         }
     }
 
+    /// Media from a peer. Media after our re-invite means the peer switched; media under
+    /// the next key lets a rekey responder switch its sending key.
     fn on_media(&mut self, now: Time, from: SocketAddrV4, packet: &[u8]) {
-        let ssrc = RtpHeader::parse(packet).map(|(h, _)| h.ssrc).ok();
+        let ssrc = rtp_ssrc(packet);
         let Some(c) = self
             .calls
             .iter_mut()
-            .find(|c| c.state == VState::Active && ssrc.is_some() && c.peer_ssrc == ssrc)
+            .find(|c| c.state == VState::Active && c.media.is_from_peer(ssrc))
         else {
             self.ev(Event::new("vertical.media_unknown_ssrc").with_display("from", from));
             return;
         };
-        let Some(rx) = &mut c.receiver else {
-            *c.media_refused.entry("no_keys").or_default() += 1;
-            return;
-        };
         let mut evs = Vec::new();
-        match rx.unprotect(packet) {
-            Ok(u) => {
-                let peer = short_hex(&c.peer);
-                match c.last_rx {
-                    None => evs.push(
-                        Event::new("vertical.first_frame")
-                            .with("peer", peer.clone())
-                            .with("index", u.index),
-                    ),
-                    Some(last) if now.saturating_sub(last) > GAP_REPORT => evs.push(
-                        Event::new("vertical.media_resumed")
-                            .with("peer", peer.clone())
-                            .with("gap_ms", millis_f64(now.saturating_sub(last)))
-                            .with("index", u.index),
-                    ),
-                    Some(_) => {}
-                }
-                c.last_rx = Some(now);
-                let arrival = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-                c.rx_stats
-                    .on_frame(u.index, u.header.timestamp, arrival, None);
-                c.recording.push(u.index, &u.payload);
-                if c.rx_log.len() < crate::call::MAX_RX_LOG {
-                    c.rx_log.push((u.index, now));
-                }
-                // Media after our re-invite: the peer has switched; stop repeating.
-                if c.pending.as_ref().is_some_and(|p| p.what == "reinvite") {
-                    c.pending = None;
-                }
-                if u.key_epoch == KeyUsed::Next
-                    && let Some(k) = c.next_send.take()
-                {
-                    // Rekey responder: the initiator sends with the new key; so do we.
-                    if let Some(s) = &mut c.sender {
-                        s.set_key(k);
-                    }
-                    evs.push(
-                        Event::new("vertical.rekey_switched")
-                            .with("peer", peer)
-                            .with("epoch", c.epoch),
-                    );
-                }
+        if let Some(rx) = c.media.receive(now, packet, &c.peer, &mut evs) {
+            // Media after our re-invite: the peer has switched; stop repeating.
+            if c.pending.as_ref().is_some_and(|p| p.what() == "reinvite") {
+                c.pending = None;
             }
-            Err(SrtpError::Replayed { .. }) => {
-                c.rx_stats.on_duplicate();
-                *c.media_refused.entry("replayed").or_default() += 1;
-            }
-            Err(e) => {
-                let reason = e.reason();
-                let n = c.media_refused.entry(reason).or_default();
-                *n += 1;
-                if *n == 1 {
-                    evs.push(
-                        Event::new("vertical.media_refused")
-                            .with("peer", short_hex(&c.peer))
-                            .with("reason", reason),
-                    );
-                }
+            if rx.key == KeyUsed::Next
+                && let Some(k) = c.next_send.take()
+            {
+                // Rekey responder: the initiator sends with the new key; so do we.
+                c.media.set_send_key(k);
+                evs.push(
+                    Event::new("vertical.rekey_switched")
+                        .with("peer", short_hex(&c.peer))
+                        .with("epoch", c.epoch),
+                );
             }
         }
         self.events.extend(evs);
@@ -1278,47 +1130,27 @@ impl VerticalNode {
         let mut evs = Vec::new();
         for c in &mut self.calls {
             if let Some(p) = &mut c.pending
-                && p.next <= now
+                && p.on_timeout(now, c.peer_addr, have_address, &mut sends)
             {
-                if p.tries >= CONTROL_TRIES {
+                evs.push(
+                    Event::new("vertical.control_gave_up")
+                        .with("what", p.what())
+                        .with("peer", short_hex(&c.peer)),
+                );
+                c.pending = None;
+                if c.state != VState::Active {
+                    c.hang_up();
                     evs.push(
-                        Event::new("vertical.control_gave_up")
-                            .with("what", p.what)
-                            .with("peer", short_hex(&c.peer)),
+                        Event::new("vertical.call_failed")
+                            .with("peer", short_hex(&c.peer))
+                            .with("reason", "no answer"),
                     );
-                    c.pending = None;
-                    if c.state != VState::Active {
-                        c.hang_up();
-                        evs.push(
-                            Event::new("vertical.call_failed")
-                                .with("peer", short_hex(&c.peer))
-                                .with("reason", "no answer"),
-                        );
-                    } else {
-                        c.own = None;
-                    }
-                } else if let Some(to) = c.peer_addr {
-                    p.tries += 1;
-                    p.next = now + CONTROL_RTO;
-                    if have_address {
-                        sends.push((to, p.bytes.clone()));
-                    }
+                } else {
+                    c.own = None;
                 }
             }
-            while c.state == VState::Active {
-                let Some((ts, payload)) = c.tone.pop_due(now) else {
-                    break;
-                };
-                let (Some(sender), Some(to)) = (&mut c.sender, c.peer_addr) else {
-                    break;
-                };
-                let packet = sender.protect(PT_PCMU, ts, &payload);
-                if have_address {
-                    c.frames_sent += 1;
-                    sends.push((to, packet));
-                } else {
-                    c.frames_unsent += 1;
-                }
+            if c.state == VState::Active {
+                c.media.send_due(now, c.peer_addr, have_address, &mut sends);
             }
         }
         self.events.extend(evs);
@@ -1330,9 +1162,9 @@ impl VerticalNode {
     /// Retransmits what is due and sends the audio frames due.
     pub fn handle_timeout(&mut self, now: Time) {
         if let Some(tx) = &self.stun
-            && tx.next <= now
+            && tx.backoff.next() <= now
         {
-            if tx.tries >= STUN_TRIES {
+            if tx.backoff.tries() >= STUN_TRIES {
                 self.stun = None;
                 self.ev(Event::new("vertical.stun_failed").with("reason", "no answer"));
                 for then in std::mem::take(&mut self.after_stun) {
@@ -1357,20 +1189,20 @@ impl VerticalNode {
                 self.send_stun(now);
             }
         }
-        if self.reg.as_ref().is_some_and(|r| r.next <= now) {
+        if self.reg.as_ref().is_some_and(|r| r.backoff.next() <= now) {
             self.send_register(now);
         }
         let due: Vec<u32> = self
             .lookups
             .iter()
-            .filter(|(_, l)| l.next <= now)
+            .filter(|(_, l)| l.backoff.next() <= now)
             .map(|(k, _)| *k)
             .collect();
         for rid in due {
             if self
                 .lookups
                 .get(&rid)
-                .is_some_and(|l| l.tries >= LOOKUP_TRIES)
+                .is_some_and(|l| l.backoff.tries() >= LOOKUP_TRIES)
             {
                 if let Some(l) = self.lookups.remove(&rid) {
                     for c in self
@@ -1393,9 +1225,9 @@ impl VerticalNode {
 
     /// The next moment the EN must act.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let stun = self.stun.as_ref().map(|s| s.next);
-        let reg = self.reg.as_ref().map(|r| r.next);
-        let lookups = self.lookups.values().map(|l| l.next).min();
+        let stun = self.stun.as_ref().map(|s| s.backoff.next());
+        let reg = self.reg.as_ref().map(|r| r.backoff.next());
+        let lookups = self.lookups.values().map(|l| l.backoff.next()).min();
         let calls = self
             .calls
             .iter()

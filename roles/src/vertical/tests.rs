@@ -351,13 +351,18 @@ fn pre_call_is_1440_ms_measured() {
     assert_eq!(a.calls()[0].state, VState::Active);
     assert_eq!(b.calls()[0].state, VState::Active);
     // One key per direction.
-    assert!(a.calls()[0].send_key_id().is_some());
-    assert_ne!(a.calls()[0].send_key_id(), b.calls()[0].send_key_id());
+    assert!(a.calls()[0].media.send_key_id().is_some());
+    assert_ne!(
+        a.calls()[0].media.send_key_id(),
+        b.calls()[0].media.send_key_id()
+    );
     // Audio both ways, nothing refused; 3 s after the start A sent (3000-1440)/20 + 1 frames.
-    assert_eq!(a.calls()[0].frames_sent, 79);
-    assert!(b.calls()[0].rx_stats.summary().received >= 69);
-    assert!(a.calls()[0].rx_stats.summary().received >= 78);
-    assert!(a.calls()[0].media_refused.is_empty() && b.calls()[0].media_refused.is_empty());
+    assert_eq!(a.calls()[0].media.frames_sent, 79);
+    assert!(b.calls()[0].media.rx_stats.summary().received >= 69);
+    assert!(a.calls()[0].media.rx_stats.summary().received >= 78);
+    assert!(
+        a.calls()[0].media.media_refused.is_empty() && b.calls()[0].media.media_refused.is_empty()
+    );
     assert!(net.unroutable.is_empty());
 }
 
@@ -428,12 +433,20 @@ fn rekey_is_400_ms_measured_either_side() {
         };
         let (ca, cb) = (&a.calls()[0], &b.calls()[0]);
         assert_eq!((ca.epoch(), cb.epoch()), (epoch, epoch));
-        assert!(ca.media_refused.is_empty(), "{:?}", ca.media_refused);
-        assert!(cb.media_refused.is_empty(), "{:?}", cb.media_refused);
+        assert!(
+            ca.media.media_refused.is_empty(),
+            "{:?}",
+            ca.media.media_refused
+        );
+        assert!(
+            cb.media.media_refused.is_empty(),
+            "{:?}",
+            cb.media.media_refused
+        );
         // No frame lost across the switch (all in flight have arrived 2 s later, but the last
         // T_II of frames may still be on the way).
         for c in [ca, cb] {
-            let s = c.rx_stats.summary();
+            let s = c.media.rx_stats.summary();
             assert_eq!(s.lost, 0);
         }
     }
