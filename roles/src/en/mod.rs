@@ -7,10 +7,9 @@
 //! NAT may have had to pick another port). Every request is retransmitted with backoff until
 //! answered, so loss on the access link never loses a registration; after three unanswered
 //! tries the EN fails over to the next SN of its DHCP list.
-
 //!
-//! The node is split by concern: [`registration`] (address, Tx registration, SN failover),
-//! [`lookup`] (the Query/Reply client), [`calls`] (call setup, handover and rekey glue
+//! The node is split by concern: `registration` (address, Tx registration, SN failover),
+//! `lookup` (the Query/Reply client), `calls` (call setup, handover and rekey glue
 //! around [`crate::call::Call`]); this file holds the node, its datagram dispatch and its
 //! timers.
 
