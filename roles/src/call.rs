@@ -292,15 +292,8 @@ impl Call {
 
     /// The next moment the call must act.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let media = if self.state == CallState::Active {
-            self.media.next_due()
-        } else {
-            None
-        };
-        [media, self.pending.as_ref().map(PendingControl::next)]
-            .into_iter()
-            .flatten()
-            .min()
+        self.media
+            .next_timeout(self.state == CallState::Active, self.pending.as_ref())
     }
 
     /// A media packet from the peer. Media after our handover means the peer switched;

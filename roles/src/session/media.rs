@@ -6,6 +6,7 @@
 use super::Out;
 use super::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use super::keys::DirectionKey;
+use super::retransmit::PendingControl;
 use super::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
 use crate::util::{millis_f64, short_hex};
 use crate::{Event, Time};
@@ -162,9 +163,14 @@ impl MediaSession {
         self.tone.stop();
     }
 
-    /// When the next frame is due.
-    pub fn next_due(&self) -> Option<Time> {
-        self.tone.next_due()
+    /// The next moment a call must act: its next frame while `sending`, or the next try of
+    /// its `pending` control message, whichever is first.
+    pub fn next_timeout(&self, sending: bool, pending: Option<&PendingControl>) -> Option<Time> {
+        let media = if sending { self.tone.next_due() } else { None };
+        [media, pending.map(PendingControl::next)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Frames due by `now`, protected, to the peer at `to`; counted as unsent while

@@ -148,15 +148,8 @@ impl VerticalCall {
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Time> {
-        let media = if self.state == VState::Active {
-            self.media.next_due()
-        } else {
-            None
-        };
-        [media, self.pending.as_ref().map(PendingControl::next)]
-            .into_iter()
-            .flatten()
-            .min()
+        self.media
+            .next_timeout(self.state == VState::Active, self.pending.as_ref())
     }
 
     pub(super) fn hang_up(&mut self) {
