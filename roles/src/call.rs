@@ -2,25 +2,23 @@
 //! Query/Reply per side, AES-GCM protected RTP audio, the authenticated IP handover and key
 //! renewal. The [`crate::en::EndNode`] owns the calls and routes messages to them.
 
-use crate::session::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
+use crate::session::Out;
 use crate::session::keys::{SessionKeys, derive, mac, verify_mac};
-use crate::session::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
+use crate::session::media::{MediaEvents, MediaSession};
+use crate::session::retransmit::PendingControl;
+use crate::session::srtp::KeyUsed;
+use crate::util::short_hex;
 use crate::{Event, Time};
 use binfm_stack::wire::binfm::{Message, mac_input};
 use binfm_stack::wire::toall::HashAddr;
 use std::net::SocketAddrV4;
-use std::time::Duration;
 
-/// Audio frame period (20 ms: 160 samples at 8 kHz).
-pub const FRAME_PERIOD: Duration = Duration::from_millis(20);
-/// Retransmission period of a Session Request, Handover Request or Key Renewal.
-pub const CONTROL_RTO: Duration = Duration::from_millis(500);
-/// Tries of one control message before giving up.
-pub const CONTROL_TRIES: u32 = 8;
-/// A pause in received audio longer than this is reported when audio resumes.
-pub const GAP_REPORT: Duration = Duration::from_millis(100);
-/// Received frames whose arrival is logged for delay statistics (one hour of audio).
-pub const MAX_RX_LOG: usize = 180_000;
+/// The media events of a BINFM call.
+const MEDIA_EVENTS: MediaEvents = MediaEvents {
+    first_frame: "call.first_frame",
+    resumed: "call.media_resumed",
+    refused: "call.media_refused",
+};
 
 /// Which end of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +42,6 @@ pub enum CallState {
     Ended,
 }
 
-/// A control message being retransmitted until its effect is seen.
-#[derive(Debug, Clone)]
-struct Pending {
-    bytes: Vec<u8>,
-    next: Time,
-    tries: u32,
-    what: &'static str,
-}
-
 /// A key renewal this side started: the new keys wait until the peer is seen using them.
 #[derive(Debug)]
 struct Renewal {
@@ -72,50 +61,24 @@ pub struct Call {
     pub state: CallState,
     my_nonce: [u8; 16],
     peer_nonce: Option<[u8; 16]>,
-    my_ssrc: u32,
-    peer_ssrc: Option<u32>,
     /// Where control and media for the peer go (its NAT endpoint as observed or registered).
     pub peer_addr: Option<SocketAddrV4>,
     peer_y: Option<Vec<u8>>,
     control: Option<[u8; 32]>,
     epoch: u32,
-    sender: Option<SrtpSender>,
-    receiver: Option<SrtpReceiver>,
-    /// The outgoing tone and its 20 ms clock.
-    tone: ToneClock,
     send_counter: u64,
     recv_counter: u64,
-    pending: Option<Pending>,
+    pending: Option<PendingControl>,
     renewal: Option<Renewal>,
     /// When the call was started (caller) or the request arrived (callee).
     pub started_at: Time,
-    /// Frames this side sent.
-    pub frames_sent: u64,
-    /// Frames this side could not send (no address during a move).
-    pub frames_unsent: u64,
-    /// Statistics of what this side received.
-    pub rx_stats: ReceiverStats,
-    /// The decrypted audio received, by frame index.
-    pub recording: Recording,
-    /// (frame index, arrival time) of received frames, for delay statistics.
-    pub rx_log: Vec<(u64, Time)>,
-    /// When this side started sending media (frame 0).
-    pub media_start: Option<Time>,
-    last_rx: Option<Time>,
+    /// The audio, both ways.
+    pub media: MediaSession,
     /// Handover/rekey messages refused (bad MAC, replayed, unknown call).
     pub control_refused: u64,
-    /// Media packets refused, by reason.
-    pub media_refused: std::collections::BTreeMap<&'static str, u64>,
     /// A Session Response whose key confirmation failed, kept while the peer is looked up
     /// again (it may have renewed its key).
     pub saved_response: Option<Message>,
-}
-
-/// What a call wants sent: control or media bytes to an address.
-pub type Out = (SocketAddrV4, Vec<u8>);
-
-fn hex8(h: &HashAddr) -> String {
-    h[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Call {
@@ -135,41 +98,19 @@ impl Call {
             state: CallState::Ended,
             my_nonce,
             peer_nonce: None,
-            my_ssrc,
-            peer_ssrc: None,
             peer_addr: None,
             peer_y: None,
             control: None,
             epoch: 0,
-            sender: None,
-            receiver: None,
-            tone: ToneClock::new(tone_hz),
             send_counter: 0,
             recv_counter: 0,
             pending: None,
             renewal: None,
             started_at: now,
-            frames_sent: 0,
-            frames_unsent: 0,
-            rx_stats: ReceiverStats::new(),
-            recording: Recording::new(),
-            rx_log: Vec::new(),
-            media_start: None,
-            last_rx: None,
+            media: MediaSession::new(my_ssrc, tone_hz, MEDIA_EVENTS),
             control_refused: 0,
-            media_refused: Default::default(),
             saved_response: None,
         }
-    }
-
-    /// Our SSRC.
-    pub fn my_ssrc(&self) -> u32 {
-        self.my_ssrc
-    }
-
-    /// The peer's SSRC once known.
-    pub fn peer_ssrc(&self) -> Option<u32> {
-        self.peer_ssrc
     }
 
     /// Our nonce (the caller's is the one in the Session Request).
@@ -207,16 +148,11 @@ impl Call {
             caller: me,
             callee: self.peer,
             nonce: self.my_nonce,
-            ssrc: self.my_ssrc,
+            ssrc: self.media.ssrc(),
         }
         .to_bytes();
         self.state = CallState::Requesting;
-        self.pending = Some(Pending {
-            bytes: bytes.clone(),
-            next: now + CONTROL_RTO,
-            tries: 1,
-            what: "session_request",
-        });
+        self.pending = Some(PendingControl::new(bytes.clone(), "session_request", now));
         Some((to, bytes))
     }
 
@@ -224,7 +160,7 @@ impl Call {
     pub fn on_request(&mut self, from: SocketAddrV4, nonce: [u8; 16], ssrc: u32) {
         self.peer_addr = Some(from);
         self.peer_nonce = Some(nonce);
-        self.peer_ssrc = Some(ssrc);
+        self.media.set_peer_ssrc(ssrc);
     }
 
     /// Installs the session keys derived from the DH secret `shared`.
@@ -253,14 +189,7 @@ impl Call {
             self.role == CallRole::Caller,
         );
         self.control = Some(keys.control);
-        self.sender = Some(SrtpSender::new(
-            keys.send,
-            self.my_ssrc,
-            (self.my_ssrc >> 16) as u16,
-        ));
-        if let Some(ssrc) = self.peer_ssrc {
-            self.receiver = Some(SrtpReceiver::new(keys.recv, ssrc));
-        }
+        self.media.install_keys(keys.send, keys.recv);
     }
 
     /// Callee side: keys from the caller's registered Y; returns the Session Response.
@@ -272,7 +201,7 @@ impl Call {
             caller: self.peer,
             callee: me,
             nonce: self.my_nonce,
-            ssrc: self.my_ssrc,
+            ssrc: self.media.ssrc(),
             confirm: [0; 16],
         };
         let tag = mac(&control, &mac_input(&msg));
@@ -310,15 +239,14 @@ impl Call {
             return Err("not a response");
         };
         self.peer_nonce = Some(*nonce);
-        self.peer_ssrc = Some(*ssrc);
+        self.media.set_peer_ssrc(*ssrc);
         self.install(shared, &me);
         let Some(control) = self.control else {
             return Err("no keys");
         };
         if !verify_mac(&control, &mac_input(resp), confirm) {
             self.control = None;
-            self.sender = None;
-            self.receiver = None;
+            self.media.drop_keys();
             return Err("key confirmation failed");
         }
         self.pending = None;
@@ -328,14 +256,13 @@ impl Call {
 
     fn activate(&mut self, now: Time) {
         self.state = CallState::Active;
-        self.tone.start(now);
-        self.media_start = Some(now);
+        self.media.start(now);
     }
 
     /// Ends the call.
     pub fn hang_up(&mut self) {
         self.state = CallState::Ended;
-        self.tone.stop();
+        self.media.stop();
         self.pending = None;
     }
 
@@ -349,130 +276,54 @@ impl Call {
         events: &mut Vec<Event>,
     ) {
         if let Some(p) = &mut self.pending
-            && p.next <= now
+            && p.on_timeout(now, self.peer_addr, have_address, out)
         {
-            if p.tries >= CONTROL_TRIES {
-                events.push(
-                    Event::new("call.control_gave_up")
-                        .with("what", p.what)
-                        .with("peer", hex8(&self.peer)),
-                );
-                self.pending = None;
-            } else if let Some(to) = self.peer_addr {
-                p.tries += 1;
-                p.next = now + CONTROL_RTO;
-                if have_address {
-                    out.push((to, p.bytes.clone()));
-                }
-            }
+            events.push(
+                Event::new("call.control_gave_up")
+                    .with("what", p.what())
+                    .with("peer", short_hex(&self.peer)),
+            );
+            self.pending = None;
         }
-        while self.state == CallState::Active {
-            let Some((ts, payload)) = self.tone.pop_due(now) else {
-                break;
-            };
-            let (Some(sender), Some(to)) = (&mut self.sender, self.peer_addr) else {
-                break;
-            };
-            let packet = sender.protect(PT_PCMU, ts, &payload);
-            if have_address {
-                self.frames_sent += 1;
-                out.push((to, packet));
-            } else {
-                self.frames_unsent += 1;
-            }
+        if self.state == CallState::Active {
+            self.media.send_due(now, self.peer_addr, have_address, out);
         }
     }
 
     /// The next moment the call must act.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let media = if self.state == CallState::Active {
-            self.tone.next_due()
-        } else {
-            None
-        };
-        [media, self.pending.as_ref().map(|p| p.next)]
-            .into_iter()
-            .flatten()
-            .min()
+        self.media
+            .next_timeout(self.state == CallState::Active, self.pending.as_ref())
     }
 
-    /// A media packet from the peer.
+    /// A media packet from the peer. Media after our handover means the peer switched;
+    /// media under the next key completes our key renewal.
     pub fn on_media(&mut self, now: Time, packet: &[u8], events: &mut Vec<Event>) {
-        let Some(rx) = &mut self.receiver else {
-            *self.media_refused.entry("no_keys").or_default() += 1;
+        let Some(rx) = self.media.receive(now, packet, &self.peer, events) else {
             return;
         };
-        match rx.unprotect(packet) {
-            Ok(u) => {
-                let first = self.last_rx.is_none();
-                if let Some(last) = self.last_rx {
-                    let gap = now.saturating_sub(last);
-                    if gap > GAP_REPORT {
-                        events.push(
-                            Event::new("call.media_resumed")
-                                .with("peer", hex8(&self.peer))
-                                .with("gap_ms", gap.as_secs_f64() * 1e3)
-                                .with("index", u.index),
-                        );
-                    }
-                }
-                if first {
-                    events.push(
-                        Event::new("call.first_frame")
-                            .with("peer", hex8(&self.peer))
-                            .with("index", u.index),
-                    );
-                }
-                self.last_rx = Some(now);
-                let arrival = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-                self.rx_stats
-                    .on_frame(u.index, u.header.timestamp, arrival, None);
-                self.recording.push(u.index, &u.payload);
-                if self.rx_log.len() < MAX_RX_LOG {
-                    self.rx_log.push((u.index, now));
-                }
-                // Media from the peer after our handover: the peer switched; stop repeating.
-                if self
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| p.what == "handover_request")
-                {
-                    self.pending = None;
-                }
-                if u.key_epoch == KeyUsed::Next
-                    && let Some(r) = self.renewal.take()
-                {
-                    // The peer sends with the new keys: it holds them, so we switch too.
-                    if let Some(s) = &mut self.sender {
-                        s.set_key(r.keys.send);
-                    }
-                    self.control = Some(r.keys.control);
-                    self.epoch += 1;
-                    self.pending = None;
-                    events.push(
-                        Event::new("call.rekey_complete")
-                            .with("peer", hex8(&self.peer))
-                            .with("epoch", self.epoch)
-                            .with("index", u.index),
-                    );
-                }
-            }
-            Err(SrtpError::Replayed { .. }) => {
-                self.rx_stats.on_duplicate();
-                *self.media_refused.entry("replayed").or_default() += 1;
-            }
-            Err(e) => {
-                let reason = e.reason();
-                let n = self.media_refused.entry(reason).or_default();
-                *n += 1;
-                if *n == 1 {
-                    events.push(
-                        Event::new("call.media_refused")
-                            .with("peer", hex8(&self.peer))
-                            .with("reason", reason),
-                    );
-                }
-            }
+        // Media from the peer after our handover: the peer switched; stop repeating.
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.what() == "handover_request")
+        {
+            self.pending = None;
+        }
+        if rx.key == KeyUsed::Next
+            && let Some(r) = self.renewal.take()
+        {
+            // The peer sends with the new keys: it holds them, so we switch too.
+            self.media.set_send_key(r.keys.send);
+            self.control = Some(r.keys.control);
+            self.epoch += 1;
+            self.pending = None;
+            events.push(
+                Event::new("call.rekey_complete")
+                    .with("peer", short_hex(&self.peer))
+                    .with("epoch", self.epoch)
+                    .with("index", rx.index),
+            );
         }
     }
 
@@ -499,12 +350,7 @@ impl Call {
             *m = tag;
         }
         let bytes = msg.to_bytes();
-        self.pending = Some(Pending {
-            bytes: bytes.clone(),
-            next: now + CONTROL_RTO,
-            tries: 1,
-            what: "handover_request",
-        });
+        self.pending = Some(PendingControl::new(bytes.clone(), "handover_request", now));
         Some((to, bytes))
     }
 
@@ -552,9 +398,7 @@ impl Call {
             self.epoch + 1,
             self.role == CallRole::Caller,
         );
-        if let Some(rx) = &mut self.receiver {
-            rx.install_next_key(keys.recv.clone());
-        }
+        self.media.expect_next_key(keys.recv.clone());
         self.renewal = Some(Renewal { keys });
         self.send_counter += 1;
         let mut msg = Message::KeyRenewal {
@@ -568,12 +412,7 @@ impl Call {
             *m = tag;
         }
         let bytes = msg.to_bytes();
-        self.pending = Some(Pending {
-            bytes: bytes.clone(),
-            next: now + CONTROL_RTO,
-            tries: 1,
-            what: "key_renewal",
-        });
+        self.pending = Some(PendingControl::new(bytes.clone(), "key_renewal", now));
         Some((to, bytes))
     }
 
@@ -634,12 +473,8 @@ impl Call {
             self.epoch,
             self.role == CallRole::Caller,
         );
-        if let Some(s) = &mut self.sender {
-            s.set_key(keys.send.clone());
-        }
-        if let Some(rx) = &mut self.receiver {
-            rx.install_next_key(keys.recv.clone());
-        }
+        self.media.set_send_key(keys.send.clone());
+        self.media.expect_next_key(keys.recv.clone());
         self.control = Some(keys.control);
         self.peer_y = Some(y.clone());
         Ok(())
@@ -693,11 +528,11 @@ mod tests {
         let (mut out, mut ev) = (Vec::new(), Vec::new());
         a.on_timeout(Time::ZERO, true, &mut out, &mut ev);
         b.on_media(Time::from_millis(200), &out[0].1, &mut ev);
-        assert_eq!(b.rx_stats.summary().received, 1);
+        assert_eq!(b.media.rx_stats.summary().received, 1);
         out.clear();
         b.on_timeout(Time::ZERO, true, &mut out, &mut ev);
         a.on_media(Time::from_millis(200), &out[0].1, &mut ev);
-        assert_eq!(a.rx_stats.summary().received, 1);
+        assert_eq!(a.media.rx_stats.summary().received, 1);
     }
 
     #[test]
@@ -800,7 +635,7 @@ mod tests {
         b.on_timeout(Time::ZERO, true, &mut out, &mut ev);
         a.on_media(Time::from_millis(20), &out[0].1, &mut ev);
         assert_eq!(a.epoch(), 1);
-        assert!(a.media_refused.is_empty());
+        assert!(a.media.media_refused.is_empty());
 
         // A second genuine renewal (epoch 2); then both old ones replayed: refused.
         let xa2 = DhSecret::generate(&mut rng);
@@ -819,6 +654,10 @@ mod tests {
         b.on_timeout(Time::from_millis(20), true, &mut out, &mut ev);
         a.on_media(Time::from_millis(40), &out[0].1, &mut ev);
         assert_eq!(a.epoch(), 2);
-        assert!(a.media_refused.is_empty(), "{:?}", a.media_refused);
+        assert!(
+            a.media.media_refused.is_empty(),
+            "{:?}",
+            a.media.media_refused
+        );
     }
 }

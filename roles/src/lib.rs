@@ -22,6 +22,7 @@ pub mod registry;
 pub mod role;
 pub mod session;
 pub mod sn;
+pub mod util;
 pub mod vertical;
 pub mod wallet;
 

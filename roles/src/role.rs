@@ -9,11 +9,10 @@
 //! [`Command`]; a role ignores the commands that do not concern it.
 
 use crate::address::{ConfigChange, Lease};
-use crate::session::audio::{ReceiverStats, Recording};
+use crate::session::media::MediaSession;
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::toall::HashAddr;
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// What a driver tells a role besides datagrams and timeouts.
@@ -92,27 +91,13 @@ pub trait Role: std::fmt::Debug + Any {
     }
 }
 
-/// What reports read of one call, whichever model ran it: the peer and the media state.
+/// What reports read of one call, whichever model ran it: the peer and the media.
 #[derive(Debug, Clone, Copy)]
 pub struct CallView<'a> {
     /// The peer's hash address (or vertical id, the same 32 bytes).
     pub peer: HashAddr,
-    /// Our SSRC.
-    pub my_ssrc: u32,
-    /// Frames we sent.
-    pub frames_sent: u64,
-    /// Frames due while we had no address (not sent).
-    pub frames_unsent: u64,
-    /// Statistics of what we received.
-    pub rx_stats: &'a ReceiverStats,
-    /// (frame index, arrival time) of every frame we decrypted.
-    pub rx_log: &'a [(u64, Time)],
-    /// When our media clock started.
-    pub media_start: Option<Time>,
-    /// Media packets we refused, by reason.
-    pub media_refused: &'a BTreeMap<&'static str, u64>,
-    /// The audio we received.
-    pub recording: &'a Recording,
+    /// The call's audio both ways.
+    pub media: &'a MediaSession,
 }
 
 /// Implements the I/O half of [`Role`] by calling a role's inherent methods of the same

@@ -14,9 +14,9 @@ use crate::chain::{
     AddOutcome, Block, Chain, ChainConfig, ChainTx, Hash, MempoolConfig, MempoolError,
     TxError as ChainTxError, pow,
 };
-use crate::en::hex;
 use crate::ratelimit::{RateLimitConfig, SOURCE_ENTRY_BYTES, SourceLimiter};
 use crate::reassembly::Reassembler;
+use crate::util::{hex, millis};
 use crate::wallet::{TxError as WalletTxError, verify_tx};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::binfm::{BlockPart, Message, TxStatus, reject, split_block};
@@ -236,10 +236,6 @@ fn invalid_reason(e: WalletTxError) -> &'static str {
         WalletTxError::BadSignature => "tx_bad_signature",
         _ => "tx_invalid",
     }
-}
-
-fn millis(t: Time) -> u64 {
-    u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn work_bytes(work: u128) -> [u8; 32] {

@@ -95,14 +95,7 @@ impl EnApp {
             .iter()
             .map(|c| CallView {
                 peer: c.peer,
-                my_ssrc: c.my_ssrc(),
-                frames_sent: c.frames_sent,
-                frames_unsent: c.frames_unsent,
-                rx_stats: &c.rx_stats,
-                rx_log: &c.rx_log,
-                media_start: c.media_start,
-                media_refused: &c.media_refused,
-                recording: &c.recording,
+                media: &c.media,
             })
             .collect()
     }

@@ -6,6 +6,7 @@ use crate::engine::RunView;
 use crate::topology::{Model, Topology};
 use binfm_roles::echo::EchoClient;
 use binfm_roles::role::CallView;
+use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::sn::SuperNode;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -510,20 +511,27 @@ fn direction(topo: &Topology, net: &RunView<'_>, from: &str, to: &str) -> Value 
         return Value::Null;
     };
     let (sender_calls, receiver_calls) = (calls_of(&net.nodes[fi]), calls_of(&net.nodes[ti]));
-    let Some(tx) = sender_calls.iter().find(|c| c.peer == hash(to)) else {
+    let Some(tx) = sender_calls
+        .iter()
+        .find(|c| c.peer == hash(to))
+        .map(|c| c.media)
+    else {
         return Value::Null;
     };
-    let Some(rx) = receiver_calls.iter().find(|c| c.peer == hash(from)) else {
+    let Some(rx) = receiver_calls
+        .iter()
+        .find(|c| c.peer == hash(from))
+        .map(|c| c.media)
+    else {
         return Value::Null;
     };
     let s = rx.rx_stats.summary();
-    let first_index = u64::from(tx.my_ssrc >> 16);
+    let first_index = u64::from(tx.ssrc() >> 16);
     let mut delays = Vec::new();
     if let Some(start) = tx.media_start {
-        for &(index, arrival) in rx.rx_log {
+        for &(index, arrival) in &rx.rx_log {
             let frame = index.saturating_sub(first_index);
-            let sent =
-                start + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
+            let sent = start + FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
             delays.push(arrival.saturating_sub(sent).as_secs_f64() * 1e3);
         }
     }
@@ -543,15 +551,14 @@ fn direction(topo: &Topology, net: &RunView<'_>, from: &str, to: &str) -> Value 
         let got: std::collections::BTreeSet<u64> = rx.rx_log.iter().map(|r| r.0).collect();
         for frame in 0..tx.frames_sent.min(MAX_MISSING_LISTED) {
             if !got.contains(&(first_index + frame)) {
-                let sent = start
-                    + binfm_roles::call::FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
+                let sent = start + FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
                 missing_sent_at_ms.push(sent.as_nanos() as f64 / 1e6);
             }
         }
     }
     // Frames decrypted per 100 ms of run time (the call's timeline).
     let mut per_100ms: Vec<u32> = Vec::new();
-    for &(_, arrival) in rx.rx_log {
+    for &(_, arrival) in &rx.rx_log {
         let bin = usize::try_from(arrival.as_millis() / 100).unwrap_or(usize::MAX);
         if bin < MAX_TIMELINE_BINS {
             if per_100ms.len() <= bin {
@@ -593,7 +600,7 @@ pub fn write_call_audio(
     let mut written = Vec::new();
     for node in net.nodes {
         for call in calls_of(node) {
-            if call.recording.frames() == 0 {
+            if call.media.recording.frames() == 0 {
                 continue;
             }
             let from = topo
@@ -607,7 +614,7 @@ pub fn write_call_audio(
             let dir = out_dir.join("calls");
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{from}-to-{}.wav", node.name));
-            binfm_roles::session::audio::write_wav(&path, &call.recording.samples())?;
+            binfm_roles::session::audio::write_wav(&path, &call.media.recording.samples())?;
             written.push(path);
         }
     }

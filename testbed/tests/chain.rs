@@ -5,8 +5,8 @@
 
 mod common;
 
-use binfm_roles::en::hex;
 use binfm_roles::sn::SuperNode;
+use binfm_roles::util::hex;
 use binfm_testbed::apps::EnApp;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::driver::SETTLE;

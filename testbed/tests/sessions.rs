@@ -5,7 +5,7 @@
 
 mod common;
 
-use binfm_roles::call::FRAME_PERIOD;
+use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::session::audio::tone_frame;
 use binfm_roles::sn::SuperNode;
 use binfm_stack::capture::Capture;
@@ -145,9 +145,9 @@ fn no_frame_is_lost_outside_the_handover_gap_nor_at_the_key_switch() {
             .iter()
             .find(|c| c.peer == hash(from))
             .unwrap();
-        let first = u64::from(tx.my_ssrc() >> 16);
-        let start = tx.media_start.unwrap();
-        let got: HashSet<u64> = rx.rx_log.iter().map(|(i, _)| i - first).collect();
+        let first = u64::from(tx.media.ssrc() >> 16);
+        let start = tx.media.media_start.unwrap();
+        let got: HashSet<u64> = rx.media.rx_log.iter().map(|(i, _)| i - first).collect();
         let last = *got.iter().max().unwrap();
         let missing: Vec<u64> = (0..=last).filter(|f| !got.contains(f)).collect();
         for f in &missing {
@@ -366,22 +366,23 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
         .en
         .calls()
         .iter()
-        .find(|c| c.peer_ssrc() == Some(ssrc))
+        .find(|c| c.media.peer_ssrc() == Some(ssrc))
         .expect("B answered the request");
     assert_eq!(
-        spoofed.rx_stats.summary().received,
+        spoofed.media.rx_stats.summary().received,
         0,
         "no audio accepted from the impostor"
     );
     assert!(
         spoofed
+            .media
             .media_refused
             .get("auth_failed")
             .copied()
             .unwrap_or(0)
             >= 50,
         "{:?}",
-        spoofed.media_refused
+        spoofed.media.media_refused
     );
     // The real call (A -> B at 6 s) still works afterwards.
     net.run_until(Duration::from_secs(9), &stop).unwrap();
@@ -391,9 +392,9 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
         .en
         .calls()
         .iter()
-        .find(|c| c.peer == a && c.peer_ssrc() != Some(ssrc))
+        .find(|c| c.peer == a && c.media.peer_ssrc() != Some(ssrc))
         .expect("the real call");
-    assert!(real.rx_stats.summary().received > 50);
+    assert!(real.media.rx_stats.summary().received > 50);
 }
 
 #[test]
@@ -448,6 +449,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         .iter()
         .find(|c| c.peer == a_hash)
         .unwrap()
+        .media
         .peer_ssrc()
         .unwrap();
     let audio = udp_payloads
@@ -482,6 +484,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         .iter()
         .find(|c| c.peer == a_hash)
         .unwrap()
+        .media
         .media_refused
         .clone();
     send_from_c(&mut net, &topo, to, &audio);
@@ -512,12 +515,12 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         m.get("replayed").copied().unwrap_or(0) + m.get("too_old").copied().unwrap_or(0)
     };
     assert_eq!(
-        replays(&call.media_refused),
+        replays(&call.media.media_refused),
         replays(&refused_before) + 1,
         "the replayed audio packet was dropped by the replay window"
     );
     assert!(
-        call.rx_stats.summary().received > 100,
+        call.media.rx_stats.summary().received > 100,
         "A's audio still flows"
     );
 }

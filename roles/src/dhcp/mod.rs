@@ -33,10 +33,7 @@ pub(crate) fn prefix_of(mask: Ipv4Addr) -> u8 {
     u32::from(mask).leading_ones() as u8
 }
 
-/// Lower-case hex, for client ids in events.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::util::hex;
 
 /// Seconds as carried in DHCP (u32; 0xffffffff means infinite, so stay below it; at least 1).
 pub(crate) fn wire_secs(d: Duration) -> u32 {

@@ -7,11 +7,14 @@ use crate::Time;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::Duration;
 
 /// Samples per second (G.711).
 pub const SAMPLE_RATE: u32 = 8000;
 /// Samples (and μ-law bytes) per 20 ms frame.
 pub const FRAME_SAMPLES: usize = 160;
+/// Audio frame period (20 ms: 160 samples at 8 kHz).
+pub const FRAME_PERIOD: Duration = Duration::from_millis(20);
 /// Static RTP payload type of G.711 μ-law (RFC 3551).
 pub const PT_PCMU: u8 = 0;
 /// Frames in one hour: the most a [`Recording`] holds and [`ReceiverStats`] keeps delays for.
@@ -64,7 +67,7 @@ pub fn tone_frame(freq_hz: f64, index: u64) -> [u8; FRAME_SAMPLES] {
     out
 }
 
-/// The outgoing side of a call's audio: one tone frame every [`crate::call::FRAME_PERIOD`]
+/// The outgoing side of a call's audio: one tone frame every [`FRAME_PERIOD`]
 /// from the moment media starts. Both models' calls send with it, so their audio paths
 /// are the same by construction.
 #[derive(Debug, Clone)]
@@ -105,7 +108,7 @@ impl ToneClock {
         let at = self.next.filter(|&at| at <= now)?;
         let index = self.index;
         self.index += 1;
-        self.next = Some(at + crate::call::FRAME_PERIOD);
+        self.next = Some(at + FRAME_PERIOD);
         let ts = (index as u32).wrapping_mul(FRAME_SAMPLES as u32);
         Some((ts, tone_frame(self.tone_hz, index)))
     }

@@ -10,7 +10,7 @@
 //! bounded. Registrations are not authenticated (as a plain registrar without digest
 //! authentication; docs/vertical.md says what that allows).
 
-use super::short;
+use crate::util::{millis_f64, short_hex};
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::vertical::{Id, VmMessage};
 use std::collections::{BTreeMap, VecDeque};
@@ -143,7 +143,7 @@ impl LocationServer {
         if self.bindings.len() >= MAX_BINDINGS && !self.bindings.contains_key(&id) {
             self.events.push_back(
                 Event::new("location.register_refused")
-                    .with("id", short(&id))
+                    .with("id", short_hex(&id))
                     .with("reason", "table full"),
             );
             return;
@@ -152,7 +152,7 @@ impl LocationServer {
         if old != Some(contact) {
             self.events.push_back(
                 Event::new("location.registered")
-                    .with("id", short(&id))
+                    .with("id", short_hex(&id))
                     .with_display("contact", contact)
                     .with_display("from", from),
             );
@@ -164,7 +164,7 @@ impl LocationServer {
         if let Some(&contact) = self.bindings.get(&id) {
             self.events.push_back(
                 Event::new("location.lookup_local")
-                    .with("id", short(&id))
+                    .with("id", short_hex(&id))
                     .with_display("contact", contact),
             );
             self.reply(from, client_request, id, Some(contact));
@@ -202,7 +202,7 @@ impl LocationServer {
         if targets.is_empty() {
             self.events.push_back(
                 Event::new("location.lookup_not_found")
-                    .with("id", short(&id))
+                    .with("id", short_hex(&id))
                     .with("reason", "not registered here, no peer to ask"),
             );
             self.reply(from, client_request, id, None);
@@ -211,7 +211,7 @@ impl LocationServer {
         if self.pending.len() >= MAX_PENDING {
             self.events.push_back(
                 Event::new("location.lookup_refused")
-                    .with("id", short(&id))
+                    .with("id", short_hex(&id))
                     .with("reason", "too many resolutions in flight"),
             );
             return;
@@ -221,7 +221,7 @@ impl LocationServer {
         for &peer in &targets {
             self.events.push_back(
                 Event::new("location.resolve_sent")
-                    .with("id", short(&id))
+                    .with("id", short_hex(&id))
                     .with("request_id", rid)
                     .with_display("peer", peer),
             );
@@ -258,7 +258,7 @@ impl LocationServer {
         let contact = self.bindings.get(&id).copied();
         self.events.push_back(
             Event::new("location.resolve_answered")
-                .with("id", short(&id))
+                .with("id", short_hex(&id))
                 .with("found", contact.is_some())
                 .with_display("peer", from),
         );
@@ -298,10 +298,10 @@ impl LocationServer {
         let Some(p) = self.pending.remove(&request_id) else {
             return;
         };
-        let ms = now.saturating_sub(p.started).as_secs_f64() * 1e3;
+        let ms = millis_f64(now.saturating_sub(p.started));
         self.events.push_back(
             Event::new("location.resolved")
-                .with("id", short(&id))
+                .with("id", short_hex(&id))
                 .with("found", contact.is_some())
                 .with("resolve_ms", ms)
                 .with_display("peer", from),
@@ -332,7 +332,7 @@ impl LocationServer {
             if let Some(p) = self.pending.remove(&rid) {
                 self.events.push_back(
                     Event::new("location.resolve_timeout")
-                        .with("id", short(&p.id))
+                        .with("id", short_hex(&p.id))
                         .with("request_id", rid),
                 );
                 self.reply(p.client, p.client_request, p.id, None);

@@ -20,8 +20,3 @@ pub mod stun;
 mod tests;
 
 pub use binfm_stack::wire::vertical::Id;
-
-/// Lower-case hex of the first 8 bytes of an id (event fields), as [`crate::call`] does.
-pub(crate) fn short(id: &Id) -> String {
-    crate::en::hex(&id[..8])
-}

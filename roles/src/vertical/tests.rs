@@ -6,6 +6,7 @@
 use super::en::{VState, VerticalNode};
 use super::location::LocationServer;
 use super::stun::StunServer;
+use crate::util::millis;
 use crate::{Event, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::vertical::{Id, VmMessage, mac_input};
@@ -283,10 +284,6 @@ impl Net {
     }
 }
 
-fn ms(d: Duration) -> u128 {
-    d.as_millis()
-}
-
 /// A net where both ENs registered, then A called B at 5 s and the call is active.
 fn established() -> (Net, Time) {
     let mut net = Net::new();
@@ -322,7 +319,7 @@ fn both_register_their_stun_mapped_contact() {
 #[test]
 fn pre_call_is_1440_ms_measured() {
     let (net, t0) = established();
-    let since = |host, kind| net.first(host, kind, t0).map(|t| ms(t - t0));
+    let since = |host, kind| net.first(host, kind, t0).map(|t| millis(t - t0));
     assert_eq!(since("A", "vertical.call_started"), Some(0));
     // Steps one by one, as DESIGN.md lists them.
     assert_eq!(since("A", "vertical.stun_mapped"), Some(80), "(1)(2) 2 T_I");
@@ -354,13 +351,18 @@ fn pre_call_is_1440_ms_measured() {
     assert_eq!(a.calls()[0].state, VState::Active);
     assert_eq!(b.calls()[0].state, VState::Active);
     // One key per direction.
-    assert!(a.calls()[0].send_key_id().is_some());
-    assert_ne!(a.calls()[0].send_key_id(), b.calls()[0].send_key_id());
+    assert!(a.calls()[0].media.send_key_id().is_some());
+    assert_ne!(
+        a.calls()[0].media.send_key_id(),
+        b.calls()[0].media.send_key_id()
+    );
     // Audio both ways, nothing refused; 3 s after the start A sent (3000-1440)/20 + 1 frames.
-    assert_eq!(a.calls()[0].frames_sent, 79);
-    assert!(b.calls()[0].rx_stats.summary().received >= 69);
-    assert!(a.calls()[0].rx_stats.summary().received >= 78);
-    assert!(a.calls()[0].media_refused.is_empty() && b.calls()[0].media_refused.is_empty());
+    assert_eq!(a.calls()[0].media.frames_sent, 79);
+    assert!(b.calls()[0].media.rx_stats.summary().received >= 69);
+    assert!(a.calls()[0].media.rx_stats.summary().received >= 78);
+    assert!(
+        a.calls()[0].media.media_refused.is_empty() && b.calls()[0].media.media_refused.is_empty()
+    );
     assert!(net.unroutable.is_empty());
 }
 
@@ -374,7 +376,7 @@ fn mid_call_move_is_280_ms_measured_and_audio_follows() {
     let accepted = net
         .first("B", "vertical.reinvite_accepted", t1)
         .expect("accepted");
-    assert_eq!(ms(accepted - moved), 280, "Table 2: 2 T_I + T_II");
+    assert_eq!(millis(accepted - moved), 280, "Table 2: 2 T_I + T_II");
     assert_eq!(
         net.first("A", "vertical.reinvite_sent", t1),
         Some(t1 + 2 * T_I)
@@ -385,7 +387,7 @@ fn mid_call_move_is_280_ms_measured_and_audio_follows() {
     let resumed = net
         .first("A", "vertical.media_resumed", t1)
         .expect("resumed");
-    assert_eq!(ms(resumed - moved), 480);
+    assert_eq!(millis(resumed - moved), 480);
     // A's own frames kept flowing from the new address.
     let Node::En(b) = &net.nodes[1] else {
         unreachable!()
@@ -412,27 +414,39 @@ fn rekey_is_400_ms_measured_either_side() {
             .expect("accepted");
         let done = net.first(me, "vertical.rekey_done", t2).expect("done");
         assert_eq!(
-            ms(accepted - sent),
+            millis(accepted - sent),
             200,
             "the peer holds the key after T_II"
         );
-        assert_eq!(ms(done - sent), 400, "Table 3: both hold it after 2 T_II");
+        assert_eq!(
+            millis(done - sent),
+            400,
+            "Table 3: both hold it after 2 T_II"
+        );
         // The peer switches its sending key when it sees the initiator's new-key media.
         let switched = net
             .first(peer, "vertical.rekey_switched", t2)
             .expect("switched");
-        assert_eq!(ms(switched - sent), 600);
+        assert_eq!(millis(switched - sent), 600);
         let (Node::En(a), Node::En(b)) = (&net.nodes[0], &net.nodes[1]) else {
             unreachable!()
         };
         let (ca, cb) = (&a.calls()[0], &b.calls()[0]);
         assert_eq!((ca.epoch(), cb.epoch()), (epoch, epoch));
-        assert!(ca.media_refused.is_empty(), "{:?}", ca.media_refused);
-        assert!(cb.media_refused.is_empty(), "{:?}", cb.media_refused);
+        assert!(
+            ca.media.media_refused.is_empty(),
+            "{:?}",
+            ca.media.media_refused
+        );
+        assert!(
+            cb.media.media_refused.is_empty(),
+            "{:?}",
+            cb.media.media_refused
+        );
         // No frame lost across the switch (all in flight have arrived 2 s later, but the last
         // T_II of frames may still be on the way).
         for c in [ca, cb] {
-            let s = c.rx_stats.summary();
+            let s = c.media.rx_stats.summary();
             assert_eq!(s.lost, 0);
         }
     }
@@ -449,7 +463,7 @@ fn unknown_peer_is_not_found() {
         .first("A", "vertical.lookup_not_found", t0)
         .expect("not found");
     assert_eq!(
-        ms(nf - t0),
+        millis(nf - t0),
         560,
         "STUN 2 T_I + lookup T_I + resolution T_III + reply T_I"
     );
@@ -610,7 +624,7 @@ fn an_invalid_y_is_refused() {
     // The genuine exchange still completes.
     net.run_until(t0 + Duration::from_secs(3));
     assert_eq!(
-        ms(net.first("A", "vertical.active", t0).expect("active") - t0),
+        millis(net.first("A", "vertical.active", t0).expect("active") - t0),
         1440
     );
 }

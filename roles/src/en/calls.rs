@@ -1,0 +1,531 @@
+//! The EN's calls (paper, Figures 8-10): starting and answering a call once the peer's Tx is
+//! looked up, the key confirmation, the handover and key renewal messages, and routing media
+//! and control to the right [`Call`].
+
+use super::lookup::PeerInfo;
+use super::{EndNode, power_of_ten};
+use crate::call::{Call, CallRole, CallState};
+use crate::session::media::rtp_ssrc;
+use crate::util::hex;
+use crate::{Event, Time};
+use binfm_stack::wire::binfm::Message;
+use binfm_stack::wire::toall::HashAddr;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+/// A caller whose peer is "not found" asks again this many times: the peer may have
+/// registered a moment ago, and Replies carry only Txs that are in a block.
+pub const NOT_FOUND_RETRIES: u32 = 5;
+/// Wait before asking again about a peer that was not found (about one block interval).
+pub const NOT_FOUND_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Calls an EN keeps at most: active, being set up, and ended ones (kept for their
+/// statistics). A new call (outgoing, or an incoming Session Request) first makes room by
+/// forgetting the oldest ended call; when all are live it is refused and counted
+/// (`EndNode::calls_refused`), so a Session Request flood cannot grow the list.
+pub const MAX_CALLS: usize = 128;
+
+impl EndNode {
+    /// Starts a call to `peer` (paper, Figure 8): Query for the peer's Tx first.
+    pub fn call(&mut self, now: Time, peer: HashAddr) {
+        if !self.room_for_call(&peer, None) {
+            self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&peer))
+                    .with("reason", "too many calls"),
+            );
+            return;
+        }
+        let nonce: [u8; 16] = self.rng.random();
+        let ssrc: u32 = self.rng.random();
+        let call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
+        self.events.push_back(
+            Event::new("call.started")
+                .with("peer", hex(&peer))
+                .with("ssrc", ssrc),
+        );
+        self.look_up_peer(now, call);
+    }
+
+    /// Room for one more call: forgets the oldest ended call if the list is full. False
+    /// (counted, reported on the 1st, 10th, 100th, ... refusal) when every call is live.
+    pub(super) fn room_for_call(&mut self, peer: &HashAddr, from: Option<SocketAddrV4>) -> bool {
+        if self.calls.len() < MAX_CALLS {
+            return true;
+        }
+        if let Some(i) = self.calls.iter().position(|c| c.state == CallState::Ended) {
+            self.calls.remove(i);
+            return true;
+        }
+        self.calls_refused += 1;
+        if power_of_ten(self.calls_refused) {
+            self.events.push_back(
+                Event::new("call.refused")
+                    .with("reason", "too many calls")
+                    .with("peer", hex(peer))
+                    .with("from", from.map(|f| f.to_string()))
+                    .with("count", self.calls_refused),
+            );
+        }
+        false
+    }
+
+    /// Both ends of a call start by looking the peer up (Figure 8); the call waits for it.
+    pub(super) fn look_up_peer(&mut self, now: Time, mut call: Call) {
+        match self.lookup(now, call.peer) {
+            Some(id) => {
+                call.state = CallState::LookingUp(id);
+                self.calls.push(call);
+            }
+            None => self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&call.peer))
+                    .with("reason", "lookup refused"),
+            ),
+        }
+    }
+
+    /// Hangs up the call with `peer`.
+    pub fn hangup(&mut self, _now: Time, peer: HashAddr) {
+        for c in self
+            .calls
+            .iter_mut()
+            .filter(|c| c.peer == peer && c.state != CallState::Ended)
+        {
+            c.hang_up();
+            self.events.push_back(
+                Event::new("call.ended")
+                    .with("peer", hex(&peer))
+                    .with("frames_sent", c.media.frames_sent)
+                    .with("frames_received", c.media.rx_stats.summary().received),
+            );
+        }
+    }
+
+    /// Renews the DH key (paper, Figure 10): a Key Renewal to every active call's peer,
+    /// authenticated with the current session key, and a new ToALL Tx with the new Y.
+    pub fn rekey(&mut self, now: Time) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.rng.random());
+        self.wallet.renew_dh(&mut rng);
+        let me = self.wallet.hash_addr();
+        let y = self.wallet.dh().public();
+        let mut sends = Vec::new();
+        for c in self
+            .calls
+            .iter_mut()
+            .filter(|c| c.state == CallState::Active)
+        {
+            let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
+                continue;
+            };
+            let Ok(shared) = self.wallet.dh().agree(&peer_y) else {
+                continue;
+            };
+            if let Some(o) = c.renew(me, y.clone(), &shared, now) {
+                self.events.push_back(
+                    Event::new("call.rekey_sent")
+                        .with("peer", hex(&c.peer))
+                        .with("epoch", c.epoch() + 1),
+                );
+                sends.push(o);
+            }
+        }
+        for (to, payload) in sends {
+            self.send(to, payload);
+        }
+        self.register(now, "key_renewal");
+    }
+
+    /// Mid-call handover (paper, Figure 9): tell every active call's peer at once.
+    pub(super) fn hand_over(&mut self, now: Time, private: SocketAddrV4, nat: SocketAddrV4) {
+        let me = self.wallet.hash_addr();
+        let mut sends = Vec::new();
+        for c in self
+            .calls
+            .iter_mut()
+            .filter(|c| c.state == CallState::Active)
+        {
+            if let Some(o) = c.handover(me, private, nat, now) {
+                self.events.push_back(
+                    Event::new("call.handover_sent")
+                        .with("peer", hex(&c.peer))
+                        .with_display("private", private)
+                        .with_display("nat_guess", nat),
+                );
+                sends.push(o);
+            }
+        }
+        for (to, payload) in sends {
+            self.send(to, payload);
+        }
+    }
+
+    /// A lookup finished: the call waiting for it goes on.
+    pub(super) fn continue_call(&mut self, now: Time, request_id: u32, info: Option<&PeerInfo>) {
+        let me = self.wallet.hash_addr();
+        let Some(idx) = self
+            .calls
+            .iter()
+            .position(|c| c.state == CallState::LookingUp(request_id))
+        else {
+            return;
+        };
+        let Some(info) = info else {
+            let peer = self.calls[idx].peer;
+            let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
+            // Only a caller asks again. A callee's lookup of an unknown caller ends the call
+            // at once (a spoofed Request must not hold a call slot); a real caller
+            // retransmits its Request, which starts a new lookup.
+            if self.calls[idx].role == CallRole::Caller && tries < NOT_FOUND_RETRIES {
+                self.not_found
+                    .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
+                self.events.push_back(
+                    Event::new("call.peer_not_found_yet")
+                        .with("peer", hex(&peer))
+                        .with("retry", tries + 1)
+                        .with("retry_in_ms", NOT_FOUND_RETRY_AFTER.as_millis() as u64),
+                );
+                return;
+            }
+            self.not_found.remove(&peer);
+            let c = &mut self.calls[idx];
+            c.hang_up();
+            self.events.push_back(
+                Event::new("call.failed")
+                    .with("peer", hex(&c.peer))
+                    .with("reason", "peer not found"),
+            );
+            return;
+        };
+        self.not_found.remove(&self.calls[idx].peer);
+        let nat = SocketAddrV4::new(info.tx.out.nat_ip, info.tx.out.nat_port);
+        let c = &mut self.calls[idx];
+        c.set_peer_registration(info.tx.out.y.clone(), nat);
+        match c.role {
+            CallRole::Caller if c.saved_response.is_some() => {
+                if let Some(resp) = self.calls[idx].saved_response.take() {
+                    self.calls[idx].state = CallState::Requesting;
+                    self.finish_setup(now, idx, &resp, None);
+                }
+            }
+            CallRole::Caller => {
+                if let Some((to, payload)) = c.request(me, now) {
+                    self.events.push_back(
+                        Event::new("call.request_sent")
+                            .with("peer", hex(&c.peer))
+                            .with_display("to", to),
+                    );
+                    self.send(to, payload);
+                }
+            }
+            CallRole::Callee => match self.wallet.dh().agree(&info.tx.out.y) {
+                Ok(shared) => {
+                    if let Some((to, payload)) = c.answer(&shared, me, now) {
+                        self.events.push_back(
+                            Event::new("call.active")
+                                .with("peer", hex(&c.peer))
+                                .with("role", "callee")
+                                .with_display("peer_addr", to),
+                        );
+                        self.send(to, payload);
+                    }
+                }
+                Err(e) => {
+                    c.hang_up();
+                    self.events.push_back(
+                        Event::new("call.failed")
+                            .with("peer", hex(&c.peer))
+                            .with_display("reason", e),
+                    );
+                }
+            },
+        }
+    }
+
+    pub(super) fn on_session_request(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        caller: HashAddr,
+        callee: HashAddr,
+        nonce: [u8; 16],
+        ssrc: u32,
+    ) {
+        if callee != self.wallet.hash_addr() {
+            self.events.push_back(
+                Event::new("call.request_refused")
+                    .with("reason", "not for us")
+                    .with_display("from", from),
+            );
+            return;
+        }
+        // A retransmitted request of a call we already know: our Response (if we sent one)
+        // was lost, so send it again; otherwise we are still looking the caller up.
+        if let Some(c) = self.calls.iter().find(|c| {
+            c.peer == caller && c.peer_nonce() == Some(nonce) && c.state != CallState::Ended
+        }) {
+            if let Some(resp) = c.sent_response() {
+                let payload = resp.to_vec();
+                self.events.push_back(
+                    Event::new("call.response_resent")
+                        .with("peer", hex(&caller))
+                        .with_display("to", from),
+                );
+                self.send(from, payload);
+            }
+            return;
+        }
+        if !self.room_for_call(&caller, Some(from)) {
+            return;
+        }
+        let my_nonce: [u8; 16] = self.rng.random();
+        let my_ssrc: u32 = self.rng.random();
+        let mut call = Call::new(
+            caller,
+            CallRole::Callee,
+            my_nonce,
+            my_ssrc,
+            self.tone_hz,
+            now,
+        );
+        call.on_request(from, nonce, ssrc);
+        self.events.push_back(
+            Event::new("call.incoming")
+                .with("peer", hex(&caller))
+                .with_display("from", from),
+        );
+        // Figure 8: the callee looks the caller up too, and trusts only what the chain says.
+        self.look_up_peer(now, call);
+    }
+
+    pub(super) fn on_session_response(&mut self, now: Time, from: SocketAddrV4, msg: &Message) {
+        let Message::SessionResponse { caller, callee, .. } = msg else {
+            return;
+        };
+        if *caller != self.wallet.hash_addr() {
+            return;
+        }
+        let Some(idx) = self.calls.iter().position(|c| {
+            c.peer == *callee && c.role == CallRole::Caller && c.state == CallState::Requesting
+        }) else {
+            return; // a retransmitted response for an active call, or unknown
+        };
+        self.finish_setup(now, idx, msg, Some(from));
+    }
+
+    /// Caller side: keys from the callee's registered Y, checked against the Response's key
+    /// confirmation. If the check fails the callee may have renewed its key after the Tx we
+    /// used (its new Tx not yet confirmed when we looked it up): look it up once more and
+    /// retry with the same Response (`retry_from` is `None` on that second try).
+    pub(super) fn finish_setup(
+        &mut self,
+        now: Time,
+        idx: usize,
+        msg: &Message,
+        retry_from: Option<SocketAddrV4>,
+    ) {
+        let me = self.wallet.hash_addr();
+        let have_address = self.private.is_some();
+        let c = &mut self.calls[idx];
+        let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
+            return;
+        };
+        let shared = match self.wallet.dh().agree(&peer_y) {
+            Ok(s) => s,
+            Err(e) => {
+                c.hang_up();
+                self.events.push_back(
+                    Event::new("call.failed")
+                        .with("peer", hex(&c.peer))
+                        .with_display("reason", e),
+                );
+                return;
+            }
+        };
+        match c.on_response(&shared, me, msg, now) {
+            Ok(()) => {
+                let mut ev = Event::new("call.active")
+                    .with("peer", hex(&c.peer))
+                    .with("role", "caller");
+                if let Some(to) = c.peer_addr {
+                    ev = ev.with_display("peer_addr", to);
+                }
+                self.events.push_back(ev);
+                // Audio starts the moment the keys are ready: the first frame goes now.
+                let mut out = Vec::new();
+                let mut evs = Vec::new();
+                c.on_timeout(now, have_address, &mut out, &mut evs);
+                self.events.extend(evs);
+                for (to, payload) in out {
+                    self.send(to, payload);
+                }
+            }
+            Err(reason) => {
+                let peer = c.peer;
+                self.events.push_back(
+                    Event::new("call.confirm_failed")
+                        .with("peer", hex(&peer))
+                        .with("reason", reason)
+                        .with("retry", retry_from.is_some()),
+                );
+                if retry_from.is_none() {
+                    c.hang_up();
+                    self.events.push_back(
+                        Event::new("call.failed")
+                            .with("peer", hex(&peer))
+                            .with("reason", reason),
+                    );
+                    return;
+                }
+                c.saved_response = Some(msg.clone());
+                match self.lookup(now, peer) {
+                    Some(id) => self.calls[idx].state = CallState::LookingUp(id),
+                    None => self.calls[idx].hang_up(),
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_handover(
+        &mut self,
+        _now: Time,
+        from: SocketAddrV4,
+        sender: HashAddr,
+        msg: &Message,
+    ) {
+        let Some(c) = self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        else {
+            self.events.push_back(
+                Event::new("call.handover_rejected")
+                    .with("reason", "no such call")
+                    .with_display("from", from),
+            );
+            return;
+        };
+        match c.on_handover(from, msg) {
+            Ok(()) => self.events.push_back(
+                Event::new("call.handover_accepted")
+                    .with("peer", hex(&sender))
+                    .with_display("new_addr", from),
+            ),
+            Err(reason) => self.events.push_back(
+                Event::new("call.handover_rejected")
+                    .with("peer", hex(&sender))
+                    .with("reason", reason)
+                    .with_display("from", from),
+            ),
+        }
+    }
+
+    pub(super) fn on_key_renewal(
+        &mut self,
+        _now: Time,
+        from: SocketAddrV4,
+        sender: HashAddr,
+        msg: &Message,
+    ) {
+        let me = self.wallet.hash_addr();
+        let Some(c) = self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        else {
+            self.events.push_back(
+                Event::new("call.rekey_rejected")
+                    .with("reason", "no such call")
+                    .with_display("from", from),
+            );
+            return;
+        };
+        let wallet = &self.wallet;
+        let shared_for = |y: &[u8]| -> Option<Vec<u8>> { wallet.dh().agree(y).ok() };
+        match c.on_renewal(msg, shared_for, me) {
+            Ok(()) => self.events.push_back(
+                Event::new("call.rekey_accepted")
+                    .with("peer", hex(&sender))
+                    .with("epoch", c.epoch()),
+            ),
+            Err("replayed") => {}
+            Err(reason) => self.events.push_back(
+                Event::new("call.rekey_rejected")
+                    .with("peer", hex(&sender))
+                    .with("reason", reason),
+            ),
+        }
+    }
+
+    /// SRTP media: to the active call whose peer sends with this SSRC.
+    pub(super) fn on_media(&mut self, now: Time, from: SocketAddrV4, data: &[u8]) {
+        let ssrc = rtp_ssrc(data);
+        let mut evs = Vec::new();
+        match self
+            .calls
+            .iter_mut()
+            .find(|c| c.state == CallState::Active && c.media.is_from_peer(ssrc))
+        {
+            Some(c) => c.on_media(now, data, &mut evs),
+            None => {
+                // Counted; reported on the 1st, 10th, 100th, ... so a flood cannot fill the log.
+                self.unknown_media += 1;
+                if power_of_ten(self.unknown_media) {
+                    self.events.push_back(
+                        Event::new("en.media_unknown_ssrc")
+                            .with_display("from", from)
+                            .with("count", self.unknown_media),
+                    );
+                }
+            }
+        }
+        self.events.extend(evs);
+    }
+
+    /// Media and control retransmissions of every call, and peers to look up again.
+    pub(super) fn calls_due(&mut self, now: Time) {
+        let have_address = self.private.is_some();
+        let mut out = Vec::new();
+        let mut evs = Vec::new();
+        for c in &mut self.calls {
+            c.on_timeout(now, have_address, &mut out, &mut evs);
+        }
+        self.events.extend(evs);
+        for (to, payload) in out {
+            self.send(to, payload);
+        }
+        let again: Vec<HashAddr> = self
+            .not_found
+            .iter()
+            .filter(|(_, (at, _))| at.is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in again {
+            if let Some(e) = self.not_found.get_mut(&peer) {
+                e.0 = None;
+            }
+            let waiting = self
+                .calls
+                .iter()
+                .position(|c| c.peer == peer && matches!(c.state, CallState::LookingUp(_)));
+            match (waiting, have_address) {
+                (Some(i), true) => match self.lookup(now, peer) {
+                    Some(id) => self.calls[i].state = CallState::LookingUp(id),
+                    None => {
+                        self.not_found.remove(&peer);
+                    }
+                },
+                // No address right now: try again a little later.
+                (Some(_), false) => {
+                    if let Some(e) = self.not_found.get_mut(&peer) {
+                        e.0 = Some(now + NOT_FOUND_RETRY_AFTER);
+                    }
+                }
+                (None, _) => {
+                    self.not_found.remove(&peer);
+                }
+            }
+        }
+    }
+}

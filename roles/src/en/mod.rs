@@ -1,0 +1,255 @@
+//! The end node (EN): registers its transport addresses and DH public value with its nearest
+//! super node as a signed ToALL Tx (paper, Figure 7), and looks peers up by hash address with
+//! one Query/Reply (Figure 8, first step).
+//!
+//! The EN guesses its NAT port with H16, but trusts what the SN observed: a `TxAck` with
+//! `EndpointMismatch` carries the real public endpoint, and the EN re-registers with it (the
+//! NAT may have had to pick another port). Every request is retransmitted with backoff until
+//! answered, so loss on the access link never loses a registration; after three unanswered
+//! tries the EN fails over to the next SN of its DHCP list.
+//!
+//! The node is split by concern: `registration` (address, Tx registration, SN failover),
+//! `lookup` (the Query/Reply client), `calls` (call setup, handover and rekey glue
+//! around [`crate::call::Call`]); this file holds the node, its datagram dispatch and its
+//! timers.
+
+mod calls;
+mod lookup;
+mod registration;
+
+#[cfg(test)]
+mod tests;
+
+pub use calls::{MAX_CALLS, NOT_FOUND_RETRIES, NOT_FOUND_RETRY_AFTER};
+pub use lookup::{MAX_PENDING_QUERIES, MAX_QUERY_TRIES, PeerInfo};
+pub use registration::TRIES_PER_SN;
+
+use crate::call::Call;
+use crate::wallet::Wallet;
+use crate::{Event, Time, Transmit};
+use binfm_stack::wire::binfm::Message;
+use binfm_stack::wire::ports;
+use binfm_stack::wire::rtp::is_rtp;
+use binfm_stack::wire::toall::{HashAddr, ToallTx};
+use lookup::PendingQuery;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use registration::Registration;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddrV4;
+
+/// Sans-IO end node.
+#[derive(Debug)]
+pub struct EndNode {
+    wallet: Wallet,
+    port: u16,
+    private: Option<SocketAddrV4>,
+    nat: Option<SocketAddrV4>,
+    sns: Vec<SocketAddrV4>,
+    sn_index: usize,
+    reg: Option<Registration>,
+    registered: Option<ToallTx>,
+    queries: BTreeMap<u32, PendingQuery>,
+    next_request_id: u32,
+    results: VecDeque<(u32, HashAddr, Option<PeerInfo>)>,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    want_unconfirmed: bool,
+    calls: Vec<Call>,
+    /// Calls whose peer was not found: peer -> (when to ask again, if waiting; retries so far).
+    not_found: BTreeMap<HashAddr, (Option<Time>, u32)>,
+    rng: ChaCha8Rng,
+    tone_hz: f64,
+    had_address_before: bool,
+    /// Media packets that matched no call.
+    pub unknown_media: u64,
+    /// New calls refused because [`MAX_CALLS`] live calls exist.
+    pub calls_refused: u64,
+}
+
+impl EndNode {
+    /// An EN with its wallet, using UDP `port` for control and media; `seed` drives its
+    /// nonces, SSRCs and renewed keys; `tone_hz` is the tone it sends in calls.
+    pub fn new(wallet: Wallet, port: u16, seed: u64, tone_hz: f64) -> Self {
+        EndNode {
+            wallet,
+            port,
+            private: None,
+            nat: None,
+            sns: Vec::new(),
+            sn_index: 0,
+            reg: None,
+            registered: None,
+            queries: BTreeMap::new(),
+            next_request_id: 1,
+            results: VecDeque::new(),
+            not_found: BTreeMap::new(),
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            want_unconfirmed: false,
+            calls: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            tone_hz,
+            had_address_before: false,
+            unknown_media: 0,
+            calls_refused: 0,
+        }
+    }
+
+    /// The calls (active and ended).
+    pub fn calls(&self) -> &[Call] {
+        &self.calls
+    }
+
+    /// Ask SNs for the newest unconfirmed Tx too (they answer only if configured to).
+    pub fn set_want_unconfirmed(&mut self, want: bool) {
+        self.want_unconfirmed = want;
+    }
+
+    /// The EN's hash address.
+    pub fn hash_addr(&self) -> HashAddr {
+        self.wallet.hash_addr()
+    }
+
+    /// The wallet (the session layer needs the DH secret).
+    pub fn wallet(&self) -> &Wallet {
+        &self.wallet
+    }
+
+    /// The UDP port of the EN's control messages.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The Tx the nearest SN accepted last.
+    pub fn registered(&self) -> Option<&ToallTx> {
+        self.registered.as_ref()
+    }
+
+    /// The super node currently used.
+    pub fn super_node(&self) -> Option<SocketAddrV4> {
+        self.sns.get(self.sn_index).copied()
+    }
+
+    /// Queues a datagram from the EN's port.
+    fn send(&mut self, dst: SocketAddrV4, payload: Vec<u8>) {
+        self.out.push_back(Transmit {
+            src_ip: None,
+            src_port: self.port,
+            dst,
+            payload,
+        });
+    }
+
+    /// A datagram for the EN's control port.
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        _to: SocketAddrV4,
+        data: &[u8],
+    ) {
+        if is_rtp(data) {
+            self.on_media(now, from, data);
+            return;
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.events.push_back(
+                    Event::new("en.malformed")
+                        .with_display("from", from)
+                        .with_display("error", e),
+                );
+                return;
+            }
+        };
+        match msg {
+            Message::SessionRequest {
+                caller,
+                callee,
+                nonce,
+                ssrc,
+            } => return self.on_session_request(now, from, caller, callee, nonce, ssrc),
+            Message::SessionResponse { .. } => return self.on_session_response(now, from, &msg),
+            Message::HandoverRequest { sender, .. } => {
+                return self.on_handover(now, from, sender, &msg);
+            }
+            Message::KeyRenewal { sender, .. } => {
+                return self.on_key_renewal(now, from, sender, &msg);
+            }
+            _ => {}
+        }
+        if !self.sns.contains(&from) {
+            self.events
+                .push_back(Event::new("en.unexpected").with_display("from", from));
+            return;
+        }
+        match msg {
+            Message::TxAck {
+                tx_id,
+                status,
+                observed,
+            } => self.on_ack(now, from, tx_id, status, observed),
+            Message::Reply {
+                request_id,
+                hash_addr,
+                found,
+                height,
+                confirmations,
+                tx,
+                unconfirmed,
+            } => self.on_reply(
+                now,
+                request_id,
+                hash_addr,
+                found,
+                height,
+                confirmations,
+                tx,
+                unconfirmed,
+            ),
+            _ => self
+                .events
+                .push_back(Event::new("en.unexpected").with_display("from", from)),
+        }
+    }
+
+    /// Retransmits what is due (calls, registration, queries), in that order; fails over to
+    /// the next SN after [`TRIES_PER_SN`] tries.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.calls_due(now);
+        self.registration_due(now);
+        self.queries_due(now);
+    }
+
+    /// Next retransmission time.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let reg = self.reg.as_ref().map(|r| r.backoff.next());
+        let q = self.queries.values().map(|q| q.backoff.next()).min();
+        let calls = self.calls.iter().filter_map(Call::poll_timeout).min();
+        let again = self.not_found.values().filter_map(|e| e.0).min();
+        [reg, q, calls, again].into_iter().flatten().min()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// The default control port.
+pub const DEFAULT_PORT: u16 = ports::EN;
+
+/// Whether `n` is 1, 10, 100, ...: when a counter is worth logging.
+pub(super) fn power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}

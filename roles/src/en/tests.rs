@@ -1,0 +1,446 @@
+//! End-node tests: floods, forged Replies and forged Key Renewals.
+
+use super::*;
+use crate::call::CallState;
+use binfm_stack::wire::binfm::TxStatus;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+const SN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), ports::SN);
+const ME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 40);
+
+fn wallet(seed: u8, at: SocketAddrV4) -> Wallet {
+    let mut w = Wallet::from_seed([seed; 32], &mut ChaCha8Rng::seed_from_u64(seed.into()));
+    w.set_addresses(at, at);
+    w
+}
+
+/// Answers every Query the EN sent with `answer(hash address)`; returns how many.
+fn answer_queries(
+    en: &mut EndNode,
+    now: Time,
+    answer: &dyn Fn(HashAddr) -> Option<ToallTx>,
+) -> usize {
+    let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+    let mut n = 0;
+    for t in sent {
+        if let Ok(Message::Query {
+            request_id,
+            hash_addr,
+            ..
+        }) = Message::parse(&t.payload)
+        {
+            let tx = answer(hash_addr);
+            let reply = Message::Reply {
+                request_id,
+                hash_addr,
+                found: tx.is_some(),
+                height: 1,
+                confirmations: 1,
+                tx,
+                unconfirmed: None,
+            };
+            en.handle_datagram(now, SN, SocketAddrV4::new(ME, ports::EN), &reply.to_bytes());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn a_session_request_flood_cannot_grow_the_call_list() {
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut en = EndNode::new(wallet(1, me), ports::EN, 1, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN]);
+    let target = en.hash_addr();
+    let spoofer = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 4000);
+    let request = |caller: HashAddr, i: u32| {
+        let mut nonce = [0u8; 16];
+        nonce[..4].copy_from_slice(&i.to_be_bytes());
+        Message::SessionRequest {
+            caller,
+            callee: target,
+            nonce,
+            ssrc: i,
+        }
+        .to_bytes()
+    };
+    // 1000 requests from made-up callers: each is looked up, not found, and ends; the
+    // list keeps at most MAX_CALLS, forgetting the oldest ended calls.
+    for i in 0..1000u32 {
+        let now = Time::from_millis(u64::from(i));
+        let mut caller = [0u8; 32];
+        caller[..4].copy_from_slice(&i.to_be_bytes());
+        en.handle_datagram(now, spoofer, me, &request(caller, i));
+        answer_queries(&mut en, now, &|_| None);
+        assert!(en.calls().len() <= MAX_CALLS);
+    }
+    assert_eq!(en.calls().len(), MAX_CALLS);
+    assert!(en.calls().iter().all(|c| c.state == CallState::Ended));
+    assert_eq!(en.calls_refused, 0);
+    // Requests naming a real, registered identity become live calls (the callee cannot
+    // tell a spoofed request before the key confirmation): past MAX_CALLS live ones, new
+    // requests are refused and counted, with events on the 1st, 10th, 100th refusal.
+    let real = wallet(
+        2,
+        SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN),
+    );
+    let real_tx = {
+        let mut w = real;
+        (w.hash_addr(), w.next_tx(0))
+    };
+    while en.poll_event().is_some() {}
+    for i in 0..(MAX_CALLS as u32 + 150) {
+        let now = Time::from_secs(10) + Time::from_millis(u64::from(i));
+        en.handle_datagram(now, spoofer, me, &request(real_tx.0, 10_000 + i));
+        let tx = real_tx.1.clone();
+        answer_queries(&mut en, now, &move |_| Some(tx.clone()));
+        assert!(en.calls().len() <= MAX_CALLS);
+    }
+    let live = en
+        .calls()
+        .iter()
+        .filter(|c| c.state != CallState::Ended)
+        .count();
+    assert_eq!(live, MAX_CALLS);
+    assert_eq!(en.calls_refused, 150);
+    let reports = std::iter::from_fn(|| en.poll_event())
+        .filter(|e| e.kind == "call.refused")
+        .count();
+    assert_eq!(reports, 3, "1st, 10th and 100th refusal");
+}
+
+fn reasons(en: &mut EndNode, kind: &str) -> Vec<String> {
+    std::iter::from_fn(|| en.poll_event())
+        .filter(|e| e.kind == kind)
+        .map(|e| {
+            e.get("reason")
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Attack 1, EN side: a Reply (from the SN's address: a lying SN, or a spoofer) whose Tx
+/// is forged, or belongs to another hash address than the one asked, is refused; the
+/// lookup stays pending, the call does not use the Tx, and the genuine Reply still works.
+#[test]
+fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_real_one() {
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut en = EndNode::new(wallet(1, me), ports::EN, 1, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN]);
+    let peer_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut peer = wallet(2, peer_at);
+    let (peer_addr, peer_tx) = (peer.hash_addr(), peer.next_tx(0));
+    let evil_at = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 4444);
+    let mut other = wallet(3, evil_at);
+    let (other_addr, other_tx) = (other.hash_addr(), other.next_tx(0));
+    while en.poll_transmit().is_some() {}
+    en.call(Time::ZERO, peer_addr);
+    let rid = std::iter::from_fn(|| en.poll_transmit())
+        .find_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            }) if hash_addr == peer_addr => Some(request_id),
+            _ => None,
+        })
+        .expect("the call queries the peer");
+    while en.poll_event().is_some() {}
+    let reply = |hash_addr: HashAddr, tx: ToallTx| Message::Reply {
+        request_id: rid,
+        hash_addr,
+        found: true,
+        height: 1,
+        confirmations: 6,
+        tx: Some(tx),
+        unconfirmed: None,
+    };
+
+    // The peer's Tx moved to the attacker's endpoint, signature kept: bad signature.
+    let mut moved = peer_tx.clone();
+    moved.out.nat_ip = *evil_at.ip();
+    moved.out.nat_port = evil_at.port();
+    // The peer's Tx with one signature bit flipped.
+    let mut bad_sig = peer_tx.clone();
+    bad_sig.signature[0] ^= 1;
+    // The attacker's own Tx relabelled with the peer's hash address (its own key kept):
+    // the key does not hash to the address.
+    let mut relabelled = other_tx.clone();
+    relabelled.out.hash_addr = peer_addr;
+    let forged = [
+        (
+            reply(peer_addr, moved),
+            "Tx signature does not verify".to_owned(),
+        ),
+        (
+            reply(peer_addr, bad_sig),
+            "Tx signature does not verify".to_owned(),
+        ),
+        (
+            reply(peer_addr, relabelled),
+            "Tx hash address is not SHA-256 of its public key".to_owned(),
+        ),
+        // A valid Tx of another identity, in a Reply naming the peer.
+        (
+            reply(peer_addr, other_tx.clone()),
+            "Tx belongs to another hash address".to_owned(),
+        ),
+        // A valid Reply about another identity, with our request id.
+        (
+            reply(other_addr, other_tx.clone()),
+            "reply names another hash address".to_owned(),
+        ),
+    ];
+    for (msg, why) in &forged {
+        en.handle_datagram(Time::from_millis(10), SN, me, &msg.to_bytes());
+        assert_eq!(reasons(&mut en, "en.reply_rejected"), vec![why.clone()]);
+        assert!(en.poll_lookup().is_none(), "{why}: no lookup result");
+        assert_eq!(
+            en.calls()[0].state,
+            CallState::LookingUp(rid),
+            "{why}: still waiting"
+        );
+        assert!(en.calls()[0].peer_y().is_none(), "{why}: no key taken");
+        assert!(en.poll_transmit().is_none(), "{why}: no Session Request");
+    }
+    // A forged Reply from anyone but the SN is not even looked at.
+    let genuine = reply(peer_addr, peer_tx.clone()).to_bytes();
+    en.handle_datagram(Time::from_millis(10), evil_at, me, &genuine);
+    assert_eq!(reasons(&mut en, "en.unexpected").len(), 1);
+    assert_eq!(en.calls()[0].state, CallState::LookingUp(rid));
+
+    // The genuine Reply: the call goes on, to the registered endpoint, with the peer's Y.
+    en.handle_datagram(Time::from_millis(20), SN, me, &genuine);
+    let (id, addr, info) = en.poll_lookup().expect("lookup done");
+    assert_eq!((id, addr), (rid, peer_addr));
+    assert_eq!(info.map(|i| i.tx), Some(peer_tx.clone()));
+    assert_eq!(en.calls()[0].state, CallState::Requesting);
+    assert_eq!(en.calls()[0].peer_y(), Some(&peer_tx.out.y[..]));
+    let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+    assert!(sent.iter().any(|t| t.dst == peer_at
+        && matches!(
+            Message::parse(&t.payload),
+            Ok(Message::SessionRequest { callee, .. }) if callee == peer_addr
+        )));
+    assert!(sent.iter().all(|t| t.dst != evil_at));
+    // A late forgery for the finished lookup is ignored.
+    en.handle_datagram(Time::from_millis(30), SN, me, &forged[0].0.to_bytes());
+    assert!(reasons(&mut en, "en.reply_rejected").is_empty());
+    assert_eq!(en.calls()[0].peer_addr, Some(peer_at));
+}
+
+/// Delivers everything `a` and `b` send, playing the SN (TxSubmit acknowledged and
+/// remembered, Query answered from what was submitted), until nothing is in flight.
+fn pump(a: &mut EndNode, b: &mut EndNode, now: Time, txs: &mut BTreeMap<HashAddr, ToallTx>) {
+    for _ in 0..100 {
+        let mut sent = Vec::new();
+        for (i, en) in [&mut *a, &mut *b].into_iter().enumerate() {
+            let ip = en.private.map_or(Ipv4Addr::UNSPECIFIED, |p| *p.ip());
+            for t in std::iter::from_fn(|| en.poll_transmit()) {
+                sent.push((i, SocketAddrV4::new(ip, t.src_port), t));
+            }
+        }
+        if sent.is_empty() {
+            return;
+        }
+        for (i, from, t) in sent {
+            let en = if i == 0 { &mut *a } else { &mut *b };
+            if t.dst == SN {
+                let answer = match Message::parse(&t.payload) {
+                    Ok(Message::TxSubmit { tx }) => {
+                        let ack = Message::TxAck {
+                            tx_id: tx.id(),
+                            status: TxStatus::Accepted,
+                            observed: from,
+                        };
+                        txs.insert(tx.out.hash_addr, tx);
+                        ack
+                    }
+                    Ok(Message::Query {
+                        request_id,
+                        hash_addr,
+                        ..
+                    }) => {
+                        let tx = txs.get(&hash_addr).cloned();
+                        Message::Reply {
+                            request_id,
+                            hash_addr,
+                            found: tx.is_some(),
+                            height: 1,
+                            confirmations: 1,
+                            tx,
+                            unconfirmed: None,
+                        }
+                    }
+                    _ => continue,
+                };
+                en.handle_datagram(now, SN, from, &answer.to_bytes());
+                continue;
+            }
+            let to = if Some(t.dst) == a.private {
+                &mut *a
+            } else if Some(t.dst) == b.private {
+                &mut *b
+            } else {
+                continue;
+            };
+            to.handle_datagram(now, from, t.dst, &t.payload);
+        }
+    }
+}
+
+/// Runs both ENs' timers (audio frames) every 20 ms from `from` to `to`, delivering.
+fn run(
+    a: &mut EndNode,
+    b: &mut EndNode,
+    from: Time,
+    to: Time,
+    txs: &mut BTreeMap<HashAddr, ToallTx>,
+) {
+    let mut now = from;
+    while now <= to {
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        pump(a, b, now, txs);
+        now += Duration::from_millis(20);
+    }
+}
+
+/// Attack 7 through the ENs: B renews its key during a call with A. A Key Renewal with a
+/// forged MAC, or carrying an attacker's Y under B's tag, is refused; the genuine one is
+/// accepted; replayed afterwards it changes nothing; audio keeps flowing under the keys
+/// both ends agree on.
+#[test]
+fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
+    let at_a = SocketAddrV4::new(ME, ports::EN);
+    let at_b = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut a = EndNode::new(wallet(1, at_a), ports::EN, 1, 440.0);
+    let mut b = EndNode::new(wallet(2, at_b), ports::EN, 2, 660.0);
+    let mut txs = BTreeMap::new();
+    a.on_address(Time::ZERO, *at_a.ip(), None, vec![SN]);
+    b.on_address(Time::ZERO, *at_b.ip(), None, vec![SN]);
+    pump(&mut a, &mut b, Time::ZERO, &mut txs);
+    a.call(Time::ZERO, b.hash_addr());
+    pump(&mut a, &mut b, Time::ZERO, &mut txs);
+    assert_eq!(a.calls()[0].state, CallState::Active);
+    assert_eq!(b.calls()[0].state, CallState::Active);
+    run(&mut a, &mut b, Time::ZERO, Time::from_millis(100), &mut txs);
+    while a.poll_event().is_some() {}
+
+    // B renews; hold its Key Renewal back.
+    let t = Time::from_millis(110);
+    b.rekey(t);
+    let renewal = std::iter::from_fn(|| b.poll_transmit())
+        .find(|x| {
+            x.dst == at_a && matches!(Message::parse(&x.payload), Ok(Message::KeyRenewal { .. }))
+        })
+        .expect("B sends a Key Renewal to A")
+        .payload;
+    let Ok(Message::KeyRenewal {
+        sender,
+        counter,
+        y,
+        mac,
+    }) = Message::parse(&renewal)
+    else {
+        unreachable!("parsed above");
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(66);
+    let evil = crate::dh::DhSecret::generate(&mut rng).public();
+    let flipped = {
+        let mut m = mac;
+        m[15] ^= 0x80;
+        m
+    };
+    let forgeries = [
+        // B's message with one tag bit flipped.
+        Message::KeyRenewal {
+            sender,
+            counter,
+            y: y.clone(),
+            mac: flipped,
+        },
+        // The paper's attack: the attacker's Y' under B's genuine tag.
+        Message::KeyRenewal {
+            sender,
+            counter,
+            y: evil.clone(),
+            mac,
+        },
+        // The attacker's Y' with a far-ahead counter and a tag under a key it chose.
+        Message::KeyRenewal {
+            sender,
+            counter: counter + 1000,
+            y: evil,
+            mac: [0x5a; 16],
+        },
+    ];
+    let spoofed_from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 4444);
+    for (k, f) in forgeries.iter().enumerate() {
+        for from in [at_b, spoofed_from] {
+            a.handle_datagram(t, from, at_a, &f.to_bytes());
+            assert_eq!(
+                reasons(&mut a, "call.rekey_rejected"),
+                vec!["bad_mac".to_owned()],
+                "forgery {k}"
+            );
+            assert_eq!(a.calls()[0].epoch(), 0, "forgery {k}");
+        }
+    }
+    assert_eq!(a.calls()[0].control_refused, 6);
+
+    // The genuine renewal is still accepted (the forgeries did not burn its counter).
+    a.handle_datagram(t, at_b, at_a, &renewal);
+    assert_eq!(a.calls()[0].epoch(), 1);
+    let accepted: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|e| e.kind == "call.rekey_accepted")
+            .count(),
+        1
+    );
+    // Replayed (from B's address or elsewhere): refused as a replay, nothing changes.
+    for from in [at_b, spoofed_from] {
+        a.handle_datagram(t, from, at_a, &renewal);
+        let evs: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
+        assert!(
+            evs.iter().all(|e| e.kind != "call.rekey_accepted"),
+            "{evs:?}"
+        );
+        assert_eq!(a.calls()[0].epoch(), 1);
+    }
+    // Audio goes on under the renewed keys, both ways, nothing refused.
+    pump(&mut a, &mut b, t, &mut txs);
+    run(
+        &mut a,
+        &mut b,
+        Time::from_millis(120),
+        Time::from_millis(400),
+        &mut txs,
+    );
+    assert_eq!(b.calls()[0].epoch(), 1, "B completed the renewal");
+    for c in [&a.calls()[0], &b.calls()[0]] {
+        assert!(
+            c.media.media_refused.is_empty(),
+            "{:?}",
+            c.media.media_refused
+        );
+        assert!(c.media.rx_stats.summary().received >= 19);
+    }
+    // A replay after the switch still changes nothing.
+    a.handle_datagram(Time::from_millis(400), at_b, at_a, &renewal);
+    assert_eq!(a.calls()[0].epoch(), 1);
+    run(
+        &mut a,
+        &mut b,
+        Time::from_millis(420),
+        Time::from_millis(500),
+        &mut txs,
+    );
+    assert!(a.calls()[0].media.media_refused.is_empty());
+    assert!(b.calls()[0].media.media_refused.is_empty());
+}
