@@ -87,46 +87,22 @@ impl EnApp {
             bound: false,
         })
     }
-
-    /// The end node's calls, as reports read them.
-    fn call_views(&self) -> Vec<CallView<'_>> {
-        self.en
-            .calls()
-            .iter()
-            .map(|c| CallView {
-                peer: c.peer,
-                media: &c.media,
-            })
-            .collect()
-    }
 }
 
+/// The end node's own [`Role`], with the scheduled lookups added: lookups are due only
+/// while the EN holds an address.
 impl Role for EnApp {
     fn port(&self) -> u16 {
         self.en.port()
     }
 
-    /// A bound lease makes the EN register; call, hang-up and rekey go to the role.
     fn handle_command(&mut self, now: Time, command: &Command) {
         match command {
-            Command::Bound { lease, .. } => {
-                self.bound = true;
-                self.en.on_address(
-                    now,
-                    lease.address,
-                    lease.nat_public,
-                    lease.super_nodes.clone(),
-                );
-            }
-            Command::Unbound => {
-                self.bound = false;
-                self.en.on_address_lost();
-            }
-            Command::Call(peer) => self.en.call(now, *peer),
-            Command::Hangup(peer) => self.en.hangup(now, *peer),
-            Command::Rekey => self.en.rekey(now),
+            Command::Bound { .. } => self.bound = true,
+            Command::Unbound => self.bound = false,
             _ => {}
         }
+        Role::handle_command(&mut self.en, now, command);
     }
 
     fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
@@ -163,7 +139,7 @@ impl Role for EnApp {
     }
 
     fn calls(&self) -> Vec<CallView<'_>> {
-        self.call_views()
+        Role::calls(&self.en)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::apps::{EnApp, sn_role};
 use crate::topology::{Model, Topology};
-use crate::vertical_app::{VerticalApp, domain_server};
+use crate::vertical_app::{domain_server, vertical_en};
 use binfm_roles::Role;
 use binfm_roles::chain::persist::BlockLog;
 use binfm_roles::dhcp::{ClientConfig, DhcpClient, DhcpServer, ServerConfig};
@@ -116,7 +116,7 @@ pub fn roles_of(
         // Super nodes stay idle in the vertical model (they are BINFM infrastructure).
         Model::Vertical => {
             if def.end_node.is_some() {
-                let v = VerticalApp::new(topo, def).ok_or_else(|| {
+                let v = vertical_en(topo, def).ok_or_else(|| {
                     anyhow::anyhow!(
                         "end node `{}`: the vertical model needs a domain server on its first network (`domain_server` in the segment's dhcp table)",
                         def.name

@@ -9,11 +9,9 @@
 
 use crate::apps::{tone_and_seed, wallet_for};
 use crate::topology::{NodeDef, Topology};
-use binfm_roles::role::CallView;
 use binfm_roles::vertical::en::VerticalNode;
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
-use binfm_roles::{Command, Event, Role, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::vertical::Id;
 use std::net::SocketAddrV4;
@@ -33,93 +31,25 @@ pub fn vertical_id(run_seed: u64, name: &str) -> Id {
     wallet_for(run_seed, name).hash_addr()
 }
 
-/// A vertical-model end node.
-#[derive(Debug)]
-pub struct VerticalApp {
-    /// The role.
-    pub en: VerticalNode,
-    /// STUN server (port 3478) per segment index, from the topology's `domain_server`s.
-    stun_of_segment: Vec<Option<SocketAddrV4>>,
-}
-
-impl VerticalApp {
-    /// The vertical EN of node `def`, or `None` if the node is no end node or its first
-    /// network has no domain server.
-    pub fn new(topo: &Topology, def: &NodeDef) -> Option<VerticalApp> {
-        def.end_node.as_ref()?;
-        let home = domain_server_of(topo, def.ports.first()?.segment)?;
-        let (tone_hz, seed) = tone_and_seed(topo, def);
-        let en = VerticalNode::new(
-            vertical_id(topo.seed, &def.name),
-            ports::EN,
-            SocketAddrV4::new(home, ports::LOCATION),
-            seed,
-            tone_hz,
-        );
-        let stun_of_segment = (0..topo.segments.len())
+/// The vertical EN of node `def`, with the STUN server of every network, or `None` if the
+/// node is no end node or its first network has no domain server.
+pub fn vertical_en(topo: &Topology, def: &NodeDef) -> Option<VerticalNode> {
+    def.end_node.as_ref()?;
+    let home = domain_server_of(topo, def.ports.first()?.segment)?;
+    let (tone_hz, seed) = tone_and_seed(topo, def);
+    let mut en = VerticalNode::new(
+        vertical_id(topo.seed, &def.name),
+        ports::EN,
+        SocketAddrV4::new(home, ports::LOCATION),
+        seed,
+        tone_hz,
+    );
+    en.set_stun_servers(
+        (0..topo.segments.len())
             .map(|s| domain_server_of(topo, s).map(|ip| SocketAddrV4::new(ip, ports::STUN)))
-            .collect();
-        Some(VerticalApp {
-            en,
-            stun_of_segment,
-        })
-    }
-}
-
-impl Role for VerticalApp {
-    fn port(&self) -> u16 {
-        self.en.port()
-    }
-
-    /// A lease bound on a segment: STUN from there, register, re-invite active calls; call,
-    /// hang-up and rekey go to the role.
-    fn handle_command(&mut self, now: Time, command: &Command) {
-        match command {
-            Command::Bound { lease, segment } => {
-                match self.stun_of_segment.get(*segment).copied().flatten() {
-                    Some(stun) => self.en.on_address(now, lease.address, stun),
-                    // No STUN server here: the EN has an address but cannot learn its contact.
-                    None => self.en.on_address_lost(),
-                }
-            }
-            Command::Unbound => self.en.on_address_lost(),
-            Command::Call(peer) => self.en.call(now, *peer),
-            Command::Hangup(peer) => self.en.hangup(now, *peer),
-            Command::Rekey => self.en.rekey(now),
-            _ => {}
-        }
-    }
-
-    fn handle_datagram(&mut self, now: Time, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
-        self.en.handle_datagram(now, from, to, payload);
-    }
-
-    fn handle_timeout(&mut self, now: Time) {
-        self.en.handle_timeout(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Time> {
-        self.en.poll_timeout()
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.en.poll_transmit()
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        self.en.poll_event()
-    }
-
-    fn calls(&self) -> Vec<CallView<'_>> {
-        self.en
-            .calls()
-            .iter()
-            .map(|c| CallView {
-                peer: c.peer,
-                media: &c.media,
-            })
-            .collect()
-    }
+            .collect(),
+    );
+    Some(en)
 }
 
 /// The domain server of node `index`, if it is one: STUN and the domain's location server

@@ -16,6 +16,7 @@
 mod calls;
 mod lookup;
 mod registration;
+mod role;
 
 #[cfg(test)]
 mod tests;

@@ -37,6 +37,7 @@ mod key_exchange;
 mod lookup;
 mod media;
 mod registration;
+mod role;
 mod stun;
 
 pub use call::{VState, VerticalCall};
@@ -63,6 +64,8 @@ pub struct VerticalNode {
     port: u16,
     location: SocketAddrV4,
     stun_server: Option<SocketAddrV4>,
+    /// The STUN server of each network (topology order), for [`Command::Bound`](crate::role::Command).
+    stun_by_network: Vec<Option<SocketAddrV4>>,
     local: Option<SocketAddrV4>,
     mapped: Option<SocketAddrV4>,
     stun: Option<StunTx>,
@@ -88,6 +91,7 @@ impl VerticalNode {
             port,
             location,
             stun_server: None,
+            stun_by_network: Vec::new(),
             local: None,
             mapped: None,
             stun: None,
@@ -102,6 +106,17 @@ impl VerticalNode {
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// The STUN server of each network, by network index, so that a lease bound on a network
+    /// ([`crate::role::Command::Bound`]) runs STUN against that network's server.
+    pub fn set_stun_servers(&mut self, by_network: Vec<Option<SocketAddrV4>>) {
+        self.stun_by_network = by_network;
+    }
+
+    /// The STUN server of network `index`, if it has one.
+    fn stun_server_of(&self, index: usize) -> Option<SocketAddrV4> {
+        self.stun_by_network.get(index).copied().flatten()
     }
 
     /// The EN's id.
