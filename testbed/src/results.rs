@@ -8,6 +8,7 @@ use binfm_roles::echo::EchoClient;
 use binfm_roles::role::CallView;
 use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::sn::SuperNode;
+use binfm_roles::util::hex;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -133,13 +134,10 @@ fn sn_memory(sn: &binfm_roles::sn::SuperNode) -> Value {
     })
 }
 
-/// Lower-case hex (hash addresses in events and results).
-pub fn hex_of(bytes: &[u8]) -> String {
-    hex(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A run time in milliseconds, in one division from nanoseconds (so 1640 ms prints as 1640.0):
+/// every time in results and reports.
+pub fn ms(t: binfm_roles::Time) -> f64 {
+    t.as_nanos() as f64 / 1e6
 }
 
 /// The chain's state at the end (per SN tip, agreement, block interval) and the registration
@@ -377,8 +375,6 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             .map(|(n, _, _)| n.clone())
     };
     let recs = &net.events.records;
-    // Nanoseconds to milliseconds in one division, so 1640 ms prints as 1640.0.
-    let ms = |t: binfm_roles::Time| t.as_nanos() as f64 / 1e6;
     let peer_is = |r: &crate::events::Record, peer: &str| {
         r.fields
             .get("peer")
@@ -552,7 +548,7 @@ fn direction(topo: &Topology, net: &RunView<'_>, from: &str, to: &str) -> Value 
         for frame in 0..tx.frames_sent.min(MAX_MISSING_LISTED) {
             if !got.contains(&(first_index + frame)) {
                 let sent = start + FRAME_PERIOD * u32::try_from(frame).unwrap_or(u32::MAX);
-                missing_sent_at_ms.push(sent.as_nanos() as f64 / 1e6);
+                missing_sent_at_ms.push(ms(sent));
             }
         }
     }

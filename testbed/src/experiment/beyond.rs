@@ -6,6 +6,7 @@
 use super::{Progress, one_run, summarise};
 use crate::apps::wallet_for;
 use crate::events::Record;
+use crate::results::ms;
 use crate::topology::{Action, Model, Step, Topology};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -35,10 +36,6 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<Record>> {
             Record::from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
         })
         .collect()
-}
-
-fn ms(t: binfm_roles::Time) -> f64 {
-    t.as_nanos() as f64 / 1e6
 }
 
 /// The mover's new address until its new registration is acknowledged (BINFM: `en.registered`
@@ -105,7 +102,7 @@ pub fn block_interval_sweep(
                 return Ok((json!(points), true));
             }
             let seed = topo.seed + i;
-            let mover_hash = crate::results::hex_of(&wallet_for(seed, &mover_name).hash_addr());
+            let mover_hash = binfm_roles::util::hex(&wallet_for(seed, &mover_name).hash_addr());
             let dir = out
                 .join("beyond")
                 .join(format!("blocks-{iv}s"))
