@@ -17,9 +17,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use binfm_stack::checksum::{
-    ones_complement_sum, update_u32, update_udp_u32, update_udp_word, update_word,
-};
 use sha2::{Digest, Sha256};
 
 use crate::{Event, Time};
@@ -355,127 +352,9 @@ impl fmt::Debug for Nat {
     }
 }
 
-/// The fields of a checked IPv4 header.
-struct Ip {
-    ihl: usize,
-    total: usize,
-    proto: u8,
-    src: u32,
-    dst: u32,
-}
+mod packet;
 
-#[inline]
-fn rd16(p: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([p[off], p[off + 1]])
-}
-
-#[inline]
-fn wr16(p: &mut [u8], off: usize, v: u16) {
-    p[off..off + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-#[inline]
-fn rd32(p: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
-}
-
-#[inline]
-fn wr32(p: &mut [u8], off: usize, v: u32) {
-    p[off..off + 4].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Checks the IPv4 header; every index used later is within `ihl`/`total` ≤ `p.len()`.
-#[inline]
-fn parse_ipv4(p: &[u8]) -> Result<Ip, DropReason> {
-    if p.len() < 20 || p[0] >> 4 != 4 {
-        return Err(DropReason::Malformed);
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(rd16(p, 2));
-    if ihl < 20 || total < ihl || total > p.len() {
-        return Err(DropReason::Malformed);
-    }
-    // A valid header sums to 0xffff (the checksum is the complement of the rest).
-    if ones_complement_sum(&p[..ihl]) != 0xffff {
-        return Err(DropReason::BadChecksum);
-    }
-    // MF flag or a non-zero offset.
-    if rd16(p, 6) & 0x3fff != 0 {
-        return Err(DropReason::Fragment);
-    }
-    Ok(Ip {
-        ihl,
-        total,
-        proto: p[9],
-        src: rd32(p, 12),
-        dst: rd32(p, 16),
-    })
-}
-
-/// UDP source and destination ports after checking the UDP length.
-#[inline]
-fn udp_ports(p: &[u8], ip: &Ip) -> Result<(u16, u16), DropReason> {
-    let l4 = ip.total - ip.ihl;
-    if l4 < 8 {
-        return Err(DropReason::Malformed);
-    }
-    let len = usize::from(rd16(p, ip.ihl + 4));
-    if len < 8 || len > l4 {
-        return Err(DropReason::Malformed);
-    }
-    Ok((rd16(p, ip.ihl), rd16(p, ip.ihl + 2)))
-}
-
-/// ICMP type and echo identifier.
-#[inline]
-fn icmp_echo(p: &[u8], ip: &Ip) -> Result<(u8, u16), DropReason> {
-    if ip.total - ip.ihl < 8 {
-        return Err(DropReason::Malformed);
-    }
-    Ok((p[ip.ihl], rd16(p, ip.ihl + 4)))
-}
-
-/// Which address/port pair of a packet to rewrite.
-#[derive(Clone, Copy)]
-enum Side {
-    Src,
-    Dst,
-}
-
-/// Rewrites one UDP endpoint and updates the IPv4 and UDP checksums (the UDP pseudo-header
-/// covers the addresses; a zero UDP checksum stays zero).
-#[inline]
-fn rewrite_udp(p: &mut [u8], ihl: usize, side: Side, ip: u32, port: u16) {
-    let (ip_off, port_off) = match side {
-        Side::Src => (12, ihl),
-        Side::Dst => (16, ihl + 2),
-    };
-    let old_ip = rd32(p, ip_off);
-    let old_port = rd16(p, port_off);
-    wr32(p, ip_off, ip);
-    wr16(p, port_off, port);
-    let ipc = update_u32(rd16(p, 10), old_ip, ip);
-    wr16(p, 10, ipc);
-    let uc = update_udp_u32(rd16(p, ihl + 6), old_ip, ip);
-    let uc = update_udp_word(uc, old_port, port);
-    wr16(p, ihl + 6, uc);
-}
-
-/// Rewrites one address and the echo identifier; the ICMP checksum has no pseudo-header,
-/// so only the identifier change touches it.
-#[inline]
-fn rewrite_icmp(p: &mut [u8], ihl: usize, side: Side, ip: u32, ident: u16) {
-    let ip_off = match side {
-        Side::Src => 12,
-        Side::Dst => 16,
-    };
-    let old_ip = rd32(p, ip_off);
-    wr32(p, ip_off, ip);
-    wr16(p, 10, update_u32(rd16(p, 10), old_ip, ip));
-    let old_id = rd16(p, ihl + 4);
-    wr16(p, ihl + 4, ident);
-    wr16(p, ihl + 2, update_word(rd16(p, ihl + 2), old_id, ident));
-}
+use packet::{Side, icmp_echo, parse_ipv4, rewrite_icmp, rewrite_udp, udp_ports};
 
 impl Nat {
     /// A NAT with no mappings.
