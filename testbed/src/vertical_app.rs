@@ -9,11 +9,12 @@
 
 use crate::apps::{tone_and_seed, wallet_for};
 use crate::topology::{NodeDef, Topology};
+use binfm_roles::event::Event;
 use binfm_roles::role::CallView;
 use binfm_roles::vertical::en::VerticalNode;
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
-use binfm_roles::{Command, Event, Role, Time, Transmit};
+use binfm_roles::{Command, Role, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::vertical::Id;
 use std::net::SocketAddrV4;
@@ -107,7 +108,7 @@ impl Role for VerticalApp {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.en.poll_event()
+        self.en.poll_event().map(Event::from)
     }
 
     fn calls(&self) -> Vec<CallView<'_>> {

@@ -18,7 +18,7 @@ use crate::en::hex;
 use crate::ratelimit::{RateLimitConfig, SOURCE_ENTRY_BYTES, SourceLimiter};
 use crate::reassembly::Reassembler;
 use crate::wallet::{TxError as WalletTxError, verify_tx};
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::{BlockPart, Message, TxStatus, reject, split_block};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::ToallTx;
@@ -29,6 +29,9 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 mod config;
+pub mod events;
+
+use events::{DropSample, SnEvent};
 
 pub use config::{
     DEFAULT_QUERY_LIMIT, DEFAULT_TX_LIMIT, DROP_EVENT_INTERVAL, MAX_TX_BYTES, SnConfig, SnMemory,
@@ -61,7 +64,7 @@ pub struct SuperNode {
     next_announce: Time,
     started: bool,
     out: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<SnEvent>,
     persist: VecDeque<Vec<u8>>,
     tx_limiter: Option<SourceLimiter>,
     query_limiter: Option<SourceLimiter>,
@@ -177,7 +180,7 @@ impl SuperNode {
     /// Counts a refusal and reports it: at most one `sn.drop` per reason per
     /// [`DROP_EVENT_INTERVAL`], carrying `count` (refusals of that reason since the previous
     /// report, this one included), `total`, and the fields of this refusal as a sample.
-    fn refuse(&mut self, now: Time, reason: &'static str, sample: Event) {
+    fn refuse(&mut self, now: Time, reason: &'static str, sample: DropSample) {
         let total = {
             let n = self.refused.entry(reason).or_default();
             *n += 1;
@@ -193,14 +196,12 @@ impl SuperNode {
         }
         let count = std::mem::take(&mut report.pending);
         report.last = Some(now);
-        let mut ev = Event::new("sn.drop")
-            .with("reason", reason)
-            .with("count", count)
-            .with("total", total);
-        for (k, v) in sample.fields {
-            ev.fields.insert(k, v);
-        }
-        self.events.push_back(ev);
+        self.events.push_back(SnEvent::Drop {
+            reason,
+            count,
+            total,
+            sample,
+        });
     }
 
     fn send(&mut self, dst: SocketAddrV4, msg: &Message) {
@@ -269,9 +270,10 @@ impl SuperNode {
                 self.refuse(
                     now,
                     "malformed",
-                    Event::new("")
-                        .with_display("from", from)
-                        .with_display("error", e),
+                    DropSample::Malformed {
+                        from,
+                        error: e.to_string(),
+                    },
                 );
                 return;
             }
@@ -282,11 +284,7 @@ impl SuperNode {
                 if let Some(l) = &mut self.tx_limiter
                     && !l.allow(*from.ip(), millis(now))
                 {
-                    self.refuse(
-                        now,
-                        "tx_rate_limited",
-                        Event::new("").with_display("from", from),
-                    );
+                    self.refuse(now, "tx_rate_limited", DropSample::RateLimited { from });
                     return;
                 }
                 self.on_tx_submit(now, from, tx)
@@ -300,11 +298,7 @@ impl SuperNode {
                 if let Some(l) = &mut self.query_limiter
                     && !l.allow(*from.ip(), millis(now))
                 {
-                    self.refuse(
-                        now,
-                        "query_rate_limited",
-                        Event::new("").with_display("from", from),
-                    );
+                    self.refuse(now, "query_rate_limited", DropSample::RateLimited { from });
                     return;
                 }
                 let (found, height, confirmations, tx) = match self.chain.lookup(&hash_addr) {
@@ -317,17 +311,24 @@ impl SuperNode {
                     None
                 };
                 let found = found || unconfirmed.is_some();
-                let ev = Event::new("sn.query")
-                    .with("peer", hex(&hash_addr))
-                    .with("found", found)
-                    .with_display("from", from)
-                    .with("request_id", request_id);
+                let peer = hex(&hash_addr);
                 if found {
-                    self.events.push_back(ev);
+                    self.events.push_back(SnEvent::Query {
+                        peer,
+                        found,
+                        from,
+                        request_id,
+                    });
                 } else {
                     // Answered (an EN may look up a peer not registered yet), but counted
                     // and reported like a refusal: a flood of made-up addresses is cheap.
-                    self.refuse(now, "query_unknown_address", ev);
+                    let sample = DropSample::UnknownQuery {
+                        peer,
+                        found,
+                        from,
+                        request_id,
+                    };
+                    self.refuse(now, "query_unknown_address", sample);
                 }
                 let reply = Message::Reply {
                     request_id,
@@ -353,9 +354,10 @@ impl SuperNode {
                     self.refuse(
                         now,
                         "get_block_unknown",
-                        Event::new("")
-                            .with("hash", hex(&block_hash))
-                            .with_display("from", from),
+                        DropSample::UnknownBlock {
+                            hash: hex(&block_hash),
+                            from,
+                        },
                     );
                 }
             }
@@ -367,11 +369,7 @@ impl SuperNode {
                 if work_of(&total_work) > self.chain.store().tip_work()
                     && self.chain.block(&tip_hash).is_none()
                 {
-                    self.events.push_back(
-                        Event::new("sn.catch_up")
-                            .with("height", height)
-                            .with_display("from", from),
-                    );
+                    self.events.push_back(SnEvent::CatchUp { height, from });
                     self.send(
                         from,
                         &Message::GetBlock {
@@ -384,9 +382,10 @@ impl SuperNode {
                 self.refuse(
                     now,
                     "unexpected",
-                    Event::new("")
-                        .with("message", other.name())
-                        .with_display("from", from),
+                    DropSample::Unexpected {
+                        message: other.name(),
+                        from,
+                    },
                 );
             }
         }
@@ -398,10 +397,11 @@ impl SuperNode {
             self.refuse(
                 now,
                 invalid_reason(e),
-                Event::new("")
-                    .with_display("error", e)
-                    .with("owner", hex(&tx.out.hash_addr))
-                    .with_display("from", from),
+                DropSample::InvalidTx {
+                    error: e.to_string(),
+                    owner: hex(&tx.out.hash_addr),
+                    from,
+                },
             );
             let status = TxStatus::Rejected(e.reject_code());
             self.send(
@@ -417,12 +417,11 @@ impl SuperNode {
         // The SN sees where the Tx really came from (as a STUN server would): a Tx whose
         // NAT endpoint is not that address is refused, and the EN learns its real port.
         if (tx.out.nat_ip, tx.out.nat_port) != (*from.ip(), from.port()) {
-            self.events.push_back(
-                Event::new("sn.endpoint_mismatch")
-                    .with("owner", hex(&tx.out.hash_addr))
-                    .with_display("claimed", SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port))
-                    .with_display("observed", from),
-            );
+            self.events.push_back(SnEvent::EndpointMismatch {
+                owner: hex(&tx.out.hash_addr),
+                claimed: SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port),
+                observed: from,
+            });
             self.send(
                 from,
                 &Message::TxAck {
@@ -449,10 +448,11 @@ impl SuperNode {
             self.refuse(
                 now,
                 invalid_reason(e),
-                Event::new("")
-                    .with_display("error", e)
-                    .with("owner", hex(&tx.out.hash_addr))
-                    .with_display("from", from),
+                DropSample::InvalidTx {
+                    error: e.to_string(),
+                    owner: hex(&tx.out.hash_addr),
+                    from,
+                },
             );
             return;
         }
@@ -476,12 +476,11 @@ impl SuperNode {
         }
         match self.chain.add_tx(tx.clone(), millis(now), &validate_tx) {
             Ok(_) => {
-                self.events.push_back(
-                    Event::new("sn.tx_accepted")
-                        .with("owner", hex(&owner))
-                        .with("seq", tx.out.seq)
-                        .with("relayed_by", relayed_by.map(|r| r.to_string())),
-                );
+                self.events.push_back(SnEvent::TxAccepted {
+                    owner: hex(&owner),
+                    seq: tx.out.seq,
+                    relayed_by,
+                });
                 self.flood(&Message::TxRelay { tx: tx.clone() }, relayed_by);
                 self.retemplate(now);
                 TxStatus::Accepted
@@ -496,11 +495,12 @@ impl SuperNode {
                 self.refuse(
                     now,
                     "tx_refused",
-                    Event::new("")
-                        .with_display("error", e)
-                        .with("owner", hex(&owner))
-                        .with("seq", tx.out.seq)
-                        .with("relayed_by", relayed_by.map(|r| r.to_string())),
+                    DropSample::TxRefused {
+                        error: e.to_string(),
+                        owner: hex(&owner),
+                        seq: tx.out.seq,
+                        relayed_by,
+                    },
                 );
                 TxStatus::Rejected(code)
             }
@@ -515,11 +515,11 @@ impl SuperNode {
             Ok(block) => self.add_block(now, block, Some(from)),
             Err(e) => {
                 *self.refused.entry("block_malformed").or_default() += 1;
-                self.events.push_back(
-                    Event::new("sn.block_rejected")
-                        .with_display("reason", e)
-                        .with_display("from", from),
-                );
+                self.events.push_back(SnEvent::BlockRejected {
+                    hash: None,
+                    reason: e.to_string(),
+                    from: Some(from),
+                });
             }
         }
     }
@@ -531,32 +531,28 @@ impl SuperNode {
         match self.chain.add_block(block, millis(now), &validate_tx) {
             Ok(AddOutcome::Extended { added }) => {
                 let (_, height) = self.chain.tip();
-                let kind = if from.is_some() {
-                    "sn.block_accepted"
-                } else {
-                    "sn.block_mined"
-                };
-                let mut ev = Event::new(kind)
-                    .with("hash", hex(&hash))
-                    .with("height", height)
-                    .with("txs", txs);
-                if let Some(f) = from {
-                    ev = ev.with_display("from", f);
-                }
-                self.events.push_back(ev);
+                let hash = hex(&hash);
+                self.events.push_back(match from {
+                    Some(from) => SnEvent::BlockAccepted {
+                        hash,
+                        height,
+                        txs,
+                        from,
+                    },
+                    None => SnEvent::BlockMined { hash, height, txs },
+                });
                 self.confirmed(&added);
                 self.relay_connected(from);
                 self.retemplate(now);
             }
             Ok(AddOutcome::Reorg { removed, added }) => {
                 let (_, height) = self.chain.tip();
-                self.events.push_back(
-                    Event::new("sn.reorg")
-                        .with("removed", removed.len())
-                        .with("added", added.len())
-                        .with("height", height)
-                        .with("hash", hex(&hash)),
-                );
+                self.events.push_back(SnEvent::Reorg {
+                    removed: removed.len(),
+                    added: added.len(),
+                    height,
+                    hash: hex(&hash),
+                });
                 self.confirmed(&added);
                 // Txs of the abandoned branch went back to our mempool; flood them again so
                 // any SN can confirm them (peers on the other side never saw them).
@@ -573,11 +569,10 @@ impl SuperNode {
                     .cloned()
                     .collect();
                 for tx in back {
-                    self.events.push_back(
-                        Event::new("sn.tx_requeued")
-                            .with("owner", hex(&tx.out.hash_addr))
-                            .with("seq", tx.out.seq),
-                    );
+                    self.events.push_back(SnEvent::TxRequeued {
+                        owner: hex(&tx.out.hash_addr),
+                        seq: tx.out.seq,
+                    });
                     self.flood(&Message::TxRelay { tx }, None);
                 }
                 self.relay_connected(from);
@@ -585,15 +580,14 @@ impl SuperNode {
             }
             Ok(AddOutcome::SideChain) => {
                 self.events
-                    .push_back(Event::new("sn.side_block").with("hash", hex(&hash)));
+                    .push_back(SnEvent::SideBlock { hash: hex(&hash) });
                 self.relay_connected(from);
             }
             Ok(AddOutcome::Orphan { missing }) => {
-                self.events.push_back(
-                    Event::new("sn.orphan")
-                        .with("hash", hex(&hash))
-                        .with("missing", hex(&missing)),
-                );
+                self.events.push_back(SnEvent::Orphan {
+                    hash: hex(&hash),
+                    missing: hex(&missing),
+                });
                 if let Some(f) = from {
                     self.send(
                         f,
@@ -606,12 +600,11 @@ impl SuperNode {
             Ok(AddOutcome::Duplicate) => {}
             Err(e) => {
                 *self.refused.entry("block_invalid").or_default() += 1;
-                self.events.push_back(
-                    Event::new("sn.block_rejected")
-                        .with("hash", hex(&hash))
-                        .with_display("reason", e)
-                        .with("from", from.map(|f| f.to_string())),
-                );
+                self.events.push_back(SnEvent::BlockRejected {
+                    hash: Some(hex(&hash)),
+                    reason: e.to_string(),
+                    from,
+                });
             }
         }
     }
@@ -625,14 +618,13 @@ impl SuperNode {
             let Some((height, _)) = self.chain.store().height_and_work(h) else {
                 continue;
             };
-            let evs: Vec<Event> = block
+            let evs: Vec<SnEvent> = block
                 .txs
                 .iter()
-                .map(|tx| {
-                    Event::new("sn.tx_confirmed")
-                        .with("owner", hex(&tx.out.hash_addr))
-                        .with("seq", tx.out.seq)
-                        .with("height", height)
+                .map(|tx| SnEvent::TxConfirmed {
+                    owner: hex(&tx.out.hash_addr),
+                    seq: tx.out.seq,
+                    height,
                 })
                 .collect();
             self.events.extend(evs);
@@ -709,7 +701,7 @@ impl SuperNode {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<SnEvent> {
         self.events.pop_front()
     }
 
