@@ -177,7 +177,7 @@ impl VNet {
             }
             while let Some(e) = node.poll_event() {
                 if let Some(t) = &mut self.trace {
-                    t.push(e.kind.to_string());
+                    t.push(e.kind().to_string());
                 }
             }
             while let Some(t) = node.poll_transmit() {
@@ -190,7 +190,7 @@ impl VNet {
         }
         while let Some(e) = self.ls.poll_event() {
             if let Some(t) = &mut self.trace {
-                t.push(e.kind.to_string());
+                t.push(e.kind().to_string());
             }
         }
         while let Some(t) = self.ls.poll_transmit() {
@@ -198,7 +198,7 @@ impl VNet {
         }
         while let Some(e) = self.stun.poll_event() {
             if let Some(t) = &mut self.trace {
-                t.push(e.kind.to_string());
+                t.push(e.kind().to_string());
             }
         }
         while let Some(t) = self.stun.poll_transmit() {

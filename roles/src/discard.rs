@@ -2,8 +2,9 @@
 //! A target for traffic whose replies do not matter (a load that must not be reflected) and
 //! the smallest example of a role.
 
+use crate::event::Event;
 use crate::role::Role;
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use std::net::SocketAddrV4;
 
 /// The discard service's well-known port (RFC 863).

@@ -2,10 +2,24 @@
 //! NAT at work, with a sequence number and send time in each probe so round trips and losses
 //! can be measured from events.
 
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
+
+crate::event_enum! {
+    /// What the echo server and client report.
+    pub enum EchoEvent {
+        /// The server echoed a datagram (`seq` when it is long enough to be a probe).
+        Request = "echo.request" { from: SocketAddrV4, bytes: usize, seq: Option<u64> },
+        /// The client sent probe `seq`.
+        Sent = "echo.sent" { seq: u64, to: SocketAddrV4 },
+        /// A reply too short to be a probe.
+        Malformed = "echo.malformed" { bytes: usize },
+        /// The reply to probe `seq`, `rtt_ns` after it was sent.
+        Reply = "echo.reply" { seq: u64, rtt_ns: u64, from: SocketAddrV4 },
+    }
+}
 
 /// Bytes at the start of a probe: sequence number (u64 BE) then send time in ns (u64 BE).
 pub const PROBE_HEADER: usize = 16;
@@ -15,7 +29,7 @@ pub const PROBE_HEADER: usize = 16;
 pub struct EchoServer {
     port: u16,
     out: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<EchoEvent>,
     served: u64,
 }
 
@@ -52,13 +66,11 @@ impl EchoServer {
             return;
         }
         self.served += 1;
-        let mut ev = Event::new("echo.request")
-            .with_display("from", from)
-            .with("bytes", data.len());
-        if let Some(seq) = probe_seq(data) {
-            ev = ev.with("seq", seq);
-        }
-        self.events.push_back(ev);
+        self.events.push_back(EchoEvent::Request {
+            from,
+            bytes: data.len(),
+            seq: probe_seq(data),
+        });
         self.out.push_back(Transmit {
             src_ip: None,
             src_port: self.port,
@@ -73,7 +85,7 @@ impl EchoServer {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<EchoEvent> {
         self.events.pop_front()
     }
 }
@@ -101,7 +113,7 @@ pub struct EchoClient {
     sent: u64,
     received: u64,
     out: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<EchoEvent>,
 }
 
 impl EchoClient {
@@ -153,11 +165,10 @@ impl EchoClient {
             payload[..8].copy_from_slice(&self.sent.to_be_bytes());
             let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
             payload[8..16].copy_from_slice(&ns.to_be_bytes());
-            self.events.push_back(
-                Event::new("echo.sent")
-                    .with("seq", self.sent)
-                    .with_display("to", self.config.target),
-            );
+            self.events.push_back(EchoEvent::Sent {
+                seq: self.sent,
+                to: self.config.target,
+            });
             self.out.push_back(Transmit {
                 src_ip: None,
                 src_port: self.config.local_port,
@@ -186,17 +197,16 @@ impl EchoClient {
         }
         let (Some(seq), Some(sent_ns)) = (probe_seq(data), probe_time(data)) else {
             self.events
-                .push_back(Event::new("echo.malformed").with("bytes", data.len()));
+                .push_back(EchoEvent::Malformed { bytes: data.len() });
             return;
         };
         self.received += 1;
         let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-        self.events.push_back(
-            Event::new("echo.reply")
-                .with("seq", seq)
-                .with("rtt_ns", now_ns.saturating_sub(sent_ns))
-                .with_display("from", from),
-        );
+        self.events.push_back(EchoEvent::Reply {
+            seq,
+            rtt_ns: now_ns.saturating_sub(sent_ns),
+            from,
+        });
     }
 
     /// When the next probe is due.
@@ -210,7 +220,7 @@ impl EchoClient {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<EchoEvent> {
         self.events.pop_front()
     }
 }
@@ -237,8 +247,8 @@ impl crate::role::Role for EchoServer {
     fn poll_transmit(&mut self) -> Option<Transmit> {
         EchoServer::poll_transmit(self)
     }
-    fn poll_event(&mut self) -> Option<Event> {
-        EchoServer::poll_event(self)
+    fn poll_event(&mut self) -> Option<crate::event::Event> {
+        EchoServer::poll_event(self).map(Into::into)
     }
 }
 
@@ -285,10 +295,15 @@ mod tests {
         assert_eq!(r.dst, client_addr);
         c.handle_datagram(Time::from_millis(80), server_addr, client_addr, &r.payload);
         let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
-        assert_eq!(ev[1].kind, "echo.reply");
-        assert_eq!(
-            ev[1].get("rtt_ns").and_then(|v| v.as_u64()),
-            Some(80_000_000)
+        assert!(
+            matches!(
+                ev[1],
+                EchoEvent::Reply {
+                    rtt_ns: 80_000_000,
+                    ..
+                }
+            ),
+            "{ev:?}"
         );
         assert_eq!(c.poll_timeout(), Some(Time::from_secs(1)));
         c.handle_timeout(Time::from_secs(1));
@@ -337,6 +352,6 @@ mod tests {
             SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1),
             &[1, 2, 3],
         );
-        assert_eq!(c.poll_event().unwrap().kind, "echo.malformed");
+        assert_eq!(c.poll_event().unwrap().kind(), "echo.malformed");
     }
 }

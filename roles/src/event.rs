@@ -1,22 +1,303 @@
 //! Protocol events: what a role reports for `events.jsonl` and for metrics.
+//!
+//! # Typed events
+//!
+//! Each role family declares one enum of struct variants (`SnEvent::Drop { reason, count,
+//! .. }`) next to the role; the [`Event`] a role emits holds one such value, and readers get
+//! it back with [`Event::downcast_ref`]. Readers (the testbed's results and
+//! experiments) match on variants and read typed fields, so renaming an event or a field is a
+//! compile error instead of a silently empty result.
+//!
+//! Every variant knows its dotted kind string (`"sn.drop"`, [`Event::kind`]) and writes its
+//! fields, in declaration order, through a [`FieldSink`] ([`Event::write_fields`]). The
+//! testbed implements the sink with `serde_json`, so roles do not depend on a JSON library and
+//! the bytes of `events.jsonl` stay what they were: integers are numbers, `f64` prints like
+//! `serde_json` prints it, addresses are strings, `Option` fields are left out when `None`
+//! unless the table marks them `[null]` (then they are written as `null`).
+//!
+//! The enums, their kind strings and their field writers come from one table per family,
+//! written with [`event_enum!`](crate::event_enum):
+//!
+//! ```ignore
+//! binfm_roles::event_enum! {
+//!     /// Events of the echo apps.
+//!     pub enum EchoEvent {
+//!         /// The client got a reply.
+//!         Reply = "echo.reply" { seq: u64, rtt_ns: u64, from: SocketAddrV4 },
+//!         /// `seq` is left out when the request is too short to carry one.
+//!         Request = "echo.request" { from: SocketAddrV4, bytes: usize, seq: Option<u64> },
+//!         /// `[null]`: written as `null` when `None` (instead of being left out).
+//!         Ack = "dhcp.ack" { address: Ipv4Addr, [null] router: Option<Ipv4Addr> },
+//!     }
+//! }
+//! ```
+//!
+//! A field marked `[flatten]` writes the fields of a value that has its own
+//! `write_fields(&self, &mut dyn FieldSink)` (the sample carried by `sn.drop`).
+//!
+//! # Phase 1: the untyped escape hatch
+//!
+//! The end-node code (`call.rs`, `en.rs`, `vertical/en.rs`) still builds events with the old
+//! builder, `Event::new("call.started").with("peer", ..)`, through the crate-root
+//! re-export `crate::Event`, which for now names [`Untyped`] (its `kind` field and `get`
+//! keep those files and their tests compiling unchanged). They reach the log as
+//! [`Event::Untyped`]. Phase 2 converts those files to typed families, then deletes
+//! [`Untyped`], [`Event::Untyped`], the root re-export of `Untyped` (the root then exports
+//! this module's [`Event`]) and `serde_json` from `roles/Cargo.toml`.
 
 use serde_json::{Map, Value};
+use std::fmt::Display;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
-/// One protocol event: a kind such as `dhcp.ack` and named fields.
-///
-/// The driver adds the virtual time and the host name when it writes the event.
+/// Receives the fields of an event in order; the testbed's implementation builds the JSON
+/// object of `events.jsonl`. One method per JSON type, so the writer decides the bytes.
+pub trait FieldSink {
+    /// An unsigned integer.
+    fn u64(&mut self, key: &str, v: u64);
+    /// A signed integer.
+    fn i64(&mut self, key: &str, v: i64);
+    /// A float (printed as `serde_json` prints an `f64`, `760.0`).
+    fn f64(&mut self, key: &str, v: f64);
+    /// A boolean.
+    fn bool(&mut self, key: &str, v: bool);
+    /// A string.
+    fn str(&mut self, key: &str, v: &str);
+    /// A list of strings.
+    fn strs(&mut self, key: &str, v: &[String]);
+    /// `null`.
+    fn null(&mut self, key: &str);
+}
+
+/// A value an event field can hold: knows which [`FieldSink`] method writes it.
+pub trait Field {
+    /// Writes `self` as the field `key`.
+    fn write(&self, key: &str, sink: &mut dyn FieldSink);
+}
+
+macro_rules! unsigned_field {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+                sink.u64(key, u64::try_from(*self).unwrap_or(u64::MAX));
+            }
+        }
+    )*};
+}
+unsigned_field!(u8, u16, u32, u64, usize);
+
+impl Field for i64 {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        sink.i64(key, *self);
+    }
+}
+
+impl Field for f64 {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        sink.f64(key, *self);
+    }
+}
+
+impl Field for bool {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        sink.bool(key, *self);
+    }
+}
+
+impl Field for String {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        sink.str(key, self);
+    }
+}
+
+impl Field for &'static str {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        sink.str(key, self);
+    }
+}
+
+/// Addresses are written as their display string (`10.1.0.100`, `10.1.0.100:5000`).
+macro_rules! display_field {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+                sink.str(key, &self.to_string());
+            }
+        }
+    )*};
+}
+display_field!(Ipv4Addr, SocketAddrV4);
+
+/// Left out when `None` (mark the field `[null]` in the table to write `null` instead).
+impl<T: Field> Field for Option<T> {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        if let Some(v) = self {
+            v.write(key, sink);
+        }
+    }
+}
+
+/// A list of displayed values (a DHCP lease's super nodes).
+impl<T: Display> Field for Vec<T> {
+    fn write(&self, key: &str, sink: &mut dyn FieldSink) {
+        let v: Vec<String> = self.iter().map(ToString::to_string).collect();
+        sink.strs(key, &v);
+    }
+}
+
+/// Declares an event enum from a table: each variant with its kind string and typed fields.
+/// Generates the enum (deriving `Debug, Clone, PartialEq`), `kind()` and `write_fields()`.
+/// See the [module docs](crate::event) for the table syntax.
+#[macro_export]
+macro_rules! event_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident = $kind:literal {
+                    $( $([$flag:ident])? $field:ident : $ty:ty ),* $(,)?
+                }
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        $vis enum $name {
+            $(
+                $(#[$vmeta])*
+                #[allow(missing_docs)]
+                $variant { $( $field: $ty ),* },
+            )*
+        }
+
+        impl $name {
+            /// The dotted kind written to `events.jsonl` (`<role>.<what>`).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( Self::$variant { .. } => $kind, )*
+                }
+            }
+
+            /// Writes the fields in table order.
+            pub fn write_fields(&self, sink: &mut dyn $crate::event::FieldSink) {
+                match self {
+                    $(
+                        Self::$variant { $( $field ),* } => {
+                            $( $crate::__event_field!(sink, $field, $($flag)?); )*
+                        }
+                    )*
+                }
+            }
+        }
+
+        impl $crate::event::TypedEvent for $name {
+            fn kind(&self) -> &'static str {
+                $name::kind(self)
+            }
+            fn write_fields(&self, sink: &mut dyn $crate::event::FieldSink) {
+                $name::write_fields(self, sink)
+            }
+            fn clone_event(&self) -> Box<dyn $crate::event::TypedEvent> {
+                Box::new(self.clone())
+            }
+            fn eq_event(&self, other: &dyn $crate::event::TypedEvent) -> bool {
+                (other as &dyn std::any::Any).downcast_ref::<Self>() == Some(self)
+            }
+        }
+
+        impl From<$name> for $crate::event::Event {
+            fn from(e: $name) -> Self {
+                $crate::event::Event::new(e)
+            }
+        }
+    };
+}
+
+/// One field of [`event_enum!`](crate::event_enum): plain, `null` when `None`, or flattened.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __event_field {
+    ($sink:ident, $f:ident, ) => {
+        $crate::event::Field::write($f, stringify!($f), $sink)
+    };
+    ($sink:ident, $f:ident, null) => {
+        match $f {
+            Some(v) => $crate::event::Field::write(v, stringify!($f), $sink),
+            None => $sink.null(stringify!($f)),
+        }
+    };
+    ($sink:ident, $f:ident, flatten) => {
+        $f.write_fields($sink)
+    };
+}
+
+/// What every event family is: an enum that knows each variant's kind and writes its fields.
+/// [`event_enum!`](crate::event_enum) implements it; readers get a family back from an
+/// [`Event`] with [`Event::downcast_ref`].
+pub trait TypedEvent: std::fmt::Debug + std::any::Any {
+    /// The dotted kind written to `events.jsonl` (`<role>.<what>`).
+    fn kind(&self) -> &'static str;
+    /// Writes the fields in order.
+    fn write_fields(&self, sink: &mut dyn FieldSink);
+    /// A boxed copy.
+    fn clone_event(&self) -> Box<dyn TypedEvent>;
+    /// Whether `other` is the same family and the same value.
+    fn eq_event(&self, other: &dyn TypedEvent) -> bool;
+}
+
+/// Every event a role emits: one value of some family's enum. The set of families is open
+/// (a new role brings its own without touching this file), so no module here names a role.
+#[derive(Debug)]
+pub struct Event(Box<dyn TypedEvent>);
+
+impl Event {
+    /// An event of family `E`.
+    pub fn new<E: TypedEvent>(e: E) -> Self {
+        Event(Box::new(e))
+    }
+
+    /// The dotted kind written to `events.jsonl`.
+    pub fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    /// Writes the fields in order.
+    pub fn write_fields(&self, sink: &mut dyn FieldSink) {
+        self.0.write_fields(sink);
+    }
+
+    /// The event as a value of family `E`, if it is one (`event.downcast_ref::<SnEvent>()`).
+    pub fn downcast_ref<E: TypedEvent>(&self) -> Option<&E> {
+        (&*self.0 as &dyn std::any::Any).downcast_ref::<E>()
+    }
+}
+
+impl Clone for Event {
+    fn clone(&self) -> Self {
+        Event(self.0.clone_event())
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_event(&*other.0)
+    }
+}
+
+/// Phase 1 only (removed in phase 2): the old stringly event, a kind and a JSON object,
+/// still built by `call.rs`, `en.rs` and `vertical/en.rs` (as `crate::Event`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// Dotted kind, `<role>.<what>` (for example `nat.mapping_created`).
+pub struct Untyped {
+    /// Dotted kind, `<role>.<what>` (for example `call.started`).
     pub kind: &'static str,
     /// Event fields, in insertion order of a JSON object.
     pub fields: Map<String, Value>,
 }
 
-impl Event {
+impl Untyped {
     /// A new event with no fields.
     pub fn new(kind: &'static str) -> Self {
-        Event {
+        Untyped {
             kind,
             fields: Map::new(),
         }
@@ -33,8 +314,56 @@ impl Event {
         self.with(key, value.to_string())
     }
 
+    /// The kind, as the typed events spell it.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// The value of a field, if present.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.fields.get(key)
+    }
+
+    /// Writes the JSON values through the sink, each with the method of its JSON type.
+    pub fn write_fields(&self, sink: &mut dyn FieldSink) {
+        for (k, v) in &self.fields {
+            match v {
+                Value::Null => sink.null(k),
+                Value::Bool(b) => sink.bool(k, *b),
+                Value::Number(n) => {
+                    if let Some(u) = n.as_u64() {
+                        sink.u64(k, u);
+                    } else if let Some(i) = n.as_i64() {
+                        sink.i64(k, i);
+                    } else {
+                        sink.f64(k, n.as_f64().unwrap_or(f64::NAN));
+                    }
+                }
+                Value::String(s) => sink.str(k, s),
+                // The end-node code writes scalars only; anything else keeps its JSON text.
+                other => sink.str(k, &other.to_string()),
+            }
+        }
+    }
+}
+
+impl TypedEvent for Untyped {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn write_fields(&self, sink: &mut dyn FieldSink) {
+        Untyped::write_fields(self, sink);
+    }
+    fn clone_event(&self) -> Box<dyn TypedEvent> {
+        Box::new(self.clone())
+    }
+    fn eq_event(&self, other: &dyn TypedEvent) -> bool {
+        (other as &dyn std::any::Any).downcast_ref::<Self>() == Some(self)
+    }
+}
+
+impl From<Untyped> for Event {
+    fn from(e: Untyped) -> Self {
+        Event::new(e)
     }
 }

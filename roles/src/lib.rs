@@ -27,7 +27,9 @@ pub mod vertical;
 pub mod wallet;
 
 pub use binfm_stack::Time;
-pub use event::Event;
+/// Phase 1 only: the old stringly event, still built by `call.rs`, `en.rs` and
+/// `vertical/en.rs`. Phase 2 makes this `pub use event::Event;` (see [`event`]).
+pub use event::Untyped as Event;
 pub use role::{Command, Role};
 
 use std::net::{Ipv4Addr, SocketAddrV4};

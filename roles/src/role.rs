@@ -9,8 +9,9 @@
 //! [`Command`]; a role ignores the commands that do not concern it.
 
 use crate::address::{ConfigChange, Lease};
+use crate::event::Event;
 use crate::session::media::MediaSession;
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use binfm_stack::wire::toall::HashAddr;
 use std::any::Any;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -123,8 +124,8 @@ macro_rules! role_io {
         fn poll_transmit(&mut self) -> Option<$crate::Transmit> {
             Self::poll_transmit(self)
         }
-        fn poll_event(&mut self) -> Option<$crate::Event> {
-            Self::poll_event(self)
+        fn poll_event(&mut self) -> Option<$crate::event::Event> {
+            Self::poll_event(self).map(Into::into)
         }
     };
 }

@@ -1,14 +1,16 @@
 //! Glue between the BINFM roles and a node: when an EN registers and looks peers up, and
 //! how an SN is configured and where it keeps its block log. The roles stay sans-IO; file I/O and schedules live here.
 
+use crate::events::TestbedEvent;
 use crate::topology::{NodeDef, Topology};
 use binfm_roles::chain::persist::{BlockLog, open_chain};
 use binfm_roles::chain::{ChainConfig, MempoolConfig};
 use binfm_roles::en::EndNode;
+use binfm_roles::event::Event;
 use binfm_roles::role::CallView;
 use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
 use binfm_roles::wallet::Wallet;
-use binfm_roles::{Command, Event, Role, Time, Transmit};
+use binfm_roles::{Command, Role, Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::HashAddr;
 use rand::SeedableRng;
@@ -135,7 +137,7 @@ impl Role for EnApp {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.en.poll_event()
+        self.en.poll_event().map(Event::from)
     }
 
     fn calls(&self) -> Vec<CallView<'_>> {
@@ -153,7 +155,7 @@ pub struct SnSetup {
     /// Its block log, with a data directory.
     pub log: Option<BlockLog>,
     /// `sn.recovered`, with a data directory.
-    pub recovered: Option<Event>,
+    pub recovered: Option<TestbedEvent>,
 }
 
 /// The super node of node `index`, if it is one.
@@ -205,12 +207,11 @@ pub fn sn_role(
                 )
             })?;
             let height = chain.tip().1;
-            recovered = Some(
-                Event::new("sn.recovered")
-                    .with("dir", dir.display().to_string())
-                    .with("height", height)
-                    .with_display("recovery", format!("{recovery:?}")),
-            );
+            recovered = Some(TestbedEvent::Recovered {
+                dir: dir.display().to_string(),
+                height,
+                recovery: format!("{recovery:?}"),
+            });
             (SuperNode::with_chain(cfg, chain, seed), Some(log))
         }
         None => (

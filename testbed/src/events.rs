@@ -1,17 +1,231 @@
 //! `OUT/events.jsonl`: one JSON object per protocol event, in the order they happened.
 //!
 //! `{"t_ns": <virtual time in ns>, "host": "<node>", "kind": "<role>.<what>", "fields": {...}}`
+//!
+//! In memory a run keeps typed events ([`Record`] holds a [`RunEvent`]: a role's
+//! [`binfm_roles::event::Event`] or a [`TestbedEvent`]), so results match on variants and a
+//! renamed event fails to compile. The line is written by [`JsonSink`], a
+//! [`FieldSink`] over `serde_json`, so it prints exactly as the builder events did. Files
+//! read back from disk are [`JsonRecord`]s (kind string and JSON fields).
 
-use binfm_roles::{Event, Time};
+use binfm_roles::Time;
+use binfm_roles::event::{Event, FieldSink, TypedEvent, Untyped};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
-/// One event as recorded.
+binfm_roles::event_enum! {
+    /// What the testbed itself reports: node plumbing, faults, scenario steps, run phases.
+    pub enum TestbedEvent {
+        /// A role's UDP port could not be bound.
+        BindFailed = "node.bind_failed" { port: u16, error: String },
+        /// The node's stack dropped a packet (`src` and `dst` when it is IPv4).
+        NodeDrop = "node.drop" {
+            reason: &'static str,
+            src: Option<Ipv4Addr>,
+            dst: Option<Ipv4Addr>,
+        },
+        /// A role's datagram could not be sent.
+        SendFailed = "node.send_failed" { error: String },
+        /// A node's roles kept producing output for `rounds` rounds in one step.
+        PollLimit = "node.poll_limit" { rounds: usize },
+        /// The host was attached to another network (segment names).
+        Moved = "node.moved" { from: String, to: String },
+        /// A super node's block could not be appended to its data directory.
+        PersistFailed = "sn.persist_failed" { error: String },
+        /// A super node restarted from its data directory at `height`.
+        Recovered = "sn.recovered" { dir: String, height: u64, recovery: String },
+        /// A segment dropped a packet (`next_hop` is the routing decision, debug-printed).
+        FabricDrop = "fabric.drop" { segment: String, reason: &'static str, next_hop: String },
+        /// The network split into `groups` (debug-printed node names).
+        Partition = "fault.partition" { groups: String },
+        /// The partition ended.
+        Heal = "fault.heal" {},
+        /// The node stopped (its state is lost).
+        Crash = "fault.crash" {},
+        /// The node started again from its configuration.
+        Restart = "fault.restart" {},
+        /// A segment's loss rate changed.
+        Loss = "fault.loss" { segment: String, loss: f64 },
+        /// A flood starts towards `target`.
+        Flood = "fault.flood" {
+            target: String,
+            rate: u32,
+            duration_s: f64,
+            kind: &'static str,
+            packets: u64,
+            sources: usize,
+            segment: String,
+        },
+        /// A flood ended (counts so far).
+        FloodEnd = "fault.flood_end" {
+            target: String,
+            sent: u64,
+            malformed: u64,
+            unsigned_tx: u64,
+            unsigned_query: u64,
+            bytes: u64,
+            link_dropped: u64,
+            replies_so_far: u64,
+        },
+        /// A scenario step applies (`action` debug-printed).
+        ScenarioStep = "scenario.step" { line: usize, action: String },
+        /// The run stops new work and lets in-flight work finish for `settle_ms`.
+        Settle = "run.settle" { settle_ms: u64 },
+        /// A live run starts in `namespace` with that many segments.
+        LiveStart = "live.start" { namespace: String, segments: u64 },
+        /// A live run ends (TUN and kernel counters).
+        LiveEnd = "live.end" {
+            tun_written: u64,
+            tun_write_errors: u64,
+            kernel_injected: u64,
+            kernel_ignored: u64,
+        },
+        /// A live run was interrupted by a signal.
+        LiveSignal = "live.signal" {},
+    }
+}
+
+/// Any event of a run: a role's or the testbed's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// Emitted by a role.
+    Role(Event),
+    /// Emitted by the testbed.
+    Testbed(TestbedEvent),
+}
+
+impl RunEvent {
+    /// The dotted kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunEvent::Role(e) => e.kind(),
+            RunEvent::Testbed(e) => e.kind(),
+        }
+    }
+
+    /// The fields as the JSON object of `events.jsonl`.
+    pub fn fields_json(&self) -> Map<String, Value> {
+        let mut sink = JsonSink::default();
+        match self {
+            RunEvent::Role(e) => e.write_fields(&mut sink),
+            RunEvent::Testbed(e) => e.write_fields(&mut sink),
+        }
+        sink.0
+    }
+}
+
+impl From<Event> for RunEvent {
+    fn from(e: Event) -> Self {
+        RunEvent::Role(e)
+    }
+}
+
+impl From<TestbedEvent> for RunEvent {
+    fn from(e: TestbedEvent) -> Self {
+        RunEvent::Testbed(e)
+    }
+}
+
+/// Phase 1 only: the end node's untyped events (removed in phase 2).
+impl From<Untyped> for RunEvent {
+    fn from(e: Untyped) -> Self {
+        RunEvent::Role(e.into())
+    }
+}
+
+/// Builds the `fields` object; one JSON type per sink method, as the builder events had.
+#[derive(Debug, Default)]
+pub struct JsonSink(pub Map<String, Value>);
+
+impl FieldSink for JsonSink {
+    fn u64(&mut self, key: &str, v: u64) {
+        self.0.insert(key.to_owned(), Value::from(v));
+    }
+    fn i64(&mut self, key: &str, v: i64) {
+        self.0.insert(key.to_owned(), Value::from(v));
+    }
+    fn f64(&mut self, key: &str, v: f64) {
+        self.0.insert(key.to_owned(), Value::from(v));
+    }
+    fn bool(&mut self, key: &str, v: bool) {
+        self.0.insert(key.to_owned(), Value::from(v));
+    }
+    fn str(&mut self, key: &str, v: &str) {
+        self.0.insert(key.to_owned(), Value::from(v));
+    }
+    fn strs(&mut self, key: &str, v: &[String]) {
+        self.0.insert(key.to_owned(), Value::from(v.to_vec()));
+    }
+    fn null(&mut self, key: &str) {
+        self.0.insert(key.to_owned(), Value::Null);
+    }
+}
+
+/// One event as recorded in memory, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// Time since the run's start.
+    pub t: Time,
+    /// Node name.
+    pub host: String,
+    /// The event.
+    pub event: RunEvent,
+}
+
+impl Record {
+    /// The dotted kind.
+    pub fn kind(&self) -> &'static str {
+        self.event.kind()
+    }
+
+    /// The role event, if a role emitted it.
+    pub fn role(&self) -> Option<&Event> {
+        match &self.event {
+            RunEvent::Role(e) => Some(e),
+            RunEvent::Testbed(_) => None,
+        }
+    }
+
+    /// The testbed event, if the testbed emitted it.
+    pub fn testbed(&self) -> Option<&TestbedEvent> {
+        match &self.event {
+            RunEvent::Testbed(e) => Some(e),
+            RunEvent::Role(_) => None,
+        }
+    }
+
+    /// The role event as a value of family `E` (`r.role_event::<SnEvent>()`), if it is one.
+    pub fn role_event<E: TypedEvent>(&self) -> Option<&E> {
+        self.role().and_then(|e| e.downcast_ref::<E>())
+    }
+
+    /// Phase 1 only (removed in phase 2): a field of an untyped end-node event (`call.*`,
+    /// `en.*`, `vertical.*`); `None` for typed events, which are read by matching.
+    pub fn untyped_field(&self, key: &str) -> Option<&Value> {
+        match &self.event {
+            RunEvent::Role(e) => e.downcast_ref::<Untyped>().and_then(|u| u.get(key)),
+            RunEvent::Testbed(_) => None,
+        }
+    }
+
+    /// The record as written to and read back from `events.jsonl`.
+    pub fn to_json_record(&self) -> JsonRecord {
+        JsonRecord {
+            t: self.t,
+            host: self.host.clone(),
+            kind: self.kind().to_owned(),
+            fields: self.event.fields_json(),
+        }
+    }
+}
+
+/// One line of `events.jsonl` as JSON (files read back from disk, tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonRecord {
     /// Time since the run's start.
     pub t: Time,
     /// Node name.
@@ -22,7 +236,7 @@ pub struct Record {
     pub fields: Map<String, Value>,
 }
 
-impl Record {
+impl JsonRecord {
     /// The JSON line of this record.
     pub fn to_json(&self) -> Value {
         let mut o = Map::new();
@@ -37,7 +251,7 @@ impl Record {
     }
 
     /// Parses a line of `events.jsonl` (for tests and reports).
-    pub fn from_json(line: &str) -> Result<Record, String> {
+    pub fn from_json(line: &str) -> Result<JsonRecord, String> {
         let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let t = v
             .get("t_ns")
@@ -58,7 +272,7 @@ impl Record {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        Ok(Record {
+        Ok(JsonRecord {
             t: Time::from_nanos(t),
             host,
             kind,
@@ -91,20 +305,24 @@ impl EventLog {
     }
 
     /// Records an event of `host` at `t`.
-    pub fn push(&mut self, t: Time, host: &str, event: Event) -> std::io::Result<()> {
+    pub fn push(&mut self, t: Time, host: &str, event: impl Into<RunEvent>) -> std::io::Result<()> {
         let rec = Record {
             t,
             host: host.to_owned(),
-            kind: event.kind.to_owned(),
-            fields: event.fields,
+            event: event.into(),
         };
         if let Some(out) = &mut self.out {
-            serde_json::to_writer(&mut *out, &rec.to_json())?;
+            serde_json::to_writer(&mut *out, &rec.to_json_record().to_json())?;
             out.write_all(b"\n")?;
         }
-        *self.counts.entry(rec.kind.clone()).or_default() += 1;
+        *self.counts.entry(rec.kind().to_owned()).or_default() += 1;
         self.records.push(rec);
         Ok(())
+    }
+
+    /// Every record as its JSON line reads back (tests that check the file's view).
+    pub fn json_records(&self) -> Vec<JsonRecord> {
+        self.records.iter().map(Record::to_json_record).collect()
     }
 
     /// Events per kind.

@@ -4,11 +4,13 @@
 //! Both drivers use this code; they differ only in how time passes and how packets travel
 //! between nodes. A node never reads a clock: `now` is always passed in.
 
+use crate::events::{RunEvent, TestbedEvent};
 use crate::node_roles::{Slot, roles_of};
 use crate::topology::{NodeDef, NodeKind, Topology};
 use binfm_roles::address::ConfigChange;
+use binfm_roles::event::Event;
 use binfm_roles::nat::{Nat, NatConfig, Translated};
-use binfm_roles::{Command, Event, Role, Time};
+use binfm_roles::{Command, Role, Time};
 use binfm_stack::checksum;
 use binfm_stack::fabric::{Dest, MemberId, RouteTable};
 use binfm_stack::host::IpStack;
@@ -56,7 +58,7 @@ pub enum Output {
         addr: Option<Ipv4Addr>,
     },
     /// A protocol event for `events.jsonl`.
-    Event(Event),
+    Event(RunEvent),
 }
 
 /// A host, router or NAT at run time.
@@ -73,7 +75,7 @@ pub struct Node {
     /// Roles with the port they are bound to.
     services: Vec<Slot>,
     /// Events of the roles' construction (a super node's recovery), logged at start.
-    startup_events: Vec<Event>,
+    startup_events: Vec<RunEvent>,
     /// Packets this node dropped, by reason (NAT drops are counted by the NAT).
     pub drops: BTreeMap<&'static str, u64>,
     /// False while the node is crashed (fault injection).
@@ -150,9 +152,11 @@ impl Node {
             let udp = slot.role.port();
             if let Err(e) = self.ports[slot.port].stack.bind_udp(udp) {
                 out.push(Output::Event(
-                    Event::new("node.bind_failed")
-                        .with("port", udp)
-                        .with_display("error", e),
+                    TestbedEvent::BindFailed {
+                        port: udp,
+                        error: e.to_string(),
+                    }
+                    .into(),
                 ));
             }
             let address = self.ports[slot.port].addr;
@@ -171,19 +175,21 @@ impl Node {
 
     fn count_drop(&mut self, reason: &'static str, out: &mut Vec<Output>, packet: &[u8]) {
         *self.drops.entry(reason).or_default() += 1;
-        let mut ev = Event::new("node.drop").with("reason", reason);
-        if let Ok(ip) = Ipv4Packet::new_checked(packet) {
-            ev = ev
-                .with_display("src", ip.src_addr())
-                .with_display("dst", ip.dst_addr());
-        }
-        out.push(Output::Event(ev));
+        let ip = Ipv4Packet::new_checked(packet).ok();
+        out.push(Output::Event(
+            TestbedEvent::NodeDrop {
+                reason,
+                src: ip.as_ref().map(|ip| ip.src_addr()),
+                dst: ip.as_ref().map(|ip| ip.dst_addr()),
+            }
+            .into(),
+        ));
     }
 
     fn drain_nat_events(&mut self, out: &mut Vec<Output>) {
         if let Some(nat) = &mut self.nat {
             while let Some(e) = nat.poll_event() {
-                out.push(Output::Event(e));
+                out.push(Output::Event(Event::from(e).into()));
             }
         }
     }
@@ -370,17 +376,23 @@ impl Node {
                             *self.drops.entry("udp_no_route").or_default() += 1;
                         }
                         Err(e) => out.push(Output::Event(
-                            Event::new("node.send_failed").with_display("error", e),
+                            TestbedEvent::SendFailed {
+                                error: e.to_string(),
+                            }
+                            .into(),
                         )),
                     }
                 }
                 while let Some(e) = svc.poll_event() {
-                    out.push(Output::Event(e));
+                    out.push(Output::Event(e.into()));
                 }
                 while let Some(record) = svc.poll_persist() {
                     if let Some(Err(e)) = log.as_mut().map(|l| l.append(&record)) {
                         out.push(Output::Event(
-                            Event::new("sn.persist_failed").with_display("error", e),
+                            TestbedEvent::PersistFailed {
+                                error: e.to_string(),
+                            }
+                            .into(),
                         ));
                     }
                 }
@@ -400,7 +412,10 @@ impl Node {
             }
         }
         out.push(Output::Event(
-            Event::new("node.poll_limit").with("rounds", MAX_POLL_ROUNDS),
+            TestbedEvent::PollLimit {
+                rounds: MAX_POLL_ROUNDS,
+            }
+            .into(),
         ));
     }
 

@@ -3,13 +3,14 @@
 //! here.
 
 use crate::apps::{EnApp, sn_role};
+use crate::events::RunEvent;
 use crate::topology::{Model, Topology};
 use crate::vertical_app::{domain_server, vertical_en};
 use binfm_roles::Role;
+use binfm_roles::Time;
 use binfm_roles::chain::persist::BlockLog;
 use binfm_roles::dhcp::{ClientConfig, DhcpClient, DhcpServer, ServerConfig};
 use binfm_roles::echo::{EchoClient, EchoClientConfig, EchoServer};
-use binfm_roles::{Event, Time};
 use std::path::Path;
 
 /// A role bound to one port of a node, with the durable log its `poll_persist` output goes
@@ -42,7 +43,7 @@ pub fn roles_of(
     seed: u64,
     now: Time,
     data_root: Option<&Path>,
-) -> anyhow::Result<(Vec<Slot>, Vec<Event>)> {
+) -> anyhow::Result<(Vec<Slot>, Vec<RunEvent>)> {
     let def = &topo.nodes[index];
     let mut slots = Vec::new();
     let mut events = Vec::new();
@@ -110,7 +111,7 @@ pub fn roles_of(
                     role: Box::new(setup.sn),
                     log: setup.log,
                 });
-                events.extend(setup.recovered);
+                events.extend(setup.recovered.map(RunEvent::from));
             }
         }
         // Super nodes stay idle in the vertical model (they are BINFM infrastructure).

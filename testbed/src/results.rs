@@ -3,11 +3,14 @@
 //! topology and seed give a byte-identical file.
 
 use crate::engine::RunView;
+use crate::events::TestbedEvent;
 use crate::topology::{Model, Topology};
-use binfm_roles::echo::EchoClient;
+use binfm_roles::dhcp::events::DhcpClientEvent;
+use binfm_roles::echo::{EchoClient, EchoEvent};
 use binfm_roles::role::CallView;
 use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::sn::SuperNode;
+use binfm_roles::sn::events::SnEvent;
 use binfm_roles::util::hex;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -32,12 +35,10 @@ pub fn collect(topo: &Topology, seed: u64, net: &RunView<'_>, interrupted: bool)
     let mut echo = Map::new();
     let mut rtts: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for r in &net.events.records {
-        if r.kind == "echo.reply"
-            && let Some(ns) = r.fields.get("rtt_ns").and_then(Value::as_u64)
-        {
+        if let Some(EchoEvent::Reply { rtt_ns: ns, .. }) = r.role_event::<EchoEvent>() {
             rtts.entry(r.host.as_str())
                 .or_default()
-                .push(ns as f64 / 1e6);
+                .push(*ns as f64 / 1e6);
         }
     }
     for node in net.nodes {
@@ -169,17 +170,20 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
     let mut last = (0.0f64, 0u64);
     let (mut mined, mut reorgs) = (0u64, 0u64);
     for r in &net.events.records {
-        match r.kind.as_str() {
-            "sn.block_mined" => mined += 1,
-            "sn.reorg" => reorgs += 1,
-            _ => {}
-        }
+        let height = match r.role_event::<SnEvent>() {
+            Some(SnEvent::BlockMined { height, .. }) => {
+                mined += 1;
+                Some(*height)
+            }
+            Some(SnEvent::Reorg { height, .. }) => {
+                reorgs += 1;
+                Some(*height)
+            }
+            Some(SnEvent::BlockAccepted { height, .. }) => Some(*height),
+            _ => None,
+        };
         if r.host == first_sn
-            && matches!(
-                r.kind.as_str(),
-                "sn.block_mined" | "sn.block_accepted" | "sn.reorg"
-            )
-            && let Some(h) = r.fields.get("height").and_then(Value::as_u64)
+            && let Some(h) = height
         {
             last = (r.t.as_secs_f64(), h);
         }
@@ -214,8 +218,12 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
     let mut per_en: Vec<Value> = Vec::new();
     for r in &net.events.records {
         let t = r.t.as_secs_f64() * 1e3;
-        match r.kind.as_str() {
-            "dhcp.ack"
+        match (
+            r.kind(),
+            r.role_event::<DhcpClientEvent>(),
+            r.role_event::<SnEvent>(),
+        ) {
+            (_, Some(DhcpClientEvent::Ack { .. }), _)
                 if topo
                     .node_index(&r.host)
                     .is_some_and(|i| topo.nodes[i].end_node.is_some()) =>
@@ -229,20 +237,18 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
                     },
                 );
             }
-            "en.register" => {
+            ("en.register", _, _) => {
                 if let Some(p) = pending.get_mut(r.host.as_str()) {
                     p.hash = r
-                        .fields
-                        .get("hash_addr")
+                        .untyped_field("hash_addr")
                         .and_then(Value::as_str)
                         .map(str::to_owned);
                 }
             }
-            "en.registered" => {
-                let seq = r.fields.get("seq").and_then(Value::as_u64);
+            ("en.registered", _, _) => {
+                let seq = r.untyped_field("seq").and_then(Value::as_u64);
                 let sn = r
-                    .fields
-                    .get("sn")
+                    .untyped_field("sn")
                     .and_then(Value::as_str)
                     .and_then(|a| sn_name.get(a))
                     .cloned();
@@ -251,9 +257,8 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
                     p.done = Some((seq, sn));
                 }
             }
-            "sn.tx_confirmed" => {
-                let owner = r.fields.get("owner").and_then(Value::as_str);
-                let seq = r.fields.get("seq").and_then(Value::as_u64).unwrap_or(0);
+            (_, _, Some(SnEvent::TxConfirmed { owner, seq, .. })) => {
+                let (owner, seq) = (Some(owner.as_str()), *seq);
                 let hit = pending.iter().find_map(|(en, p)| match &p.done {
                     Some((s, sn)) if *sn == r.host && seq >= *s && p.hash.as_deref() == owner => {
                         Some(*en)
@@ -376,19 +381,21 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
     };
     let recs = &net.events.records;
     let peer_is = |r: &crate::events::Record, peer: &str| {
-        r.fields
-            .get("peer")
+        r.untyped_field("peer")
             .and_then(Value::as_str)
             .and_then(&name_of)
             .as_deref()
             == Some(peer)
     };
     let mut calls = Vec::new();
-    for (i, start) in recs.iter().enumerate().filter(|(_, r)| r.kind == m.started) {
+    for (i, start) in recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind() == m.started)
+    {
         let caller = start.host.clone();
         let Some(callee) = start
-            .fields
-            .get("peer")
+            .untyped_field("peer")
             .and_then(Value::as_str)
             .and_then(&name_of)
         else {
@@ -398,7 +405,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         let later = || recs[i..].iter();
         let first = |host: &str, peer: &str| {
             later()
-                .find(|r| r.host == host && r.kind == m.first_frame && peer_is(r, peer))
+                .find(|r| r.host == host && r.kind() == m.first_frame && peer_is(r, peer))
                 .map(|r| r.t)
         };
         let at_callee = first(&callee, &caller);
@@ -406,9 +413,9 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         let caller_key = later()
             .find(|r| {
                 r.host == caller
-                    && r.kind == m.active
+                    && r.kind() == m.active
                     && peer_is(r, &callee)
-                    && r.fields.get("role").and_then(Value::as_str) == Some("caller")
+                    && r.untyped_field("role").and_then(Value::as_str) == Some("caller")
             })
             .map(|r| r.t);
         let pre_call = if m.paper_end_is_caller_key {
@@ -423,22 +430,23 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         };
         // Handover: each move of either end during the call.
         let mut mid = Vec::new();
-        for (j, mv) in recs
-            .iter()
-            .enumerate()
-            .skip(i)
-            .filter(|(_, r)| r.kind == "node.moved" && (r.host == caller || r.host == callee))
-        {
+        for (j, mv) in recs.iter().enumerate().skip(i).filter(|(_, r)| {
+            matches!(r.testbed(), Some(TestbedEvent::Moved { .. }))
+                && (r.host == caller || r.host == callee)
+        }) {
             let mover = &mv.host;
             let peer = if *mover == caller { &callee } else { &caller };
-            let Some(ack) = recs[j..]
-                .iter()
-                .find(|r| &r.host == mover && r.kind == "dhcp.ack")
-            else {
+            let Some(ack) = recs[j..].iter().find(|r| {
+                &r.host == mover
+                    && matches!(
+                        r.role_event::<DhcpClientEvent>(),
+                        Some(DhcpClientEvent::Ack { .. })
+                    )
+            }) else {
                 continue;
             };
             let accepted = recs[j..].iter().find(|r| {
-                &r.host == peer && r.kind == m.moved_accepted && r.t >= ack.t && peer_is(r, mover)
+                &r.host == peer && r.kind() == m.moved_accepted && r.t >= ack.t && peer_is(r, mover)
             });
             mid.push(json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) }));
         }
@@ -446,7 +454,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         // two calls renews both, and each renewal belongs to one call).
         let mut rekeys = Vec::new();
         for (j, rk) in recs.iter().enumerate().skip(i).filter(|(_, r)| {
-            r.kind == m.rekey_sent
+            r.kind() == m.rekey_sent
                 && ((r.host == caller && peer_is(r, &callee))
                     || (r.host == callee && peer_is(r, &caller)))
         }) {
@@ -461,7 +469,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             };
             let acc = recs[j..]
                 .iter()
-                .find(|r| &r.host == who && r.kind == kind && peer_is(r, about));
+                .find(|r| &r.host == who && r.kind() == kind && peer_is(r, about));
             rekeys.push(json!({ "by": rk.host, "sent_at_ms": ms(rk.t), "rekey_ms": acc.map(|a| ms(a.t - rk.t)) }));
         }
         let mut audio = Map::new();
@@ -472,7 +480,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             "caller": caller,
             "callee": callee,
             "started_at_ms": ms(t0),
-            "caller_ssrc": start.fields.get("ssrc").cloned().unwrap_or(Value::Null),
+            "caller_ssrc": start.untyped_field("ssrc").cloned().unwrap_or(Value::Null),
             "pre_call_ms": pre_call,
             "caller_has_key_ms": caller_key.map(|t| ms(t - t0)),
             "first_audio_both_ways_ms": both,

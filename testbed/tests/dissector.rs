@@ -14,7 +14,7 @@
 mod common;
 
 use binfm_roles::session::audio::tone_frame;
-use binfm_testbed::events::Record;
+use binfm_testbed::events::JsonRecord as Record;
 use binfm_testbed::topology::Topology;
 use common::*;
 use serde_json::Value;

@@ -54,7 +54,7 @@ fn ens_fail_over_while_sn2_is_down_and_sn2_recovers_everything() {
     net.start().unwrap();
     net.run_until(Duration::from_secs(45), &stop).unwrap();
     net.settle(SETTLE, &stop).unwrap();
-    let ev = &net.events.records;
+    let ev = &net.events.json_records();
     let sn2_addr = topo
         .sn_addr(topo.node_index("sn2").unwrap())
         .unwrap()

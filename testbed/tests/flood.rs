@@ -63,7 +63,11 @@ fn honest_figures(topo: &Topology, net: &Network<std::io::Sink>) -> (Duration, f
         .events
         .records
         .iter()
-        .find(|e| e.host == "b" && e.kind == "en.registered" && e.fields["seq"] == 2)
+        .find(|e| {
+            e.host == "b"
+                && e.kind() == "en.registered"
+                && e.untyped_field("seq") == Some(&2.into())
+        })
         .expect("B's second registration")
         .t;
     let calls = binfm_testbed::results::call_results(topo, &net.view());
@@ -135,7 +139,7 @@ fn sn2_flooded_with_200k_junk_datagrams_keeps_serving_and_counts_every_one() {
         (100_000, 50_000, 50_000)
     );
     assert_eq!(stats.link_dropped, 0);
-    let ev = &net.events.records;
+    let ev = &net.events.json_records();
     let end = ev.iter().find(|e| e.kind == "fault.flood_end").unwrap();
     let start = ev.iter().find(|e| e.kind == "fault.flood").unwrap();
     assert_eq!(start.t, Duration::from_secs(1));

@@ -5,6 +5,7 @@
 
 mod common;
 
+use binfm_roles::echo::EchoEvent;
 use binfm_testbed::topology::Topology;
 use common::{memory_net, paper_with, root};
 use std::path::Path;
@@ -20,7 +21,7 @@ fn leave_releases_the_lease_and_join_registers_again() {
     net.start().unwrap();
     net.run_until(Duration::from_secs(12), &AtomicBool::new(false))
         .unwrap();
-    let ev = &net.events.records;
+    let ev = &net.events.json_records();
     let at = |host: &str, kind: &str| {
         ev.iter()
             .filter(|e| e.host == host && e.kind == kind)
@@ -66,7 +67,9 @@ fn loss_step_changes_a_segments_loss_mid_run() {
         .events
         .records
         .iter()
-        .filter(|e| e.host == "a" && e.kind == "echo.reply")
+        .filter(|e| {
+            e.host == "a" && matches!(e.role_event::<EchoEvent>(), Some(EchoEvent::Reply { .. }))
+        })
         .map(|e| e.t)
         .collect();
     let (before, during, after) = (
@@ -93,5 +96,5 @@ fn loss_step_changes_a_segments_loss_mid_run() {
         .copied()
         .unwrap_or(0);
     assert!(lost >= 10, "{lost} packets lost on public");
-    assert!(net.events.records.iter().any(|e| e.kind == "fault.loss"));
+    assert!(net.events.records.iter().any(|e| e.kind() == "fault.loss"));
 }

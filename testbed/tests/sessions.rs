@@ -13,7 +13,7 @@ use binfm_stack::wire::binfm::Message;
 use binfm_testbed::apps::EnApp;
 use binfm_testbed::apps::wallet_for;
 use binfm_testbed::engine::Network;
-use binfm_testbed::events::{EventLog, Record};
+use binfm_testbed::events::{EventLog, JsonRecord as Record};
 use binfm_testbed::topology::Topology;
 use common::*;
 use serde_json::Value;
@@ -122,7 +122,7 @@ fn event_time(recs: &[Record], host: &str, kind: &str) -> Duration {
 fn no_frame_is_lost_outside_the_handover_gap_nor_at_the_key_switch() {
     let topo = Topology::load(&root().join("topologies/paper.toml")).unwrap();
     let (net, _) = paper_in_memory(&topo, Duration::from_secs(27));
-    let recs = &net.events.records;
+    let recs = &net.events.json_records();
     let moved = event_time(recs, "a", "node.moved");
     let accepted = event_time(recs, "b", "call.handover_accepted");
     let rekey = event_time(recs, "a", "call.rekey_sent");
@@ -490,7 +490,7 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
     send_from_c(&mut net, &topo, to, &audio);
     net.run_until(Duration::from_secs(13), &stop).unwrap();
 
-    let recs = &net.events.records;
+    let recs = &net.events.json_records();
     let rejected: Vec<&str> = recs
         .iter()
         .filter(|e| e.host == "b" && e.kind == "call.handover_rejected")

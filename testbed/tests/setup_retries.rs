@@ -5,7 +5,7 @@
 
 mod common;
 
-use binfm_testbed::events::Record;
+use binfm_testbed::events::JsonRecord as Record;
 use common::{memory_net, paper_with};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -14,7 +14,7 @@ fn run(steps: &str, until: Duration) -> Vec<Record> {
     let mut net = memory_net(&paper_with(steps));
     net.start().unwrap();
     net.run_until(until, &AtomicBool::new(false)).unwrap();
-    net.events.records.clone()
+    net.events.json_records()
 }
 
 fn times(ev: &[Record], host: &str, kind: &str) -> Vec<Duration> {

@@ -13,11 +13,11 @@ use dhcproto::Encodable;
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 
+use super::events::DhcpClientEvent;
 use super::{blank_message, prefix_of};
+use crate::Transmit;
 pub use crate::address::{ConfigChange, Lease};
-use crate::{Event, Transmit};
 
 /// First retransmission delay (RFC 2131 suggests 4 s; a testbed wants a fast start).
 pub const RETRANSMIT_START: Duration = Duration::from_secs(1);
@@ -72,7 +72,7 @@ pub struct DhcpClient {
     /// Address of the last lease, asked for again in DISCOVER (option 50).
     prev_address: Option<Ipv4Addr>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<DhcpClientEvent>,
     configs: VecDeque<ConfigChange>,
     malformed: u64,
 }
@@ -91,10 +91,6 @@ fn server_id(msg: &Message) -> Option<Ipv4Addr> {
         Some(DhcpOption::ServerIdentifier(a)) => Some(*a),
         _ => None,
     }
-}
-
-fn opt_ip_json(a: Option<Ipv4Addr>) -> Value {
-    a.map_or(Value::Null, |a| a.to_string().into())
 }
 
 impl DhcpClient {
@@ -159,11 +155,10 @@ impl DhcpClient {
                 Some(lease.address),
                 SocketAddrV4::new(lease.server, DHCP_SERVER),
             );
-            self.events.push_back(
-                Event::new("dhcp.release")
-                    .with_display("address", lease.address)
-                    .with_display("server", lease.server),
-            );
+            self.events.push_back(DhcpClientEvent::Release {
+                address: lease.address,
+                server: lease.server,
+            });
             self.configs.push_back(ConfigChange::Unbound);
             self.prev_address = Some(lease.address);
         }
@@ -220,8 +215,7 @@ impl DhcpClient {
                 let address = lease.address;
                 self.lease = None;
                 self.prev_address = Some(address);
-                self.events
-                    .push_back(Event::new("dhcp.expired").with_display("address", address));
+                self.events.push_back(DhcpClientEvent::Expired { address });
                 self.configs.push_back(ConfigChange::Unbound);
                 self.begin_discover(now);
                 return;
@@ -277,7 +271,7 @@ impl DhcpClient {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<DhcpClientEvent> {
         self.events.pop_front()
     }
 
@@ -288,11 +282,10 @@ impl DhcpClient {
 
     fn malformed(&mut self, from: SocketAddrV4, reason: &str) {
         self.malformed += 1;
-        self.events.push_back(
-            Event::new("dhcp.malformed")
-                .with_display("from", from)
-                .with("reason", reason),
-        );
+        self.events.push_back(DhcpClientEvent::Malformed {
+            from,
+            reason: reason.to_owned(),
+        });
     }
 
     fn begin_discover(&mut self, now: Time) {
@@ -370,11 +363,10 @@ impl DhcpClient {
             Some(Ipv4Addr::UNSPECIFIED),
             SocketAddrV4::new(Ipv4Addr::BROADCAST, DHCP_SERVER),
         );
-        self.events.push_back(
-            Event::new("dhcp.discover")
-                .with("xid", self.xid)
-                .with("attempt", self.attempts),
-        );
+        self.events.push_back(DhcpClientEvent::Discover {
+            xid: self.xid,
+            attempt: self.attempts,
+        });
         self.schedule_retransmit(now);
     }
 
@@ -407,13 +399,12 @@ impl DhcpClient {
             _ => return self.begin_discover(now),
         };
         self.send(m, Some(src), dst);
-        self.events.push_back(
-            Event::new("dhcp.request")
-                .with_display("address", address)
-                .with_display("server", server)
-                .with("phase", phase)
-                .with("attempt", self.attempts),
-        );
+        self.events.push_back(DhcpClientEvent::Request {
+            address,
+            server,
+            phase,
+            attempt: self.attempts,
+        });
         self.schedule_retransmit(now);
     }
 
@@ -426,11 +417,8 @@ impl DhcpClient {
             return self.malformed(from, "OFFER without a usable yiaddr");
         }
         // The first acceptable offer wins (RFC 2131 allows any choice).
-        self.events.push_back(
-            Event::new("dhcp.offer")
-                .with_display("address", address)
-                .with_display("server", server),
-        );
+        self.events
+            .push_back(DhcpClientEvent::Offer { address, server });
         self.offer = Some((address, server));
         self.state = ClientState::Requesting;
         self.attempts = 0;
@@ -520,34 +508,25 @@ impl DhcpClient {
         self.retransmit_at = None;
         self.prev_address = Some(lease.address);
         if renewing {
-            self.events.push_back(
-                Event::new("dhcp.renewed")
-                    .with_display("address", lease.address)
-                    .with_display("server", lease.server)
-                    .with("lease_s", lease.lease_time.as_secs())
-                    .with("phase", phase),
-            );
+            self.events.push_back(DhcpClientEvent::Renewed {
+                address: lease.address,
+                server: lease.server,
+                lease_s: lease.lease_time.as_secs(),
+                phase,
+            });
             if old.as_ref().is_none_or(|o| !o.same_config(&lease)) {
                 self.configs.push_back(ConfigChange::Bound(lease.clone()));
             }
         } else {
-            self.events.push_back(
-                Event::new("dhcp.ack")
-                    .with_display("address", lease.address)
-                    .with("prefix_len", lease.prefix_len)
-                    .with("router", opt_ip_json(lease.router))
-                    .with_display("server", lease.server)
-                    .with("lease_s", lease.lease_time.as_secs())
-                    .with("nat_public", opt_ip_json(lease.nat_public))
-                    .with(
-                        "super_nodes",
-                        lease
-                            .super_nodes
-                            .iter()
-                            .map(|s| Value::from(s.to_string()))
-                            .collect::<Vec<_>>(),
-                    ),
-            );
+            self.events.push_back(DhcpClientEvent::Ack {
+                address: lease.address,
+                prefix_len: lease.prefix_len,
+                router: lease.router,
+                server: lease.server,
+                lease_s: lease.lease_time.as_secs(),
+                nat_public: lease.nat_public,
+                super_nodes: lease.super_nodes.clone(),
+            });
             self.configs.push_back(ConfigChange::Bound(lease.clone()));
         }
         if let Some(reason) = site_error {
@@ -565,14 +544,13 @@ impl DhcpClient {
             return;
         }
         let message = match msg.opts().get(OptionCode::Message) {
-            Some(DhcpOption::Message(text)) => Value::from(text.clone()),
-            _ => Value::Null,
+            Some(DhcpOption::Message(text)) => Some(text.clone()),
+            _ => None,
         };
-        self.events.push_back(
-            Event::new("dhcp.nak")
-                .with_display("server", sid.unwrap_or(*from.ip()))
-                .with("message", message),
-        );
+        self.events.push_back(DhcpClientEvent::Nak {
+            server: sid.unwrap_or(*from.ip()),
+            message,
+        });
         if self.lease.take().is_some() {
             self.configs.push_back(ConfigChange::Unbound);
         }

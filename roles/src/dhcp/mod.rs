@@ -6,6 +6,7 @@
 //! at 255.255.255.255:68. See `docs/dhcp.md` for the state machines, timers and events.
 
 mod client;
+pub mod events;
 mod server;
 
 pub use client::{ClientConfig, ClientState, ConfigChange, DhcpClient, Lease};
@@ -56,12 +57,13 @@ pub(crate) fn blank_message() -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Event, Transmit};
+    use crate::Transmit;
     use binfm_stack::Time;
     use binfm_stack::wire::dhcp_options::decode_message;
     use binfm_stack::wire::ports::{DHCP_CLIENT, DHCP_SERVER};
     use dhcproto::Encodable;
     use dhcproto::v4::{DhcpOption, MessageType, Opcode};
+    use events::{DhcpClientEvent, DhcpServerEvent};
     use std::net::SocketAddrV4;
 
     const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
@@ -106,8 +108,8 @@ mod tests {
         /// OFFERs still to drop.
         drop_offers: usize,
         sent: Vec<(Time, Origin, Transmit)>,
-        server_events: Vec<Event>,
-        client_events: Vec<Vec<(Time, Event)>>,
+        server_events: Vec<DhcpServerEvent>,
+        client_events: Vec<Vec<(Time, DhcpClientEvent)>>,
         configs: Vec<Vec<ConfigChange>>,
     }
 
@@ -218,11 +220,14 @@ mod tests {
         }
 
         fn kinds(&self, i: usize) -> Vec<&'static str> {
-            self.client_events[i].iter().map(|(_, e)| e.kind).collect()
+            self.client_events[i]
+                .iter()
+                .map(|(_, e)| e.kind())
+                .collect()
         }
 
         fn server_kinds(&self) -> Vec<&'static str> {
-            self.server_events.iter().map(|e| e.kind).collect()
+            self.server_events.iter().map(|e| e.kind()).collect()
         }
     }
 
@@ -254,14 +259,16 @@ mod tests {
         );
         assert_eq!(net.server_kinds(), ["dhcp.server.offer", "dhcp.server.ack"]);
         let ack = &net.client_events[0][3].1;
-        assert_eq!(ack.get("nat_public"), Some(&"203.0.113.1".into()));
-        assert_eq!(
-            ack.get("super_nodes"),
-            Some(&serde_json::json!([
-                "198.51.100.10:8080",
-                "198.51.100.11:8080"
-            ]))
-        );
+        let DhcpClientEvent::Ack {
+            nat_public,
+            super_nodes,
+            ..
+        } = ack
+        else {
+            panic!("not an ack: {ack:?}");
+        };
+        assert_eq!(*nat_public, Some(Ipv4Addr::new(203, 0, 113, 1)));
+        assert_eq!(super_nodes, &config(110).super_nodes);
         // Addressing on layer 3: the client has no address, the server answers by broadcast.
         let (_, _, discover) = &net.sent[0];
         assert_eq!(discover.src_ip, Some(Ipv4Addr::UNSPECIFIED));
@@ -367,8 +374,10 @@ mod tests {
         assert_eq!(nak.opts().msg_type(), Some(MessageType::Nak));
         assert_eq!(nak.xid(), 42);
         let e = server.poll_event().expect("event");
-        assert_eq!(e.kind, "dhcp.server.nak");
-        assert_eq!(e.get("reason"), Some(&"address not on this network".into()));
+        assert!(
+            matches!(&e, DhcpServerEvent::Nak { reason, .. } if reason == "address not on this network"),
+            "{e:?}"
+        );
         // SELECTING with our server id but an address we did not offer.
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER_IP));
         m.opts_mut()
@@ -415,10 +424,12 @@ mod tests {
         let exhausted = net
             .server_events
             .iter()
-            .find(|e| e.kind == "dhcp.server.pool_exhausted")
+            .find_map(|e| match e {
+                DhcpServerEvent::PoolExhausted { client, pool_size } => Some((client, *pool_size)),
+                _ => None,
+            })
             .expect("pool_exhausted");
-        assert_eq!(exhausted.get("client"), Some(&hex(b"en-3").into()));
-        assert_eq!(exhausted.get("pool_size"), Some(&2.into()));
+        assert_eq!(exhausted, (&hex(b"en-3"), 2));
     }
 
     #[test]
@@ -430,7 +441,7 @@ mod tests {
         assert!(net.clients[0].lease().is_some());
         let discovers: Vec<Time> = net.client_events[0]
             .iter()
-            .filter(|(_, e)| e.kind == "dhcp.discover")
+            .filter(|(_, e)| e.kind() == "dhcp.discover")
             .map(|(t, _)| *t)
             .collect();
         assert_eq!(discovers.len(), 2);
@@ -461,8 +472,10 @@ mod tests {
         // It tried to renew (unicast) and to rebind (broadcast) before giving up.
         let phases: Vec<_> = net.client_events[0]
             .iter()
-            .filter(|(_, e)| e.kind == "dhcp.request")
-            .filter_map(|(_, e)| e.get("phase").and_then(|p| p.as_str()))
+            .filter_map(|(_, e)| match e {
+                DhcpClientEvent::Request { phase, .. } => Some(*phase),
+                _ => None,
+            })
             .collect();
         assert!(
             phases.contains(&"renew") && phases.contains(&"rebind"),
@@ -471,7 +484,7 @@ mod tests {
         // Expired at exactly obtained_at + lease_time.
         let expired_at = net.client_events[0]
             .iter()
-            .find(|(_, e)| e.kind == "dhcp.expired")
+            .find(|(_, e)| e.kind() == "dhcp.expired")
             .map(|(t, _)| *t);
         assert_eq!(expired_at, Some(secs(60)));
     }

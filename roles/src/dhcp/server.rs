@@ -10,8 +10,9 @@ use binfm_stack::wire::ports::{DHCP_CLIENT, DHCP_SERVER};
 use dhcproto::Encodable;
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 
+use super::events::DhcpServerEvent;
 use super::{OFFER_HOLD, blank_message, hex, mask_of, wire_secs};
-use crate::{Event, Transmit};
+use crate::Transmit;
 
 /// What a server hands out on its segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,7 @@ pub struct DhcpServer {
     slots: BTreeMap<Ipv4Addr, Slot>,
     by_client: BTreeMap<ClientKey, Ipv4Addr>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<DhcpServerEvent>,
     stats: ServerStats,
 }
 
@@ -234,18 +235,17 @@ impl DhcpServer {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<DhcpServerEvent> {
         self.events.pop_front()
     }
 
     fn malformed(&mut self, from: SocketAddrV4, reason: &str) {
         self.stats.malformed += 1;
-        self.events.push_back(
-            Event::new("dhcp.server.malformed")
-                .with_display("from", from)
-                .with("reason", reason)
-                .with("count", self.stats.malformed),
-        );
+        self.events.push_back(DhcpServerEvent::Malformed {
+            from,
+            reason: reason.to_owned(),
+            count: self.stats.malformed,
+        });
     }
 
     fn expire(&mut self, now: Time) {
@@ -256,11 +256,10 @@ impl DhcpServer {
                 }
                 SlotState::Bound { until } if until <= now => {
                     slot.state = SlotState::Free { since: until };
-                    self.events.push_back(
-                        Event::new("dhcp.server.expired")
-                            .with("client", key_hex(&slot.client))
-                            .with_display("address", addr),
-                    );
+                    self.events.push_back(DhcpServerEvent::Expired {
+                        client: key_hex(&slot.client),
+                        address: *addr,
+                    });
                 }
                 _ => {}
             }
@@ -334,11 +333,10 @@ impl DhcpServer {
         let key = client_key(msg);
         let requested = opt_ip(msg, OptionCode::RequestedIpAddress);
         let Some(addr) = self.pick(&key, requested) else {
-            self.events.push_back(
-                Event::new("dhcp.server.pool_exhausted")
-                    .with("client", key_hex(&key))
-                    .with("pool_size", self.pool_size()),
-            );
+            self.events.push_back(DhcpServerEvent::PoolExhausted {
+                client: key_hex(&key),
+                pool_size: self.pool_size(),
+            });
             return;
         };
         let state = match self.slots.get(&addr).map(|s| s.state) {
@@ -351,12 +349,11 @@ impl DhcpServer {
         self.assign(now, addr, &key, state);
         self.stats.offers += 1;
         self.reply(MessageType::Offer, msg, addr, None);
-        self.events.push_back(
-            Event::new("dhcp.server.offer")
-                .with("client", key_hex(&key))
-                .with_display("address", addr)
-                .with("xid", msg.xid()),
-        );
+        self.events.push_back(DhcpServerEvent::Offer {
+            client: key_hex(&key),
+            address: addr,
+            xid: msg.xid(),
+        });
     }
 
     fn on_request(&mut self, now: Time, from: SocketAddrV4, msg: &Message) {
@@ -410,27 +407,22 @@ impl DhcpServer {
         self.assign(now, addr, key, SlotState::Bound { until: now + lease });
         self.stats.acks += 1;
         self.reply(MessageType::Ack, msg, addr, None);
-        self.events.push_back(
-            Event::new("dhcp.server.ack")
-                .with("client", key_hex(key))
-                .with_display("address", addr)
-                .with("lease_s", lease.as_secs())
-                .with("renewed", renewed),
-        );
+        self.events.push_back(DhcpServerEvent::Ack {
+            client: key_hex(key),
+            address: addr,
+            lease_s: lease.as_secs(),
+            renewed,
+        });
     }
 
     fn nak(&mut self, msg: &Message, key: &ClientKey, requested: Option<Ipv4Addr>, reason: &str) {
         self.stats.naks += 1;
         self.reply(MessageType::Nak, msg, Ipv4Addr::UNSPECIFIED, Some(reason));
-        self.events.push_back(
-            Event::new("dhcp.server.nak")
-                .with("client", key_hex(key))
-                .with(
-                    "requested",
-                    requested.map_or(serde_json::Value::Null, |a| a.to_string().into()),
-                )
-                .with("reason", reason),
-        );
+        self.events.push_back(DhcpServerEvent::Nak {
+            client: key_hex(key),
+            requested,
+            reason: reason.to_owned(),
+        });
     }
 
     fn on_release(&mut self, now: Time, msg: &Message) {
@@ -446,11 +438,10 @@ impl DhcpServer {
         if let Some(slot) = self.slots.get_mut(&addr) {
             slot.state = SlotState::Free { since: now };
         }
-        self.events.push_back(
-            Event::new("dhcp.server.release")
-                .with("client", key_hex(&key))
-                .with_display("address", addr),
-        );
+        self.events.push_back(DhcpServerEvent::Release {
+            client: key_hex(&key),
+            address: addr,
+        });
     }
 
     /// Builds and queues an OFFER/ACK (with `yiaddr`) or a NAK (with `message`).
@@ -550,7 +541,7 @@ mod tests {
         s.handle_datagram(Time::ZERO, from, to, &[1, 2, 3]);
         assert_eq!(s.stats().malformed, 1);
         assert_eq!(
-            s.poll_event().map(|e| e.kind),
+            s.poll_event().map(|e| e.kind()),
             Some("dhcp.server.malformed")
         );
         assert!(s.poll_transmit().is_none());

@@ -117,7 +117,7 @@ fn check(p: &[u8]) -> Seen {
     }
 }
 
-fn drain(nat: &mut Nat) -> Vec<Event> {
+fn drain(nat: &mut Nat) -> Vec<NatEvent> {
     std::iter::from_fn(|| nat.poll_event()).collect()
 }
 
@@ -171,13 +171,17 @@ fn udp_outbound_rewrites_source_to_h16_port() {
     assert_eq!(nat.mapping_for(A), Some(0x6a3e));
     let ev = drain(&mut nat);
     assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0].kind, "nat.mapping_created");
-    assert_eq!(ev[0].get("private").unwrap(), "10.1.0.100:5000");
-    assert_eq!(ev[0].get("public").unwrap(), "192.0.2.1:27198");
-    assert_eq!(ev[0].get("port_h16").unwrap(), 27198);
-    assert_eq!(ev[0].get("collisions").unwrap(), 0);
-    assert_eq!(ev[0].get("rule").unwrap(), "h16");
-    assert_eq!(ev[0].get("protocol").unwrap(), "udp");
+    assert_eq!(
+        ev[0],
+        NatEvent::MappingCreated {
+            protocol: Protocol::Udp,
+            private: sa(Ipv4Addr::new(10, 1, 0, 100), 5000),
+            public: sa(PUB, 27198),
+            port_h16: 27198,
+            collisions: 0,
+            rule: "h16",
+        }
+    );
 }
 
 #[test]
@@ -241,9 +245,11 @@ fn collision_second_endpoint_gets_a_later_candidate() {
     assert_ne!(got, c0, "REQ-3: no port overloading");
     assert_eq!(nat.mapping_for(sa(ip, p1)), Some(c0));
     let ev = drain(&mut nat);
-    assert_eq!(ev[1].get("port_h16").unwrap(), c0);
-    assert_eq!(ev[1].get("collisions").unwrap(), u32::from(k));
-    assert_eq!(ev[1].get("rule").unwrap(), "rehash");
+    assert!(
+        matches!(ev[1], NatEvent::MappingCreated { port_h16, collisions, rule: "rehash", .. }
+            if port_h16 == c0 && collisions == u32::from(k)),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -258,7 +264,10 @@ fn well_known_ports_are_never_allocated() {
     assert!(got >= MIN_PUBLIC_PORT);
     assert_eq!(got, want);
     assert!(k >= 1);
-    assert_eq!(drain(&mut nat)[0].get("collisions").unwrap(), u32::from(k));
+    assert!(matches!(
+        drain(&mut nat)[0],
+        NatEvent::MappingCreated { collisions, .. } if collisions == u32::from(k)
+    ));
 }
 
 #[test]
@@ -279,7 +288,7 @@ fn port_space_exhaustion_no_overloading_then_reclaim() {
         assert!(got >= MIN_PUBLIC_PORT);
         assert!(ports.insert(got), "port {got} handed out twice");
         while let Some(ev) = nat.poll_event() {
-            if ev.get("rule").unwrap() == "scan" {
+            if matches!(ev, NatEvent::MappingCreated { rule: "scan", .. }) {
                 scans += 1;
             }
         }
@@ -412,9 +421,11 @@ fn timeout_expiry_and_refresh_on_outbound() {
     assert_eq!(nat.poll_timeout(), None);
     let ev = drain(&mut nat);
     assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0].kind, "nat.mapping_expired");
-    assert_eq!(ev[0].get("private").unwrap(), "10.1.0.100:5000");
-    assert_eq!(ev[0].get("public").unwrap(), "192.0.2.1:27198");
+    assert!(
+        matches!(ev[0], NatEvent::MappingExpired { private, public, .. }
+            if private == sa(Ipv4Addr::new(10, 1, 0, 100), 5000) && public == sa(PUB, 27198)),
+        "{ev:?}"
+    );
     let mut r = udp(sa(REMOTE, 1), sa(PUB, 0x6a3e), b"");
     assert_eq!(nat.inbound(secs(221), &mut r), Err(DropReason::NoMapping));
 }
@@ -439,11 +450,16 @@ fn inbound_without_mapping_is_dropped_counted_and_reported_aggregated() {
     assert_eq!(nat.inbound(secs(5), &mut r), Err(DropReason::NoMapping));
     let ev = drain(&mut nat);
     assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0].kind, "nat.drop");
-    assert_eq!(ev[0].get("reason").unwrap(), "no_mapping");
-    assert_eq!(ev[0].get("direction").unwrap(), "inbound");
-    assert_eq!(ev[0].get("count").unwrap(), 1);
-    assert_eq!(ev[0].get("src").unwrap(), "198.51.100.7");
+    assert!(
+        matches!(ev[0], NatEvent::Drop {
+            reason: DropReason::NoMapping,
+            direction: "inbound",
+            count: 1,
+            src: Some(src),
+            ..
+        } if src == Ipv4Addr::new(198, 51, 100, 7)),
+        "{ev:?}"
+    );
     for _ in 0..10 {
         let mut r = udp(sa(REMOTE, 1), sa(PUB, 40000), b"");
         assert!(nat.inbound(secs(5), &mut r).is_err());
@@ -452,8 +468,17 @@ fn inbound_without_mapping_is_dropped_counted_and_reported_aggregated() {
     let mut r = udp(sa(REMOTE, 1), sa(PUB, 40000), b"");
     assert!(nat.inbound(secs(6), &mut r).is_err());
     let ev = drain(&mut nat);
-    assert_eq!(ev[0].get("count").unwrap(), 11);
-    assert_eq!(ev[0].get("total").unwrap(), 12);
+    assert!(
+        matches!(
+            ev[0],
+            NatEvent::Drop {
+                count: 11,
+                total: 12,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
     assert_eq!(nat.drop_count(DropReason::NoMapping), 12);
     let total: u64 = nat.drops().map(|(_, n)| n).sum();
     assert_eq!(total, 12);
@@ -475,7 +500,13 @@ fn icmp_echo_round_trip() {
     let s = check(&rep);
     assert_eq!(s.dst, sa(*A.ip(), 0x1234));
     assert_eq!(s.payload, b"ping payload");
-    assert_eq!(drain(&mut nat)[0].get("protocol").unwrap(), "icmp");
+    assert!(matches!(
+        drain(&mut nat)[0],
+        NatEvent::MappingCreated {
+            protocol: Protocol::Icmp,
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -10,8 +10,9 @@
 //! bounded. Registrations are not authenticated (as a plain registrar without digest
 //! authentication; docs/vertical.md says what that allows).
 
+use super::events::LocationEvent;
 use crate::util::{millis_f64, short_hex};
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use binfm_stack::wire::vertical::{Id, VmMessage};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -48,7 +49,7 @@ pub struct LocationServer {
     pending: BTreeMap<u32, Pending>,
     next_request_id: u32,
     out: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<LocationEvent>,
 }
 
 impl LocationServer {
@@ -114,11 +115,10 @@ impl LocationServer {
         let msg = match VmMessage::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.events.push_back(
-                    Event::new("location.malformed")
-                        .with_display("from", from)
-                        .with_display("error", e),
-                );
+                self.events.push_back(LocationEvent::Malformed {
+                    from,
+                    error: e.to_string(),
+                });
                 return;
             }
         };
@@ -131,42 +131,38 @@ impl LocationServer {
                 id,
                 contact,
             } => self.on_resolved(now, from, request_id, id, contact),
-            other => self.events.push_back(
-                Event::new("location.unexpected")
-                    .with_display("from", from)
-                    .with("message", other.name()),
-            ),
+            other => self.events.push_back(LocationEvent::Unexpected {
+                from,
+                message: other.name(),
+            }),
         }
     }
 
     fn on_register(&mut self, from: SocketAddrV4, id: Id, contact: SocketAddrV4) {
         if self.bindings.len() >= MAX_BINDINGS && !self.bindings.contains_key(&id) {
-            self.events.push_back(
-                Event::new("location.register_refused")
-                    .with("id", short_hex(&id))
-                    .with("reason", "table full"),
-            );
+            self.events.push_back(LocationEvent::RegisterRefused {
+                id: short_hex(&id),
+                reason: "table full",
+            });
             return;
         }
         let old = self.bindings.insert(id, contact);
         if old != Some(contact) {
-            self.events.push_back(
-                Event::new("location.registered")
-                    .with("id", short_hex(&id))
-                    .with_display("contact", contact)
-                    .with_display("from", from),
-            );
+            self.events.push_back(LocationEvent::Registered {
+                id: short_hex(&id),
+                contact,
+                from,
+            });
         }
         self.send(from, &VmMessage::RegisterAck { id, contact });
     }
 
     fn on_lookup(&mut self, now: Time, from: SocketAddrV4, client_request: u32, id: Id) {
         if let Some(&contact) = self.bindings.get(&id) {
-            self.events.push_back(
-                Event::new("location.lookup_local")
-                    .with("id", short_hex(&id))
-                    .with_display("contact", contact),
-            );
+            self.events.push_back(LocationEvent::LookupLocal {
+                id: short_hex(&id),
+                contact,
+            });
             self.reply(from, client_request, id, Some(contact));
             return;
         }
@@ -200,31 +196,28 @@ impl LocationServer {
             None => self.peers.iter().map(|(_, a)| *a).collect(),
         };
         if targets.is_empty() {
-            self.events.push_back(
-                Event::new("location.lookup_not_found")
-                    .with("id", short_hex(&id))
-                    .with("reason", "not registered here, no peer to ask"),
-            );
+            self.events.push_back(LocationEvent::LookupNotFound {
+                id: short_hex(&id),
+                reason: "not registered here, no peer to ask",
+            });
             self.reply(from, client_request, id, None);
             return;
         }
         if self.pending.len() >= MAX_PENDING {
-            self.events.push_back(
-                Event::new("location.lookup_refused")
-                    .with("id", short_hex(&id))
-                    .with("reason", "too many resolutions in flight"),
-            );
+            self.events.push_back(LocationEvent::LookupRefused {
+                id: short_hex(&id),
+                reason: "too many resolutions in flight",
+            });
             return;
         }
         let rid = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         for &peer in &targets {
-            self.events.push_back(
-                Event::new("location.resolve_sent")
-                    .with("id", short_hex(&id))
-                    .with("request_id", rid)
-                    .with_display("peer", peer),
-            );
+            self.events.push_back(LocationEvent::ResolveSent {
+                id: short_hex(&id),
+                request_id: rid,
+                peer,
+            });
             self.send(
                 peer,
                 &VmMessage::Resolve {
@@ -248,20 +241,18 @@ impl LocationServer {
 
     fn on_resolve(&mut self, from: SocketAddrV4, request_id: u32, id: Id) {
         if !self.peers.iter().any(|(_, a)| *a == from) {
-            self.events.push_back(
-                Event::new("location.resolve_refused")
-                    .with_display("from", from)
-                    .with("reason", "not a peer server"),
-            );
+            self.events.push_back(LocationEvent::ResolveRefused {
+                from,
+                reason: "not a peer server",
+            });
             return;
         }
         let contact = self.bindings.get(&id).copied();
-        self.events.push_back(
-            Event::new("location.resolve_answered")
-                .with("id", short_hex(&id))
-                .with("found", contact.is_some())
-                .with_display("peer", from),
-        );
+        self.events.push_back(LocationEvent::ResolveAnswered {
+            id: short_hex(&id),
+            found: contact.is_some(),
+            peer: from,
+        });
         self.send(
             from,
             &VmMessage::Resolved {
@@ -284,11 +275,8 @@ impl LocationServer {
             return; // late or duplicate
         };
         if p.id != id || !p.waiting.contains(&from) {
-            self.events.push_back(
-                Event::new("location.resolved_rejected")
-                    .with_display("from", from)
-                    .with("request_id", request_id),
-            );
+            self.events
+                .push_back(LocationEvent::ResolvedRejected { from, request_id });
             return;
         }
         p.waiting.retain(|a| *a != from);
@@ -299,13 +287,12 @@ impl LocationServer {
             return;
         };
         let ms = millis_f64(now.saturating_sub(p.started));
-        self.events.push_back(
-            Event::new("location.resolved")
-                .with("id", short_hex(&id))
-                .with("found", contact.is_some())
-                .with("resolve_ms", ms)
-                .with_display("peer", from),
-        );
+        self.events.push_back(LocationEvent::Resolved {
+            id: short_hex(&id),
+            found: contact.is_some(),
+            resolve_ms: ms,
+            peer: from,
+        });
         self.reply(p.client, p.client_request, id, contact);
     }
 
@@ -330,11 +317,10 @@ impl LocationServer {
             .collect();
         for rid in due {
             if let Some(p) = self.pending.remove(&rid) {
-                self.events.push_back(
-                    Event::new("location.resolve_timeout")
-                        .with("id", short_hex(&p.id))
-                        .with("request_id", rid),
-                );
+                self.events.push_back(LocationEvent::ResolveTimeout {
+                    id: short_hex(&p.id),
+                    request_id: rid,
+                });
                 self.reply(p.client, p.client_request, p.id, None);
             }
         }
@@ -351,7 +337,7 @@ impl LocationServer {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<LocationEvent> {
         self.events.pop_front()
     }
 }

@@ -13,6 +13,7 @@
 //! measured.
 
 pub mod en;
+pub mod events;
 pub mod location;
 pub mod stun;
 

@@ -2,7 +2,8 @@
 //! as XOR-MAPPED-ADDRESS. Stateless: no credentials, no allocation (the vertical model's NAT
 //! step needs only the mapping).
 
-use crate::{Event, Time, Transmit};
+use super::events::StunEvent;
+use crate::{Time, Transmit};
 use binfm_stack::wire::stun::{Class, StunMessage, is_stun};
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -17,7 +18,7 @@ pub const MAX_QUEUE: usize = 1024;
 pub struct StunServer {
     port: u16,
     out: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<StunEvent>,
     /// Binding requests answered.
     pub answered: u64,
     /// Datagrams dropped (not STUN, not a Binding request, malformed).
@@ -58,12 +59,11 @@ impl StunServer {
                 };
                 self.dropped += 1;
                 if self.events.len() < MAX_QUEUE {
-                    self.events.push_back(
-                        Event::new("stun.dropped")
-                            .with_display("from", from)
-                            .with("reason", reason)
-                            .with_display("error", e),
-                    );
+                    self.events.push_back(StunEvent::Dropped {
+                        from,
+                        reason,
+                        error: Some(e.to_string()),
+                    });
                 }
                 return;
             }
@@ -75,8 +75,7 @@ impl StunServer {
         let resp =
             StunMessage::binding_response(req.transaction_id, from, Some(SOFTWARE.to_owned()));
         self.answered += 1;
-        self.events
-            .push_back(Event::new("stun.binding").with_display("mapped", from));
+        self.events.push_back(StunEvent::Binding { mapped: from });
         self.out.push_back(Transmit {
             src_ip: None,
             src_port: self.port,
@@ -88,11 +87,11 @@ impl StunServer {
     fn drop_one(&mut self, from: SocketAddrV4, reason: &'static str) {
         self.dropped += 1;
         if self.events.len() < MAX_QUEUE {
-            self.events.push_back(
-                Event::new("stun.dropped")
-                    .with_display("from", from)
-                    .with("reason", reason),
-            );
+            self.events.push_back(StunEvent::Dropped {
+                from,
+                reason,
+                error: None,
+            });
         }
     }
 
@@ -110,7 +109,7 @@ impl StunServer {
     }
 
     /// Next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<StunEvent> {
         self.events.pop_front()
     }
 }
@@ -144,7 +143,7 @@ mod tests {
         assert_eq!(resp.class, Class::SuccessResponse);
         assert_eq!(resp.transaction_id, [5; 12]);
         assert_eq!(resp.mapped, Some(addr(9, 40000)));
-        assert_eq!(s.poll_event().unwrap().kind, "stun.binding");
+        assert_eq!(s.poll_event().unwrap().kind(), "stun.binding");
         assert!(s.poll_transmit().is_none());
     }
 

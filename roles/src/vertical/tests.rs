@@ -6,8 +6,9 @@
 use super::en::{VState, VerticalNode};
 use super::location::LocationServer;
 use super::stun::StunServer;
+use crate::event::Event;
 use crate::util::millis;
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::vertical::{Id, VmMessage, mac_input};
 use proptest::prelude::*;
@@ -72,9 +73,9 @@ impl Node {
     }
     fn poll_event(&mut self) -> Option<Event> {
         match self {
-            Node::En(n) => n.poll_event(),
-            Node::Stun(n) => n.poll_event(),
-            Node::Ls(n) => n.poll_event(),
+            Node::En(n) => n.poll_event().map(Into::into),
+            Node::Stun(n) => n.poll_event().map(Into::into),
+            Node::Ls(n) => n.poll_event().map(Into::into),
         }
     }
 }
@@ -272,14 +273,14 @@ impl Net {
     fn first(&self, host: &str, kind: &str, since: Time) -> Option<Time> {
         self.log
             .iter()
-            .find(|(t, h, e)| *t >= since && *h == host && e.kind == kind)
+            .find(|(t, h, e)| *t >= since && *h == host && e.kind() == kind)
             .map(|(t, _, _)| *t)
     }
 
     fn count(&self, host: &str, kind: &str) -> usize {
         self.log
             .iter()
-            .filter(|(_, h, e)| *h == host && e.kind == kind)
+            .filter(|(_, h, e)| *h == host && e.kind() == kind)
             .count()
     }
 }

@@ -17,11 +17,12 @@
 use super::{RunOptions, RunSummary, SETTLE, Scaffold};
 use crate::engine::{Boundary, Network};
 use crate::events::EventLog;
+use crate::events::TestbedEvent;
 use crate::netns::{self, Netns};
 use crate::results;
 use crate::topology::Topology;
 use anyhow::Context;
-use binfm_roles::{Event, Time};
+use binfm_roles::Time;
 use binfm_stack::fabric::{Dest, MemberId};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -327,9 +328,10 @@ async fn live_main(
     let _ = net.events.push(
         Time::ZERO,
         "testbed",
-        Event::new("live.start")
-            .with("namespace", ns.name().to_owned())
-            .with("segments", names.len() as u64),
+        TestbedEvent::LiveStart {
+            namespace: ns.name().to_owned(),
+            segments: names.len() as u64,
+        },
     );
     let mut counters = LiveCounters::default();
     let outcome = drive(
@@ -347,11 +349,12 @@ async fn live_main(
     let _ = net.events.push(
         net.now(),
         "testbed",
-        Event::new("live.end")
-            .with("tun_written", counters.tun_written)
-            .with("tun_write_errors", counters.tun_write_errors)
-            .with("kernel_injected", counters.kernel_injected)
-            .with("kernel_ignored", counters.kernel_ignored),
+        TestbedEvent::LiveEnd {
+            tun_written: counters.tun_written,
+            tun_write_errors: counters.tun_write_errors,
+            kernel_injected: counters.kernel_injected,
+            kernel_ignored: counters.kernel_ignored,
+        },
     );
     let finished = net.finish();
     drop(readers);
@@ -459,7 +462,8 @@ async fn drive<W: Write>(
         if stop.is_set() {
             let now = base.elapsed().max(net.now());
             net.advance_to(now);
-            net.events.push(now, "testbed", Event::new("live.signal"))?;
+            net.events
+                .push(now, "testbed", TestbedEvent::LiveSignal {})?;
             return Ok(true);
         }
         for (seg, packet) in net.boundary_mut().drain() {

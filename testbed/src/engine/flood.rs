@@ -3,9 +3,10 @@
 //! scheduled tick and absorbs (counts) what comes back. Packets and counts: [`crate::flood`].
 
 use super::{Network, RunError, What};
+use crate::events::TestbedEvent;
 use crate::flood::{FLOOD_NODE, FloodGen, FloodStats};
 use crate::topology::flood_step::{self, FloodKind, FloodSpec};
-use binfm_roles::{Event, Time};
+use binfm_roles::Time;
 use binfm_stack::fabric::Dest;
 use std::io::Write;
 use std::net::SocketAddrV4;
@@ -79,14 +80,15 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
         let seed = self.topo.seed ^ (index as u64 + 1).wrapping_mul(0xf100_d5ee_d000_0001);
         let target = SocketAddrV4::new(target_ip, binfm_stack::wire::ports::SN);
         let planned = spec.packets();
-        let ev = Event::new("fault.flood")
-            .with("target", self.topo.nodes[spec.target].name.clone())
-            .with("rate", spec.rate)
-            .with("duration_s", spec.duration.as_secs_f64())
-            .with("kind", spec.kind.as_str())
-            .with("packets", planned)
-            .with("sources", sources.len())
-            .with("segment", self.segments[segment].name.clone());
+        let ev = TestbedEvent::Flood {
+            target: self.topo.nodes[spec.target].name.clone(),
+            rate: spec.rate,
+            duration_s: spec.duration.as_secs_f64(),
+            kind: spec.kind.as_str(),
+            packets: planned,
+            sources: sources.len(),
+            segment: self.segments[segment].name.clone(),
+        };
         self.events.push(self.now, "testbed", ev)?;
         let id = self.flood.runs.len();
         self.flood.runs.push(FloodRun {
@@ -163,15 +165,16 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
             self.schedule(next_at, What::Flood { id });
         } else if let Some(r) = self.flood.runs.get(id) {
             let s = r.stats;
-            let ev = Event::new("fault.flood_end")
-                .with("target", r.target.clone())
-                .with("sent", s.sent)
-                .with("malformed", s.malformed)
-                .with("unsigned_tx", s.unsigned_tx)
-                .with("unsigned_query", s.unsigned_query)
-                .with("bytes", s.bytes)
-                .with("link_dropped", s.link_dropped)
-                .with("replies_so_far", s.replies);
+            let ev = TestbedEvent::FloodEnd {
+                target: r.target.clone(),
+                sent: s.sent,
+                malformed: s.malformed,
+                unsigned_tx: s.unsigned_tx,
+                unsigned_query: s.unsigned_query,
+                bytes: s.bytes,
+                link_dropped: s.link_dropped,
+                replies_so_far: s.replies,
+            };
             self.events.push(self.now, "testbed", ev)?;
         }
         Ok(())

@@ -8,9 +8,10 @@
 //! clock is not used: it jumps over real I/O).
 
 use crate::events::EventLog;
+use crate::events::TestbedEvent;
 use crate::node::{Node, Output};
 use crate::topology::{Action, Topology};
-use binfm_roles::{Command, Event, Time};
+use binfm_roles::{Command, Time};
 use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Dest, MemberId, Segment, SegmentDrop};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -229,9 +230,8 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 }
             }
         }
-        let ev = Event::new("fault.partition").with(
-            "groups",
-            format!(
+        let ev = TestbedEvent::Partition {
+            groups: format!(
                 "{:?}",
                 groups
                     .iter()
@@ -241,7 +241,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
                         .collect::<Vec<_>>())
                     .collect::<Vec<_>>()
             ),
-        );
+        };
         let _ = self.events.push(self.now, "testbed", ev);
     }
 
@@ -250,9 +250,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
         for seg in &mut self.segments {
             seg.heal();
         }
-        let _ = self
-            .events
-            .push(self.now, "testbed", Event::new("fault.heal"));
+        let _ = self.events.push(self.now, "testbed", TestbedEvent::Heal {});
     }
 
     /// Stops node `n` (a crash: it neither receives nor sends; its state is lost).
@@ -261,7 +259,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.wake[n] = None;
         let _ = self
             .events
-            .push(self.now, &self.nodes[n].name, Event::new("fault.crash"));
+            .push(self.now, &self.nodes[n].name, TestbedEvent::Crash {});
     }
 
     /// Restarts node `n` from its configuration (and, for a super node, its data directory).
@@ -278,7 +276,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             self.segments[seg].set_addr(member, addr);
         }
         self.events
-            .push(self.now, &self.nodes[n].name, Event::new("fault.restart"))?;
+            .push(self.now, &self.nodes[n].name, TestbedEvent::Restart {})?;
         let mut out = std::mem::take(&mut self.scratch_out);
         self.nodes[n].start(self.now, &mut out);
         let r = self.process(n, &mut out);
@@ -314,9 +312,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
     /// Carries out scenario step `index` now.
     fn apply_step(&mut self, index: usize) -> Result<(), RunError> {
         let step = self.topo.scenario[index].clone();
-        let ev = Event::new("scenario.step")
-            .with("line", step.line)
-            .with_display("action", format!("{:?}", step.action));
+        let ev = TestbedEvent::ScenarioStep {
+            line: step.line,
+            action: format!("{:?}", step.action),
+        };
         self.events.push(self.now, "testbed", ev)?;
         match step.action {
             Action::Call(a, b) => {
@@ -350,9 +349,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
             Action::Heal => self.heal(),
             Action::Loss(seg, loss) => {
                 self.segments[seg].set_loss(loss);
-                let ev = Event::new("fault.loss")
-                    .with("segment", self.segments[seg].name.clone())
-                    .with("loss", loss);
+                let ev = TestbedEvent::Loss {
+                    segment: self.segments[seg].name.clone(),
+                    loss,
+                };
                 self.events.push(self.now, "testbed", ev)?;
             }
             Action::Flood(spec) => self.start_flood(index, &spec)?,
@@ -370,9 +370,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.segments[old_seg].detach(old_member);
         let member = self.segments[seg].add_member(n, 0, None);
         let subnet = self.segments[seg].subnet;
-        let ev = Event::new("node.moved")
-            .with("from", self.segments[old_seg].name.clone())
-            .with("to", self.segments[seg].name.clone());
+        let ev = TestbedEvent::Moved {
+            from: self.segments[old_seg].name.clone(),
+            to: self.segments[seg].name.clone(),
+        };
         self.events.push(self.now, &self.nodes[n].name, ev)?;
         let mut out = std::mem::take(&mut self.scratch_out);
         self.nodes[n].move_to(self.now, seg, member, subnet, &mut out);
@@ -560,7 +561,9 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.events.push(
             self.now,
             "testbed",
-            Event::new("run.settle").with("settle_ms", settle.as_millis() as u64),
+            TestbedEvent::Settle {
+                settle_ms: settle.as_millis() as u64,
+            },
         )?;
         Ok(true)
     }
@@ -679,10 +682,11 @@ impl<W: Write, B: Boundary> Network<W, B> {
                         .link_drops
                         .entry((self.segments[seg].name.clone(), reason.as_str()))
                         .or_default() += 1;
-                    let ev = Event::new("fabric.drop")
-                        .with("segment", self.segments[seg].name.clone())
-                        .with("reason", reason.as_str())
-                        .with_display("next_hop", format!("{dest:?}"));
+                    let ev = TestbedEvent::FabricDrop {
+                        segment: self.segments[seg].name.clone(),
+                        reason: reason.as_str(),
+                        next_hop: format!("{dest:?}"),
+                    };
                     let host = from_node
                         .map_or(self.boundary.outside_name(), |n| {
                             self.nodes[n].name.as_str()

@@ -5,7 +5,7 @@
 
 use super::{Progress, one_run, summarise};
 use crate::apps::wallet_for;
-use crate::events::Record;
+use crate::events::JsonRecord as Record;
 use crate::results::ms;
 use crate::topology::{Action, Model, Step, Topology};
 use serde_json::{Map, Value, json};

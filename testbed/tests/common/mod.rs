@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use binfm_testbed::driver::{RunOptions, RunSummary, run_virtual};
-use binfm_testbed::events::Record;
+use binfm_testbed::events::JsonRecord as Record;
 use binfm_testbed::topology::Topology;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};

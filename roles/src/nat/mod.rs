@@ -17,12 +17,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use binfm_stack::checksum::{
-    ones_complement_sum, update_u32, update_udp_u32, update_udp_word, update_word,
-};
 use sha2::{Digest, Sha256};
 
-use crate::{Event, Time};
+use crate::Time;
+
+pub mod events;
+mod packet;
+
+use events::NatEvent;
 
 /// The lowest public port (and ICMP identifier) the NAT hands out: well-known ports are
 /// reserved so a mapping can never shadow a service of the NAT box itself.
@@ -75,185 +77,9 @@ fn first16(digest: &[u8]) -> u16 {
     }
 }
 
-/// Which inbound packets a mapping admits (RFC 4787 section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Filtering {
-    /// Anyone may send to a mapped port: BINFM needs inbound Session Requests from peers the
-    /// EN has never talked to.
-    #[default]
-    EndpointIndependent,
-    /// Only remote IPs the mapping has sent to.
-    AddressDependent,
-    /// Only remote ip:port pairs the mapping has sent to (ICMP: remote IP only).
-    AddressAndPortDependent,
-}
+mod types;
 
-/// The two mapping namespaces: UDP ports and ICMP echo identifiers are independent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// UDP, keyed by source port.
-    Udp,
-    /// ICMP echo, keyed by the echo identifier.
-    Icmp,
-}
-
-impl Protocol {
-    /// Lower-case name used in events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Udp => "udp",
-            Protocol::Icmp => "icmp",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Protocol::Udp => 0,
-            Protocol::Icmp => 1,
-        }
-    }
-}
-
-/// Configuration of one NAT box.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatConfig {
-    /// The one public address every mapping uses (RFC 4787 REQ-2 "paired" trivially).
-    pub public_ip: Ipv4Addr,
-    /// Inside network; outbound packets from elsewhere are dropped as `NotForUs`.
-    pub inside_network: Ipv4Addr,
-    /// Prefix length of the inside network (values above 32 act as 32).
-    pub inside_prefix_len: u8,
-    /// Inbound filtering behaviour.
-    pub filtering: Filtering,
-    /// Idle time after which a mapping expires. 120 s is the RFC 4787 REQ-5 minimum; lower
-    /// values are allowed for experiments but violate REQ-5.
-    pub mapping_timeout: Duration,
-    /// Mappings in both namespaces together; more is a `TableFull` drop.
-    pub max_mappings: usize,
-    /// Mappings per private IP (both namespaces); more is a `HostMappingLimit` drop.
-    pub max_mappings_per_host: usize,
-}
-
-impl NatConfig {
-    /// A configuration with the defaults: endpoint-independent filtering, 120 s timeout,
-    /// 16384 mappings, 1024 per host.
-    pub fn new(public_ip: Ipv4Addr, inside_network: Ipv4Addr, inside_prefix_len: u8) -> Self {
-        NatConfig {
-            public_ip,
-            inside_network,
-            inside_prefix_len,
-            filtering: Filtering::EndpointIndependent,
-            mapping_timeout: Duration::from_secs(120),
-            max_mappings: 16384,
-            max_mappings_per_host: 1024,
-        }
-    }
-}
-
-impl Default for NatConfig {
-    /// 192.0.2.1 (documentation range) in front of 10.0.0.0/8.
-    fn default() -> Self {
-        NatConfig::new(Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(10, 0, 0, 0), 8)
-    }
-}
-
-/// Where an outbound packet goes after translation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Translated {
-    /// Send it out of the outside interface.
-    ToOutside,
-    /// It was addressed to one of our own mappings: the rewritten packet must go back to the
-    /// inside (RFC 4787 REQ-9).
-    Hairpin,
-}
-
-/// Why a packet was dropped. Every drop is counted under exactly one reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum DropReason {
-    /// Too short, not IPv4, bad IHL, total length beyond the buffer, bad UDP length.
-    #[error("malformed IPv4/UDP/ICMP packet")]
-    Malformed,
-    /// IPv4 header checksum does not verify.
-    #[error("bad IPv4 header checksum")]
-    BadChecksum,
-    /// MF set or fragment offset non-zero: the NAT does not reassemble.
-    #[error("IPv4 fragment (not reassembled)")]
-    Fragment,
-    /// Neither UDP nor ICMP echo (request outbound, reply inbound).
-    #[error("protocol not translated (only UDP and ICMP echo)")]
-    UnsupportedProtocol,
-    /// Inbound (or hairpin) to a public port without a live mapping.
-    #[error("no mapping for the destination port")]
-    NoMapping,
-    /// The mapping exists but its filtering rejects the remote endpoint.
-    #[error("rejected by the mapping's filtering")]
-    Filtered,
-    /// Every public port from 1024 to 65535 is held by a live mapping.
-    #[error("no free public port")]
-    PortsExhausted,
-    /// The private host already has `max_mappings_per_host` mappings.
-    #[error("per-host mapping limit reached")]
-    HostMappingLimit,
-    /// The NAT already has `max_mappings` mappings.
-    #[error("mapping table full")]
-    TableFull,
-    /// Outbound from outside the inside network, or inbound not addressed to `public_ip`.
-    #[error("packet not for this NAT")]
-    NotForUs,
-}
-
-impl DropReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
-        DropReason::Malformed,
-        DropReason::BadChecksum,
-        DropReason::Fragment,
-        DropReason::UnsupportedProtocol,
-        DropReason::NoMapping,
-        DropReason::Filtered,
-        DropReason::PortsExhausted,
-        DropReason::HostMappingLimit,
-        DropReason::TableFull,
-        DropReason::NotForUs,
-    ];
-
-    /// Snake-case name used in events and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Malformed => "malformed",
-            DropReason::BadChecksum => "bad_checksum",
-            DropReason::Fragment => "fragment",
-            DropReason::UnsupportedProtocol => "unsupported_protocol",
-            DropReason::NoMapping => "no_mapping",
-            DropReason::Filtered => "filtered",
-            DropReason::PortsExhausted => "ports_exhausted",
-            DropReason::HostMappingLimit => "host_mapping_limit",
-            DropReason::TableFull => "table_full",
-            DropReason::NotForUs => "not_for_us",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Translation counters (drops are in [`Nat::drops`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NatStats {
-    /// Outbound packets translated to the outside.
-    pub outbound: u64,
-    /// Inbound packets translated to the inside.
-    pub inbound: u64,
-    /// Hairpinned packets.
-    pub hairpin: u64,
-    /// Mappings created.
-    pub mappings_created: u64,
-    /// Mappings expired (by timeout or reclaimed when already idle too long).
-    pub mappings_expired: u64,
-    /// Events not queued because the driver did not drain [`Nat::poll_event`].
-    pub events_lost: u64,
-}
+pub use types::{DropReason, Filtering, NatConfig, NatStats, Protocol, Translated};
 
 /// Which step of the collision rule produced a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,7 +164,7 @@ pub struct Nat {
     /// entry is re-pushed when it surfaces, so refreshing costs nothing per packet.
     expiry: BinaryHeap<Reverse<(Time, u64, u32)>>,
     next_generation: u64,
-    events: VecDeque<Event>,
+    events: VecDeque<NatEvent>,
     drops: [u64; DropReason::ALL.len()],
     drop_reports: [DropReport; DropReason::ALL.len()],
     stats: NatStats,
@@ -355,127 +181,7 @@ impl fmt::Debug for Nat {
     }
 }
 
-/// The fields of a checked IPv4 header.
-struct Ip {
-    ihl: usize,
-    total: usize,
-    proto: u8,
-    src: u32,
-    dst: u32,
-}
-
-#[inline]
-fn rd16(p: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([p[off], p[off + 1]])
-}
-
-#[inline]
-fn wr16(p: &mut [u8], off: usize, v: u16) {
-    p[off..off + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-#[inline]
-fn rd32(p: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([p[off], p[off + 1], p[off + 2], p[off + 3]])
-}
-
-#[inline]
-fn wr32(p: &mut [u8], off: usize, v: u32) {
-    p[off..off + 4].copy_from_slice(&v.to_be_bytes());
-}
-
-/// Checks the IPv4 header; every index used later is within `ihl`/`total` ≤ `p.len()`.
-#[inline]
-fn parse_ipv4(p: &[u8]) -> Result<Ip, DropReason> {
-    if p.len() < 20 || p[0] >> 4 != 4 {
-        return Err(DropReason::Malformed);
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(rd16(p, 2));
-    if ihl < 20 || total < ihl || total > p.len() {
-        return Err(DropReason::Malformed);
-    }
-    // A valid header sums to 0xffff (the checksum is the complement of the rest).
-    if ones_complement_sum(&p[..ihl]) != 0xffff {
-        return Err(DropReason::BadChecksum);
-    }
-    // MF flag or a non-zero offset.
-    if rd16(p, 6) & 0x3fff != 0 {
-        return Err(DropReason::Fragment);
-    }
-    Ok(Ip {
-        ihl,
-        total,
-        proto: p[9],
-        src: rd32(p, 12),
-        dst: rd32(p, 16),
-    })
-}
-
-/// UDP source and destination ports after checking the UDP length.
-#[inline]
-fn udp_ports(p: &[u8], ip: &Ip) -> Result<(u16, u16), DropReason> {
-    let l4 = ip.total - ip.ihl;
-    if l4 < 8 {
-        return Err(DropReason::Malformed);
-    }
-    let len = usize::from(rd16(p, ip.ihl + 4));
-    if len < 8 || len > l4 {
-        return Err(DropReason::Malformed);
-    }
-    Ok((rd16(p, ip.ihl), rd16(p, ip.ihl + 2)))
-}
-
-/// ICMP type and echo identifier.
-#[inline]
-fn icmp_echo(p: &[u8], ip: &Ip) -> Result<(u8, u16), DropReason> {
-    if ip.total - ip.ihl < 8 {
-        return Err(DropReason::Malformed);
-    }
-    Ok((p[ip.ihl], rd16(p, ip.ihl + 4)))
-}
-
-/// Which address/port pair of a packet to rewrite.
-#[derive(Clone, Copy)]
-enum Side {
-    Src,
-    Dst,
-}
-
-/// Rewrites one UDP endpoint and updates the IPv4 and UDP checksums (the UDP pseudo-header
-/// covers the addresses; a zero UDP checksum stays zero).
-#[inline]
-fn rewrite_udp(p: &mut [u8], ihl: usize, side: Side, ip: u32, port: u16) {
-    let (ip_off, port_off) = match side {
-        Side::Src => (12, ihl),
-        Side::Dst => (16, ihl + 2),
-    };
-    let old_ip = rd32(p, ip_off);
-    let old_port = rd16(p, port_off);
-    wr32(p, ip_off, ip);
-    wr16(p, port_off, port);
-    let ipc = update_u32(rd16(p, 10), old_ip, ip);
-    wr16(p, 10, ipc);
-    let uc = update_udp_u32(rd16(p, ihl + 6), old_ip, ip);
-    let uc = update_udp_word(uc, old_port, port);
-    wr16(p, ihl + 6, uc);
-}
-
-/// Rewrites one address and the echo identifier; the ICMP checksum has no pseudo-header,
-/// so only the identifier change touches it.
-#[inline]
-fn rewrite_icmp(p: &mut [u8], ihl: usize, side: Side, ip: u32, ident: u16) {
-    let ip_off = match side {
-        Side::Src => 12,
-        Side::Dst => 16,
-    };
-    let old_ip = rd32(p, ip_off);
-    wr32(p, ip_off, ip);
-    wr16(p, 10, update_u32(rd16(p, 10), old_ip, ip));
-    let old_id = rd16(p, ihl + 4);
-    wr16(p, ihl + 4, ident);
-    wr16(p, ihl + 2, update_word(rd16(p, ihl + 2), old_id, ident));
-}
+use packet::{Side, icmp_echo, parse_ipv4, rewrite_icmp, rewrite_udp, udp_ports};
 
 impl Nat {
     /// A NAT with no mappings.
@@ -575,7 +281,7 @@ impl Nat {
     }
 
     /// Next event: `nat.mapping_created`, `nat.mapping_expired`, `nat.drop`.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<NatEvent> {
         self.events.pop_front()
     }
 
@@ -788,18 +494,14 @@ impl Nat {
             slot,
         )));
         self.stats.mappings_created += 1;
-        self.push_event(
-            Event::new("nat.mapping_created")
-                .with("protocol", proto.as_str())
-                .with_display("private", SocketAddrV4::new(private_ip, port))
-                .with_display(
-                    "public",
-                    SocketAddrV4::new(self.config.public_ip, public_port),
-                )
-                .with("port_h16", c0)
-                .with("collisions", collisions)
-                .with("rule", rule.as_str()),
-        );
+        self.push_event(NatEvent::MappingCreated {
+            protocol: proto,
+            private: SocketAddrV4::new(private_ip, port),
+            public: SocketAddrV4::new(self.config.public_ip, public_port),
+            port_h16: c0,
+            collisions,
+            rule: rule.as_str(),
+        });
         Ok(slot as usize)
     }
 
@@ -908,19 +610,15 @@ impl Nat {
         }
         self.free_slots.push(slot as u32);
         self.stats.mappings_expired += 1;
-        self.push_event(
-            Event::new("nat.mapping_expired")
-                .with("protocol", m.proto.as_str())
-                .with_display("private", m.private)
-                .with_display(
-                    "public",
-                    SocketAddrV4::new(self.config.public_ip, m.public_port),
-                )
-                .with("last_active_ms", m.last_active.as_millis() as u64),
-        );
+        self.push_event(NatEvent::MappingExpired {
+            protocol: m.proto,
+            private: m.private,
+            public: SocketAddrV4::new(self.config.public_ip, m.public_port),
+            last_active_ms: m.last_active.as_millis() as u64,
+        });
     }
 
-    fn push_event(&mut self, event: Event) {
+    fn push_event(&mut self, event: NatEvent) {
         if self.events.len() < EVENT_QUEUE_CAP {
             self.events.push_back(event);
         } else {
@@ -949,22 +647,23 @@ impl Nat {
             let count = report.pending;
             report.pending = 0;
             report.last = Some(now);
-            let mut ev = Event::new("nat.drop")
-                .with("reason", reason.as_str())
-                .with("direction", direction)
-                .with("count", count)
-                .with("total", self.drops[i]);
             // Best effort sample of the packet, even if it is malformed.
-            if let (Some(src), Some(dst), Some(proto)) =
-                (packet.get(12..16), packet.get(16..20), packet.get(9))
-            {
-                let a = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
-                ev = ev
-                    .with_display("src", a(src))
-                    .with_display("dst", a(dst))
-                    .with("ip_protocol", *proto);
-            }
-            self.push_event(ev);
+            let sample = match (packet.get(12..16), packet.get(16..20), packet.get(9)) {
+                (Some(src), Some(dst), Some(proto)) => {
+                    let a = |b: &[u8]| Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+                    Some((a(src), a(dst), *proto))
+                }
+                _ => None,
+            };
+            self.push_event(NatEvent::Drop {
+                reason,
+                direction,
+                count,
+                total: self.drops[i],
+                src: sample.map(|s| s.0),
+                dst: sample.map(|s| s.1),
+                ip_protocol: sample.map(|s| s.2),
+            });
         }
         reason
     }

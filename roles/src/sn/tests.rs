@@ -1,0 +1,370 @@
+//! Unit tests of the super node.
+
+use super::*;
+use crate::chain::BlockHeader;
+use crate::wallet::Wallet;
+use std::net::Ipv4Addr;
+
+const EN_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 50), 7401);
+const SN_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
+const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), 7400);
+
+fn sn() -> SuperNode {
+    let chain = ChainConfig {
+        network_hash_rate: 2000.0,
+        ..ChainConfig::default()
+    };
+    let mut s = SuperNode::new(SnConfig::new(1, vec![PEER], 2000.0, chain), 7).unwrap();
+    s.start(Time::ZERO);
+    s
+}
+
+fn wallet() -> Wallet {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut w = Wallet::from_seed([7; 32], &mut rng);
+    // An EN on the public segment: its own address is its public endpoint.
+    w.set_addresses(EN_ADDR, EN_ADDR);
+    w
+}
+
+/// Feeds a message from `from`, returns the TxAck status sent back (if any) and the events.
+fn submit(
+    s: &mut SuperNode,
+    now: Time,
+    from: SocketAddrV4,
+    msg: Message,
+) -> (Option<TxStatus>, Vec<SnEvent>) {
+    s.handle_datagram(now, from, SN_ADDR, &msg.to_bytes());
+    let mut status = None;
+    while let Some(t) = s.poll_transmit() {
+        if let (true, Ok(Message::TxAck { status: st, .. })) =
+            (t.dst == from, Message::parse(&t.payload))
+        {
+            status = Some(st);
+        }
+    }
+    (status, std::iter::from_fn(|| s.poll_event()).collect())
+}
+
+fn run_until_confirmed(s: &mut SuperNode, owner: [u8; 32], seq: u64) -> Time {
+    for _ in 0..200 {
+        let Some(now) = s.poll_timeout() else { break };
+        s.handle_timeout(now);
+        while s.poll_transmit().is_some() {}
+        while s.poll_event().is_some() {}
+        if s.chain()
+            .lookup(&owner)
+            .is_some_and(|(tx, _)| tx.out.seq == seq)
+        {
+            return now;
+        }
+    }
+    panic!("seq {seq} never confirmed");
+}
+
+#[test]
+fn registration_is_accepted_relayed_mined_and_queried() {
+    let mut s = sn();
+    let mut w = wallet();
+    let tx = w.next_tx(0);
+    s.handle_datagram(
+        Time::ZERO,
+        EN_ADDR,
+        SN_ADDR,
+        &Message::TxSubmit { tx: tx.clone() }.to_bytes(),
+    );
+    let sent: Vec<Transmit> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    assert!(
+        sent.iter()
+            .any(|t| t.dst == PEER
+                && matches!(Message::parse(&t.payload), Ok(Message::TxRelay { .. }))),
+        "relayed to the peer"
+    );
+    assert!(sent.iter().any(|t| t.dst == EN_ADDR
+        && matches!(
+            Message::parse(&t.payload),
+            Ok(Message::TxAck {
+                status: TxStatus::Accepted,
+                ..
+            })
+        )));
+    run_until_confirmed(&mut s, w.hash_addr(), 1);
+    s.handle_datagram(
+        Time::from_secs(60),
+        EN_ADDR,
+        SN_ADDR,
+        &Message::Query {
+            request_id: 5,
+            hash_addr: w.hash_addr(),
+            want_unconfirmed: false,
+        }
+        .to_bytes(),
+    );
+    let reply = s.poll_transmit().map(|t| Message::parse(&t.payload));
+    match reply {
+        Some(Ok(Message::Reply {
+            request_id: 5,
+            found: true,
+            tx: Some(got),
+            ..
+        })) => assert_eq!(got, tx),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+#[test]
+fn replayed_forged_and_misplaced_txs_are_refused_with_reasons() {
+    let mut s = sn();
+    let mut w = wallet();
+    let tx1 = w.next_tx(0);
+    let tx2 = w.next_tx(1);
+    assert_eq!(
+        submit(
+            &mut s,
+            Time::ZERO,
+            EN_ADDR,
+            Message::TxSubmit { tx: tx2.clone() }
+        )
+        .0,
+        Some(TxStatus::Accepted)
+    );
+    run_until_confirmed(&mut s, w.hash_addr(), 2);
+    let now = Time::from_secs(60);
+    // The same Tx again: a retransmission, answered as a duplicate.
+    assert_eq!(
+        submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: tx2.clone() }).0,
+        Some(TxStatus::Duplicate)
+    );
+    // An older, genuinely signed Tx replayed: refused as stale, with a reason.
+    let (st, ev) = submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: tx1 });
+    assert_eq!(st, Some(TxStatus::Rejected(reject::STALE_SEQ)));
+    assert!(
+        ev.iter().any(|e| matches!(e, SnEvent::Drop {
+            reason: "tx_refused",
+            sample: DropSample::TxRefused { error, .. },
+            ..
+        } if error.contains("seq"))),
+        "{ev:?}"
+    );
+    // A forged signature.
+    let mut forged = w.next_tx(2);
+    forged.signature[0] ^= 1;
+    assert_eq!(
+        submit(&mut s, now, EN_ADDR, Message::TxSubmit { tx: forged }).0,
+        Some(TxStatus::Rejected(reject::BAD_SIGNATURE))
+    );
+    // A Tx claiming an endpoint it was not sent from: the SN reports what it saw.
+    let honest = w.next_tx(3);
+    let other = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 60), 999);
+    assert_eq!(
+        submit(&mut s, now, other, Message::TxSubmit { tx: honest }).0,
+        Some(TxStatus::EndpointMismatch)
+    );
+    // A relayed Tx from a host that is not a peer SN is not taken.
+    let (_, ev) = submit(&mut s, now, other, Message::TxRelay { tx: tx2 });
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        SnEvent::Drop {
+            reason: "unexpected",
+            ..
+        }
+    )));
+    assert_eq!(
+        s.refused,
+        BTreeMap::from([
+            ("tx_bad_signature", 1),
+            ("tx_refused", 1),
+            ("unexpected", 1)
+        ])
+    );
+}
+
+#[test]
+fn a_flood_is_counted_limited_and_reported_once_per_second_per_reason() {
+    let mut s = sn();
+    let mut w = wallet();
+    let mut bad = w.next_tx(0);
+    bad.signature[5] ^= 0x40;
+    let bad = Message::TxSubmit { tx: bad }.to_bytes();
+    let unknown = |i: u32| {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&i.to_be_bytes());
+        Message::Query {
+            request_id: i,
+            hash_addr: h,
+            want_unconfirmed: false,
+        }
+        .to_bytes()
+    };
+    let src = |i: u32| SocketAddrV4::new(Ipv4Addr::from(0xcb00_7100 + (i % 250) + 1), 5000);
+    let mut sent = 0u64;
+    let mut answers = 0u64;
+    let mut drops = Vec::new();
+    // 3 s of flood, 3000 datagrams per second, from 250 sources.
+    for i in 0..9000u32 {
+        let now = Time::from_micros(u64::from(i) * 333);
+        let from = src(i);
+        let data = match i % 3 {
+            0 => vec![0x42, 0x46, 1, 99, 1, 2, 3],
+            1 => bad.clone(),
+            _ => unknown(i),
+        };
+        s.handle_datagram(now, from, SN_ADDR, &data);
+        sent += 1;
+        answers += std::iter::from_fn(|| s.poll_transmit())
+            .filter(|t| t.dst == from)
+            .count() as u64;
+        drops.extend(std::iter::from_fn(|| s.poll_event()).filter(|e| e.kind() == "sn.drop"));
+    }
+    // One source far above its limits.
+    let hog = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 99), 1);
+    let now = Time::from_secs(3);
+    for i in 0..300u32 {
+        s.handle_datagram(now, hog, SN_ADDR, &bad);
+        s.handle_datagram(now, hog, SN_ADDR, &unknown(i));
+        sent += 2;
+    }
+    drops.extend(std::iter::from_fn(|| s.poll_event()).filter(|e| e.kind() == "sn.drop"));
+    let hog_answers = std::iter::from_fn(|| s.poll_transmit())
+        .filter(|t| t.dst == hog)
+        .count() as u64;
+
+    let total: u64 = s.refused.values().sum();
+    assert_eq!(total, sent, "every datagram counted: {:?}", s.refused);
+    assert_eq!(s.refused["malformed"], 3000);
+    let r = |k: &str| s.refused.get(k).copied().unwrap_or(0);
+    assert_eq!(r("tx_bad_signature") + r("tx_rate_limited"), 3300);
+    assert_eq!(r("query_unknown_address") + r("query_rate_limited"), 3300);
+    assert_eq!(
+        r("tx_rate_limited"),
+        300 - 20,
+        "the hog gets its Tx burst only"
+    );
+    assert_eq!(r("query_rate_limited"), 300 - 100, "and its Query burst");
+    // Verified and answered: a rejection TxAck or a NotFound Reply, never more.
+    assert_eq!(answers, 6000);
+    assert_eq!(hog_answers, 120);
+    // Reported at most once per reason per second (4 seconds: 0, 1, 2, 3), and the
+    // reported counts add up to what was counted.
+    let reasons: BTreeMap<String, (usize, u64)> = drops.iter().fold(BTreeMap::new(), |mut m, e| {
+        let SnEvent::Drop { reason, count, .. } = e else {
+            return m;
+        };
+        let (k, c) = (reason.to_string(), *count);
+        let v = m.entry(k).or_insert((0, 0));
+        v.0 += 1;
+        v.1 += c;
+        m
+    });
+    assert!(reasons.values().all(|&(n, _)| n <= 4), "{reasons:?}");
+    assert!(
+        reasons["malformed"].1 <= 3000 && reasons["malformed"].1 >= 2000,
+        "{reasons:?}"
+    );
+    // Nothing the flood sent was kept, except rate state within its bound.
+    let m = s.memory();
+    assert!(m.within_limits(), "{m:?}");
+    assert_eq!((m.mempool_txs, m.orphans, m.reassembly_blocks), (0, 0, 0));
+    assert_eq!(m.tx_limit_sources, 251);
+    assert!(m.bytes() <= m.bytes_bound());
+}
+
+#[test]
+fn a_block_with_bad_pow_is_rejected_with_a_reason() {
+    let mut s = sn();
+    let (tip, _) = s.chain().tip();
+    let header = BlockHeader {
+        version: crate::chain::BLOCK_VERSION,
+        prev: tip,
+        merkle_root: [0; 32],
+        time_ms: 10,
+        target: s.chain().store().expected_target(&tip).unwrap(),
+        miner: 9,
+        nonce: 0,
+    };
+    let mut block: Block<ToallTx> = Block::new(header, vec![]);
+    // Find a nonce that does NOT meet the target.
+    while pow::meets_target(&block.hash(), &block.header.target) {
+        block.header.nonce += 1;
+    }
+    let bytes = block.encode();
+    for part in split_block(block.hash(), &bytes).unwrap() {
+        s.handle_datagram(Time::from_millis(20), PEER, SN_ADDR, &part.to_bytes());
+    }
+    let ev: Vec<SnEvent> = std::iter::from_fn(|| s.poll_event()).collect();
+    let rej = ev
+        .iter()
+        .find_map(|e| match e {
+            SnEvent::BlockRejected { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("rejected");
+    assert!(rej.to_lowercase().contains("work"), "{rej:?}");
+    assert_eq!(s.chain().tip().0, tip);
+}
+
+mod unconfirmed_tests {
+    use super::*;
+    use crate::wallet::Wallet;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn reply_carries_the_pending_tx_only_when_enabled_and_asked() {
+        let en = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 50), 7401);
+        let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
+        for (enabled, asked, expect) in [
+            (false, true, false),
+            (true, false, false),
+            (true, true, true),
+        ] {
+            let chain = ChainConfig {
+                network_hash_rate: 2000.0,
+                ..ChainConfig::default()
+            };
+            let mut cfg = SnConfig::new(1, vec![], 2000.0, chain);
+            cfg.reply_unconfirmed = enabled;
+            cfg.mine = false;
+            let mut s = SuperNode::new(cfg, 1).unwrap();
+            s.start(Time::ZERO);
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let mut w = Wallet::from_seed([5; 32], &mut rng);
+            w.set_addresses(en, en);
+            let tx = w.next_tx(0);
+            s.handle_datagram(
+                Time::ZERO,
+                en,
+                me,
+                &Message::TxSubmit { tx: tx.clone() }.to_bytes(),
+            );
+            while s.poll_transmit().is_some() {}
+            let q = Message::Query {
+                request_id: 1,
+                hash_addr: w.hash_addr(),
+                want_unconfirmed: asked,
+            };
+            s.handle_datagram(Time::from_millis(10), en, me, &q.to_bytes());
+            match s.poll_transmit().map(|t| Message::parse(&t.payload)) {
+                Some(Ok(Message::Reply {
+                    found,
+                    tx: None,
+                    unconfirmed,
+                    ..
+                })) => {
+                    assert_eq!(
+                        unconfirmed.is_some(),
+                        expect,
+                        "enabled {enabled}, asked {asked}"
+                    );
+                    assert_eq!(
+                        found, expect,
+                        "only a pending Tx: found only if it is returned"
+                    );
+                    if let Some(u) = unconfirmed {
+                        assert_eq!(u, tx);
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
