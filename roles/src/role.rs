@@ -92,6 +92,33 @@ pub trait Role: std::fmt::Debug + Any {
     }
 }
 
+/// The commands both models' end nodes take, so one dispatch serves both
+/// ([`end_node_command`]); each model only says what a new address means for it.
+pub trait EndNodeCommands {
+    /// The host's port got `lease` on network `segment`.
+    fn on_bound(&mut self, now: Time, lease: &Lease, segment: usize);
+    /// The host's port lost its address.
+    fn on_unbound(&mut self);
+    /// Call `peer`.
+    fn call(&mut self, now: Time, peer: HashAddr);
+    /// Hang up the call with `peer`.
+    fn hangup(&mut self, now: Time, peer: HashAddr);
+    /// Renew the key of every active call.
+    fn rekey(&mut self, now: Time);
+}
+
+/// [`Role::handle_command`] of an end node, whichever model it runs.
+pub fn end_node_command(en: &mut impl EndNodeCommands, now: Time, command: &Command) {
+    match command {
+        Command::Bound { lease, segment } => en.on_bound(now, lease, *segment),
+        Command::Unbound => en.on_unbound(),
+        Command::Call(peer) => en.call(now, *peer),
+        Command::Hangup(peer) => en.hangup(now, *peer),
+        Command::Rekey => en.rekey(now),
+        _ => {}
+    }
+}
+
 /// What reports read of one call, whichever model ran it: the peer and the media.
 #[derive(Debug, Clone, Copy)]
 pub struct CallView<'a> {
@@ -99,6 +126,13 @@ pub struct CallView<'a> {
     pub peer: HashAddr,
     /// The call's audio both ways.
     pub media: &'a MediaSession,
+}
+
+impl<'a> CallView<'a> {
+    /// The view of a call with `peer`.
+    pub fn new(peer: HashAddr, media: &'a MediaSession) -> Self {
+        CallView { peer, media }
+    }
 }
 
 /// Implements the I/O half of [`Role`] by calling a role's inherent methods of the same

@@ -3,7 +3,32 @@
 
 use super::EndNode;
 use crate::Time;
-use crate::role::{CallView, Command, Role, role_io};
+use crate::address::Lease;
+use crate::role::{CallView, Command, EndNodeCommands, Role, end_node_command, role_io};
+use binfm_stack::wire::toall::HashAddr;
+
+impl EndNodeCommands for EndNode {
+    fn on_bound(&mut self, now: Time, lease: &Lease, _segment: usize) {
+        self.on_address(
+            now,
+            lease.address,
+            lease.nat_public,
+            lease.super_nodes.clone(),
+        );
+    }
+    fn on_unbound(&mut self) {
+        self.on_address_lost();
+    }
+    fn call(&mut self, now: Time, peer: HashAddr) {
+        EndNode::call(self, now, peer);
+    }
+    fn hangup(&mut self, now: Time, peer: HashAddr) {
+        EndNode::hangup(self, now, peer);
+    }
+    fn rekey(&mut self, now: Time) {
+        EndNode::rekey(self, now);
+    }
+}
 
 impl Role for EndNode {
     fn port(&self) -> u16 {
@@ -11,19 +36,7 @@ impl Role for EndNode {
     }
 
     fn handle_command(&mut self, now: Time, command: &Command) {
-        match command {
-            Command::Bound { lease, .. } => self.on_address(
-                now,
-                lease.address,
-                lease.nat_public,
-                lease.super_nodes.clone(),
-            ),
-            Command::Unbound => self.on_address_lost(),
-            Command::Call(peer) => self.call(now, *peer),
-            Command::Hangup(peer) => self.hangup(now, *peer),
-            Command::Rekey => self.rekey(now),
-            _ => {}
-        }
+        end_node_command(self, now, command);
     }
 
     role_io!();
@@ -31,10 +44,7 @@ impl Role for EndNode {
     fn calls(&self) -> Vec<CallView<'_>> {
         EndNode::calls(self)
             .iter()
-            .map(|c| CallView {
-                peer: c.peer,
-                media: &c.media,
-            })
+            .map(|c| CallView::new(c.peer, &c.media))
             .collect()
     }
 }

@@ -4,7 +4,31 @@
 
 use super::VerticalNode;
 use crate::Time;
-use crate::role::{CallView, Command, Role, role_io};
+use crate::address::Lease;
+use crate::role::{CallView, Command, EndNodeCommands, Role, end_node_command, role_io};
+use binfm_stack::wire::vertical::Id;
+
+impl EndNodeCommands for VerticalNode {
+    fn on_bound(&mut self, now: Time, lease: &Lease, segment: usize) {
+        match self.stun_server_of(segment) {
+            Some(stun) => self.on_address(now, lease.address, stun),
+            // No STUN server here: the EN has an address but cannot learn its contact.
+            None => self.on_address_lost(),
+        }
+    }
+    fn on_unbound(&mut self) {
+        self.on_address_lost();
+    }
+    fn call(&mut self, now: Time, peer: Id) {
+        VerticalNode::call(self, now, peer);
+    }
+    fn hangup(&mut self, now: Time, peer: Id) {
+        VerticalNode::hangup(self, now, peer);
+    }
+    fn rekey(&mut self, now: Time) {
+        VerticalNode::rekey(self, now);
+    }
+}
 
 impl Role for VerticalNode {
     fn port(&self) -> u16 {
@@ -12,18 +36,7 @@ impl Role for VerticalNode {
     }
 
     fn handle_command(&mut self, now: Time, command: &Command) {
-        match command {
-            Command::Bound { lease, segment } => match self.stun_server_of(*segment) {
-                Some(stun) => self.on_address(now, lease.address, stun),
-                // No STUN server here: the EN has an address but cannot learn its contact.
-                None => self.on_address_lost(),
-            },
-            Command::Unbound => self.on_address_lost(),
-            Command::Call(peer) => self.call(now, *peer),
-            Command::Hangup(peer) => self.hangup(now, *peer),
-            Command::Rekey => self.rekey(now),
-            _ => {}
-        }
+        end_node_command(self, now, command);
     }
 
     role_io!();
@@ -31,10 +44,7 @@ impl Role for VerticalNode {
     fn calls(&self) -> Vec<CallView<'_>> {
         VerticalNode::calls(self)
             .iter()
-            .map(|c| CallView {
-                peer: c.peer,
-                media: &c.media,
-            })
+            .map(|c| CallView::new(c.peer, &c.media))
             .collect()
     }
 }
