@@ -2,7 +2,7 @@
 //! member of the target's segment that holds every spoofed address, sends one datagram per
 //! scheduled tick and absorbs (counts) what comes back. Packets and counts: [`crate::flood`].
 
-use super::{Network, RunError, What};
+use super::{Network, RunError, Sender, What};
 use crate::events::TestbedEvent;
 use crate::flood::{FLOOD_NODE, FloodGen, FloodStats};
 use crate::topology::flood_step::{self, FloodKind, FloodSpec};
@@ -33,6 +33,13 @@ pub(super) struct Floods {
 }
 
 impl Floods {
+    /// Link emulation dropped a datagram of flood `id`.
+    pub(super) fn count_link_drop(&mut self, id: usize) {
+        if let Some(r) = self.runs.get_mut(id) {
+            r.stats.link_dropped += 1;
+        }
+    }
+
     fn run_of_member(&mut self, segment: usize, member: usize) -> Option<&mut FloodRun> {
         self.runs
             .iter_mut()
@@ -127,40 +134,7 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
         let done = run.next >= run.stats.planned;
         let next_at = run.start + run.source.spec().offset(run.next);
 
-        if let Some(c) = &mut self.capture {
-            c.record(seg, self.now, &packet)?;
-        }
-        self.boundary.sent(seg, member, dest, &packet);
-        self.segment_packets[seg] += 1;
-        let mut fates = std::mem::take(&mut self.scratch_fates);
-        self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
-        let mut packet = Some(packet);
-        for (to, fate) in fates.drain(..) {
-            match fate {
-                Ok(at) => {
-                    let p = packet.take().unwrap_or_default();
-                    self.schedule(
-                        at,
-                        What::Deliver {
-                            segment: seg,
-                            member: to,
-                            packet: p,
-                        },
-                    );
-                }
-                Err(reason) => {
-                    // Counted, not logged one by one: the end event and results carry it.
-                    *self
-                        .link_drops
-                        .entry((self.segments[seg].name.clone(), reason.as_str()))
-                        .or_default() += 1;
-                    if let Some(r) = self.flood.runs.get_mut(id) {
-                        r.stats.link_dropped += 1;
-                    }
-                }
-            }
-        }
-        self.scratch_fates = fates;
+        self.put_on_segment(seg, member, dest, packet, Sender::Flood(id))?;
         if !done {
             self.schedule(next_at, What::Flood { id });
         } else if let Some(r) = self.flood.runs.get(id) {

@@ -45,6 +45,15 @@ enum What {
 
 type Scheduled = crate::timed::Timed<What>;
 
+/// Who put a packet on a segment: a node, an outside member (through the boundary) or a
+/// flood step's source.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sender {
+    Node(usize),
+    Outside,
+    Flood(usize),
+}
+
 /// Errors that stop a run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -420,7 +429,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
                         self.nodes[n].ports[port].segment,
                         self.nodes[n].ports[port].member,
                     );
-                    self.put_on_segment(seg, member, dest, packet, Some(n))?;
+                    self.put_on_segment(seg, member, dest, packet, Sender::Node(n))?;
                 }
                 Output::AddrChanged { port, addr } => {
                     let (seg, member) = (
@@ -635,24 +644,24 @@ impl<W: Write, B: Boundary> Network<W, B> {
         dest: Dest,
         packet: Vec<u8>,
     ) -> Result<(), RunError> {
-        self.put_on_segment(segment, member, dest, packet, None)
+        self.put_on_segment(segment, member, dest, packet, Sender::Outside)
     }
 
     /// Puts a packet from `member` on segment `seg`: capture, the boundary (not for packets
-    /// an outside member wrote, `from_node = None`), link emulation, and either a scheduled
-    /// delivery per receiver or a counted drop.
-    fn put_on_segment(
+    /// an outside member wrote), link emulation, and either a scheduled delivery per receiver
+    /// or a counted drop (logged as `fabric.drop`, or counted by the flood that sent it).
+    pub(crate) fn put_on_segment(
         &mut self,
         seg: usize,
         member: usize,
         dest: Dest,
         packet: Vec<u8>,
-        from_node: Option<usize>,
+        sender: Sender,
     ) -> Result<(), RunError> {
         if let Some(c) = &mut self.capture {
             c.record(seg, self.now, &packet)?;
         }
-        if from_node.is_some() {
+        if !matches!(sender, Sender::Outside) {
             self.boundary.sent(seg, member, dest, &packet);
         }
         self.segment_packets[seg] += 1;
@@ -682,16 +691,21 @@ impl<W: Write, B: Boundary> Network<W, B> {
                         .link_drops
                         .entry((self.segments[seg].name.clone(), reason.as_str()))
                         .or_default() += 1;
+                    let host = match sender {
+                        Sender::Node(n) => self.nodes[n].name.clone(),
+                        Sender::Outside => self.boundary.outside_name().to_owned(),
+                        Sender::Flood(id) => {
+                            // Counted, not logged one by one: the end event and results
+                            // carry it.
+                            self.flood.count_link_drop(id);
+                            continue;
+                        }
+                    };
                     let ev = TestbedEvent::FabricDrop {
                         segment: self.segments[seg].name.clone(),
                         reason: reason.as_str(),
                         next_hop: format!("{dest:?}"),
                     };
-                    let host = from_node
-                        .map_or(self.boundary.outside_name(), |n| {
-                            self.nodes[n].name.as_str()
-                        })
-                        .to_owned();
                     self.events.push(self.now, &host, ev)?;
                 }
             }
