@@ -334,6 +334,22 @@ impl Topology {
 }
 
 impl NodeDef {
+    /// A node with these ports and no role yet (the role sections of the file add them).
+    pub fn new(name: String, kind: NodeKind, ports: Vec<PortDef>) -> NodeDef {
+        NodeDef {
+            name,
+            kind,
+            ports,
+            gateway: None,
+            echo_server: None,
+            echo_client: None,
+            super_node: None,
+            end_node: None,
+            domain_server: false,
+            roles: Vec::new(),
+        }
+    }
+
     /// Whether the node forwards packets.
     pub fn forwards(&self) -> bool {
         !matches!(self.kind, NodeKind::Host)

@@ -341,21 +341,11 @@ impl<'a> Builder<'a> {
                 if i.segment == o.segment {
                     cx.err(&n.outside.segment, format!("NAT `{name}`: inside and outside are the same segment; a NAT joins two segments"));
                 }
-                let node = NodeDef {
-                    name,
-                    kind: NodeKind::Nat(NatDef {
-                        filtering,
-                        mapping_timeout,
-                    }),
-                    ports: vec![i, o],
-                    gateway: None,
-                    echo_server: None,
-                    echo_client: None,
-                    super_node: None,
-                    end_node: None,
-                    domain_server: false,
-                    roles: Vec::new(),
-                };
+                let kind = NodeKind::Nat(NatDef {
+                    filtering,
+                    mapping_timeout,
+                });
+                let node = NodeDef::new(name, kind, vec![i, o]);
                 add_node(cx, node_index, nodes, &n.name, node);
             }
         }
@@ -383,18 +373,7 @@ impl<'a> Builder<'a> {
             if r.ports.len() < 2 {
                 cx.err(&r.name, format!("router `{name}` needs at least two ports"));
             }
-            let node = NodeDef {
-                name,
-                kind: NodeKind::Router,
-                ports,
-                gateway: None,
-                echo_server: None,
-                echo_client: None,
-                super_node: None,
-                end_node: None,
-                domain_server: false,
-                roles: Vec::new(),
-            };
+            let node = NodeDef::new(name, NodeKind::Router, ports);
             add_node(cx, node_index, nodes, &r.name, node);
         }
     }
@@ -473,16 +452,10 @@ impl<'a> Builder<'a> {
                 }
             }
             let node = NodeDef {
-                name,
-                kind: NodeKind::Host,
-                ports: vec![PortDef { segment, addr }],
                 gateway,
                 echo_server,
-                echo_client: None,
-                super_node: None,
-                end_node: None,
-                domain_server: false,
                 roles,
+                ..NodeDef::new(name, NodeKind::Host, vec![PortDef { segment, addr }])
             };
             let idx = nodes.len();
             add_node(cx, node_index, nodes, &h.name, node);
