@@ -39,7 +39,9 @@ pub enum BlockError {
     /// The header hash is above the header's target.
     #[error("proof of work does not meet the block's target")]
     BadPow,
-    /// More than [`MAX_BLOCK_BYTES`](crate::chain::MAX_BLOCK_BYTES) encoded or too many txs.
+    /// More than [`MAX_BLOCK_BYTES`] encoded or too many txs.
+    ///
+    /// [`MAX_BLOCK_BYTES`]: crate::chain::MAX_BLOCK_BYTES
     #[error("block of {bytes} bytes / {txs} txs exceeds the limits")]
     Oversized {
         /// Encoded size.
@@ -67,15 +69,17 @@ pub enum BlockError {
     /// A block claiming a zero parent that is not our genesis (another network's chain).
     #[error("block claims a different genesis")]
     ForeignGenesis,
-    /// Parent unknown (only from [`ChainStore::check_block`](super::ChainStore::check_block);
-    /// `add_block` makes an orphan).
+    /// Parent unknown (only from [`ChainStore::check_block`]; `add_block` makes an orphan).
+    ///
+    /// [`ChainStore::check_block`]: super::ChainStore::check_block
     #[error("parent block unknown")]
     UnknownParent,
     /// Target differs from the retarget rule's expectation on this branch.
     #[error("target differs from the retarget rule's expectation for this height")]
     WrongTarget,
-    /// Time not above the median of the last [`MEDIAN_TIME_SPAN`](super::MEDIAN_TIME_SPAN) blocks of
-    /// the branch.
+    /// Time not above the median of the last [`MEDIAN_TIME_SPAN`] blocks of the branch.
+    ///
+    /// [`MEDIAN_TIME_SPAN`]: super::MEDIAN_TIME_SPAN
     #[error("block time {time_ms} ms is not above the median time past {median_ms} ms")]
     TimeNotAboveMedian {
         /// Block time.
