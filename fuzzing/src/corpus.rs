@@ -1,0 +1,355 @@
+//! The seed corpus of every target, made by the real encoders and roles.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+
+use binfm_roles::Time;
+use binfm_roles::session::SrtpSender;
+use binfm_roles::sn::{SnConfig, SuperNode};
+use binfm_stack::wire::binfm::Message;
+use binfm_stack::wire::ports;
+use binfm_stack::wire::toall::ToallTx;
+
+use super::roles_target::{
+    EN_PRIVATE, NAT_PUBLIC, PEER_ADDR, SN_ADDR, SN_PEER, dhcp_client, dhcp_server, end_node, role,
+    role_record, roles_chain, roles_wallet,
+};
+use super::srtp::{SRTP_SSRC, srtp_key};
+use super::vertical;
+
+/// One seed: target, file name, bytes.
+pub type Seed = (&'static str, String, Vec<u8>);
+
+fn drain_sn(sn: &mut SuperNode) -> Vec<binfm_roles::Transmit> {
+    while sn.poll_event().is_some() {}
+    while sn.poll_persist().is_some() {}
+    std::iter::from_fn(|| sn.poll_transmit()).collect()
+}
+
+/// A block mined on the `roles` chain holding the peer's Tx, as its BlockParts and its bytes.
+fn mined_block(peer_tx: &ToallTx) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
+    let mut cfg = SnConfig::new(2, vec![SN_ADDR], 2000.0, roles_chain());
+    cfg.mine = true;
+    let mut miner = SuperNode::new(cfg, 9).ok()?;
+    miner.start(Time::ZERO);
+    let submit = Message::TxSubmit {
+        tx: peer_tx.clone(),
+    }
+    .to_bytes();
+    miner.handle_datagram(Time::ZERO, PEER_ADDR, SN_PEER, &submit);
+    drain_sn(&mut miner);
+    for _ in 0..100 {
+        let now = miner.poll_timeout()?;
+        miner.handle_timeout(now);
+        let parts: Vec<Vec<u8>> = drain_sn(&mut miner)
+            .into_iter()
+            .filter(|t| matches!(Message::parse(&t.payload), Ok(Message::BlockPart(_))))
+            .map(|t| t.payload)
+            .collect();
+        let (tip, height) = miner.chain().tip();
+        if height > 0 && !parts.is_empty() {
+            let block = miner.chain().block(&tip)?;
+            if !block.txs.is_empty() {
+                return Some((parts, block.encode()));
+            }
+        }
+    }
+    None
+}
+
+/// The seed corpus: small valid inputs for every target, made by the real encoders and roles
+/// (so they stay valid when a format changes: rerun the `write_seed_corpus` test).
+/// `root` is the repository root (the topology files are read from it).
+pub fn seeds(root: &Path) -> Vec<Seed> {
+    let mut out: Vec<Seed> = Vec::new();
+    let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| {
+        out.push((target, name.to_string(), bytes));
+    };
+
+    // DHCP: a full DISCOVER / OFFER / REQUEST / ACK exchange with our site options.
+    let mut server = dhcp_server();
+    let (mut client, _, discover) = dhcp_client();
+    let srv_from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, ports::DHCP_CLIENT);
+    let srv_to = SocketAddrV4::new(Ipv4Addr::BROADCAST, ports::DHCP_SERVER);
+    let cl_from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 2), ports::DHCP_SERVER);
+    let cl_to = SocketAddrV4::new(Ipv4Addr::BROADCAST, ports::DHCP_CLIENT);
+    let mut dhcp = Vec::new();
+    let mut request = Some(discover);
+    while let Some(req) = request.take() {
+        server.handle_datagram(Time::ZERO, srv_from, srv_to, &req);
+        dhcp.push(req);
+        let Some(reply) = server.poll_transmit().map(|t| t.payload) else {
+            break;
+        };
+        client.handle_datagram(Time::ZERO, cl_from, cl_to, &reply);
+        dhcp.push(reply);
+        request = client.poll_transmit().map(|t| t.payload);
+    }
+    let names = ["discover", "offer", "request", "ack"];
+    for (name, bytes) in names.iter().zip(&dhcp) {
+        add("dhcp_options", name, bytes.clone());
+    }
+
+    // ToALL Txs: the EN's (behind the NAT) and the peer's (public).
+    let en_private = SocketAddrV4::new(EN_PRIVATE, ports::EN);
+    let en_nat = SocketAddrV4::new(NAT_PUBLIC, binfm_roles::nat::h16(EN_PRIVATE, ports::EN));
+    let mut en_wallet = roles_wallet(1, en_private, en_nat);
+    let mut peer_wallet = roles_wallet(2, PEER_ADDR, PEER_ADDR);
+    let en_tx = en_wallet.next_tx(0);
+    let peer_tx = peer_wallet.next_tx(0);
+    add("toall_tx", "en_tx", en_tx.to_bytes());
+    add("toall_tx", "peer_tx", peer_tx.to_bytes());
+
+    // Every BINFM message type.
+    let mined = mined_block(&peer_tx);
+    let en_addr = en_wallet.hash_addr();
+    let peer_addr = peer_wallet.hash_addr();
+    let msgs = [
+        ("tx_submit", Message::TxSubmit { tx: en_tx.clone() }),
+        (
+            "tx_relay",
+            Message::TxRelay {
+                tx: peer_tx.clone(),
+            },
+        ),
+        (
+            "tx_ack",
+            Message::TxAck {
+                tx_id: en_tx.id(),
+                status: binfm_stack::wire::binfm::TxStatus::EndpointMismatch,
+                observed: SocketAddrV4::new(NAT_PUBLIC, 40000),
+            },
+        ),
+        (
+            "query",
+            Message::Query {
+                request_id: 1,
+                hash_addr: peer_addr,
+                want_unconfirmed: true,
+            },
+        ),
+        (
+            "reply",
+            Message::Reply {
+                request_id: 1,
+                hash_addr: peer_addr,
+                found: true,
+                height: 1,
+                confirmations: 2,
+                tx: Some(peer_tx.clone()),
+                unconfirmed: None,
+            },
+        ),
+        (
+            "reply_not_found",
+            Message::Reply {
+                request_id: 2,
+                hash_addr: en_addr,
+                found: false,
+                height: 0,
+                confirmations: 0,
+                tx: None,
+                unconfirmed: Some(en_tx.clone()),
+            },
+        ),
+        (
+            "get_block",
+            Message::GetBlock {
+                block_hash: [0x44; 32],
+            },
+        ),
+        (
+            "tip_announce",
+            Message::TipAnnounce {
+                tip_hash: [0x55; 32],
+                height: 3,
+                total_work: {
+                    let mut w = [0u8; 32];
+                    w[30] = 0x1f;
+                    w
+                },
+            },
+        ),
+        (
+            "session_request",
+            Message::SessionRequest {
+                caller: peer_addr,
+                callee: en_addr,
+                nonce: [0x33; 16],
+                ssrc: 0xcafe_babe,
+            },
+        ),
+        (
+            "session_response",
+            Message::SessionResponse {
+                caller: en_addr,
+                callee: peer_addr,
+                nonce: [0x44; 16],
+                ssrc: 7,
+                confirm: [0x55; 16],
+            },
+        ),
+        (
+            "handover_request",
+            Message::HandoverRequest {
+                sender: peer_addr,
+                counter: 1,
+                private: SocketAddrV4::new(Ipv4Addr::new(10, 2, 0, 100), ports::EN),
+                nat: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 0x6a3f),
+                mac: [0x66; 16],
+            },
+        ),
+        (
+            "key_renewal",
+            Message::KeyRenewal {
+                sender: peer_addr,
+                counter: 2,
+                y: peer_tx.out.y.clone(),
+                mac: [0x77; 16],
+            },
+        ),
+        (
+            "control_ack",
+            Message::ControlAck {
+                sender: peer_addr,
+                counter: 2,
+                mac: [0x88; 16],
+            },
+        ),
+    ];
+    for (name, msg) in &msgs {
+        add("binfm_message", name, msg.to_bytes());
+    }
+    if let Some((parts, _)) = &mined {
+        for (i, p) in parts.iter().enumerate() {
+            add("binfm_message", &format!("block_part_{i}"), p.clone());
+        }
+    }
+
+    // Blocks: genesis (no Tx) and a mined one.
+    add(
+        "block",
+        "genesis",
+        roles_chain().genesis::<ToallTx>().encode(),
+    );
+    if let Some((_, bytes)) = &mined {
+        add("block", "mined_one_tx", bytes.clone());
+    }
+
+    // SRTP: an authentic packet alone, then a script (see `rtp_srtp`).
+    let mut sender = SrtpSender::new(srtp_key(1), SRTP_SSRC, 1000);
+    let first = sender.protect(0, 0, &[0x55; 160]);
+    add("rtp_srtp", "authentic_packet", first.clone());
+    let mut script = vec![0u8, first.len().min(255) as u8];
+    script.extend_from_slice(&first[..first.len().min(255)]);
+    script.extend_from_slice(&[1, 0x03, 0xe8, 4, 1, 2, 3, 4]); // seq 1000 again: replay
+    script.extend_from_slice(&[1, 0x03, 0xe9, 2, 9, 9]); // seq 1001
+    script.extend_from_slice(&[3]); // rekey
+    script.extend_from_slice(&[2, 0x03, 0xea, 1, 7]); // seq 1002 under the next key
+    script.extend_from_slice(&[1, 0x03, 0xe7, 1, 7]); // straggler under the old key
+    add("rtp_srtp", "script", script);
+
+    // Topologies: the shipped ones and the known-bad ones.
+    for dir in ["topologies", "testbed/tests/bad-topologies"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            if let (Some(name), Ok(bytes)) = (path.file_name(), std::fs::read(&path)) {
+                add("topology", &name.to_string_lossy(), bytes);
+            }
+        }
+    }
+
+    // Roles: the DHCP exchange, a registration, a query and a block into the SN, the EN's
+    // own traffic answered, and UDP both ways through the NAT.
+    let mut en = end_node();
+    let mut en_query = None;
+    let mut en_reg = None;
+    while let Some(t) = en.poll_transmit() {
+        match Message::parse(&t.payload) {
+            Ok(Message::Query { request_id, .. }) => en_query = Some(request_id),
+            Ok(Message::TxSubmit { tx }) => en_reg = Some(tx),
+            _ => {}
+        }
+    }
+    let mut dhcp_records = Vec::new();
+    for (i, bytes) in dhcp.iter().enumerate() {
+        let sel = if i % 2 == 0 {
+            role::DHCP_SERVER
+        } else {
+            role::DHCP_CLIENT | role::FLAG
+        };
+        dhcp_records.extend(role_record(sel, bytes));
+    }
+    add("roles", "dhcp_exchange", dhcp_records);
+
+    let mut sn_records = role_record(
+        role::SN,
+        &Message::TxSubmit {
+            tx: peer_tx.clone(),
+        }
+        .to_bytes(),
+    );
+    sn_records.extend(role_record(role::SN, &msgs[3].1.to_bytes()));
+    if let Some((parts, _)) = &mined {
+        for p in parts {
+            sn_records.extend(role_record(role::SN | role::FLAG | role::ADVANCE, p));
+        }
+    }
+    sn_records.extend(role_record(role::SN, &msgs[3].1.to_bytes()));
+    add("roles", "sn_register_block_query", sn_records);
+
+    let mut en_records = Vec::new();
+    if let Some(tx) = &en_reg {
+        let ack = Message::TxAck {
+            tx_id: tx.id(),
+            status: binfm_stack::wire::binfm::TxStatus::Accepted,
+            observed: SocketAddrV4::new(NAT_PUBLIC, tx.out.nat_port),
+        };
+        en_records.extend(role_record(role::EN | role::FLAG, &ack.to_bytes()));
+    }
+    if let Some(request_id) = en_query {
+        let reply = Message::Reply {
+            request_id,
+            hash_addr: peer_addr,
+            found: true,
+            height: 1,
+            confirmations: 1,
+            tx: Some(peer_tx.clone()),
+            unconfirmed: None,
+        };
+        en_records.extend(role_record(role::EN | role::FLAG, &reply.to_bytes()));
+    }
+    en_records.extend(role_record(role::EN, &msgs[8].1.to_bytes()));
+    en_records.extend(role_record(role::EN, &first));
+    en_records.extend(role_record(
+        role::EN | role::ADVANCE,
+        &msgs[10].1.to_bytes(),
+    ));
+    add("roles", "en_register_call", en_records);
+
+    let out_pkt = udp_packet(en_private, SN_ADDR, b"BF\x01\x03");
+    let in_pkt = udp_packet(SN_ADDR, en_nat, b"BF\x01\x04");
+    let mut nat_records = role_record(role::NAT_OUT, &out_pkt);
+    nat_records.extend(role_record(role::NAT_IN, &in_pkt));
+    nat_records.extend(role_record(role::NAT_IN | role::ADVANCE, &in_pkt));
+    add("roles", "nat_udp_both_ways", nat_records);
+
+    // The vertical model: STUN, its messages, and its roles.
+    vertical::seeds(&mut add);
+    out
+}
+
+/// An IPv4/UDP packet with correct checksums (etherparse builds it).
+fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), 64)
+        .udp(src.port(), dst.port());
+    let mut v = Vec::with_capacity(b.size(payload.len()));
+    match b.write(&mut v, payload) {
+        Ok(()) => v,
+        Err(_) => Vec::new(),
+    }
+}
