@@ -138,7 +138,7 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
-    fn hex(s: &str) -> Vec<u8> {
+    fn unhex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
@@ -146,7 +146,7 @@ mod tests {
     }
 
     fn p_bytes() -> Vec<u8> {
-        hex(P_HEX)
+        unhex(P_HEX)
     }
 
     fn small(v: u8) -> Vec<u8> {
@@ -179,9 +179,9 @@ mod tests {
         let want = "000000000000000036f0255dde973dcb";
         assert_eq!(
             &DhSecret::from_exponent_bytes(x).public()[..16],
-            &hex(want)[..]
+            &unhex(want)[..]
         );
-        let tail = hex("a5755355970000000000000001");
+        let tail = unhex("a5755355970000000000000001");
         assert_eq!(
             &DhSecret::from_exponent_bytes(x).public()[Y_LEN - 13..],
             &tail[..]
@@ -191,21 +191,21 @@ mod tests {
     #[test]
     fn known_vector() {
         // x = 0123456789abcdef repeated; Y and K from Python's pow(2, x, p).
-        let x = hex("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-        let x2 = hex("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+        let x = unhex("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        let x2 = unhex("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
         let a = DhSecret::from_exponent_bytes(x.try_into().expect("32"));
         let b = DhSecret::from_exponent_bytes(x2.try_into().expect("32"));
         assert_eq!(
             &a.public()[..16],
-            &hex("a7383dc35b35b44a7c5fbce0aac79e11")[..]
+            &unhex("a7383dc35b35b44a7c5fbce0aac79e11")[..]
         );
-        assert_eq!(&a.public()[247..], &hex("ce743370904d7da7ab")[..]);
-        assert_eq!(&b.public()[..8], &hex("dd5d87a6f9df57f1")[..]);
+        assert_eq!(&a.public()[247..], &unhex("ce743370904d7da7ab")[..]);
+        assert_eq!(&b.public()[..8], &unhex("dd5d87a6f9df57f1")[..]);
         let k = a.agree(&b.public()).expect("valid");
         use sha2::{Digest, Sha256};
         assert_eq!(
             Sha256::digest(&k).to_vec(),
-            hex("57d99efdde31bd45b146957b762274c4907838037c7f3b294125791ae1f599bd")
+            unhex("57d99efdde31bd45b146957b762274c4907838037c7f3b294125791ae1f599bd")
         );
     }
 

@@ -81,12 +81,13 @@ fn rows(capture: &Path, filter: &str, fields: &[&'static str]) -> Vec<Row> {
 }
 
 /// Hex bytes as tshark prints them (with or without `:` separators), lower case, no `:`.
-fn hex(s: &str) -> String {
+/// tshark prints bytes as `aa:bb:..`: the same digits without colons, lower case.
+fn plain_hex(s: &str) -> String {
     s.replace(':', "").to_lowercase()
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    let s = hex(s);
+    let s = plain_hex(s);
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
         .collect()
@@ -284,7 +285,7 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         let nat = field(reg, "nat").as_str().unwrap();
         let frame = submits
             .iter()
-            .find(|r| r["binfm.tx.seq"] == seq && hex(&r["binfm.tx.hash_addr"]) == hash)
+            .find(|r| r["binfm.tx.seq"] == seq && plain_hex(&r["binfm.tx.hash_addr"]) == hash)
             .unwrap_or_else(|| panic!("no TxSubmit on public for {reg:?}"));
         assert_eq!(
             format!(
@@ -338,15 +339,15 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         let ssrc = format!("{ssrc:#010x}");
         let req = requests
             .iter()
-            .find(|r| hex(&r["binfm.session.caller"]) == me)
+            .find(|r| plain_hex(&r["binfm.session.caller"]) == me)
             .unwrap_or_else(|| panic!("no SessionRequest from {}", started.host));
-        assert_eq!(hex(&req["binfm.session.callee"]), peer);
+        assert_eq!(plain_hex(&req["binfm.session.callee"]), peer);
         assert_eq!(req["binfm.session.ssrc"], ssrc);
         let resp = responses
             .iter()
-            .find(|r| hex(&r["binfm.session.caller"]) == me)
+            .find(|r| plain_hex(&r["binfm.session.caller"]) == me)
             .unwrap_or_else(|| panic!("no SessionResponse to {}", started.host));
-        assert_eq!(hex(&resp["binfm.session.callee"]), peer);
+        assert_eq!(plain_hex(&resp["binfm.session.callee"]), peer);
         assert_eq!(unhex(&resp["binfm.session.confirm"]).len(), 16);
         caller_ssrc.insert(started.host.clone(), ssrc);
     }
@@ -358,7 +359,7 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         let me = hash_addr_of(&events, &ev.host);
         let h = handovers
             .iter()
-            .find(|r| hex(&r["binfm.handover.sender"]) == me)
+            .find(|r| plain_hex(&r["binfm.handover.sender"]) == me)
             .unwrap_or_else(|| panic!("no HandoverRequest from {}", ev.host));
         assert_eq!(
             format!(
@@ -383,7 +384,7 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         ] {
             if !r[sender].is_empty() {
                 counters
-                    .entry(hex(&r[sender]))
+                    .entry(plain_hex(&r[sender]))
                     .or_default()
                     .push(r[counter].parse().unwrap());
             }
@@ -402,7 +403,7 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         let me = hash_addr_of(&events, &ev.host);
         let k = renewals
             .iter()
-            .find(|r| hex(&r["binfm.rekey.sender"]) == me)
+            .find(|r| plain_hex(&r["binfm.rekey.sender"]) == me)
             .unwrap_or_else(|| panic!("no KeyRenewal from {}", ev.host));
         assert_eq!(k["binfm.rekey.y_len"], "256");
         let reg = events
@@ -417,9 +418,13 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         let seq = field(reg, "seq").as_u64().unwrap().to_string();
         let tx = submits
             .iter()
-            .find(|r| r["binfm.tx.seq"] == seq && hex(&r["binfm.tx.hash_addr"]) == me)
+            .find(|r| r["binfm.tx.seq"] == seq && plain_hex(&r["binfm.tx.hash_addr"]) == me)
             .expect("the renewal's TxSubmit on public");
-        assert_eq!(hex(&k["binfm.rekey.y"]), hex(&tx["binfm.tx.y"]), "Y'");
+        assert_eq!(
+            plain_hex(&k["binfm.rekey.y"]),
+            plain_hex(&tx["binfm.tx.y"]),
+            "Y'"
+        );
     }
 
     // ---- the call: RTP ----

@@ -212,9 +212,7 @@ mod tests {
     const KV_SALT: &str = "ce15a945e885211aa5036930";
     const KV_CONTROL: &str = "653b338d25eaa436";
 
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
+    use crate::util::hex;
 
     #[test]
     fn mac_and_verify() {

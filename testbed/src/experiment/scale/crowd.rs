@@ -2,6 +2,7 @@
 //! behind the NAT) and the small time helpers of the workload (virtual time, exponential delays).
 
 use binfm_roles::Time;
+pub(super) use binfm_roles::util::millis;
 use binfm_stack::wire::ports;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -39,10 +40,6 @@ pub(super) fn crowd_private(k: u64) -> SocketAddrV4 {
 /// `t + d`, saturating at [`Time::MAX`].
 pub(super) fn later(t: Time, d: Duration) -> Time {
     t.checked_add(d).unwrap_or(Time::MAX)
-}
-
-pub(super) fn millis(t: Time) -> u64 {
-    u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
 }
 
 pub(super) fn nanos(d: Duration) -> u64 {
