@@ -218,12 +218,12 @@ macro_rules! event_enum {
 #[macro_export]
 macro_rules! __event_field {
     ($sink:ident, $f:ident, ) => {
-        $crate::event::Field::write($f, stringify!($f), $sink)
+        $crate::event::Field::write($f, $crate::event::key(stringify!($f)), $sink)
     };
     ($sink:ident, $f:ident, null) => {
         match $f {
-            Some(v) => $crate::event::Field::write(v, stringify!($f), $sink),
-            None => $sink.null(stringify!($f)),
+            Some(v) => $crate::event::Field::write(v, $crate::event::key(stringify!($f)), $sink),
+            None => $sink.null($crate::event::key(stringify!($f))),
         }
     };
     ($sink:ident, $f:ident, flatten) => {
@@ -231,10 +231,17 @@ macro_rules! __event_field {
     };
 }
 
+/// The JSON key of a field: its name, without the `r#` of a raw identifier (a field named
+/// `r#try` is written as `try`).
+#[doc(hidden)]
+pub fn key(name: &'static str) -> &'static str {
+    name.strip_prefix("r#").unwrap_or(name)
+}
+
 /// What every event family is: an enum that knows each variant's kind and writes its fields.
 /// [`event_enum!`](crate::event_enum) implements it; readers get a family back from an
 /// [`Event`] with [`Event::downcast_ref`].
-pub trait TypedEvent: std::fmt::Debug + std::any::Any {
+pub trait TypedEvent: std::fmt::Debug + std::any::Any + Send + Sync {
     /// The dotted kind written to `events.jsonl` (`<role>.<what>`).
     fn kind(&self) -> &'static str;
     /// Writes the fields in order.
