@@ -2,22 +2,31 @@
 //! Query/Reply per side, AES-GCM protected RTP audio, the authenticated IP handover and key
 //! renewal. The [`crate::en::EndNode`] owns the calls and routes messages to them.
 
+use crate::Time;
+use crate::call_events::CallEvent;
+use crate::event::Event;
 use crate::session::Out;
 use crate::session::keys::{SessionKeys, derive, mac, verify_mac};
 use crate::session::media::{MediaEvents, MediaSession};
 use crate::session::retransmit::PendingControl;
 use crate::session::srtp::KeyUsed;
 use crate::util::short_hex;
-use crate::{Event, Time};
 use binfm_stack::wire::binfm::{Message, mac_input};
 use binfm_stack::wire::toall::HashAddr;
 use std::net::SocketAddrV4;
 
 /// The media events of a BINFM call.
 const MEDIA_EVENTS: MediaEvents = MediaEvents {
-    first_frame: "call.first_frame",
-    resumed: "call.media_resumed",
-    refused: "call.media_refused",
+    first_frame: |peer, index| CallEvent::FirstFrame { peer, index }.into(),
+    resumed: |peer, gap_ms, index| {
+        CallEvent::MediaResumed {
+            peer,
+            gap_ms,
+            index,
+        }
+        .into()
+    },
+    refused: |peer, reason| CallEvent::MediaRefused { peer, reason }.into(),
 };
 
 /// Which end of the call.
@@ -279,9 +288,11 @@ impl Call {
             && p.on_timeout(now, self.peer_addr, have_address, out)
         {
             events.push(
-                Event::new("call.control_gave_up")
-                    .with("what", p.what())
-                    .with("peer", short_hex(&self.peer)),
+                CallEvent::ControlGaveUp {
+                    what: p.what(),
+                    peer: short_hex(&self.peer),
+                }
+                .into(),
             );
             self.pending = None;
         }
@@ -319,10 +330,12 @@ impl Call {
             self.epoch += 1;
             self.pending = None;
             events.push(
-                Event::new("call.rekey_complete")
-                    .with("peer", short_hex(&self.peer))
-                    .with("epoch", self.epoch)
-                    .with("index", rx.index),
+                CallEvent::RekeyComplete {
+                    peer: short_hex(&self.peer),
+                    epoch: self.epoch,
+                    index: rx.index,
+                }
+                .into(),
             );
         }
     }

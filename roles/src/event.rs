@@ -35,17 +35,14 @@
 //! A field marked `[flatten]` writes the fields of a value that has its own
 //! `write_fields(&self, &mut dyn FieldSink)` (the sample carried by `sn.drop`).
 //!
-//! # Phase 1: the untyped escape hatch
+//! A field named with a raw identifier (`r#try`, `r#for`) is written under the keyword
+//! itself (`try`, `for`).
 //!
-//! The end-node code (`call.rs`, `en.rs`, `vertical/en.rs`) still builds events with the old
-//! builder, `Event::new("call.started").with("peer", ..)`, through the crate-root
-//! re-export `crate::Event`, which for now names [`Untyped`] (its `kind` field and `get`
-//! keep those files and their tests compiling unchanged). They reach the log as
-//! [`Event::Untyped`]. Phase 2 converts those files to typed families, then deletes
-//! [`Untyped`], [`Event::Untyped`], the root re-export of `Untyped` (the root then exports
-//! this module's [`Event`]) and `serde_json` from `roles/Cargo.toml`.
+//! The end node's families live next to the code that emits them: `en.*` in
+//! `en/events.rs`, `call.*` in `call_events.rs` (a leaf used by `call` and `en`),
+//! `vertical.*` in `vertical/en/events.rs`. The shared media session reports through
+//! constructors its model gives it (`session::media::MediaEvents`).
 
-use serde_json::{Map, Value};
 use std::fmt::Display;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -218,12 +215,12 @@ macro_rules! event_enum {
 #[macro_export]
 macro_rules! __event_field {
     ($sink:ident, $f:ident, ) => {
-        $crate::event::Field::write($f, stringify!($f), $sink)
+        $crate::event::Field::write($f, $crate::event::key(stringify!($f)), $sink)
     };
     ($sink:ident, $f:ident, null) => {
         match $f {
-            Some(v) => $crate::event::Field::write(v, stringify!($f), $sink),
-            None => $sink.null(stringify!($f)),
+            Some(v) => $crate::event::Field::write(v, $crate::event::key(stringify!($f)), $sink),
+            None => $sink.null($crate::event::key(stringify!($f))),
         }
     };
     ($sink:ident, $f:ident, flatten) => {
@@ -231,10 +228,17 @@ macro_rules! __event_field {
     };
 }
 
+/// The JSON key of a field: its name, without the `r#` of a raw identifier (a field named
+/// `r#try` is written as `try`).
+#[doc(hidden)]
+pub fn key(name: &'static str) -> &'static str {
+    name.strip_prefix("r#").unwrap_or(name)
+}
+
 /// What every event family is: an enum that knows each variant's kind and writes its fields.
 /// [`event_enum!`](crate::event_enum) implements it; readers get a family back from an
 /// [`Event`] with [`Event::downcast_ref`].
-pub trait TypedEvent: std::fmt::Debug + std::any::Any {
+pub trait TypedEvent: std::fmt::Debug + std::any::Any + Send + Sync {
     /// The dotted kind written to `events.jsonl` (`<role>.<what>`).
     fn kind(&self) -> &'static str;
     /// Writes the fields in order.
@@ -281,89 +285,5 @@ impl Clone for Event {
 impl PartialEq for Event {
     fn eq(&self, other: &Self) -> bool {
         self.0.eq_event(&*other.0)
-    }
-}
-
-/// Phase 1 only (removed in phase 2): the old stringly event, a kind and a JSON object,
-/// still built by `call.rs`, `en.rs` and `vertical/en.rs` (as `crate::Event`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Untyped {
-    /// Dotted kind, `<role>.<what>` (for example `call.started`).
-    pub kind: &'static str,
-    /// Event fields, in insertion order of a JSON object.
-    pub fields: Map<String, Value>,
-}
-
-impl Untyped {
-    /// A new event with no fields.
-    pub fn new(kind: &'static str) -> Self {
-        Untyped {
-            kind,
-            fields: Map::new(),
-        }
-    }
-
-    /// Adds a field (builder style).
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(key.to_owned(), value.into());
-        self
-    }
-
-    /// Adds a field whose value is displayed as a string (addresses, ports with addresses).
-    pub fn with_display(self, key: &str, value: impl std::fmt::Display) -> Self {
-        self.with(key, value.to_string())
-    }
-
-    /// The kind, as the typed events spell it.
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    /// The value of a field, if present.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.fields.get(key)
-    }
-
-    /// Writes the JSON values through the sink, each with the method of its JSON type.
-    pub fn write_fields(&self, sink: &mut dyn FieldSink) {
-        for (k, v) in &self.fields {
-            match v {
-                Value::Null => sink.null(k),
-                Value::Bool(b) => sink.bool(k, *b),
-                Value::Number(n) => {
-                    if let Some(u) = n.as_u64() {
-                        sink.u64(k, u);
-                    } else if let Some(i) = n.as_i64() {
-                        sink.i64(k, i);
-                    } else {
-                        sink.f64(k, n.as_f64().unwrap_or(f64::NAN));
-                    }
-                }
-                Value::String(s) => sink.str(k, s),
-                // The end-node code writes scalars only; anything else keeps its JSON text.
-                other => sink.str(k, &other.to_string()),
-            }
-        }
-    }
-}
-
-impl TypedEvent for Untyped {
-    fn kind(&self) -> &'static str {
-        self.kind
-    }
-    fn write_fields(&self, sink: &mut dyn FieldSink) {
-        Untyped::write_fields(self, sink);
-    }
-    fn clone_event(&self) -> Box<dyn TypedEvent> {
-        Box::new(self.clone())
-    }
-    fn eq_event(&self, other: &dyn TypedEvent) -> bool {
-        (other as &dyn std::any::Any).downcast_ref::<Self>() == Some(self)
-    }
-}
-
-impl From<Untyped> for Event {
-    fn from(e: Untyped) -> Self {
-        Event::new(e)
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod call;
+pub mod call_events;
 pub mod chain;
 pub mod dh;
 pub mod dhcp;
@@ -27,9 +28,7 @@ pub mod vertical;
 pub mod wallet;
 
 pub use binfm_stack::Time;
-/// Phase 1 only: the old stringly event, still built by `call.rs`, `en.rs` and
-/// `vertical/en.rs`. Phase 2 makes this `pub use event::Event;` (see [`event`]).
-pub use event::Untyped as Event;
+pub use event::Event;
 pub use role::{Command, Role};
 
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -137,7 +137,7 @@ impl Role for EnApp {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.en.poll_event().map(Event::from)
+        self.en.poll_event()
     }
 
     fn calls(&self) -> Vec<CallView<'_>> {

@@ -9,7 +9,7 @@
 //! read back from disk are [`JsonRecord`]s (kind string and JSON fields).
 
 use binfm_roles::Time;
-use binfm_roles::event::{Event, FieldSink, TypedEvent, Untyped};
+use binfm_roles::event::{Event, FieldSink, TypedEvent};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -130,13 +130,6 @@ impl From<TestbedEvent> for RunEvent {
     }
 }
 
-/// Phase 1 only: the end node's untyped events (removed in phase 2).
-impl From<Untyped> for RunEvent {
-    fn from(e: Untyped) -> Self {
-        RunEvent::Role(e.into())
-    }
-}
-
 /// Builds the `fields` object; one JSON type per sink method, as the builder events had.
 #[derive(Debug, Default)]
 pub struct JsonSink(pub Map<String, Value>);
@@ -201,15 +194,6 @@ impl Record {
     /// The role event as a value of family `E` (`r.role_event::<SnEvent>()`), if it is one.
     pub fn role_event<E: TypedEvent>(&self) -> Option<&E> {
         self.role().and_then(|e| e.downcast_ref::<E>())
-    }
-
-    /// Phase 1 only (removed in phase 2): a field of an untyped end-node event (`call.*`,
-    /// `en.*`, `vertical.*`); `None` for typed events, which are read by matching.
-    pub fn untyped_field(&self, key: &str) -> Option<&Value> {
-        match &self.event {
-            RunEvent::Role(e) => e.downcast_ref::<Untyped>().and_then(|u| u.get(key)),
-            RunEvent::Testbed(_) => None,
-        }
     }
 
     /// The record as written to and read back from `events.jsonl`.

@@ -3,18 +3,22 @@
 //! topology and seed give a byte-identical file.
 
 use crate::engine::RunView;
-use crate::events::TestbedEvent;
+use crate::events::{Record, TestbedEvent};
 use crate::topology::{Model, Topology};
+use binfm_roles::call_events::CallEvent;
 use binfm_roles::dhcp::events::DhcpClientEvent;
 use binfm_roles::echo::{EchoClient, EchoEvent};
+use binfm_roles::en::events::EnEvent;
 use binfm_roles::role::CallView;
 use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::sn::SuperNode;
 use binfm_roles::sn::events::SnEvent;
 use binfm_roles::util::hex;
+use binfm_roles::vertical::en::events::VerticalEvent;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 /// Nearest-rank quantile `q` (0 to 1) of an ascending sample; `None` when it is empty. The
@@ -200,8 +204,8 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
     });
 
     // Registration latency.
-    let sn_name: BTreeMap<String, String> = (0..topo.nodes.len())
-        .filter_map(|i| Some((topo.sn_addr(i)?.to_string(), topo.nodes[i].name.clone())))
+    let sn_name: BTreeMap<SocketAddrV4, String> = (0..topo.nodes.len())
+        .filter_map(|i| Some((topo.sn_addr(i)?, topo.nodes[i].name.clone())))
         .filter(|(_, n)| {
             topo.nodes
                 .iter()
@@ -219,11 +223,11 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
     for r in &net.events.records {
         let t = r.t.as_secs_f64() * 1e3;
         match (
-            r.kind(),
             r.role_event::<DhcpClientEvent>(),
             r.role_event::<SnEvent>(),
+            r.role_event::<EnEvent>(),
         ) {
-            (_, Some(DhcpClientEvent::Ack { .. }), _)
+            (Some(DhcpClientEvent::Ack { .. }), _, _)
                 if topo
                     .node_index(&r.host)
                     .is_some_and(|i| topo.nodes[i].end_node.is_some()) =>
@@ -237,27 +241,17 @@ fn chain_results(topo: &Topology, net: &RunView<'_>) -> (Value, Value) {
                     },
                 );
             }
-            ("en.register", _, _) => {
+            (_, _, Some(EnEvent::Register { hash_addr, .. })) => {
                 if let Some(p) = pending.get_mut(r.host.as_str()) {
-                    p.hash = r
-                        .untyped_field("hash_addr")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
+                    p.hash = Some(hash_addr.clone());
                 }
             }
-            ("en.registered", _, _) => {
-                let seq = r.untyped_field("seq").and_then(Value::as_u64);
-                let sn = r
-                    .untyped_field("sn")
-                    .and_then(Value::as_str)
-                    .and_then(|a| sn_name.get(a))
-                    .cloned();
-                if let (Some(p), Some(seq), Some(sn)) = (pending.get_mut(r.host.as_str()), seq, sn)
-                {
-                    p.done = Some((seq, sn));
+            (_, _, Some(EnEvent::Registered { seq, sn, .. })) => {
+                if let (Some(p), Some(sn)) = (pending.get_mut(r.host.as_str()), sn_name.get(sn)) {
+                    p.done = Some((*seq, sn.clone()));
                 }
             }
-            (_, _, Some(SnEvent::TxConfirmed { owner, seq, .. })) => {
+            (_, Some(SnEvent::TxConfirmed { owner, seq, .. }), _) => {
                 let (owner, seq) = (Some(owner.as_str()), *seq);
                 let hit = pending.iter().find_map(|(en, p)| match &p.done {
                     Some((s, sn)) if *sn == r.host && seq >= *s && p.hash.as_deref() == owner => {
@@ -300,39 +294,106 @@ pub fn write_json(path: &Path, value: &Value) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The names of the events that mark each model's call milestones.
-struct Milestones {
-    started: &'static str,
-    first_frame: &'static str,
-    /// A call reaches this (with `role` = caller) when the caller holds the session key.
-    active: &'static str,
+/// A step of a call that the results measure, in either model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The caller starts the call (`ssrc` is known).
+    Started,
+    /// A side decrypted its first frame.
+    FirstFrame,
+    /// The caller holds the session key.
+    CallerHasKey,
     /// The peer of a moved EN switches to its new address.
-    moved_accepted: &'static str,
-    rekey_sent: &'static str,
-    /// `(event, on the initiator's side?)`: both ends hold the new key.
-    rekey_done: (&'static str, bool),
+    MovedAccepted,
+    /// A key renewal's first message.
+    RekeySent,
+    /// Both ends hold the new key (on the side [`Milestones::rekey_done_own_side`] says).
+    RekeyDone,
+}
+
+/// A step and the peer its event names (hex or short hex).
+#[derive(Debug)]
+struct Milestone<'a> {
+    step: Step,
+    peer: &'a str,
+    /// The caller's SSRC, on [`Step::Started`].
+    ssrc: Option<u32>,
+}
+
+impl<'a> Milestone<'a> {
+    fn new(step: Step, peer: &'a str) -> Self {
+        Milestone {
+            step,
+            peer,
+            ssrc: None,
+        }
+    }
+}
+
+/// How each model's events mark its call milestones.
+#[derive(Debug)]
+struct Milestones {
+    /// The milestone a record marks, if any.
+    read: fn(&Record) -> Option<Milestone<'_>>,
+    /// Whether [`Step::RekeyDone`] is reported by the initiator (vertical) rather than by
+    /// the peer (BINFM).
+    rekey_done_own_side: bool,
     /// Whether the paper's pre-call end point is the caller holding the key (vertical) rather
     /// than the callee decrypting the caller's first frame (BINFM's step (g)).
     paper_end_is_caller_key: bool,
 }
 
+/// BINFM: `call.*`.
+fn binfm_milestone(r: &Record) -> Option<Milestone<'_>> {
+    Some(match r.role_event::<CallEvent>()? {
+        CallEvent::Started { peer, ssrc } => Milestone {
+            step: Step::Started,
+            peer,
+            ssrc: Some(*ssrc),
+        },
+        CallEvent::FirstFrame { peer, .. } => Milestone::new(Step::FirstFrame, peer),
+        CallEvent::Active {
+            peer,
+            role: "caller",
+            ..
+        } => Milestone::new(Step::CallerHasKey, peer),
+        CallEvent::HandoverAccepted { peer, .. } => Milestone::new(Step::MovedAccepted, peer),
+        CallEvent::RekeySent { peer, .. } => Milestone::new(Step::RekeySent, peer),
+        CallEvent::RekeyAccepted { peer, .. } => Milestone::new(Step::RekeyDone, peer),
+        _ => return None,
+    })
+}
+
+/// Vertical: `vertical.*`.
+fn vertical_milestone(r: &Record) -> Option<Milestone<'_>> {
+    Some(match r.role_event::<VerticalEvent>()? {
+        VerticalEvent::CallStarted { peer, ssrc } => Milestone {
+            step: Step::Started,
+            peer,
+            ssrc: Some(*ssrc),
+        },
+        VerticalEvent::FirstFrame { peer, .. } => Milestone::new(Step::FirstFrame, peer),
+        VerticalEvent::Active {
+            peer,
+            role: "caller",
+            ..
+        } => Milestone::new(Step::CallerHasKey, peer),
+        VerticalEvent::ReinviteAccepted { peer, .. } => Milestone::new(Step::MovedAccepted, peer),
+        VerticalEvent::RekeySent { peer, .. } => Milestone::new(Step::RekeySent, peer),
+        VerticalEvent::RekeyDone { peer, .. } => Milestone::new(Step::RekeyDone, peer),
+        _ => return None,
+    })
+}
+
 const BINFM_MILESTONES: Milestones = Milestones {
-    started: "call.started",
-    first_frame: "call.first_frame",
-    active: "call.active",
-    moved_accepted: "call.handover_accepted",
-    rekey_sent: "call.rekey_sent",
-    rekey_done: ("call.rekey_accepted", false),
+    read: binfm_milestone,
+    rekey_done_own_side: false,
     paper_end_is_caller_key: false,
 };
 
 const VERTICAL_MILESTONES: Milestones = Milestones {
-    started: "vertical.call_started",
-    first_frame: "vertical.first_frame",
-    active: "vertical.active",
-    moved_accepted: "vertical.reinvite_accepted",
-    rekey_sent: "vertical.rekey_sent",
-    rekey_done: ("vertical.rekey_done", true),
+    read: vertical_milestone,
+    rekey_done_own_side: true,
     paper_end_is_caller_key: true,
 };
 
@@ -380,43 +441,30 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             .map(|(n, _, _)| n.clone())
     };
     let recs = &net.events.records;
-    let peer_is = |r: &crate::events::Record, peer: &str| {
-        r.untyped_field("peer")
-            .and_then(Value::as_str)
-            .and_then(&name_of)
-            .as_deref()
-            == Some(peer)
+    // Whether `r` marks `step` and names `peer`.
+    let at = |r: &Record, step: Step, peer: &str| {
+        (m.read)(r).is_some_and(|x| x.step == step && name_of(x.peer).as_deref() == Some(peer))
     };
     let mut calls = Vec::new();
-    for (i, start) in recs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.kind() == m.started)
-    {
+    for (i, start, ssrc, callee) in recs.iter().enumerate().filter_map(|(i, r)| {
+        let x = (m.read)(r).filter(|x| x.step == Step::Started)?;
+        Some((i, r, x.ssrc, name_of(x.peer)))
+    }) {
         let caller = start.host.clone();
-        let Some(callee) = start
-            .untyped_field("peer")
-            .and_then(Value::as_str)
-            .and_then(&name_of)
-        else {
+        let Some(callee) = callee else {
             continue;
         };
         let t0 = start.t;
         let later = || recs[i..].iter();
         let first = |host: &str, peer: &str| {
             later()
-                .find(|r| r.host == host && r.kind() == m.first_frame && peer_is(r, peer))
+                .find(|r| r.host == host && at(r, Step::FirstFrame, peer))
                 .map(|r| r.t)
         };
         let at_callee = first(&callee, &caller);
         let at_caller = first(&caller, &callee);
         let caller_key = later()
-            .find(|r| {
-                r.host == caller
-                    && r.kind() == m.active
-                    && peer_is(r, &callee)
-                    && r.untyped_field("role").and_then(Value::as_str) == Some("caller")
-            })
+            .find(|r| r.host == caller && at(r, Step::CallerHasKey, &callee))
             .map(|r| r.t);
         let pre_call = if m.paper_end_is_caller_key {
             caller_key
@@ -445,31 +493,29 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             }) else {
                 continue;
             };
-            let accepted = recs[j..].iter().find(|r| {
-                &r.host == peer && r.kind() == m.moved_accepted && r.t >= ack.t && peer_is(r, mover)
-            });
+            let accepted = recs[j..]
+                .iter()
+                .find(|r| &r.host == peer && r.t >= ack.t && at(r, Step::MovedAccepted, mover));
             mid.push(json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) }));
         }
         // Key renewals of this call: each end's renewals name the other end as peer (an EN in
         // two calls renews both, and each renewal belongs to one call).
         let mut rekeys = Vec::new();
         for (j, rk) in recs.iter().enumerate().skip(i).filter(|(_, r)| {
-            r.kind() == m.rekey_sent
-                && ((r.host == caller && peer_is(r, &callee))
-                    || (r.host == callee && peer_is(r, &caller)))
+            (r.host == caller && at(r, Step::RekeySent, &callee))
+                || (r.host == callee && at(r, Step::RekeySent, &caller))
         }) {
             let peer = if rk.host == caller { &callee } else { &caller };
-            let (kind, own_side) = m.rekey_done;
             // Both ends hold the new key: the initiator's own event naming the peer, or the
             // peer's event naming the initiator.
-            let (who, about) = if own_side {
+            let (who, about) = if m.rekey_done_own_side {
                 (&rk.host, peer)
             } else {
                 (peer, &rk.host)
             };
             let acc = recs[j..]
                 .iter()
-                .find(|r| &r.host == who && r.kind() == kind && peer_is(r, about));
+                .find(|r| &r.host == who && at(r, Step::RekeyDone, about));
             rekeys.push(json!({ "by": rk.host, "sent_at_ms": ms(rk.t), "rekey_ms": acc.map(|a| ms(a.t - rk.t)) }));
         }
         let mut audio = Map::new();
@@ -480,7 +526,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             "caller": caller,
             "callee": callee,
             "started_at_ms": ms(t0),
-            "caller_ssrc": start.untyped_field("ssrc").cloned().unwrap_or(Value::Null),
+            "caller_ssrc": ssrc,
             "pre_call_ms": pre_call,
             "caller_has_key_ms": caller_key.map(|t| ms(t - t0)),
             "first_audio_both_ways_ms": both,

@@ -9,6 +9,7 @@
 
 mod common;
 
+use binfm_roles::en::events::EnEvent;
 use binfm_roles::sn::SnMemory;
 use binfm_roles::sn::SuperNode;
 use binfm_testbed::apps::wallet_for;
@@ -65,8 +66,10 @@ fn honest_figures(topo: &Topology, net: &Network<std::io::Sink>) -> (Duration, f
         .iter()
         .find(|e| {
             e.host == "b"
-                && e.kind() == "en.registered"
-                && e.untyped_field("seq") == Some(&2.into())
+                && matches!(
+                    e.role_event::<EnEvent>(),
+                    Some(EnEvent::Registered { seq: 2, .. })
+                )
         })
         .expect("B's second registration")
         .t;

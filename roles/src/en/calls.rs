@@ -2,12 +2,14 @@
 //! looked up, the key confirmation, the handover and key renewal messages, and routing media
 //! and control to the right [`Call`].
 
+use super::events::EnEvent;
 use super::lookup::PeerInfo;
 use super::{EndNode, power_of_ten};
+use crate::Time;
 use crate::call::{Call, CallRole, CallState};
+use crate::call_events::CallEvent;
 use crate::session::media::rtp_ssrc;
 use crate::util::hex;
-use crate::{Event, Time};
 use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::toall::HashAddr;
 use rand::{RngExt, SeedableRng};
@@ -31,9 +33,11 @@ impl EndNode {
     pub fn call(&mut self, now: Time, peer: HashAddr) {
         if !self.room_for_call(&peer, None) {
             self.events.push_back(
-                Event::new("call.failed")
-                    .with("peer", hex(&peer))
-                    .with("reason", "too many calls"),
+                CallEvent::Failed {
+                    peer: hex(&peer),
+                    reason: "too many calls".to_owned(),
+                }
+                .into(),
             );
             return;
         }
@@ -41,9 +45,11 @@ impl EndNode {
         let ssrc: u32 = self.rng.random();
         let call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
         self.events.push_back(
-            Event::new("call.started")
-                .with("peer", hex(&peer))
-                .with("ssrc", ssrc),
+            CallEvent::Started {
+                peer: hex(&peer),
+                ssrc,
+            }
+            .into(),
         );
         self.look_up_peer(now, call);
     }
@@ -61,11 +67,13 @@ impl EndNode {
         self.calls_refused += 1;
         if power_of_ten(self.calls_refused) {
             self.events.push_back(
-                Event::new("call.refused")
-                    .with("reason", "too many calls")
-                    .with("peer", hex(peer))
-                    .with("from", from.map(|f| f.to_string()))
-                    .with("count", self.calls_refused),
+                CallEvent::Refused {
+                    reason: "too many calls",
+                    peer: hex(peer),
+                    from,
+                    count: self.calls_refused,
+                }
+                .into(),
             );
         }
         false
@@ -79,9 +87,11 @@ impl EndNode {
                 self.calls.push(call);
             }
             None => self.events.push_back(
-                Event::new("call.failed")
-                    .with("peer", hex(&call.peer))
-                    .with("reason", "lookup refused"),
+                CallEvent::Failed {
+                    peer: hex(&call.peer),
+                    reason: "lookup refused".to_owned(),
+                }
+                .into(),
             ),
         }
     }
@@ -95,10 +105,12 @@ impl EndNode {
         {
             c.hang_up();
             self.events.push_back(
-                Event::new("call.ended")
-                    .with("peer", hex(&peer))
-                    .with("frames_sent", c.media.frames_sent)
-                    .with("frames_received", c.media.rx_stats.summary().received),
+                CallEvent::Ended {
+                    peer: hex(&peer),
+                    frames_sent: c.media.frames_sent,
+                    frames_received: c.media.rx_stats.summary().received,
+                }
+                .into(),
             );
         }
     }
@@ -124,9 +136,11 @@ impl EndNode {
             };
             if let Some(o) = c.renew(me, y.clone(), &shared, now) {
                 self.events.push_back(
-                    Event::new("call.rekey_sent")
-                        .with("peer", hex(&c.peer))
-                        .with("epoch", c.epoch() + 1),
+                    CallEvent::RekeySent {
+                        peer: hex(&c.peer),
+                        epoch: c.epoch() + 1,
+                    }
+                    .into(),
                 );
                 sends.push(o);
             }
@@ -148,10 +162,12 @@ impl EndNode {
         {
             if let Some(o) = c.handover(me, private, nat, now) {
                 self.events.push_back(
-                    Event::new("call.handover_sent")
-                        .with("peer", hex(&c.peer))
-                        .with_display("private", private)
-                        .with_display("nat_guess", nat),
+                    CallEvent::HandoverSent {
+                        peer: hex(&c.peer),
+                        private,
+                        nat_guess: nat,
+                    }
+                    .into(),
                 );
                 sends.push(o);
             }
@@ -181,10 +197,12 @@ impl EndNode {
                 self.not_found
                     .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
                 self.events.push_back(
-                    Event::new("call.peer_not_found_yet")
-                        .with("peer", hex(&peer))
-                        .with("retry", tries + 1)
-                        .with("retry_in_ms", NOT_FOUND_RETRY_AFTER.as_millis() as u64),
+                    CallEvent::PeerNotFoundYet {
+                        peer: hex(&peer),
+                        retry: tries + 1,
+                        retry_in_ms: NOT_FOUND_RETRY_AFTER.as_millis() as u64,
+                    }
+                    .into(),
                 );
                 return;
             }
@@ -192,9 +210,11 @@ impl EndNode {
             let c = &mut self.calls[idx];
             c.hang_up();
             self.events.push_back(
-                Event::new("call.failed")
-                    .with("peer", hex(&c.peer))
-                    .with("reason", "peer not found"),
+                CallEvent::Failed {
+                    peer: hex(&c.peer),
+                    reason: "peer not found".to_owned(),
+                }
+                .into(),
             );
             return;
         };
@@ -212,9 +232,11 @@ impl EndNode {
             CallRole::Caller => {
                 if let Some((to, payload)) = c.request(me, now) {
                     self.events.push_back(
-                        Event::new("call.request_sent")
-                            .with("peer", hex(&c.peer))
-                            .with_display("to", to),
+                        CallEvent::RequestSent {
+                            peer: hex(&c.peer),
+                            to,
+                        }
+                        .into(),
                     );
                     self.send(to, payload);
                 }
@@ -223,10 +245,12 @@ impl EndNode {
                 Ok(shared) => {
                     if let Some((to, payload)) = c.answer(&shared, me, now) {
                         self.events.push_back(
-                            Event::new("call.active")
-                                .with("peer", hex(&c.peer))
-                                .with("role", "callee")
-                                .with_display("peer_addr", to),
+                            CallEvent::Active {
+                                peer: hex(&c.peer),
+                                role: "callee",
+                                peer_addr: Some(to),
+                            }
+                            .into(),
                         );
                         self.send(to, payload);
                     }
@@ -234,9 +258,11 @@ impl EndNode {
                 Err(e) => {
                     c.hang_up();
                     self.events.push_back(
-                        Event::new("call.failed")
-                            .with("peer", hex(&c.peer))
-                            .with_display("reason", e),
+                        CallEvent::Failed {
+                            peer: hex(&c.peer),
+                            reason: e.to_string(),
+                        }
+                        .into(),
                     );
                 }
             },
@@ -254,9 +280,11 @@ impl EndNode {
     ) {
         if callee != self.wallet.hash_addr() {
             self.events.push_back(
-                Event::new("call.request_refused")
-                    .with("reason", "not for us")
-                    .with_display("from", from),
+                CallEvent::RequestRefused {
+                    reason: "not for us",
+                    from,
+                }
+                .into(),
             );
             return;
         }
@@ -268,9 +296,11 @@ impl EndNode {
             if let Some(resp) = c.sent_response() {
                 let payload = resp.to_vec();
                 self.events.push_back(
-                    Event::new("call.response_resent")
-                        .with("peer", hex(&caller))
-                        .with_display("to", from),
+                    CallEvent::ResponseResent {
+                        peer: hex(&caller),
+                        to: from,
+                    }
+                    .into(),
                 );
                 self.send(from, payload);
             }
@@ -291,9 +321,11 @@ impl EndNode {
         );
         call.on_request(from, nonce, ssrc);
         self.events.push_back(
-            Event::new("call.incoming")
-                .with("peer", hex(&caller))
-                .with_display("from", from),
+            CallEvent::Incoming {
+                peer: hex(&caller),
+                from,
+            }
+            .into(),
         );
         // Figure 8: the callee looks the caller up too, and trusts only what the chain says.
         self.look_up_peer(now, call);
@@ -336,22 +368,25 @@ impl EndNode {
             Err(e) => {
                 c.hang_up();
                 self.events.push_back(
-                    Event::new("call.failed")
-                        .with("peer", hex(&c.peer))
-                        .with_display("reason", e),
+                    CallEvent::Failed {
+                        peer: hex(&c.peer),
+                        reason: e.to_string(),
+                    }
+                    .into(),
                 );
                 return;
             }
         };
         match c.on_response(&shared, me, msg, now) {
             Ok(()) => {
-                let mut ev = Event::new("call.active")
-                    .with("peer", hex(&c.peer))
-                    .with("role", "caller");
-                if let Some(to) = c.peer_addr {
-                    ev = ev.with_display("peer_addr", to);
-                }
-                self.events.push_back(ev);
+                self.events.push_back(
+                    CallEvent::Active {
+                        peer: hex(&c.peer),
+                        role: "caller",
+                        peer_addr: c.peer_addr,
+                    }
+                    .into(),
+                );
                 // Audio starts the moment the keys are ready: the first frame goes now.
                 let mut out = Vec::new();
                 let mut evs = Vec::new();
@@ -364,17 +399,21 @@ impl EndNode {
             Err(reason) => {
                 let peer = c.peer;
                 self.events.push_back(
-                    Event::new("call.confirm_failed")
-                        .with("peer", hex(&peer))
-                        .with("reason", reason)
-                        .with("retry", retry_from.is_some()),
+                    CallEvent::ConfirmFailed {
+                        peer: hex(&peer),
+                        reason,
+                        retry: retry_from.is_some(),
+                    }
+                    .into(),
                 );
                 if retry_from.is_none() {
                     c.hang_up();
                     self.events.push_back(
-                        Event::new("call.failed")
-                            .with("peer", hex(&peer))
-                            .with("reason", reason),
+                        CallEvent::Failed {
+                            peer: hex(&peer),
+                            reason: reason.to_owned(),
+                        }
+                        .into(),
                     );
                     return;
                 }
@@ -400,23 +439,30 @@ impl EndNode {
             .find(|c| c.peer == sender && c.state == CallState::Active)
         else {
             self.events.push_back(
-                Event::new("call.handover_rejected")
-                    .with("reason", "no such call")
-                    .with_display("from", from),
+                CallEvent::HandoverRejected {
+                    peer: None,
+                    reason: "no such call",
+                    from,
+                }
+                .into(),
             );
             return;
         };
         match c.on_handover(from, msg) {
             Ok(()) => self.events.push_back(
-                Event::new("call.handover_accepted")
-                    .with("peer", hex(&sender))
-                    .with_display("new_addr", from),
+                CallEvent::HandoverAccepted {
+                    peer: hex(&sender),
+                    new_addr: from,
+                }
+                .into(),
             ),
             Err(reason) => self.events.push_back(
-                Event::new("call.handover_rejected")
-                    .with("peer", hex(&sender))
-                    .with("reason", reason)
-                    .with_display("from", from),
+                CallEvent::HandoverRejected {
+                    peer: Some(hex(&sender)),
+                    reason,
+                    from,
+                }
+                .into(),
             ),
         }
     }
@@ -435,9 +481,12 @@ impl EndNode {
             .find(|c| c.peer == sender && c.state == CallState::Active)
         else {
             self.events.push_back(
-                Event::new("call.rekey_rejected")
-                    .with("reason", "no such call")
-                    .with_display("from", from),
+                CallEvent::RekeyRejected {
+                    peer: None,
+                    reason: "no such call",
+                    from: Some(from),
+                }
+                .into(),
             );
             return;
         };
@@ -445,15 +494,20 @@ impl EndNode {
         let shared_for = |y: &[u8]| -> Option<Vec<u8>> { wallet.dh().agree(y).ok() };
         match c.on_renewal(msg, shared_for, me) {
             Ok(()) => self.events.push_back(
-                Event::new("call.rekey_accepted")
-                    .with("peer", hex(&sender))
-                    .with("epoch", c.epoch()),
+                CallEvent::RekeyAccepted {
+                    peer: hex(&sender),
+                    epoch: c.epoch(),
+                }
+                .into(),
             ),
             Err("replayed") => {}
             Err(reason) => self.events.push_back(
-                Event::new("call.rekey_rejected")
-                    .with("peer", hex(&sender))
-                    .with("reason", reason),
+                CallEvent::RekeyRejected {
+                    peer: Some(hex(&sender)),
+                    reason,
+                    from: None,
+                }
+                .into(),
             ),
         }
     }
@@ -473,9 +527,11 @@ impl EndNode {
                 self.unknown_media += 1;
                 if power_of_ten(self.unknown_media) {
                     self.events.push_back(
-                        Event::new("en.media_unknown_ssrc")
-                            .with_display("from", from)
-                            .with("count", self.unknown_media),
+                        EnEvent::MediaUnknownSsrc {
+                            from,
+                            count: self.unknown_media,
+                        }
+                        .into(),
                     );
                 }
             }

@@ -3,11 +3,12 @@
 //! the hash address asked for.
 
 use super::EndNode;
+use super::events::EnEvent;
 use super::registration::TRIES_PER_SN;
+use crate::Time;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::hex;
 use crate::wallet::verify_tx;
-use crate::{Event, Time};
 use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::toall::{HashAddr, ToallTx};
 use std::net::SocketAddrV4;
@@ -44,7 +45,10 @@ impl EndNode {
     pub fn lookup(&mut self, now: Time, hash_addr: HashAddr) -> Option<u32> {
         if self.queries.len() >= MAX_PENDING_QUERIES {
             self.events.push_back(
-                Event::new("en.lookup_refused").with("reason", "too many pending queries"),
+                EnEvent::LookupRefused {
+                    reason: "too many pending queries",
+                }
+                .into(),
             );
             return None;
         }
@@ -76,11 +80,13 @@ impl EndNode {
         }
         .to_bytes();
         self.events.push_back(
-            Event::new("en.query_sent")
-                .with("request_id", id)
-                .with("try", q.backoff.tries())
-                .with("peer", hex(&q.hash_addr))
-                .with_display("sn", sn),
+            EnEvent::QuerySent {
+                request_id: id,
+                r#try: q.backoff.tries(),
+                peer: hex(&q.hash_addr),
+                sn,
+            }
+            .into(),
         );
         self.send(sn, payload);
     }
@@ -107,9 +113,11 @@ impl EndNode {
         };
         if q.hash_addr != hash_addr {
             self.events.push_back(
-                Event::new("en.reply_rejected")
-                    .with("request_id", request_id)
-                    .with("reason", "reply names another hash address"),
+                EnEvent::ReplyRejected {
+                    request_id,
+                    reason: "reply names another hash address".to_owned(),
+                }
+                .into(),
             );
             return;
         }
@@ -122,34 +130,37 @@ impl EndNode {
             (true, Some(tx)) => {
                 if tx.out.hash_addr != hash_addr {
                     self.events.push_back(
-                        Event::new("en.reply_rejected")
-                            .with("request_id", request_id)
-                            .with("reason", "Tx belongs to another hash address"),
+                        EnEvent::ReplyRejected {
+                            request_id,
+                            reason: "Tx belongs to another hash address".to_owned(),
+                        }
+                        .into(),
                     );
                     return;
                 }
                 if let Err(e) = verify_tx(&tx) {
                     self.events.push_back(
-                        Event::new("en.reply_rejected")
-                            .with("request_id", request_id)
-                            .with_display("reason", e),
+                        EnEvent::ReplyRejected {
+                            request_id,
+                            reason: e.to_string(),
+                        }
+                        .into(),
                     );
                     return;
                 }
                 self.events.push_back(
-                    Event::new("en.lookup_ok")
-                        .with("request_id", request_id)
-                        .with("peer", hex(&hash_addr))
-                        .with("seq", tx.out.seq)
-                        .with_display(
-                            "private",
-                            SocketAddrV4::new(tx.out.private_ip, tx.out.private_port),
-                        )
-                        .with_display("nat", SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port))
-                        .with("height", height)
-                        .with("confirmations", confirmations)
-                        .with("unconfirmed", is_unconfirmed)
-                        .with("rtt_ns", rtt_ns),
+                    EnEvent::LookupOk {
+                        request_id,
+                        peer: hex(&hash_addr),
+                        seq: tx.out.seq,
+                        private: SocketAddrV4::new(tx.out.private_ip, tx.out.private_port),
+                        nat: SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port),
+                        height,
+                        confirmations,
+                        unconfirmed: is_unconfirmed,
+                        rtt_ns,
+                    }
+                    .into(),
                 );
                 Some(PeerInfo {
                     tx,
@@ -160,10 +171,12 @@ impl EndNode {
             }
             _ => {
                 self.events.push_back(
-                    Event::new("en.lookup_not_found")
-                        .with("request_id", request_id)
-                        .with("peer", hex(&hash_addr))
-                        .with("rtt_ns", rtt_ns),
+                    EnEvent::LookupNotFound {
+                        request_id,
+                        peer: hex(&hash_addr),
+                        rtt_ns,
+                    }
+                    .into(),
                 );
                 None
             }
@@ -186,9 +199,11 @@ impl EndNode {
             if tries >= MAX_QUERY_TRIES {
                 if let Some(q) = self.queries.remove(&id) {
                     self.events.push_back(
-                        Event::new("en.lookup_failed")
-                            .with("request_id", id)
-                            .with("peer", hex(&q.hash_addr)),
+                        EnEvent::LookupFailed {
+                            request_id: id,
+                            peer: hex(&q.hash_addr),
+                        }
+                        .into(),
                     );
                     self.results.push_back((id, q.hash_addr, None));
                 }

@@ -14,6 +14,7 @@
 //! timers.
 
 mod calls;
+pub mod events;
 mod lookup;
 mod registration;
 mod role;
@@ -26,12 +27,14 @@ pub use lookup::{MAX_PENDING_QUERIES, MAX_QUERY_TRIES, PeerInfo};
 pub use registration::TRIES_PER_SN;
 
 use crate::call::Call;
+use crate::event::Event;
 use crate::wallet::Wallet;
-use crate::{Event, Time, Transmit};
+use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::ports;
 use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::toall::{HashAddr, ToallTx};
+use events::EnEvent;
 use lookup::PendingQuery;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -158,9 +161,11 @@ impl EndNode {
             Ok(m) => m,
             Err(e) => {
                 self.events.push_back(
-                    Event::new("en.malformed")
-                        .with_display("from", from)
-                        .with_display("error", e),
+                    EnEvent::Malformed {
+                        from,
+                        error: e.to_string(),
+                    }
+                    .into(),
                 );
                 return;
             }
@@ -182,8 +187,7 @@ impl EndNode {
             _ => {}
         }
         if !self.sns.contains(&from) {
-            self.events
-                .push_back(Event::new("en.unexpected").with_display("from", from));
+            self.events.push_back(EnEvent::Unexpected { from }.into());
             return;
         }
         match msg {
@@ -210,9 +214,7 @@ impl EndNode {
                 tx,
                 unconfirmed,
             ),
-            _ => self
-                .events
-                .push_back(Event::new("en.unexpected").with_display("from", from)),
+            _ => self.events.push_back(EnEvent::Unexpected { from }.into()),
         }
     }
 

@@ -3,10 +3,11 @@
 //! backoff, failing over to the next SN of the DHCP list after [`TRIES_PER_SN`] tries.
 
 use super::EndNode;
+use super::events::EnEvent;
+use crate::Time;
 use crate::nat::h16;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::{hex, millis};
-use crate::{Event, Time};
 use binfm_stack::wire::binfm::{Message, TxStatus};
 use binfm_stack::wire::toall::ToallTx;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -66,7 +67,7 @@ impl EndNode {
         self.register(now, "key_renewal");
     }
 
-    pub(super) fn register(&mut self, now: Time, why: &str) {
+    pub(super) fn register(&mut self, now: Time, why: &'static str) {
         let (Some(private), Some(nat)) = (self.private, self.nat) else {
             return;
         };
@@ -74,12 +75,14 @@ impl EndNode {
         let tx = self.wallet.next_tx(millis(now));
         let tx_id = tx.id();
         self.events.push_back(
-            Event::new("en.register")
-                .with("seq", tx.out.seq)
-                .with("why", why)
-                .with_display("private", private)
-                .with_display("nat", nat)
-                .with("hash_addr", hex(&tx.out.hash_addr)),
+            EnEvent::Register {
+                seq: tx.out.seq,
+                why,
+                private,
+                nat,
+                hash_addr: hex(&tx.out.hash_addr),
+            }
+            .into(),
         );
         self.reg = Some(Registration {
             tx,
@@ -91,7 +94,7 @@ impl EndNode {
 
     pub(super) fn send_registration(&mut self, now: Time) {
         let Some(sn) = self.super_node() else {
-            self.events.push_back(Event::new("en.no_super_node"));
+            self.events.push_back(EnEvent::NoSuperNode {}.into());
             self.reg = None;
             return;
         };
@@ -99,10 +102,12 @@ impl EndNode {
         reg.backoff.on_send(now);
         let payload = Message::TxSubmit { tx: reg.tx.clone() }.to_bytes();
         self.events.push_back(
-            Event::new("en.tx_sent")
-                .with("seq", reg.tx.out.seq)
-                .with("try", reg.backoff.tries())
-                .with_display("sn", sn),
+            EnEvent::TxSent {
+                seq: reg.tx.out.seq,
+                r#try: reg.backoff.tries(),
+                sn,
+            }
+            .into(),
         );
         self.send(sn, payload);
     }
@@ -123,20 +128,19 @@ impl EndNode {
             TxStatus::Accepted | TxStatus::Duplicate => {
                 let seq = reg.tx.out.seq;
                 self.events.push_back(
-                    Event::new("en.registered")
-                        .with("seq", seq)
-                        .with_display("sn", from)
-                        .with_display("observed", observed),
+                    EnEvent::Registered {
+                        seq,
+                        sn: from,
+                        observed,
+                    }
+                    .into(),
                 );
                 self.registered = self.reg.take().map(|r| r.tx);
             }
             TxStatus::EndpointMismatch => {
                 let guessed = self.nat;
-                self.events.push_back(
-                    Event::new("en.endpoint_corrected")
-                        .with("guessed", guessed.map(|g| g.to_string()))
-                        .with_display("observed", observed),
-                );
+                self.events
+                    .push_back(EnEvent::EndpointCorrected { guessed, observed }.into());
                 if self.nat == Some(observed) {
                     // The SN insists on what we already sent: do not loop; keep retransmitting.
                     return;
@@ -146,7 +150,10 @@ impl EndNode {
             }
             other => {
                 self.events.push_back(
-                    Event::new("en.register_rejected").with("status", format!("{other:?}")),
+                    EnEvent::RegisterRejected {
+                        status: format!("{other:?}"),
+                    }
+                    .into(),
                 );
                 self.reg = None;
             }
@@ -171,9 +178,11 @@ impl EndNode {
             let from = self.super_node();
             self.sn_index = (self.sn_index + 1) % self.sns.len();
             self.events.push_back(
-                Event::new("en.sn_failover")
-                    .with("from", from.map(|s| s.to_string()))
-                    .with("to", self.super_node().map(|s| s.to_string())),
+                EnEvent::SnFailover {
+                    from,
+                    to: self.super_node(),
+                }
+                .into(),
             );
         }
     }

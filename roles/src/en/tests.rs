@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::call::CallState;
+use crate::call_events::CallEvent;
 use binfm_stack::wire::binfm::TxStatus;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -104,22 +105,48 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
         .count();
     assert_eq!(live, MAX_CALLS);
     assert_eq!(en.calls_refused, 150);
-    let reports = std::iter::from_fn(|| en.poll_event())
-        .filter(|e| e.kind == "call.refused")
-        .count();
+    let reports = drain(&mut en, |e| match e.downcast_ref()? {
+        CallEvent::Refused { .. } => Some(()),
+        _ => None,
+    })
+    .len();
     assert_eq!(reports, 3, "1st, 10th and 100th refusal");
 }
 
-fn reasons(en: &mut EndNode, kind: &str) -> Vec<String> {
+/// Drains the node's events and keeps what `pick` finds in them, in order.
+fn drain<T>(en: &mut EndNode, pick: impl Fn(&Event) -> Option<T>) -> Vec<T> {
     std::iter::from_fn(|| en.poll_event())
-        .filter(|e| e.kind == kind)
-        .map(|e| {
-            e.get("reason")
-                .and_then(|r| r.as_str())
-                .unwrap_or_default()
-                .to_owned()
-        })
+        .filter_map(|e| pick(&e))
         .collect()
+}
+
+/// The reason of an `en.reply_rejected`.
+fn reply_rejected(e: &Event) -> Option<String> {
+    match e.downcast_ref()? {
+        EnEvent::ReplyRejected { reason, .. } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// The sender of an `en.unexpected`.
+fn unexpected(e: &Event) -> Option<SocketAddrV4> {
+    match e.downcast_ref()? {
+        EnEvent::Unexpected { from } => Some(*from),
+        _ => None,
+    }
+}
+
+/// The reason of a `call.rekey_rejected`.
+fn rekey_rejected(e: &Event) -> Option<&'static str> {
+    match e.downcast_ref()? {
+        CallEvent::RekeyRejected { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+/// Whether `e` is a `call.rekey_accepted`.
+fn rekey_accepted(e: &Event) -> bool {
+    matches!(e.downcast_ref(), Some(CallEvent::RekeyAccepted { .. }))
 }
 
 /// Attack 1, EN side: a Reply (from the SN's address: a lying SN, or a spoofer) whose Tx
@@ -196,7 +223,7 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
     ];
     for (msg, why) in &forged {
         en.handle_datagram(Time::from_millis(10), SN, me, &msg.to_bytes());
-        assert_eq!(reasons(&mut en, "en.reply_rejected"), vec![why.clone()]);
+        assert_eq!(drain(&mut en, reply_rejected), vec![why.clone()]);
         assert!(en.poll_lookup().is_none(), "{why}: no lookup result");
         assert_eq!(
             en.calls()[0].state,
@@ -209,7 +236,7 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
     // A forged Reply from anyone but the SN is not even looked at.
     let genuine = reply(peer_addr, peer_tx.clone()).to_bytes();
     en.handle_datagram(Time::from_millis(10), evil_at, me, &genuine);
-    assert_eq!(reasons(&mut en, "en.unexpected").len(), 1);
+    assert_eq!(drain(&mut en, unexpected).len(), 1);
     assert_eq!(en.calls()[0].state, CallState::LookingUp(rid));
 
     // The genuine Reply: the call goes on, to the registered endpoint, with the peer's Y.
@@ -228,7 +255,7 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
     assert!(sent.iter().all(|t| t.dst != evil_at));
     // A late forgery for the finished lookup is ignored.
     en.handle_datagram(Time::from_millis(30), SN, me, &forged[0].0.to_bytes());
-    assert!(reasons(&mut en, "en.reply_rejected").is_empty());
+    assert!(drain(&mut en, reply_rejected).is_empty());
     assert_eq!(en.calls()[0].peer_addr, Some(peer_at));
 }
 
@@ -383,8 +410,8 @@ fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
         for from in [at_b, spoofed_from] {
             a.handle_datagram(t, from, at_a, &f.to_bytes());
             assert_eq!(
-                reasons(&mut a, "call.rekey_rejected"),
-                vec!["bad_mac".to_owned()],
+                drain(&mut a, rekey_rejected),
+                vec!["bad_mac"],
                 "forgery {k}"
             );
             assert_eq!(a.calls()[0].epoch(), 0, "forgery {k}");
@@ -396,21 +423,12 @@ fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
     a.handle_datagram(t, at_b, at_a, &renewal);
     assert_eq!(a.calls()[0].epoch(), 1);
     let accepted: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
-    assert_eq!(
-        accepted
-            .iter()
-            .filter(|e| e.kind == "call.rekey_accepted")
-            .count(),
-        1
-    );
+    assert_eq!(accepted.iter().filter(|e| rekey_accepted(e)).count(), 1);
     // Replayed (from B's address or elsewhere): refused as a replay, nothing changes.
     for from in [at_b, spoofed_from] {
         a.handle_datagram(t, from, at_a, &renewal);
         let evs: Vec<Event> = std::iter::from_fn(|| a.poll_event()).collect();
-        assert!(
-            evs.iter().all(|e| e.kind != "call.rekey_accepted"),
-            "{evs:?}"
-        );
+        assert!(!evs.iter().any(rekey_accepted), "{evs:?}");
         assert_eq!(a.calls()[0].epoch(), 1);
     }
     // Audio goes on under the renewed keys, both ways, nothing refused.

@@ -187,23 +187,6 @@ pub struct StatsSummary {
     pub delay_samples: u64,
 }
 
-impl StatsSummary {
-    /// For results files.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "received": self.received,
-            "duplicates": self.duplicates,
-            "lost": self.lost,
-            "first_index": self.first_index,
-            "highest_index": self.highest_index,
-            "jitter_ms": self.jitter_ms,
-            "delay_ms_median": self.delay_ms_median,
-            "delay_ms_p99": self.delay_ms_p99,
-            "delay_samples": self.delay_samples,
-        })
-    }
-}
-
 const NS_PER_TS_UNIT: f64 = 1e9 / SAMPLE_RATE as f64;
 
 impl ReceiverStats {
@@ -480,7 +463,6 @@ mod tests {
         assert_eq!(sum.delay_ms_median, Some(50.0));
         assert_eq!(sum.delay_ms_p99, Some(50.0));
         assert_eq!(sum.jitter_ms, 0.0, "constant delay: no jitter");
-        assert_eq!(sum.to_json()["lost"], 2);
     }
 
     #[test]

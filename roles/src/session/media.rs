@@ -8,8 +8,9 @@ use super::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
 use super::keys::DirectionKey;
 use super::retransmit::PendingControl;
 use super::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
+use crate::Time;
+use crate::event::Event;
 use crate::util::{millis_f64, short_hex};
-use crate::{Event, Time};
 use binfm_stack::wire::rtp::RtpHeader;
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
@@ -22,16 +23,16 @@ pub const GAP_REPORT: Duration = Duration::from_millis(100);
 /// Received frames whose arrival is logged for delay statistics (one hour of audio).
 pub const MAX_RX_LOG: usize = 180_000;
 
-/// The event kinds a media session reports, in its model's namespace (`call.*`,
-/// `vertical.*`), so both models' event logs keep their own names.
+/// The events a media session reports, built by its model (`call.*`, `vertical.*`) so both
+/// models' event logs keep their own families. `peer` is the peer in short hex.
 #[derive(Debug, Clone, Copy)]
 pub struct MediaEvents {
-    /// The first frame decrypted.
-    pub first_frame: &'static str,
-    /// Audio resumed after a pause longer than [`GAP_REPORT`].
-    pub resumed: &'static str,
-    /// The first packet refused for a reason (later ones are only counted).
-    pub refused: &'static str,
+    /// The first frame decrypted: `(peer, index)`.
+    pub first_frame: fn(String, u64) -> Event,
+    /// Audio resumed after a pause longer than [`GAP_REPORT`]: `(peer, gap_ms, index)`.
+    pub resumed: fn(String, f64, u64) -> Event,
+    /// The first packet refused for a reason (later ones are only counted): `(peer, reason)`.
+    pub refused: fn(String, &'static str) -> Event,
 }
 
 /// A frame the session accepted, for the signalling to act on (a key renewal completes when
@@ -212,17 +213,11 @@ impl MediaSession {
         match rx.unprotect(packet) {
             Ok(u) => {
                 match self.last_rx {
-                    None => events.push(
-                        Event::new(self.kinds.first_frame)
-                            .with("peer", short_hex(peer))
-                            .with("index", u.index),
-                    ),
-                    Some(last) if now.saturating_sub(last) > GAP_REPORT => events.push(
-                        Event::new(self.kinds.resumed)
-                            .with("peer", short_hex(peer))
-                            .with("gap_ms", millis_f64(now.saturating_sub(last)))
-                            .with("index", u.index),
-                    ),
+                    None => events.push((self.kinds.first_frame)(short_hex(peer), u.index)),
+                    Some(last) if now.saturating_sub(last) > GAP_REPORT => {
+                        let gap_ms = millis_f64(now.saturating_sub(last));
+                        events.push((self.kinds.resumed)(short_hex(peer), gap_ms, u.index));
+                    }
                     Some(_) => {}
                 }
                 self.last_rx = Some(now);
@@ -248,11 +243,7 @@ impl MediaSession {
                 let n = self.media_refused.entry(reason).or_default();
                 *n += 1;
                 if *n == 1 {
-                    events.push(
-                        Event::new(self.kinds.refused)
-                            .with("peer", short_hex(peer))
-                            .with("reason", reason),
-                    );
+                    events.push((self.kinds.refused)(short_hex(peer), reason));
                 }
                 None
             }

@@ -73,7 +73,7 @@ impl Node {
     }
     fn poll_event(&mut self) -> Option<Event> {
         match self {
-            Node::En(n) => n.poll_event().map(Into::into),
+            Node::En(n) => n.poll_event(),
             Node::Stun(n) => n.poll_event().map(Into::into),
             Node::Ls(n) => n.poll_event().map(Into::into),
         }

@@ -1,6 +1,7 @@
 //! One call of a vertical end node: its state, keys and counters around the shared
 //! [`MediaSession`]. The node's invite and key-exchange handlers drive it.
 
+use super::events::VerticalEvent;
 use crate::Time;
 use crate::call::CallRole;
 use crate::dh::DhSecret;
@@ -12,9 +13,16 @@ use std::net::SocketAddrV4;
 
 /// The media events of a vertical call.
 const MEDIA_EVENTS: MediaEvents = MediaEvents {
-    first_frame: "vertical.first_frame",
-    resumed: "vertical.media_resumed",
-    refused: "vertical.media_refused",
+    first_frame: |peer, index| VerticalEvent::FirstFrame { peer, index }.into(),
+    resumed: |peer, gap_ms, index| {
+        VerticalEvent::MediaResumed {
+            peer,
+            gap_ms,
+            index,
+        }
+        .into()
+    },
+    refused: |peer, reason| VerticalEvent::MediaRefused { peer, reason }.into(),
 };
 
 /// Where a vertical call is.

@@ -4,12 +4,13 @@
 
 use super::VerticalNode;
 use super::call::{OwnExchange, VState, VerticalCall};
+use super::events::VerticalEvent;
 use super::stun::AfterStun;
+use crate::Time;
 use crate::call::CallRole;
 use crate::dh::DhSecret;
 use crate::session::keys::mac;
 use crate::util::short_hex;
-use crate::{Event, Time};
 use binfm_stack::wire::vertical::{Id, VmMessage, mac_input};
 use rand::RngExt;
 use std::net::SocketAddrV4;
@@ -21,9 +22,10 @@ impl VerticalNode {
     /// Starts a call to `peer` (Figure 1): STUN first, then the lookup.
     pub fn call(&mut self, now: Time, peer: Id) {
         let ssrc: u32 = self.rng.random();
-        self.ev(Event::new("vertical.call_started")
-            .with("peer", short_hex(&peer))
-            .with("ssrc", ssrc));
+        self.ev(VerticalEvent::CallStarted {
+            peer: short_hex(&peer),
+            ssrc,
+        });
         if self.calls.len() >= MAX_CALLS {
             self.prune();
         }
@@ -39,9 +41,10 @@ impl VerticalNode {
             } else {
                 "too many calls"
             };
-            self.ev(Event::new("vertical.call_failed")
-                .with("peer", short_hex(&peer))
-                .with("reason", reason));
+            self.ev(VerticalEvent::CallFailed {
+                peer: short_hex(&peer),
+                reason,
+            });
             return;
         }
         let call = VerticalCall::new(
@@ -66,10 +69,12 @@ impl VerticalNode {
         {
             c.hang_up();
             evs.push(
-                Event::new("vertical.ended")
-                    .with("peer", short_hex(&peer))
-                    .with("frames_sent", c.media.frames_sent)
-                    .with("frames_received", c.media.rx_stats.summary().received),
+                VerticalEvent::Ended {
+                    peer: short_hex(&peer),
+                    frames_sent: c.media.frames_sent,
+                    frames_received: c.media.rx_stats.summary().received,
+                }
+                .into(),
             );
         }
         self.events.extend(evs);
@@ -92,9 +97,10 @@ impl VerticalNode {
         ssrc: u32,
     ) {
         if callee != self.id {
-            self.ev(Event::new("vertical.invite_refused")
-                .with("reason", "not for us")
-                .with_display("from", from));
+            self.ev(VerticalEvent::InviteRefused {
+                reason: "not for us",
+                from,
+            });
             return;
         }
         if let Some(c) = self.calls.iter().find(|c| {
@@ -110,9 +116,10 @@ impl VerticalNode {
             self.prune();
         }
         if self.calls.len() >= MAX_CALLS {
-            self.ev(Event::new("vertical.invite_refused")
-                .with("reason", "too many calls")
-                .with_display("from", from));
+            self.ev(VerticalEvent::InviteRefused {
+                reason: "too many calls",
+                from,
+            });
             return;
         }
         let my_ssrc: u32 = self.rng.random();
@@ -127,10 +134,11 @@ impl VerticalNode {
         c.peer_addr = Some(contact);
         c.media.set_peer_ssrc(ssrc);
         self.calls.push(c);
-        self.ev(Event::new("vertical.incoming")
-            .with("peer", short_hex(&caller))
-            .with_display("contact", contact)
-            .with_display("from", from));
+        self.ev(VerticalEvent::Incoming {
+            peer: short_hex(&caller),
+            contact,
+            from,
+        });
         self.want_stun(now, AfterStun::Answer(caller));
     }
 
@@ -153,9 +161,10 @@ impl VerticalNode {
         .to_bytes();
         c.state = VState::AwaitKey;
         c.invite_ok = Some(bytes.clone());
-        self.ev(Event::new("vertical.invite_ok_sent")
-            .with("peer", short_hex(&peer))
-            .with_display("contact", mine));
+        self.ev(VerticalEvent::InviteOkSent {
+            peer: short_hex(&peer),
+            contact: mine,
+        });
         self.send(to, bytes);
     }
 
@@ -197,12 +206,14 @@ impl VerticalNode {
             sent_at: now,
         });
         c.set_pending(bytes.clone(), now, "key_exchange");
-        self.ev(Event::new("vertical.invite_ok")
-            .with("peer", short_hex(&callee))
-            .with_display("contact", contact));
-        self.ev(Event::new("vertical.key_sent")
-            .with("peer", short_hex(&callee))
-            .with("epoch", 0));
+        self.ev(VerticalEvent::InviteOk {
+            peer: short_hex(&callee),
+            contact,
+        });
+        self.ev(VerticalEvent::KeySent {
+            peer: short_hex(&callee),
+            epoch: 0,
+        });
         self.send(contact, bytes);
     }
 
@@ -229,9 +240,11 @@ impl VerticalNode {
             let bytes = msg.to_bytes();
             c.set_pending(bytes.clone(), now, "reinvite");
             evs.push(
-                Event::new("vertical.reinvite_sent")
-                    .with("peer", short_hex(&c.peer))
-                    .with_display("contact", contact),
+                VerticalEvent::ReinviteSent {
+                    peer: short_hex(&c.peer),
+                    contact,
+                }
+                .into(),
             );
             sends.push((to, bytes));
         }
@@ -256,9 +269,11 @@ impl VerticalNode {
             .iter()
             .position(|c| c.peer == *peer && c.state == VState::Active)
         else {
-            self.ev(Event::new("vertical.reinvite_rejected")
-                .with("reason", "no such call")
-                .with_display("from", from));
+            self.ev(VerticalEvent::ReinviteRejected {
+                peer: None,
+                reason: "no such call",
+                from,
+            });
             return;
         };
         let c = &mut self.calls[i];
@@ -271,17 +286,19 @@ impl VerticalNode {
         };
         if let Some(reason) = reason {
             c.control_refused += 1;
-            self.ev(Event::new("vertical.reinvite_rejected")
-                .with("peer", short_hex(peer))
-                .with("reason", reason)
-                .with_display("from", from));
+            self.ev(VerticalEvent::ReinviteRejected {
+                peer: Some(short_hex(peer)),
+                reason,
+                from,
+            });
             return;
         }
         c.recv_counter = *counter;
         c.peer_addr = Some(*contact);
-        self.ev(Event::new("vertical.reinvite_accepted")
-            .with("peer", short_hex(peer))
-            .with_display("contact", *contact)
-            .with_display("from", from));
+        self.ev(VerticalEvent::ReinviteAccepted {
+            peer: short_hex(peer),
+            contact: *contact,
+            from,
+        });
     }
 }

@@ -3,11 +3,12 @@
 
 use super::VerticalNode;
 use super::call::{OwnExchange, VState};
+use super::events::VerticalEvent;
+use crate::Time;
 use crate::call::CallRole;
 use crate::dh::DhSecret;
 use crate::session::keys::mac;
 use crate::util::{millis_f64, short_hex};
-use crate::{Event, Time};
 use binfm_stack::wire::vertical::{VmMessage, mac_input};
 use rand::RngExt;
 use std::net::SocketAddrV4;
@@ -49,9 +50,10 @@ impl VerticalNode {
             });
             c.set_pending(bytes.clone(), now, "rekey");
             let peer = c.peer;
-            self.ev(Event::new("vertical.rekey_sent")
-                .with("peer", short_hex(&peer))
-                .with("epoch", epoch));
+            self.ev(VerticalEvent::RekeySent {
+                peer: short_hex(&peer),
+                epoch,
+            });
             self.send(to, bytes);
         }
     }
@@ -76,9 +78,11 @@ impl VerticalNode {
                     VState::AwaitKey | VState::Active | VState::KeyAgreement
                 )
         }) else {
-            self.ev(Event::new("vertical.key_rejected")
-                .with("reason", "no such call")
-                .with_display("from", from));
+            self.ev(VerticalEvent::KeyRejected {
+                peer: None,
+                reason: "no such call",
+                from: Some(from),
+            });
             return;
         };
         // A retransmission of an exchange we answered: repeat the reply.
@@ -148,10 +152,11 @@ impl VerticalNode {
         if setup {
             c.activate(keys, now);
             let setup_ms = millis_f64(now.saturating_sub(c.started_at));
-            self.ev(Event::new("vertical.active")
-                .with("peer", short_hex(&peer))
-                .with("role", "callee")
-                .with("setup_ms", setup_ms));
+            self.ev(VerticalEvent::Active {
+                peer: short_hex(&peer),
+                role: "callee",
+                setup_ms,
+            });
             // Audio starts with the keys: the first frame follows the reply.
             self.media_due(now);
         } else {
@@ -162,9 +167,10 @@ impl VerticalNode {
             c.prev_control = c.control;
             c.control = Some(keys.control);
             c.epoch = *epoch;
-            self.ev(Event::new("vertical.rekey_accepted")
-                .with("peer", short_hex(&peer))
-                .with("epoch", *epoch));
+            self.ev(VerticalEvent::RekeyAccepted {
+                peer: short_hex(&peer),
+                epoch: *epoch,
+            });
         }
     }
 
@@ -172,9 +178,11 @@ impl VerticalNode {
         let c = &mut self.calls[i];
         c.control_refused += 1;
         let peer = c.peer;
-        self.ev(Event::new("vertical.key_rejected")
-            .with("peer", short_hex(&peer))
-            .with("reason", reason));
+        self.ev(VerticalEvent::KeyRejected {
+            peer: Some(short_hex(&peer)),
+            reason,
+            from: None,
+        });
     }
 
     /// Step 11 (or a rekey reply) received.
@@ -220,10 +228,11 @@ impl VerticalNode {
         if setup {
             c.activate(keys, now);
             let setup_ms = millis_f64(now.saturating_sub(c.started_at));
-            self.ev(Event::new("vertical.active")
-                .with("peer", short_hex(&peer))
-                .with("role", "caller")
-                .with("setup_ms", setup_ms));
+            self.ev(VerticalEvent::Active {
+                peer: short_hex(&peer),
+                role: "caller",
+                setup_ms,
+            });
             self.media_due(now);
         } else {
             // The peer already accepts the new key: switch sending now.
@@ -232,10 +241,11 @@ impl VerticalNode {
             c.prev_control = c.control;
             c.control = Some(keys.control);
             c.epoch = *epoch;
-            self.ev(Event::new("vertical.rekey_done")
-                .with("peer", short_hex(&peer))
-                .with("epoch", *epoch)
-                .with("rekey_ms", millis_f64(took)));
+            self.ev(VerticalEvent::RekeyDone {
+                peer: short_hex(&peer),
+                epoch: *epoch,
+                rekey_ms: millis_f64(took),
+            });
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use super::VerticalNode;
 use super::call::VState;
+use super::events::VerticalEvent;
+use crate::Time;
 use crate::call::CallRole;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::{millis_f64, short_hex};
-use crate::{Event, Time};
 use binfm_stack::wire::vertical::{Id, VmMessage};
 use std::net::SocketAddrV4;
 
@@ -35,9 +36,10 @@ impl VerticalNode {
         };
         if self.lookups.len() >= MAX_LOOKUPS {
             self.calls[i].hang_up();
-            self.ev(Event::new("vertical.call_failed")
-                .with("peer", short_hex(&peer))
-                .with("reason", "too many lookups"));
+            self.ev(VerticalEvent::CallFailed {
+                peer: short_hex(&peer),
+                reason: "too many lookups",
+            });
             return;
         }
         let rid = self.next_request_id;
@@ -60,10 +62,11 @@ impl VerticalNode {
         };
         l.backoff.on_send(now);
         let (peer, tries) = (l.peer, l.backoff.tries());
-        self.ev(Event::new("vertical.lookup_sent")
-            .with("peer", short_hex(&peer))
-            .with("request_id", rid)
-            .with("try", tries));
+        self.ev(VerticalEvent::LookupSent {
+            peer: short_hex(&peer),
+            request_id: rid,
+            r#try: tries,
+        });
         let bytes = VmMessage::Lookup {
             request_id: rid,
             id: peer,
@@ -84,9 +87,10 @@ impl VerticalNode {
             return;
         };
         if l.peer != id {
-            self.ev(Event::new("vertical.lookup_rejected")
-                .with("request_id", rid)
-                .with("reason", "reply names another id"));
+            self.ev(VerticalEvent::LookupRejected {
+                request_id: rid,
+                reason: "reply names another id",
+            });
             return;
         }
         let rtt = now.saturating_sub(l.first_sent);
@@ -100,18 +104,21 @@ impl VerticalNode {
         };
         let Some(contact) = contact else {
             self.calls[i].hang_up();
-            self.ev(Event::new("vertical.lookup_not_found")
-                .with("peer", short_hex(&id))
-                .with("rtt_ms", millis_f64(rtt)));
-            self.ev(Event::new("vertical.call_failed")
-                .with("peer", short_hex(&id))
-                .with("reason", "peer not found"));
+            self.ev(VerticalEvent::LookupNotFound {
+                peer: short_hex(&id),
+                rtt_ms: millis_f64(rtt),
+            });
+            self.ev(VerticalEvent::CallFailed {
+                peer: short_hex(&id),
+                reason: "peer not found",
+            });
             return;
         };
-        self.ev(Event::new("vertical.resolved")
-            .with("peer", short_hex(&id))
-            .with_display("contact", contact)
-            .with("rtt_ms", millis_f64(rtt)));
+        self.ev(VerticalEvent::Resolved {
+            peer: short_hex(&id),
+            contact,
+            rtt_ms: millis_f64(rtt),
+        });
         let Some(mine) = self.mapped else { return };
         let c = &mut self.calls[i];
         c.peer_addr = Some(contact);
@@ -124,9 +131,10 @@ impl VerticalNode {
         }
         .to_bytes();
         c.set_pending(bytes.clone(), now, "invite");
-        self.ev(Event::new("vertical.invite_sent")
-            .with("peer", short_hex(&id))
-            .with_display("to", contact));
+        self.ev(VerticalEvent::InviteSent {
+            peer: short_hex(&id),
+            to: contact,
+        });
         self.send(contact, bytes);
     }
 
@@ -152,9 +160,10 @@ impl VerticalNode {
                     {
                         c.hang_up();
                     }
-                    self.ev(Event::new("vertical.call_failed")
-                        .with("peer", short_hex(&l.peer))
-                        .with("reason", "lookup unanswered"));
+                    self.ev(VerticalEvent::CallFailed {
+                        peer: short_hex(&l.peer),
+                        reason: "lookup unanswered",
+                    });
                 }
             } else {
                 self.send_lookup(now, rid);

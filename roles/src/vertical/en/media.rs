@@ -3,10 +3,11 @@
 
 use super::VerticalNode;
 use super::call::VState;
+use super::events::VerticalEvent;
+use crate::Time;
 use crate::session::media::rtp_ssrc;
 use crate::session::srtp::KeyUsed;
 use crate::util::short_hex;
-use crate::{Event, Time};
 use std::net::SocketAddrV4;
 
 impl VerticalNode {
@@ -19,7 +20,7 @@ impl VerticalNode {
             .iter_mut()
             .find(|c| c.state == VState::Active && c.media.is_from_peer(ssrc))
         else {
-            self.ev(Event::new("vertical.media_unknown_ssrc").with_display("from", from));
+            self.ev(VerticalEvent::MediaUnknownSsrc { from });
             return;
         };
         let mut evs = Vec::new();
@@ -34,9 +35,11 @@ impl VerticalNode {
                 // Rekey responder: the initiator sends with the new key; so do we.
                 c.media.set_send_key(k);
                 evs.push(
-                    Event::new("vertical.rekey_switched")
-                        .with("peer", short_hex(&c.peer))
-                        .with("epoch", c.epoch),
+                    VerticalEvent::RekeySwitched {
+                        peer: short_hex(&c.peer),
+                        epoch: c.epoch,
+                    }
+                    .into(),
                 );
             }
         }
@@ -53,17 +56,21 @@ impl VerticalNode {
                 && p.on_timeout(now, c.peer_addr, have_address, &mut sends)
             {
                 evs.push(
-                    Event::new("vertical.control_gave_up")
-                        .with("what", p.what())
-                        .with("peer", short_hex(&c.peer)),
+                    VerticalEvent::ControlGaveUp {
+                        what: p.what(),
+                        peer: short_hex(&c.peer),
+                    }
+                    .into(),
                 );
                 c.pending = None;
                 if c.state != VState::Active {
                     c.hang_up();
                     evs.push(
-                        Event::new("vertical.call_failed")
-                            .with("peer", short_hex(&c.peer))
-                            .with("reason", "no answer"),
+                        VerticalEvent::CallFailed {
+                            peer: short_hex(&c.peer),
+                            reason: "no answer",
+                        }
+                        .into(),
                     );
                 } else {
                     c.own = None;

@@ -32,6 +32,7 @@
 //! holds the node, its datagram dispatch and its timers.
 
 mod call;
+pub mod events;
 mod invite;
 mod key_exchange;
 mod lookup;
@@ -45,10 +46,12 @@ pub use invite::MAX_CALLS;
 pub use lookup::{LOOKUP_TRIES, MAX_LOOKUPS};
 pub use stun::{STUN_RTO, STUN_TRIES};
 
-use crate::{Event, Time, Transmit};
+use crate::event::Event;
+use crate::{Time, Transmit};
 use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::stun::{StunMessage, is_stun};
 use binfm_stack::wire::vertical::{Id, VmMessage};
+use events::VerticalEvent;
 use lookup::Lookup;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -153,8 +156,8 @@ impl VerticalNode {
         });
     }
 
-    fn ev(&mut self, e: Event) {
-        self.events.push_back(e);
+    fn ev(&mut self, e: VerticalEvent) {
+        self.events.push_back(e.into());
     }
 
     /// A new address (from DHCP; `stun` is the STUN server to use from there). Runs STUN,
@@ -162,9 +165,7 @@ impl VerticalNode {
     /// (Figure 11).
     pub fn on_address(&mut self, now: Time, private_ip: Ipv4Addr, stun: SocketAddrV4) {
         let local = SocketAddrV4::new(private_ip, self.port);
-        self.ev(Event::new("vertical.address")
-            .with_display("local", local)
-            .with_display("stun", stun));
+        self.ev(VerticalEvent::Address { local, stun });
         self.local = Some(local);
         self.stun_server = Some(stun);
         self.mapped = None;
@@ -199,18 +200,20 @@ impl VerticalNode {
         if is_stun(data) {
             match StunMessage::parse(data) {
                 Ok(m) => self.on_stun(now, from, m),
-                Err(e) => self.ev(Event::new("vertical.malformed")
-                    .with_display("from", from)
-                    .with_display("error", e)),
+                Err(e) => self.ev(VerticalEvent::Malformed {
+                    from,
+                    error: e.to_string(),
+                }),
             }
             return;
         }
         let msg = match VmMessage::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.ev(Event::new("vertical.malformed")
-                    .with_display("from", from)
-                    .with_display("error", e));
+                self.ev(VerticalEvent::Malformed {
+                    from,
+                    error: e.to_string(),
+                });
                 return;
             }
         };
@@ -236,9 +239,10 @@ impl VerticalNode {
             VmMessage::KeyExchange { .. } => self.on_key_exchange(now, from, &msg),
             VmMessage::KeyExchangeReply { .. } => self.on_key_reply(now, &msg),
             VmMessage::ReInvite { .. } => self.on_re_invite(from, &msg),
-            other => self.ev(Event::new("vertical.unexpected")
-                .with_display("from", from)
-                .with("message", other.name())),
+            other => self.ev(VerticalEvent::Unexpected {
+                from,
+                message: other.name(),
+            }),
         }
     }
 

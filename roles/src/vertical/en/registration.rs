@@ -2,8 +2,9 @@
 //! (mobility step), retransmitted with backoff until acknowledged.
 
 use super::VerticalNode;
+use super::events::VerticalEvent;
+use crate::Time;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
-use crate::{Event, Time};
 use binfm_stack::wire::vertical::{Id, VmMessage};
 use std::net::SocketAddrV4;
 
@@ -27,9 +28,10 @@ impl VerticalNode {
         let Some(reg) = &mut self.reg else { return };
         reg.backoff.on_send(now);
         let (contact, tries) = (reg.contact, reg.backoff.tries());
-        self.ev(Event::new("vertical.register_sent")
-            .with_display("contact", contact)
-            .with("try", tries));
+        self.ev(VerticalEvent::RegisterSent {
+            contact,
+            r#try: tries,
+        });
         let bytes = VmMessage::Register {
             id: self.id,
             contact,
@@ -43,7 +45,7 @@ impl VerticalNode {
         if id == self.id && self.reg.as_ref().is_some_and(|r| r.contact == contact) {
             self.reg = None;
             self.registered = Some(contact);
-            self.ev(Event::new("vertical.registered").with_display("contact", contact));
+            self.ev(VerticalEvent::Registered { contact });
         }
     }
 

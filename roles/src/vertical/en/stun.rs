@@ -4,9 +4,10 @@
 
 use super::VerticalNode;
 use super::call::VState;
+use super::events::VerticalEvent;
+use crate::Time;
 use crate::session::retransmit::Backoff;
 use crate::util::{millis_f64, short_hex};
-use crate::{Event, Time};
 use binfm_stack::wire::stun::{Class, StunMessage};
 use binfm_stack::wire::vertical::Id;
 use rand::RngExt;
@@ -68,10 +69,11 @@ impl VerticalNode {
                 AfterStun::Move => "move",
             })
             .collect();
-        self.ev(Event::new("vertical.stun_sent")
-            .with("try", tries)
-            .with("for", purposes.join(","))
-            .with_display("server", server));
+        self.ev(VerticalEvent::StunSent {
+            r#try: tries,
+            r#for: purposes.join(","),
+            server,
+        });
         self.send(server, StunMessage::binding_request(tid).to_bytes());
     }
 
@@ -81,16 +83,19 @@ impl VerticalNode {
             return;
         }
         let Some(mapped) = msg.mapped else {
-            self.ev(Event::new("vertical.stun_failed").with("reason", "no XOR-MAPPED-ADDRESS"));
+            self.ev(VerticalEvent::StunFailed {
+                reason: "no XOR-MAPPED-ADDRESS",
+            });
             return;
         };
         let rtt = now.saturating_sub(tx.first_sent);
         self.stun = None;
         self.mapped = Some(mapped);
-        self.ev(Event::new("vertical.stun_mapped")
-            .with_display("mapped", mapped)
-            .with_display("server", from)
-            .with("rtt_ms", millis_f64(rtt)));
+        self.ev(VerticalEvent::StunMapped {
+            mapped,
+            server: from,
+            rtt_ms: millis_f64(rtt),
+        });
         for then in std::mem::take(&mut self.after_stun) {
             match then {
                 AfterStun::Register => self.register(now, mapped),
@@ -109,7 +114,9 @@ impl VerticalNode {
         {
             if tx.backoff.tries() >= STUN_TRIES {
                 self.stun = None;
-                self.ev(Event::new("vertical.stun_failed").with("reason", "no answer"));
+                self.ev(VerticalEvent::StunFailed {
+                    reason: "no answer",
+                });
                 for then in std::mem::take(&mut self.after_stun) {
                     let peer = match then {
                         AfterStun::Call(p) | AfterStun::Answer(p) => p,
@@ -123,9 +130,10 @@ impl VerticalNode {
                         failed = true;
                     }
                     if failed {
-                        self.ev(Event::new("vertical.call_failed")
-                            .with("peer", short_hex(&peer))
-                            .with("reason", "STUN failed"));
+                        self.ev(VerticalEvent::CallFailed {
+                            peer: short_hex(&peer),
+                            reason: "STUN failed",
+                        });
                     }
                 }
             } else {
