@@ -364,7 +364,7 @@ async fn live_main(
     let interrupted = outcome?;
     finished?;
     deleted?;
-    scaffold.complete(topo, &net, packets, interrupted, |results| {
+    scaffold.complete(topo, net, packets, interrupted, |results| {
         if !interrupted {
             let reference = virtual_reference(topo, seed, duration)?;
             let comparison = compare_with_virtual(results, &reference);

@@ -53,6 +53,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// What `results.json` holds.
     pub results: serde_json::Value,
+    /// Every event of the run, typed (what `events.jsonl` holds).
+    pub records: Vec<crate::events::Record>,
 }
 
 /// The default output folder of a topology: `out/<name>/`.
@@ -116,7 +118,7 @@ impl Scaffold {
     pub fn complete<B: Boundary>(
         &self,
         topo: &Topology,
-        net: &Network<CaptureFile, B>,
+        mut net: Network<CaptureFile, B>,
         packets: u64,
         interrupted: bool,
         extend: impl FnOnce(&mut serde_json::Value) -> anyhow::Result<()>,
@@ -130,6 +132,7 @@ impl Scaffold {
         results::write_call_audio(&seeded, &view, &self.out_dir)
             .with_context(|| format!("writing call audio into {}", self.out_dir.display()))?;
         results::write_json(&self.out_dir.join("results.json"), &results)?;
+        drop(view);
         Ok(RunSummary {
             out_dir: self.out_dir.clone(),
             seed: self.seed,
@@ -139,6 +142,7 @@ impl Scaffold {
             events: net.events.records.len(),
             interrupted,
             results,
+            records: std::mem::take(&mut net.events.records),
         })
     }
 }

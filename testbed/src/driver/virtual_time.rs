@@ -23,5 +23,5 @@ pub fn run_virtual(
     }
     let packets = net.captured();
     net.finish()?;
-    scaffold.complete(topo, &net, packets, interrupted, |_| Ok(()))
+    scaffold.complete(topo, net, packets, interrupted, |_| Ok(()))
 }

@@ -5,9 +5,13 @@
 
 use super::{Progress, one_run, summarise};
 use crate::apps::wallet_for;
-use crate::events::JsonRecord as Record;
+use crate::events::{Record, TestbedEvent};
 use crate::results::ms;
 use crate::topology::{Action, Model, Step, Topology};
+use binfm_roles::dhcp::events::DhcpClientEvent;
+use binfm_roles::en::events::EnEvent;
+use binfm_roles::sn::events::SnEvent;
+use binfm_roles::vertical::en::events::VerticalEvent;
 use serde_json::{Map, Value, json};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,17 +29,9 @@ const LOOK_FOR: Duration = Duration::from_secs(15);
 /// Interval of the finder's Queries in sweep (a): the resolution of the measurement.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
 
-/// Reads a run's `events.jsonl`; a line that does not parse is an error naming the line.
-pub fn read_events(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            Record::from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
-        })
-        .collect()
+/// Whether `e` is the `node.moved` of `host`.
+fn moved(e: &Record, host: &str) -> bool {
+    e.host == host && matches!(e.testbed(), Some(TestbedEvent::Moved { .. }))
 }
 
 /// The mover's new address until its new registration is acknowledged (BINFM: `en.registered`
@@ -46,16 +42,17 @@ pub fn move_to_registered(topo: &Topology, events: &[Record]) -> Option<f64> {
         return None;
     };
     let name = &topo.nodes[mover].name;
-    let moved = events
-        .iter()
-        .find(|e| &e.host == name && e.kind == "node.moved")?;
-    let kind = match topo.model {
-        Model::Binfm => "en.registered",
-        Model::Vertical => "vertical.registered",
+    let moved = events.iter().find(|e| moved(e, name))?;
+    let registered = |e: &Record| match topo.model {
+        Model::Binfm => matches!(e.role_event::<EnEvent>(), Some(EnEvent::Registered { .. })),
+        Model::Vertical => matches!(
+            e.role_event::<VerticalEvent>(),
+            Some(VerticalEvent::Registered { .. })
+        ),
     };
     let reg = events
         .iter()
-        .find(|e| &e.host == name && e.kind == kind && e.t >= moved.t)?;
+        .find(|e| &e.host == name && registered(e) && e.t >= moved.t)?;
     Some(ms(reg.t - moved.t))
 }
 
@@ -107,50 +104,55 @@ pub fn block_interval_sweep(
                 .join("beyond")
                 .join(format!("blocks-{iv}s"))
                 .join(format!("seed-{seed}"));
-            let Some(_r) = one_run(&t, seed, &dir, stop)? else {
+            let Some(r) = one_run(&t, seed, &dir, stop)? else {
                 return Ok((json!(points), true));
             };
-            let events = read_events(&dir.join("events.jsonl"))?;
+            let events = r.records;
             let _ = std::fs::remove_file(dir.join("capture.pcapng"));
             let mut row = Map::new();
             row.insert("seed".into(), json!(seed));
-            let moved = events
-                .iter()
-                .find(|e| e.host == mover_name && e.kind == "node.moved")
-                .map(|e| e.t);
+            let moved = events.iter().find(|e| moved(e, &mover_name)).map(|e| e.t);
             if let Some(m) = moved {
-                let after = |host: &str, kind: &str| {
-                    events
-                        .iter()
-                        .find(|e| e.host == host && e.kind == kind && e.t >= m)
-                };
-                let dhcp = after(&mover_name, "dhcp.ack").map(|e| ms(e.t - m));
-                let reg = after(&mover_name, "en.registered");
-                let new_seq = reg.and_then(|e| e.fields.get("seq").and_then(Value::as_u64));
+                let since = |e: &&Record| e.t >= m;
+                let dhcp = events
+                    .iter()
+                    .filter(since)
+                    .find(|e| {
+                        e.host == mover_name
+                            && matches!(
+                                e.role_event::<DhcpClientEvent>(),
+                                Some(DhcpClientEvent::Ack { .. })
+                            )
+                    })
+                    .map(|e| ms(e.t - m));
+                let reg = events.iter().filter(since).find_map(|e| {
+                    match (e.host == mover_name, e.role_event::<EnEvent>()) {
+                        (true, Some(EnEvent::Registered { seq, .. })) => Some((e.t, seq)),
+                        _ => None,
+                    }
+                });
+                let new_seq = reg.map(|r| r.1);
                 let confirmed = events
                     .iter()
+                    .filter(since)
                     .find(|e| {
-                        e.kind == "sn.tx_confirmed"
-                            && e.t >= m
-                            && e.fields.get("owner").and_then(Value::as_str)
-                                == Some(mover_hash.as_str())
-                            && e.fields.get("seq").and_then(Value::as_u64) == new_seq
+                        matches!(e.role_event::<SnEvent>(),
+                            Some(SnEvent::TxConfirmed { owner, seq, .. })
+                                if *owner == mover_hash && Some(seq) == new_seq)
                     })
                     .map(|e| ms(e.t - m));
                 let found = events
                     .iter()
+                    .filter(since)
                     .find(|e| {
                         e.host == finder_name
-                            && e.kind == "en.lookup_ok"
-                            && e.t >= m
-                            && e.fields.get("peer").and_then(Value::as_str)
-                                == Some(mover_hash.as_str())
-                            && new_seq.is_some()
-                            && e.fields.get("seq").and_then(Value::as_u64) >= new_seq
+                            && matches!(e.role_event::<EnEvent>(),
+                                Some(EnEvent::LookupOk { peer, seq, .. })
+                                    if *peer == mover_hash && new_seq.is_some_and(|n| seq >= n))
                     })
                     .map(|e| ms(e.t - m));
                 row.insert("dhcp_ms".into(), json!(dhcp));
-                row.insert("registered_ms".into(), json!(reg.map(|e| ms(e.t - m))));
+                row.insert("registered_ms".into(), json!(reg.map(|r| ms(r.0 - m))));
                 row.insert("first_confirmed_ms".into(), json!(confirmed));
                 row.insert("findable_ms".into(), json!(found));
             }

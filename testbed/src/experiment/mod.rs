@@ -15,7 +15,7 @@ pub mod scale;
 pub mod signalling;
 pub mod stats;
 
-use crate::driver::{self, RunOptions};
+use crate::driver::{self, RunOptions, RunSummary};
 use crate::topology::{Action, Model, Topology};
 use anyhow::Context;
 use serde_json::{Map, Value, json};
@@ -122,13 +122,14 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// One run of one model; returns its results (read from memory, also in `dir`).
+/// One run of one model; returns what it did (results and typed events from memory, also in
+/// `dir`), or `None` when Ctrl-C stopped it.
 pub(crate) fn one_run(
     topo: &Topology,
     seed: u64,
     dir: &Path,
     stop: &AtomicBool,
-) -> anyhow::Result<Option<Value>> {
+) -> anyhow::Result<Option<RunSummary>> {
     let opts = RunOptions {
         out_dir: dir.to_path_buf(),
         seed: Some(seed),
@@ -138,7 +139,7 @@ pub(crate) fn one_run(
     if s.interrupted {
         return Ok(None);
     }
-    Ok(Some(s.results))
+    Ok(Some(s))
 }
 
 /// Two node indices, or a node and a segment index.
@@ -183,10 +184,10 @@ pub(crate) fn model_runs(
             done.interrupted = true;
             break;
         };
-        let mut row = run_metrics(topo, &r, &run_dir)?;
+        let mut row = run_metrics(topo, &r.results, &r.records, &run_dir)?;
         row.insert("seed".into(), json!(seed));
         if i == 0 {
-            done.first_call = Some(r[topo.model.as_str()]["calls"][0].clone());
+            done.first_call = Some(r.results[topo.model.as_str()]["calls"][0].clone());
         }
         if !keep_files(i) {
             let _ = std::fs::remove_file(run_dir.join("capture.pcapng"));
@@ -240,6 +241,7 @@ pub(crate) fn total_loss(call: &Value) -> Option<f64> {
 pub(crate) fn run_metrics(
     topo: &Topology,
     results: &Value,
+    events: &[crate::events::Record],
     dir: &Path,
 ) -> anyhow::Result<Map<String, Value>> {
     let capture = dir.join("capture.pcapng");
@@ -247,10 +249,9 @@ pub(crate) fn run_metrics(
     let m = &results[topo.model.as_str()];
     let call = &m["calls"][0];
     let mut out = Map::new();
-    let events = beyond::read_events(&dir.join("events.jsonl"))?;
     out.insert(
         "move_to_registered_ms".into(),
-        json!(beyond::move_to_registered(topo, &events)),
+        json!(beyond::move_to_registered(topo, events)),
     );
     for k in [
         "pre_call_ms",
