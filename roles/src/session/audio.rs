@@ -1,4 +1,4 @@
-//! The call's audio (DESIGN.md, "Audio"): G.711 μ-law at 8 kHz in 20 ms frames (160 bytes, 50
+//! The call's audio (docs/design.md, "Audio"): G.711 μ-law at 8 kHz in 20 ms frames (160 bytes, 50
 //! packets/s, RTP payload type 0), a synthetic tone so a decrypted call can be written to a
 //! WAV and listened to, and what a receiver measures (loss, duplicates, RFC 3550 jitter,
 //! one-way delay). No clock here: callers pass arrival and send times in nanoseconds.

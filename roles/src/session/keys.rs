@@ -1,4 +1,4 @@
-//! Session keys from the DH secret K (DESIGN.md, "Session"): one AES-256-GCM key and SRTP
+//! Session keys from the DH secret K (docs/design.md, "Session"): one AES-256-GCM key and SRTP
 //! salt per direction, plus a control key that authenticates handover, key renewal and the
 //! key confirmation. K never keys a cipher itself; it goes through HKDF-SHA256 (RFC 5869).
 

@@ -1,4 +1,4 @@
-//! The baseline: the "vertical model" (paper, Figure 1 and Figure 11; DESIGN.md "Vertical
+//! The baseline: the "vertical model" (paper, Figure 1 and Figure 11; docs/design.md, "Vertical
 //! model"), where NAT traversal, mobility and security are handled one after the other.
 //!
 //! - [`stun::StunServer`]: RFC 8489 Binding, answers with the observed source (NAT step).

@@ -322,7 +322,7 @@ fn pre_call_is_1440_ms_measured() {
     let (net, t0) = established();
     let since = |host, kind| net.first(host, kind, t0).map(|t| millis(t - t0));
     assert_eq!(since("A", "vertical.call_started"), Some(0));
-    // Steps one by one, as DESIGN.md lists them.
+    // Steps one by one, as docs/design.md ("Vertical model") lists them.
     assert_eq!(since("A", "vertical.stun_mapped"), Some(80), "(1)(2) 2 T_I");
     assert_eq!(since("A", "vertical.lookup_sent"), Some(80));
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The vertical model's end node (paper, Figure 1 and Figure 11; DESIGN.md "Vertical
+//! The vertical model's end node (paper, Figure 1 and Figure 11; docs/design.md, "Vertical
 //! model"). NAT, mobility and security one after the other:
 //!
 //! pre-call (caller A, callee B):
