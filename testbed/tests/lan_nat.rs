@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
+#[path = "lan_nat/discard_role.rs"]
+mod discard_role;
 
 use common::*;
 use dhcproto::Decodable;

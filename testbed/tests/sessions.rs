@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
+#[path = "sessions/concurrent_calls.rs"]
+mod concurrent_calls;
 
 use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::session::audio::tone_frame;

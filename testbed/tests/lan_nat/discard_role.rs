@@ -1,8 +1,7 @@
 //! The smallest role, added by name: a discard server (RFC 863) on a host takes an echo
 //! client's probes through a NAT and answers none.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use binfm_roles::discard::Discard;
 use binfm_roles::echo::EchoClient;

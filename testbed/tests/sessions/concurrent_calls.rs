@@ -1,8 +1,7 @@
 //! Results attribute every event to its own call: one EN in two calls, moving and renewing
 //! its key while both run, in both models.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use super::common;
 
 use binfm_testbed::driver::{RunOptions, run_virtual};
 use binfm_testbed::topology::Model;
