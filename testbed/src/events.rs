@@ -86,6 +86,23 @@ binfm_roles::event_enum! {
         },
         /// A live run was interrupted by a signal.
         LiveSignal = "live.signal" {},
+        /// A kernel host's DHCP client got a lease (seen in the ACK delivered to it).
+        KernelLease = "kernel.lease" { address: Ipv4Addr, router: Option<Ipv4Addr>, segment: String },
+        /// A kernel host's DHCP client was started (at start, and again after a move).
+        KernelDhcp = "kernel.dhcp" { segment: String, pid: Option<i64> },
+        /// An `exec` step started a program in a kernel host (`command` as written).
+        ExecStart = "exec.start" { line: usize, command: String, pid: Option<i64> },
+        /// A program of an `exec` step ended: its exit code, or the signal that ended it;
+        /// `killed_at_end` when the run ended first and stopped it.
+        ExecEnd = "exec.end" {
+            line: usize,
+            command: String,
+            exit_code: Option<i64>,
+            signal: Option<i64>,
+            killed_at_end: bool,
+            stdout: String,
+            stderr: String,
+        },
     }
 }
 

@@ -80,8 +80,20 @@ enum Command {
         #[arg(long)]
         keep_runs: bool,
     },
-    /// Remove every `binfm-*` network namespace left behind by a killed live run.
+    /// Remove every `binfm-*` network namespace left behind by a killed live run (and kill
+    /// the programs still running in them).
     Clean,
+    /// Run a program in a kernel host of a running live topology, like Mininet's `h1 ping
+    /// h2`: `binfm exec topologies/kernel-hosts.toml k1 -- ping -c 3 198.51.100.10`.
+    Exec {
+        /// The topology file (or just its `name`) of the running `binfm run --live`.
+        topology: String,
+        /// A kernel host of it (a `[[host]]` with a `kernel` table).
+        host: String,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Check a topology file and list every problem with its line.
     Check {
         /// Topology file.
@@ -145,6 +157,48 @@ fn load_as(file: &std::path::Path, model: Option<Model>) -> Result<Topology, Exi
     Ok(topo)
 }
 
+/// `binfm exec`: runs `command` in kernel host `host`'s namespace and returns its exit code.
+fn exec_in_kernel_host(topology: &str, host: &str, command: &[String]) -> anyhow::Result<ExitCode> {
+    let path = std::path::Path::new(topology);
+    let name = if path.is_file() {
+        let topo = match load(path) {
+            Ok(t) => t,
+            Err(code) => return Ok(code),
+        };
+        if !topo.kernel_hosts.iter().any(|k| k.name == host) {
+            let known: Vec<&str> = topo.kernel_hosts.iter().map(|k| k.name.as_str()).collect();
+            anyhow::bail!(
+                "{}: `{host}` is not a kernel host of topology `{}` (kernel hosts: {})",
+                path.display(),
+                topo.name,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        topo.name
+    } else {
+        topology.to_owned()
+    };
+    let ns = binfm_testbed::driver::kernel_host_namespace(&name, host);
+    if !binfm_testbed::netns::list()?.contains(&ns) {
+        anyhow::bail!(
+            "no live run holds kernel host `{host}` of topology `{name}` now (namespace {ns} does not exist); start one with `binfm run --live FILE`"
+        );
+    }
+    let status = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(command)
+        .status()
+        .with_context(|| format!("running `ip netns exec {ns} {}`", command.join(" ")))?;
+    Ok(match status.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::from(128 + 9),
+    })
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { file } => {
@@ -161,6 +215,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 topo.seed,
                 humantime::format_duration(topo.duration)
             );
+            for k in &topo.kernel_hosts {
+                say!(
+                    "{}:{}: note: `{}` is a kernel host: this topology runs only live (`binfm run --live {}`)",
+                    file.display(),
+                    k.line,
+                    k.name,
+                    file.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Experiment {
@@ -220,6 +283,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Exec {
+            topology,
+            host,
+            command,
+        } => exec_in_kernel_host(&topology, &host, &command),
         Command::Clean => {
             let removed = binfm_testbed::netns::clean()?;
             if removed.is_empty() {

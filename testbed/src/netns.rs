@@ -130,12 +130,41 @@ pub fn list() -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// The processes running in namespace `name` (from `ip netns pids`).
+pub fn pids(name: &str) -> anyhow::Result<Vec<i32>> {
+    check_name(name)?;
+    let out = Command::new("ip")
+        .args(["netns", "pids", name])
+        .output()
+        .context("running `ip netns pids`")?;
+    if !out.status.success() {
+        bail!(
+            "`ip netns pids {name}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
+}
+
 /// Deletes every `binfm-*` namespace (leftovers of killed runs); returns the names removed.
-/// A namespace still used by a running `binfm run --live` loses its name too (the run goes on
-/// unseen; its devices vanish when it ends).
+/// Programs still running in one (a kernel host's DHCP client or `exec` program whose run was
+/// killed) are killed first: binfm started them there. A namespace still used by a running
+/// `binfm run --live` loses its name too (the run goes on unseen; its devices vanish when it
+/// ends).
 pub fn clean() -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     for name in list()? {
+        for pid in pids(&name).unwrap_or_default() {
+            if pid > 1 && pid != std::process::id() as i32 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         ip(&["netns", "delete", &name])?;
         removed.push(name);
     }

@@ -14,13 +14,14 @@
 //!   SIGINT, SIGTERM and a panic (unwinding drops the [`Netns`] guard). Only SIGKILL leaves it
 //!   behind, and `binfm clean` removes that.
 
+use super::kernel_host::{self, KernelHosts, ProgramKind};
 use super::{RunOptions, RunSummary, SETTLE, Scaffold};
 use crate::engine::{Boundary, Network};
 use crate::events::EventLog;
 use crate::events::TestbedEvent;
 use crate::netns::{self, Netns};
 use crate::results;
-use crate::topology::Topology;
+use crate::topology::{Action, KernelAddressing, Topology};
 use anyhow::Context;
 use binfm_roles::Time;
 use binfm_stack::fabric::{Dest, MemberId};
@@ -41,30 +42,85 @@ pub const TUN_MTU: u16 = 1500;
 /// At most this many events are handled before the driver looks at the TUNs and signals again.
 const MAX_STEPS_PER_TURN: usize = 4096;
 
-/// Live mode's boundary of the engine: which member of each segment is the kernel, and the
-/// packets waiting to be written into the TUNs.
+/// A member of a segment that lives outside the engine: the testbed namespace's kernel
+/// behind a segment's TUN (`kernel_address`), or a kernel host behind its own TUN.
+#[derive(Debug, Clone)]
+struct Outside {
+    segment: usize,
+    member: MemberId,
+    /// Its address on the segment (a DHCP kernel host has none until its lease).
+    addr: Option<Ipv4Addr>,
+    /// Where its packets for other subnets go (a TUN has no link layer, so the kernel's own
+    /// next hop is not in the packet).
+    gateway: Option<Ipv4Addr>,
+    /// The segment's broadcast address (for the segment's kernel: a broadcast reached it
+    /// through the mirror when it was sent).
+    broadcast: Option<Ipv4Addr>,
+    /// The TUN its packets come from and go into.
+    device: usize,
+    /// Kernel host index, or `None` for a segment's kernel address.
+    host: Option<usize>,
+    /// A kernel host's DHCP client identifier (to recognise its ACK).
+    client_id: Option<Vec<u8>>,
+    /// Name in events.
+    name: String,
+}
+
+/// Where a kernel host is attached and what the tap knows of its address.
+#[derive(Debug, Clone)]
+pub struct KernelHostLink {
+    /// Segment index.
+    pub segment: usize,
+    /// Its member of the segment.
+    pub member: MemberId,
+    /// Its address (a DHCP host has none until its lease).
+    pub addr: Option<Ipv4Addr>,
+    /// Next hop of its packets for other subnets.
+    pub gateway: Option<Ipv4Addr>,
+    /// Its DHCP client identifier, whose ACK gives it address and gateway.
+    pub client_id: Option<Vec<u8>>,
+}
+
+/// Live mode's boundary of the engine: the outside members of the segments, the packets
+/// waiting to be written into the TUNs, and what the driver has to do for them.
+///
+/// Devices: device `i < segments` is segment `i`'s TUN in the testbed namespace (the mirror of
+/// everything on the segment, and the kernel's interface where the segment declares a
+/// `kernel_address`); device `segments + k` is kernel host `k`'s TUN in its own namespace.
 #[derive(Debug, Default)]
 pub struct Tap {
-    /// Per segment: the kernel member, its address and the subnet broadcast address.
-    kernel: Vec<Option<(MemberId, Ipv4Addr, Option<Ipv4Addr>)>>,
-    /// Per segment: where the kernel's packets for other subnets go (see
-    /// [`Tap::set_kernel_gateway`]).
-    gateway: Vec<Option<Ipv4Addr>>,
+    segments: usize,
+    outside: Vec<Outside>,
     mirror: Vec<(usize, Vec<u8>)>,
+    /// Leases seen in ACKs delivered to kernel hosts: (outside index, address, router).
+    learned: Vec<(usize, Ipv4Addr, Option<Ipv4Addr>)>,
+    /// Scenario steps for kernel hosts, due now.
+    steps: Vec<usize>,
 }
 
 impl Tap {
-    /// A tap over `segments` segments, none with a kernel member yet.
+    /// A tap over `segments` segments, none with an outside member yet.
     pub fn new(segments: usize) -> Tap {
         Tap {
-            kernel: vec![None; segments],
-            gateway: vec![None; segments],
-            mirror: Vec::new(),
+            segments,
+            ..Tap::default()
         }
     }
 
-    /// Declares `member` of `segment` the kernel, holding `addr`; `broadcast` is the subnet
-    /// broadcast address (a broadcast is mirrored when sent, not again when delivered).
+    fn segment_kernel(&self, segment: usize) -> Option<&Outside> {
+        self.outside
+            .iter()
+            .find(|o| o.segment == segment && o.host.is_none())
+    }
+
+    fn find(&self, segment: usize, member: MemberId) -> Option<usize> {
+        self.outside
+            .iter()
+            .position(|o| o.segment == segment && o.member == member)
+    }
+
+    /// Declares `member` of `segment` the kernel behind the segment's TUN, holding `addr`;
+    /// `broadcast` is the subnet broadcast address.
     pub fn set_kernel(
         &mut self,
         segment: usize,
@@ -72,64 +128,109 @@ impl Tap {
         addr: Ipv4Addr,
         broadcast: Option<Ipv4Addr>,
     ) {
-        if let Some(k) = self.kernel.get_mut(segment) {
-            *k = Some((member, addr, broadcast));
-        }
+        self.outside
+            .retain(|o| !(o.segment == segment && o.host.is_none()));
+        self.outside.push(Outside {
+            segment,
+            member,
+            addr: Some(addr),
+            gateway: None,
+            broadcast,
+            device: segment,
+            host: None,
+            client_id: None,
+            name: "kernel".into(),
+        });
+    }
+
+    /// Declares a member of a segment kernel host `host` (device `segments + host`).
+    pub fn set_kernel_host(&mut self, host: usize, name: &str, link: KernelHostLink) {
+        self.outside.retain(|o| o.host != Some(host));
+        self.outside.push(Outside {
+            segment: link.segment,
+            member: link.member,
+            addr: link.addr,
+            gateway: link.gateway,
+            broadcast: None,
+            device: self.segments + host,
+            host: Some(host),
+            client_id: link.client_id,
+            name: name.to_owned(),
+        });
+    }
+
+    /// Where kernel host `host` is attached: (segment, member).
+    pub fn kernel_host(&self, host: usize) -> Option<(usize, MemberId)> {
+        self.outside
+            .iter()
+            .find(|o| o.host == Some(host))
+            .map(|o| (o.segment, o.member))
     }
 
     /// Lets the kernel on `segment` reach other subnets through `gateway` (a virtual router's
     /// address on the segment): a packet the kernel writes for an address outside the segment
-    /// is then put on the segment toward `gateway` (a TUN has no link layer, so the kernel's
-    /// own next hop is not in the packet). Without it such packets are ignored.
+    /// is then put on the segment toward `gateway`. Without it such packets are ignored.
     pub fn set_kernel_gateway(&mut self, segment: usize, gateway: Ipv4Addr) {
-        if let Some(g) = self.gateway.get_mut(segment) {
-            *g = Some(gateway);
+        if let Some(o) = self
+            .outside
+            .iter_mut()
+            .find(|o| o.segment == segment && o.host.is_none())
+        {
+            o.gateway = Some(gateway);
         }
     }
 
     /// The gateway set with [`Tap::set_kernel_gateway`] for `segment`.
     pub fn kernel_gateway(&self, segment: usize) -> Option<Ipv4Addr> {
-        self.gateway.get(segment).copied().flatten()
+        self.segment_kernel(segment).and_then(|o| o.gateway)
     }
 
-    /// The kernel member of `segment`, if it has one.
+    /// The kernel member of `segment` (behind the segment's TUN), if it has one.
     pub fn kernel_member(&self, segment: usize) -> Option<MemberId> {
-        self.kernel.get(segment).copied().flatten().map(|k| k.0)
+        self.segment_kernel(segment).map(|o| o.member)
     }
 
-    /// Whether `member` of `segment` is the kernel.
+    /// Whether `member` of `segment` lives outside the engine.
     pub fn is_kernel(&self, segment: usize, member: MemberId) -> bool {
-        self.kernel_member(segment) == Some(member)
+        self.find(segment, member).is_some()
     }
 
-    /// A virtual member put `packet` on `segment` toward `dest`: mirror it now, unless it is
-    /// unicast to the kernel (that one enters the TUN when link emulation delivers it).
+    /// A virtual member put `packet` on `segment` toward `dest`: mirror it now into the
+    /// segment's TUN, unless the segment's kernel sent it or it is unicast to that kernel
+    /// (that one enters the TUN when link emulation delivers it).
     pub fn sent(&mut self, segment: usize, from: MemberId, dest: Dest, packet: &[u8]) {
-        let kernel = self.kernel.get(segment).copied().flatten();
-        if let Some((member, addr, _)) = kernel
-            && (from == member || dest == Dest::Unicast(addr))
+        if let Some(k) = self.segment_kernel(segment)
+            && (from == k.member || k.addr.is_some_and(|a| dest == Dest::Unicast(a)))
         {
             return;
         }
         self.mirror.push((segment, packet.to_vec()));
     }
 
-    /// Link emulation delivered `packet` to the kernel member of `segment`. A broadcast was
-    /// mirrored when it was sent; anything else goes into the TUN now.
-    pub fn delivered(&mut self, segment: usize, packet: Vec<u8>) {
-        let Some((_, _, broadcast)) = self.kernel.get(segment).copied().flatten() else {
+    /// Link emulation delivered `packet` to outside member `member` of `segment`: into its
+    /// TUN (a broadcast reached the segment's kernel already through the mirror). An ACK for
+    /// a kernel host's DHCP client gives that member its address and gateway.
+    pub fn delivered(&mut self, segment: usize, member: MemberId, packet: Vec<u8>) {
+        let Some(i) = self.find(segment, member) else {
             return;
         };
-        let dst = smoltcp::wire::Ipv4Packet::new_checked(&packet[..]).map(|p| p.dst_addr());
-        if let Ok(dst) = dst
-            && (dst == Ipv4Addr::BROADCAST || Some(dst) == broadcast)
+        let o = &self.outside[i];
+        if o.host.is_none() {
+            let dst = smoltcp::wire::Ipv4Packet::new_checked(&packet[..]).map(|p| p.dst_addr());
+            if let Ok(dst) = dst
+                && (dst == Ipv4Addr::BROADCAST || Some(dst) == o.broadcast)
+            {
+                return;
+            }
+        } else if let Some(id) = &o.client_id
+            && let Some((addr, router)) = super::kernel_host::snoop_ack(&packet, id)
         {
-            return;
+            self.learned.push((i, addr, router));
         }
-        self.mirror.push((segment, packet));
+        self.mirror.push((o.device, packet));
     }
 
-    /// Takes the packets waiting for the TUNs, in order.
+    /// Takes the packets waiting for the TUNs, in order, as (device, packet).
     pub fn drain(&mut self) -> Vec<(usize, Vec<u8>)> {
         std::mem::take(&mut self.mirror)
     }
@@ -139,14 +240,18 @@ impl Boundary for Tap {
     fn is_outside(&self, segment: usize, member: MemberId) -> bool {
         self.is_kernel(segment, member)
     }
-    fn delivered(&mut self, segment: usize, packet: Vec<u8>) {
-        Tap::delivered(self, segment, packet);
+    fn delivered(&mut self, segment: usize, member: MemberId, packet: Vec<u8>) {
+        Tap::delivered(self, segment, member, packet);
     }
     fn sent(&mut self, segment: usize, from: MemberId, dest: Dest, packet: &[u8]) {
         Tap::sent(self, segment, from, dest, packet);
     }
-    fn outside_name(&self) -> &'static str {
-        "kernel"
+    fn outside_name(&self, segment: usize, member: MemberId) -> String {
+        self.find(segment, member)
+            .map_or_else(|| "kernel".into(), |i| self.outside[i].name.clone())
+    }
+    fn outside_step(&mut self, index: usize) {
+        self.steps.push(index);
     }
 }
 
@@ -163,6 +268,84 @@ pub fn attach_kernel<W: Write>(net: &mut Network<W, Tap>, topo: &Topology) {
     }
 }
 
+/// Attaches every kernel host of `topo` to its segment (a static host with its address, a
+/// DHCP host with none until its lease). Call once, before `start`.
+pub fn attach_kernel_hosts<W: Write>(net: &mut Network<W, Tap>, topo: &Topology) {
+    for (k, def) in topo.kernel_hosts.iter().enumerate() {
+        let (addr, gateway, id) = match def.addressing {
+            KernelAddressing::Static { address, gateway } => (Some(address), gateway, None),
+            KernelAddressing::Dhcp => (None, None, Some(kernel_host::client_id(&def.name))),
+        };
+        let member = net.segments[def.segment].add_member(KERNEL_NODE, k + 1, addr);
+        net.boundary_mut().set_kernel_host(
+            k,
+            &def.name,
+            KernelHostLink {
+                segment: def.segment,
+                member,
+                addr,
+                gateway,
+                client_id: id,
+            },
+        );
+    }
+}
+
+/// Re-attaches kernel host `k` to segment `seg` (a `move` step): detached from its segment,
+/// attached to the new one without an address (its DHCP client asks for one there).
+fn move_kernel_host<W: Write>(
+    net: &mut Network<W, Tap>,
+    topo: &Topology,
+    k: usize,
+    seg: usize,
+) -> anyhow::Result<()> {
+    let Some((old_seg, old_member)) = net.boundary().kernel_host(k) else {
+        return Ok(());
+    };
+    net.segments[old_seg].detach(old_member);
+    let member = net.segments[seg].add_member(KERNEL_NODE, k + 1, None);
+    let name = &topo.kernel_hosts[k].name;
+    net.boundary_mut().set_kernel_host(
+        k,
+        name,
+        KernelHostLink {
+            segment: seg,
+            member,
+            addr: None,
+            gateway: None,
+            client_id: Some(kernel_host::client_id(name)),
+        },
+    );
+    let ev = TestbedEvent::Moved {
+        from: net.segments[old_seg].name.clone(),
+        to: net.segments[seg].name.clone(),
+    };
+    net.events.push(net.now(), name, ev)?;
+    Ok(())
+}
+
+/// Gives kernel hosts the addresses their DHCP ACKs carried (the fabric then delivers
+/// unicast to them).
+fn apply_leases<W: Write>(net: &mut Network<W, Tap>) -> anyhow::Result<()> {
+    let learned = std::mem::take(&mut net.boundary_mut().learned);
+    for (i, addr, router) in learned {
+        let Some(o) = net.boundary_mut().outside.get_mut(i) else {
+            continue;
+        };
+        o.addr = Some(addr);
+        o.gateway = router;
+        let (segment, member, name) = (o.segment, o.member, o.name.clone());
+        net.segments[segment].set_addr(member, Some(addr));
+        let ev = TestbedEvent::KernelLease {
+            address: addr,
+            router,
+            segment: net.segments[segment].name.clone(),
+        };
+        net.events.push(net.now(), &name, ev)?;
+    }
+    Ok(())
+}
+
 /// Puts a packet the kernel wrote into `segment`'s TUN on that segment, sent by the kernel
 /// member at the current time (captured, link-emulated, delivered like any other). Returns
 /// false, doing nothing, when the segment has no kernel member or the packet is not IPv4 to an
@@ -172,23 +355,43 @@ pub fn inject<W: Write>(
     segment: usize,
     packet: Vec<u8>,
 ) -> anyhow::Result<bool> {
-    let Some(member) = net.boundary().kernel_member(segment) else {
+    inject_from_device(net, segment, packet)
+}
+
+/// Puts a packet read from TUN `device` on the segment of the outside member behind it. A
+/// kernel host's packet is also mirrored into its segment's TUN.
+fn inject_from_device<W: Write>(
+    net: &mut Network<W, Tap>,
+    device: usize,
+    packet: Vec<u8>,
+) -> anyhow::Result<bool> {
+    let Some(o) = net
+        .boundary()
+        .outside
+        .iter()
+        .find(|o| o.device == device)
+        .cloned()
+    else {
         return Ok(false);
     };
     let dst = match smoltcp::wire::Ipv4Packet::new_checked(&packet[..]) {
         Ok(ip) if ip.version() == 4 => ip.dst_addr(),
         _ => return Ok(false),
     };
-    let dest = if net.segments[segment].is_broadcast(dst) {
+    let seg = &net.segments[o.segment];
+    let dest = if seg.is_broadcast(dst) {
         Dest::Broadcast
-    } else if net.segments[segment].subnet.contains_addr(&dst) {
+    } else if seg.subnet.contains_addr(&dst) {
         Dest::Unicast(dst)
-    } else if let Some(gw) = net.boundary().kernel_gateway(segment) {
+    } else if let Some(gw) = o.gateway {
         Dest::Unicast(gw)
     } else {
         return Ok(false);
     };
-    net.put_from_outside(segment, member, dest, packet)?;
+    if o.host.is_some() {
+        net.boundary_mut().mirror.push((o.segment, packet.clone()));
+    }
+    net.put_from_outside(o.segment, o.member, dest, packet)?;
     Ok(true)
 }
 
@@ -300,9 +503,17 @@ async fn live_main(
         tuns.push(Arc::new(dev));
     }
 
+    let (mut hosts, host_devices) = KernelHosts::create(topo, &scaffold.out_dir)?;
+    for (d, k) in host_devices.into_iter().zip(&topo.kernel_hosts) {
+        let dev = tun_rs::AsyncDevice::new(d)
+            .with_context(|| format!("registering kernel host `{}`'s TUN with tokio", k.name))?;
+        tuns.push(Arc::new(dev));
+    }
+
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
     let mut net = scaffold.network(topo, Tap::new(topo.segments.len()))?;
     attach_kernel(&mut net, topo);
+    attach_kernel_hosts(&mut net, topo);
 
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
     let readers = spawn_readers(&tuns, tx);
@@ -323,6 +534,16 @@ async fn live_main(
         },
         first = names.first().map_or("SEGMENT", String::as_str),
     ));
+    for (k, def) in topo.kernel_hosts.iter().enumerate() {
+        announce(&format!(
+            "live: kernel host {} is namespace {} (device {}); run programs with `binfm exec {} {} -- CMD`",
+            def.name,
+            hosts.namespace(k),
+            kernel_host::TUN_NAME,
+            topo.path.display(),
+            def.name,
+        ));
+    }
 
     let base = Instant::now();
     let _ = net.events.push(
@@ -342,8 +563,14 @@ async fn live_main(
         base,
         duration,
         &mut counters,
+        &mut hosts,
     )
     .await;
+    // Programs still running in kernel hosts are stopped, and how each ended is logged.
+    let exits = hosts.stop_all(std::time::Duration::from_secs(2)).await;
+    for e in exits {
+        log_exit(&mut net, &hosts, &e)?;
+    }
     // Whatever happened, close the files (capture flushed) before the namespace goes.
     let packets = net.captured();
     let _ = net.events.push(
@@ -360,7 +587,8 @@ async fn live_main(
     drop(readers);
     drop(rx);
     drop(tuns);
-    let deleted = ns.delete();
+    let hosts_deleted = hosts.delete();
+    let deleted = ns.delete().and(hosts_deleted);
     let interrupted = outcome?;
     finished?;
     deleted?;
@@ -405,7 +633,17 @@ pub fn pace<W: Write>(
         let base = Instant::now();
         let mut counters = LiveCounters::default();
         let watch = flag.clone();
-        let run = drive(net, &tuns, &mut rx, &flag, base, duration, &mut counters);
+        let mut hosts = KernelHosts::none();
+        let run = drive(
+            net,
+            &tuns,
+            &mut rx,
+            &flag,
+            base,
+            duration,
+            &mut counters,
+            &mut hosts,
+        );
         let poll_stop = async {
             while !stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -445,7 +683,9 @@ fn spawn_readers(tuns: &[Arc<tun_rs::AsyncDevice>], tx: mpsc::Sender<(usize, Vec
 }
 
 /// The paced loop: runs until `duration` (plus [`SETTLE`] when there are super nodes) of real
-/// time has passed; returns whether a signal stopped it.
+/// time has passed; returns whether a signal stopped it. Kernel hosts' DHCP clients start
+/// with it; their `exec` and `move` steps are carried out when the engine reaches them.
+#[allow(clippy::too_many_arguments)]
 async fn drive<W: Write>(
     net: &mut Network<W, Tap>,
     tuns: &[Arc<tun_rs::AsyncDevice>],
@@ -454,8 +694,18 @@ async fn drive<W: Write>(
     base: Instant,
     duration: Time,
     counters: &mut LiveCounters,
+    hosts: &mut KernelHosts,
 ) -> anyhow::Result<bool> {
+    let timer = PreciseTimer::new()?;
     net.start()?;
+    for k in 0..hosts.len() {
+        if hosts
+            .def(k)
+            .is_some_and(|d| d.addressing == KernelAddressing::Dhcp)
+        {
+            start_dhcp(net, hosts, k)?;
+        }
+    }
     let mut end = duration;
     let mut settling = false;
     loop {
@@ -466,15 +716,21 @@ async fn drive<W: Write>(
                 .push(now, "testbed", TestbedEvent::LiveSignal {})?;
             return Ok(true);
         }
-        for (seg, packet) in net.boundary_mut().drain() {
-            let Some(dev) = tuns.get(seg) else { continue };
+        apply_leases(net)?;
+        for (dev_index, packet) in net.boundary_mut().drain() {
+            let Some(dev) = tuns.get(dev_index) else {
+                continue;
+            };
             match dev.send(&packet).await {
                 Ok(_) => counters.tun_written += 1,
                 Err(e) => {
                     counters.tun_write_errors += 1;
-                    tracing::debug!("writing into TUN {seg}: {e}");
+                    tracing::debug!("writing into TUN {dev_index}: {e}");
                 }
             }
+        }
+        for index in std::mem::take(&mut net.boundary_mut().steps) {
+            kernel_step(net, hosts, index)?;
         }
         let elapsed = base.elapsed();
         if elapsed >= end {
@@ -495,19 +751,178 @@ async fn drive<W: Write>(
             }
             // Let the readers and the signal handler run even when events pile up.
             tokio::task::yield_now().await;
-            if let Ok((seg, packet)) = rx.try_recv() {
-                inject_now(net, base, seg, packet, counters)?;
+            if let Ok((dev, packet)) = rx.try_recv() {
+                inject_now(net, base, dev, packet, counters)?;
             }
             continue;
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(base + next) => {}
+            r = timer.sleep_until(base + next) => r?,
             got = rx.recv() => {
-                if let Some((seg, packet)) = got {
-                    inject_now(net, base, seg, packet, counters)?;
+                if let Some((dev, packet)) = got {
+                    inject_now(net, base, dev, packet, counters)?;
                 }
             }
+            exit = hosts.next_exit() => {
+                net.advance_to(base.elapsed());
+                log_exit(net, hosts, &exit)?;
+            }
             _ = stop.notify.notified() => {}
+        }
+    }
+}
+
+/// Starts kernel host `k`'s DHCP client and logs it.
+fn start_dhcp<W: Write>(
+    net: &mut Network<W, Tap>,
+    hosts: &mut KernelHosts,
+    k: usize,
+) -> anyhow::Result<()> {
+    let pid = hosts.start_dhcp(k)?;
+    let Some((segment, _)) = net.boundary().kernel_host(k) else {
+        return Ok(());
+    };
+    let name = hosts.def(k).map_or_else(String::new, |d| d.name.clone());
+    let ev = TestbedEvent::KernelDhcp {
+        segment: net.segments[segment].name.clone(),
+        pid: pid.map(i64::from),
+    };
+    net.events.push(net.now(), &name, ev)?;
+    Ok(())
+}
+
+/// Carries out scenario step `index` for a kernel host (`exec` or `move`).
+fn kernel_step<W: Write>(
+    net: &mut Network<W, Tap>,
+    hosts: &mut KernelHosts,
+    index: usize,
+) -> anyhow::Result<()> {
+    let Some(step) = net.topology().scenario.get(index).cloned() else {
+        return Ok(());
+    };
+    match step.action {
+        Action::Exec { host, argv } => {
+            let name = hosts.def(host).map_or_else(String::new, |d| d.name.clone());
+            let command =
+                shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+            let pid = match hosts.exec(index, step.line, host, &argv) {
+                Ok((pid, _, _)) => pid,
+                Err(e) => {
+                    tracing::warn!("exec step on line {}: {e:#}", step.line);
+                    None
+                }
+            };
+            let ev = TestbedEvent::ExecStart {
+                line: step.line,
+                command,
+                pid: pid.map(i64::from),
+            };
+            net.events.push(net.now(), &name, ev)?;
+        }
+        Action::MoveKernel(k, seg) => {
+            let topo = net.topology().clone();
+            move_kernel_host(net, &topo, k, seg)?;
+            if topo.kernel_hosts[k].addressing == KernelAddressing::Dhcp {
+                start_dhcp(net, hosts, k)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Logs how a program of an `exec` step ended (a DHCP client's end is in its log file).
+fn log_exit<W: Write>(
+    net: &mut Network<W, Tap>,
+    hosts: &KernelHosts,
+    exit: &kernel_host::Exit,
+) -> anyhow::Result<()> {
+    let ProgramKind::Exec(index) = exit.what else {
+        return Ok(());
+    };
+    let Some(step) = net.topology().scenario.get(index).cloned() else {
+        return Ok(());
+    };
+    let Action::Exec { argv, .. } = &step.action else {
+        return Ok(());
+    };
+    let name = hosts
+        .def(exit.host)
+        .map_or_else(String::new, |d| d.name.clone());
+    let command =
+        shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+    let ev = TestbedEvent::ExecEnd {
+        line: step.line,
+        command,
+        exit_code: exit.code.map(i64::from),
+        signal: exit.signal.map(i64::from),
+        killed_at_end: exit.killed_at_end,
+        stdout: format!("exec/{}-{name}.stdout", step.line),
+        stderr: format!("exec/{}-{name}.stderr", step.line),
+    };
+    net.events.push(net.now(), &name, ev)?;
+    Ok(())
+}
+
+/// Sleeps until a deadline with microsecond precision. tokio's timer works in whole
+/// milliseconds and rounds a deadline up, so every emulated delay would end up to 1 ms late;
+/// a timerfd wakes within tens of microseconds.
+#[derive(Debug)]
+struct PreciseTimer {
+    fd: tokio::io::unix::AsyncFd<TimerFdRaw>,
+}
+
+#[derive(Debug)]
+struct TimerFdRaw(nix::sys::timerfd::TimerFd);
+
+impl std::os::fd::AsRawFd for TimerFdRaw {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl PreciseTimer {
+    fn new() -> anyhow::Result<PreciseTimer> {
+        use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags};
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .context("creating a timerfd")?;
+        // `AsyncFd::new` is deprecated for types that may hand out another fd later; the
+        // replacement `register` is `unsafe`, which this crate forbids. `TimerFdRaw` owns its
+        // fd for its whole life, so the condition `register` documents holds.
+        #[allow(deprecated)]
+        let fd = tokio::io::unix::AsyncFd::new(TimerFdRaw(fd))
+            .context("registering the timerfd with tokio")?;
+        Ok(PreciseTimer { fd })
+    }
+
+    async fn sleep_until(&self, deadline: Instant) -> anyhow::Result<()> {
+        use nix::sys::time::TimeSpec;
+        use nix::sys::timerfd::{Expiration, TimerSetTimeFlags};
+        let now = Instant::now();
+        if deadline <= now {
+            return Ok(());
+        }
+        // A zero expiration would disarm the timer.
+        let wait = (deadline - now).max(std::time::Duration::from_micros(1));
+        self.fd
+            .get_ref()
+            .0
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(wait)),
+                TimerSetTimeFlags::empty(),
+            )
+            .context("arming the timerfd")?;
+        loop {
+            let mut guard = self.fd.readable().await.context("waiting on the timerfd")?;
+            match guard.get_inner().0.wait() {
+                Ok(()) => return Ok(()),
+                Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => return Err(anyhow::anyhow!("reading the timerfd: {e}")),
+            }
         }
     }
 }
@@ -515,12 +930,12 @@ async fn drive<W: Write>(
 fn inject_now<W: Write>(
     net: &mut Network<W, Tap>,
     base: Instant,
-    seg: usize,
+    device: usize,
     packet: Vec<u8>,
     counters: &mut LiveCounters,
 ) -> anyhow::Result<()> {
     net.advance_to(base.elapsed());
-    if inject(net, seg, packet)? {
+    if inject_from_device(net, device, packet)? {
         counters.kernel_injected += 1;
     } else {
         counters.kernel_ignored += 1;
@@ -535,7 +950,7 @@ fn virtual_reference(
     seed: u64,
     duration: Time,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut topo = topo.clone();
+    let mut topo = topo.without_kernel_hosts();
     topo.seed = seed;
     for n in &mut topo.nodes {
         if let Some(sn) = &mut n.super_node {

@@ -2,6 +2,10 @@
 //! CPU allows with deterministic results; the live driver runs the same network paced by the
 //! real clock, with TUN devices in its own network namespace.
 
+mod kernel_host;
+pub use kernel_host::{
+    client_id as kernel_host_client_id, namespace_name as kernel_host_namespace,
+};
 pub mod live;
 mod virtual_time;
 

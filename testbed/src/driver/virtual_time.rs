@@ -14,6 +14,7 @@ pub fn run_virtual(
     opts: &RunOptions,
     stop: &AtomicBool,
 ) -> anyhow::Result<RunSummary> {
+    topo.require_virtual().map_err(anyhow::Error::msg)?;
     let scaffold = Scaffold::new(topo, opts)?;
     let mut net = scaffold.network(topo, Closed)?;
     net.start()?;

@@ -11,14 +11,18 @@ pub trait Boundary: std::fmt::Debug {
     /// to it leaves through [`Boundary::delivered`] instead of reaching a node).
     fn is_outside(&self, segment: usize, member: MemberId) -> bool;
 
-    /// Link emulation delivered `packet` to an outside member of `segment`.
-    fn delivered(&mut self, segment: usize, packet: Vec<u8>);
+    /// Link emulation delivered `packet` to outside member `member` of `segment`.
+    fn delivered(&mut self, segment: usize, member: MemberId, packet: Vec<u8>);
 
     /// A member inside the engine put `packet` on `segment` toward `dest`.
     fn sent(&mut self, segment: usize, from: MemberId, dest: Dest, packet: &[u8]);
 
-    /// The host name events use for packets an outside member sent.
-    fn outside_name(&self) -> &'static str;
+    /// The host name events use for packets outside member `member` of `segment` sent.
+    fn outside_name(&self, segment: usize, member: MemberId) -> String;
+
+    /// Scenario step `index` concerns the outside (a kernel host's `exec` or `move`): the
+    /// driver behind the boundary carries it out.
+    fn outside_step(&mut self, index: usize);
 }
 
 /// The boundary of a virtual run: nothing is outside.
@@ -29,9 +33,10 @@ impl Boundary for Closed {
     fn is_outside(&self, _segment: usize, _member: MemberId) -> bool {
         false
     }
-    fn delivered(&mut self, _segment: usize, _packet: Vec<u8>) {}
+    fn delivered(&mut self, _segment: usize, _member: MemberId, _packet: Vec<u8>) {}
     fn sent(&mut self, _segment: usize, _from: MemberId, _dest: Dest, _packet: &[u8]) {}
-    fn outside_name(&self) -> &'static str {
-        "outside"
+    fn outside_name(&self, _segment: usize, _member: MemberId) -> String {
+        "outside".into()
     }
+    fn outside_step(&mut self, _index: usize) {}
 }

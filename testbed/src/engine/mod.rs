@@ -365,6 +365,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 self.events.push(self.now, "testbed", ev)?;
             }
             Action::Flood(spec) => self.start_flood(index, &spec)?,
+            Action::Exec { .. } | Action::MoveKernel(..) => self.boundary.outside_step(index),
         }
         Ok(())
     }
@@ -475,8 +476,8 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 member,
                 packet,
             } if self.boundary.is_outside(segment, member) => {
-                // Live mode: the kernel member's packets go into the segment's TUN.
-                self.boundary.delivered(segment, packet);
+                // Live mode: a kernel member's packets go into its TUN.
+                self.boundary.delivered(segment, member, packet);
                 self.scratch_out = out;
                 return Ok(true);
             }
@@ -629,6 +630,11 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.heap.peek().map(|s| s.at)
     }
 
+    /// The topology this network was built from.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
     /// Moves the clock forward to `t` (never back): the live driver sets it to the real
     /// elapsed time before handling due events or packets from the kernel.
     pub fn advance_to(&mut self, t: Time) {
@@ -693,7 +699,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
                         .or_default() += 1;
                     let host = match sender {
                         Sender::Node(n) => self.nodes[n].name.clone(),
-                        Sender::Outside => self.boundary.outside_name().to_owned(),
+                        Sender::Outside => self.boundary.outside_name(seg, member),
                         Sender::Flood(id) => {
                             // Counted, not logged one by one: the end event and results
                             // carry it.

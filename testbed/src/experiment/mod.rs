@@ -380,6 +380,7 @@ pub fn run_experiment(
     stop: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Outcome> {
+    topo.require_virtual().map_err(anyhow::Error::msg)?;
     let needs_call = opts.parts.paper || opts.parts.block_interval || opts.parts.loss;
     if needs_call && story(topo).0.is_none() {
         anyhow::bail!(

@@ -92,6 +92,36 @@ pub struct Topology {
     pub scenario: Vec<Step>,
     /// Which scheme the end nodes run.
     pub model: Model,
+    /// Live mode only: hosts that are real network namespaces (see [`KernelHostDef`]).
+    pub kernel_hosts: Vec<KernelHostDef>,
+}
+
+/// A kernel host: in live mode its own network namespace `binfm-<topology>-<name>`, attached
+/// to a segment by one TUN device, where real programs run (`exec` steps, `binfm exec`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelHostDef {
+    /// Unique among hosts, routers and NATs.
+    pub name: String,
+    /// Segment index it starts on.
+    pub segment: usize,
+    /// How it gets its address.
+    pub addressing: KernelAddressing,
+    /// Line of its `[[host]]` table (for messages).
+    pub line: usize,
+}
+
+/// How a kernel host gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelAddressing {
+    /// busybox `udhcpc` in the host's namespace asks the segment's DHCP server.
+    Dhcp,
+    /// A fixed address and, to reach other subnets, a gateway on the segment.
+    Static {
+        /// The host's address.
+        address: Ipv4Addr,
+        /// Its default route's next hop.
+        gateway: Option<Ipv4Addr>,
+    },
 }
 
 /// The scheme a run's end nodes use.
@@ -166,6 +196,16 @@ pub enum Action {
     /// `flood SN RATE/s for DURATION [KIND]`: spoofed junk to a super node (see
     /// [`crate::flood`]).
     Flood(flood_step::FloodSpec),
+    /// `exec K -- CMD ARGS...`: live mode runs a program in kernel host K's namespace.
+    Exec {
+        /// Kernel host index (in [`Topology::kernel_hosts`]).
+        host: usize,
+        /// The program and its arguments (split like a shell does, without expansion).
+        argv: Vec<String>,
+    },
+    /// `move K to SEGMENT` for a kernel host: its TUN is re-attached to the segment and, with
+    /// DHCP, its client asks for a new lease there.
+    MoveKernel(usize, usize),
 }
 
 /// Network-wide blockchain settings.
@@ -367,6 +407,31 @@ pub fn allowed_ranges() -> [Ipv4Cidr; 4] {
 }
 
 impl Topology {
+    /// Fails, naming the file and line of the first kernel host, when the topology has
+    /// kernel hosts (real network namespaces exist only in live mode).
+    pub fn require_virtual(&self) -> Result<(), String> {
+        match self.kernel_hosts.first() {
+            None => Ok(()),
+            Some(k) => Err(format!(
+                "{}:{}: host `{}` is a kernel host (a real network namespace where programs run), so this topology runs only live: `binfm run --live {}`",
+                self.path.display(),
+                k.line,
+                k.name,
+                self.path.display()
+            )),
+        }
+    }
+
+    /// The same topology without its kernel hosts and their steps (what a virtual run of it
+    /// can compare with).
+    pub fn without_kernel_hosts(&self) -> Topology {
+        let mut t = self.clone();
+        t.kernel_hosts.clear();
+        t.scenario
+            .retain(|s| !matches!(s.action, Action::Exec { .. } | Action::MoveKernel(..)));
+        t
+    }
+
     /// Reads and checks a topology file.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let file = path.display().to_string();

@@ -9,6 +9,7 @@ use binfm_stack::wire::ports;
 use toml::Spanned;
 
 mod dhcp;
+mod kernel;
 mod roles;
 mod scenario;
 
@@ -137,6 +138,8 @@ struct Builder<'a> {
     addr_owner: HashMap<Ipv4Addr, (String, usize)>,
     /// `[[host]]` tables with the index of their node.
     host_specs: Vec<(usize, &'a HostSpec)>,
+    /// `[[host]]` tables with a `kernel` key.
+    kernel_hosts: Vec<KernelHostDef>,
 }
 
 /// Parses and checks; all diagnostics are collected before giving up.
@@ -192,6 +195,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         node_index: HashMap::new(),
         addr_owner: HashMap::new(),
         host_specs: Vec::new(),
+        kernel_hosts: Vec::new(),
     };
     // Each section needs what the sections before it resolved; the order is the checks'.
     b.segments();
@@ -200,6 +204,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
     b.hosts();
     b.kernel_addresses();
     b.segment_checks();
+    b.kernel_hosts();
     b.echo_clients();
     let chain = b.chain();
     b.roles();
@@ -211,6 +216,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         mut cx,
         segments,
         nodes,
+        kernel_hosts,
         ..
     } = b;
 
@@ -236,6 +242,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         chain,
         scenario,
         model,
+        kernel_hosts,
     })
 }
 
@@ -393,6 +400,9 @@ impl<'a> Builder<'a> {
             ..
         } = self;
         for h in &spec.host {
+            if h.kernel.is_some() {
+                continue; // a kernel host is not a node: see `kernel_hosts`
+            }
             let name = h.name.get_ref().clone();
             let Some(&segment) = seg_index.get(h.segment.get_ref()) else {
                 cx.err(

@@ -220,6 +220,23 @@ pub struct HostSpec {
     /// Roles that need nothing but their well-known port, by name (e.g. `["discard"]`).
     #[serde(default)]
     pub roles: Option<Spanned<Vec<String>>>,
+    /// Live mode: a kernel host (its own network namespace where real programs run) instead
+    /// of a virtual one.
+    #[serde(default)]
+    pub kernel: Option<Spanned<KernelSpec>>,
+}
+
+/// How a kernel host gets its address: `{ dhcp = true }` (a real DHCP client, busybox
+/// `udhcpc`) or `{ address = "a.b.c.d", gateway = "a.b.c.d" }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSpec {
+    #[serde(default)]
+    pub dhcp: Option<bool>,
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
 }
 
 /// A vertical-model domain server: RFC 8489 STUN on 3478 and the domain's location server

@@ -13,6 +13,7 @@ impl<'a> Builder<'a> {
             seg_index,
             nodes,
             node_index,
+            kernel_hosts,
             ..
         } = self;
         let mut scenario = Vec::new();
@@ -21,7 +22,13 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let line = cx.line_of(step.action.span().start);
-            let parsed = parse_action(step.action.get_ref(), node_index, seg_index, nodes);
+            let parsed = parse_action(
+                step.action.get_ref(),
+                node_index,
+                seg_index,
+                nodes,
+                kernel_hosts,
+            );
             // A flood needs free public addresses on its target's segment for its sources.
             let parsed = parsed.and_then(|a| match &a {
                 Action::Flood(f) => {
@@ -48,7 +55,9 @@ fn parse_action(
     nodes_by_name: &HashMap<String, usize>,
     segs: &HashMap<String, usize>,
     nodes: &[NodeDef],
+    kernel_hosts: &[KernelHostDef],
 ) -> Result<Action, String> {
+    let kernel = |name: &str| kernel_hosts.iter().position(|k| k.name == name);
     let node = |name: &str| {
         nodes_by_name
             .get(name)
@@ -70,8 +79,14 @@ fn parse_action(
             .copied()
             .ok_or_else(|| format!("`{name}` is not a segment of this topology"))
     };
+    if let Some(rest) = text.trim_start().strip_prefix("exec ") {
+        return exec_step(rest, &kernel, &node);
+    }
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
+        ["move", a, "to", s] if kernel(a).is_some() => {
+            Ok(Action::MoveKernel(kernel(a).unwrap_or_default(), seg(s)?))
+        }
         ["call", a, b] if a != b => Ok(Action::Call(en(a)?, en(b)?)),
         ["hangup", a, b] => Ok(Action::Hangup(en(a)?, en(b)?)),
         ["move", a, "to", s] => Ok(Action::Move(en(a)?, seg(s)?)),
@@ -109,6 +124,37 @@ fn parse_action(
             }
             Ok(Action::Partition(groups))
         }
-        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%, flood SN RATE/s for DURATION [KIND]".into()),
+        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%, flood SN RATE/s for DURATION [KIND], exec KERNEL_HOST -- CMD ARGS".into()),
     }
+}
+
+/// `exec K -- CMD ARGS...` (after `exec `): the command is split like a shell splits words
+/// (quotes, backslashes), with no expansion or redirection; write `sh -c '...'` for those.
+fn exec_step(
+    rest: &str,
+    kernel: &dyn Fn(&str) -> Option<usize>,
+    node: &dyn Fn(&str) -> Result<usize, String>,
+) -> Result<Action, String> {
+    let Some((host, command)) = rest.split_once("--") else {
+        return Err("write `exec HOST -- COMMAND ARGS...`".into());
+    };
+    let host = host.trim();
+    let Some(k) = kernel(host) else {
+        return Err(match node(host) {
+            Ok(_) => format!(
+                "`{host}` is a virtual host; `exec` runs programs in kernel hosts (add `kernel = {{ dhcp = true }}` to a host)"
+            ),
+            Err(_) => format!("`{host}` is not a kernel host of this topology"),
+        });
+    };
+    let argv = shlex::split(command.trim()).ok_or_else(|| {
+        format!(
+            "cannot split `{}` into words (unbalanced quote?)",
+            command.trim()
+        )
+    })?;
+    if argv.is_empty() {
+        return Err("`exec` needs a command after `--`".into());
+    }
+    Ok(Action::Exec { host: k, argv })
 }
