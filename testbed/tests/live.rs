@@ -431,3 +431,6 @@ fn only_binfm_namespaces_are_touched() {
     }
     assert!(binfm_testbed::netns::enter(std::path::Path::new("/proc/self/ns/net")).is_err());
 }
+
+#[path = "live/kernel_hosts.rs"]
+mod kernel_hosts;
