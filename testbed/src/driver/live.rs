@@ -277,6 +277,7 @@ pub fn attach_kernel_hosts<W: Write>(net: &mut Network<W, Tap>, topo: &Topology)
             KernelAddressing::Dhcp => (None, None, Some(kernel_host::client_id(&def.name))),
         };
         let member = net.segments[def.segment].add_member(KERNEL_NODE, k + 1, addr);
+        apply_kernel_paths(net, k, def.segment, member);
         net.boundary_mut().set_kernel_host(
             k,
             &def.name,
@@ -288,6 +289,27 @@ pub fn attach_kernel_hosts<W: Write>(net: &mut Network<W, Tap>, topo: &Topology)
                 client_id: id,
             },
         );
+    }
+}
+
+/// Applies the segment's `[[segment.path]]` entries that name kernel host `k` (now its
+/// member `member` of segment `seg`).
+fn apply_kernel_paths<W: Write>(net: &mut Network<W, Tap>, k: usize, seg: usize, member: MemberId) {
+    let paths: Vec<(usize, binfm_stack::netem::LinkParams)> = net.topology().segments[seg]
+        .kernel_paths
+        .iter()
+        .filter(|(kk, _, _)| *kk == k)
+        .map(|(_, node, params)| (*node, params.clone()))
+        .collect();
+    for (node, params) in paths {
+        let other = net.nodes[node]
+            .ports
+            .iter()
+            .find(|p| p.segment == seg)
+            .map(|p| p.member);
+        if let Some(other) = other {
+            net.segments[seg].set_path(member, other, params);
+        }
     }
 }
 
@@ -304,6 +326,7 @@ fn move_kernel_host<W: Write>(
     };
     net.segments[old_seg].detach(old_member);
     let member = net.segments[seg].add_member(KERNEL_NODE, k + 1, None);
+    apply_kernel_paths(net, k, seg, member);
     let name = &topo.kernel_hosts[k].name;
     net.boundary_mut().set_kernel_host(
         k,
@@ -744,7 +767,9 @@ async fn drive<W: Write>(
         }
         let next = net.next_event_at().map_or(end, |t| t.min(end));
         if next <= elapsed {
-            net.advance_to(elapsed);
+            // Overdue events run at their own times, not at the wake-up time: what they send
+            // is scheduled from when it was due, so a late wake-up does not add to every
+            // emulated delay that follows.
             let mut steps = 0;
             while steps < MAX_STEPS_PER_TURN && net.step(elapsed)? {
                 steps += 1;

@@ -254,6 +254,8 @@ pub struct SegmentDef {
     /// Live mode only: the kernel's address on this segment's TUN device (a kernel program in
     /// the live namespace then joins the segment as a host with this address).
     pub kernel_address: Option<Ipv4Addr>,
+    /// Per-pair overrides between a kernel host and a node: (kernel host, node, parameters).
+    pub kernel_paths: Vec<(usize, usize, LinkParams)>,
 }
 
 /// A DHCP server on a segment.

@@ -306,6 +306,7 @@ impl<'a> Builder<'a> {
                 dhcp: None,
                 is_link,
                 kernel_address,
+                kernel_paths: Vec::new(),
             });
             seg_specs.push(s);
         }
@@ -494,6 +495,7 @@ impl<'a> Builder<'a> {
 
     /// Per-segment checks that need the nodes: DHCP, paths, link membership.
     fn segment_checks(&mut self) {
+        let spec: &'a TopologySpec = self.spec;
         let Builder {
             cx,
             segments,
@@ -502,6 +504,14 @@ impl<'a> Builder<'a> {
             node_index,
             ..
         } = self;
+        // Kernel hosts (checked later, in `kernel_hosts`) may end a path too, on any segment
+        // (a `move` may take them there).
+        let kernel_hosts: Vec<&str> = spec
+            .host
+            .iter()
+            .filter(|h| h.kernel.is_some())
+            .map(|h| h.name.get_ref().as_str())
+            .collect();
         for (si, s) in seg_specs.iter().enumerate() {
             let members: Vec<usize> = (0..nodes.len())
                 .filter(|&n| nodes[n].ports.iter().any(|p| p.segment == si))
@@ -528,7 +538,16 @@ impl<'a> Builder<'a> {
                             .filter(|i| members.contains(i))
                     })
                     .collect();
+                let kernel_end = |n: &str| kernel_hosts.iter().position(|k| *k == n);
+                let kernel = (kernel_end(a), kernel_end(b));
                 match (ends[0], ends[1]) {
+                    (None, Some(y)) | (Some(y), None)
+                        if kernel.0.is_some() != kernel.1.is_some() =>
+                    {
+                        let k = kernel.0.or(kernel.1).unwrap_or_default();
+                        let params = cx.link_params(&p.link(), &segments[si].params);
+                        segments[si].kernel_paths.push((k, y, params));
+                    }
                     (Some(x), Some(y)) if x != y => {
                         let params = cx.link_params(&p.link(), &segments[si].params);
                         segments[si].paths.push((x, y, params));

@@ -149,6 +149,10 @@ at = "1500ms"
 do = "exec k1 -- sh -c 'echo hello from k1 | nc -u -w 1 -p 5000 198.51.100.10 7'"
 
 [[scenario]]
+at = "1500ms"
+do = "exec k2 -- ping -c 2 -i 0.2 198.51.100.10"
+
+[[scenario]]
 at = "4s"
 do = "move k1 to lan-c"
 
@@ -164,7 +168,13 @@ do = "exec k2 -- sh -c 'exit 3'"
 at = "5700ms"
 do = "exec k2 -- sleep 60"
 "#;
-    let path = kernel_topology(dir.path(), "kt-main", "7s", Some(steps), |t| t);
+    // A path on lan-b between k2 and nat-b: 30 ms instead of the segment's 1 ms.
+    let path = kernel_topology(dir.path(), "kt-main", "7s", Some(steps), |t| {
+        t.replace(
+            "dhcp = { server = \"nat-b\", pool = \"10.2.0.100-10.2.0.199\", super_nodes = [\"sn1\"] }",
+            "dhcp = { server = \"nat-b\", pool = \"10.2.0.100-10.2.0.199\", super_nodes = [\"sn1\"] }\n\n[[segment.path]]\nbetween = [\"k2\", \"nat-b\"]\ndelay = \"30ms\"",
+        )
+    });
     let topo = Topology::load(&path).unwrap();
     let out = dir.path().join("out");
     let before = namespaces();
@@ -257,10 +267,25 @@ do = "exec k2 -- sleep 60"
         .expect("the `ip addr` step's output");
     assert!(after_move.contains("inet 10.3.0.100/24"), "{after_move}");
 
+    // The path applies to the kernel host: k2's pings cross 30 ms + 10 ms each way.
+    let ping = std::fs::read_dir(out.join("exec"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .find(|t| t.contains("rtt min/avg/max"))
+        .expect("k2's ping output");
+    let min: f64 = ping
+        .split("rtt min/avg/max/mdev = ")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap();
+    assert!((80.0..95.0).contains(&min), "min RTT {min} ms: {ping}");
+
     // The exec steps' exit codes are in events.jsonl; the one still running at the end was
     // killed and says so.
     let ends: Vec<_> = events.iter().filter(|e| e.kind == "exec.end").collect();
-    assert_eq!(ends.len(), 4, "{ends:?}");
+    assert_eq!(ends.len(), 5, "{ends:?}");
     let code = |needle: &str| {
         ends.iter()
             .find(|e| {
