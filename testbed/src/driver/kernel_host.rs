@@ -140,7 +140,7 @@ impl KernelHosts {
             let device = ns.run_inside(move || {
                 let mut b = tun_rs::DeviceBuilder::new()
                     .name(TUN_NAME)
-                    .mtu(super::live::TUN_MTU);
+                    .mtu(super::TUN_MTU);
                 if let KernelAddressing::Static { address, .. } = addressing {
                     b = b.ipv4(address, prefix, None);
                 }

@@ -36,8 +36,7 @@ use tokio::time::Instant;
 /// The node index of a segment's kernel member (the kernel is not a node of the topology).
 pub const KERNEL_NODE: usize = usize::MAX;
 
-/// MTU of every TUN device (the emulated segments carry packets up to this size).
-pub const TUN_MTU: u16 = 1500;
+pub use super::TUN_MTU;
 
 /// At most this many events are handled before the driver looks at the TUNs and signals again.
 const MAX_STEPS_PER_TURN: usize = 4096;

@@ -3,6 +3,9 @@
 //! real clock, with TUN devices in its own network namespace.
 
 mod kernel_host;
+
+/// MTU of every TUN device of a live run (the emulated segments carry packets up to this size).
+pub const TUN_MTU: u16 = 1500;
 pub use kernel_host::{
     client_id as kernel_host_client_id, namespace_name as kernel_host_namespace,
 };
