@@ -94,6 +94,28 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run one role as a standalone daemon on a kernel UDP socket and the real clock (see
+    /// docs/node.md): `binfm node super-node --config sn1.toml`. SIGTERM or Ctrl-C ends it
+    /// cleanly (calls hung up, files flushed).
+    Node {
+        /// The role to run.
+        role: binfm_testbed::daemon::config::RoleKind,
+        /// Its configuration file (TOML; every key in docs/node.md).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the configuration and stop.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Talk to a running `binfm node` over its control socket: `call PEER`, `hangup PEER`,
+    /// `rekey` (end node) or `status` (any role; prints JSON).
+    Ctl {
+        /// The daemon's control socket (its config's `control` key).
+        socket: PathBuf,
+        /// The command and its argument, e.g. `call b` or `status`.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
     /// Check a topology file and list every problem with its line.
     Check {
         /// Topology file.
@@ -288,6 +310,39 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             host,
             command,
         } => exec_in_kernel_host(&topology, &host, &command),
+        Command::Node {
+            role,
+            config,
+            check,
+        } => {
+            let cfg = match binfm_testbed::daemon::config::NodeConfig::load(&config, role) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            if check {
+                say!(
+                    "{}: ok: {} on udp {}",
+                    config.display(),
+                    role.as_str(),
+                    cfg.listen
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            binfm_testbed::daemon::run(&cfg, &mut |line| eprintln!("{line}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ctl { socket, command } => {
+            let answer = binfm_testbed::daemon::ctl::request(&socket, &command.join(" "))?;
+            say!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(if answer["ok"] == serde_json::Value::Bool(true) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Clean => {
             let removed = binfm_testbed::netns::clean()?;
             if removed.is_empty() {

@@ -1,0 +1,589 @@
+//! `binfm node ROLE --config FILE`: the daemon's TOML configuration, checked with the topology
+//! file's conventions (durations like `"1s"`, `a.b.c.d:port` addresses, every error with the
+//! file, line and key). Every key is documented in docs/node.md.
+
+use crate::topology::parse_duration;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Which role a daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleKind {
+    /// A BINFM super node: relays and mines ToALL Txs, answers Queries (UDP 7400).
+    SuperNode,
+    /// A BINFM end node: registers, calls, hands over, renews keys (UDP 7401).
+    EndNode,
+    /// The vertical model's RFC 8489 STUN server (UDP 3478).
+    Stun,
+    /// The vertical model's location server of one domain (UDP 5060).
+    Location,
+}
+
+impl RoleKind {
+    /// The name on the command line and in the `role` table key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleKind::SuperNode => "super-node",
+            RoleKind::EndNode => "end-node",
+            RoleKind::Stun => "stun",
+            RoleKind::Location => "location",
+        }
+    }
+
+    /// The table that configures this role.
+    pub fn table(self) -> &'static str {
+        match self {
+            RoleKind::SuperNode => "super_node",
+            RoleKind::EndNode => "end_node",
+            RoleKind::Stun => "stun",
+            RoleKind::Location => "location",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    listen: Spanned<String>,
+    #[serde(default)]
+    events: Option<Spanned<String>>,
+    #[serde(default)]
+    control: Option<Spanned<String>>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    super_node: Option<Spanned<SuperNodeSpec>>,
+    #[serde(default)]
+    end_node: Option<Spanned<EndNodeSpec>>,
+    #[serde(default)]
+    stun: Option<Spanned<StunSpec>>,
+    #[serde(default)]
+    location: Option<Spanned<LocationSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuperNodeSpec {
+    #[serde(default)]
+    id: Option<u32>,
+    #[serde(default)]
+    peers: Vec<Spanned<String>>,
+    #[serde(default)]
+    hash_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    network_hash_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    block_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    reply_unconfirmed: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndNodeSpec {
+    key_file: Spanned<String>,
+    #[serde(default)]
+    nat_address: Option<Spanned<String>>,
+    #[serde(default)]
+    super_nodes: Vec<Spanned<String>>,
+    #[serde(default)]
+    lease_file: Option<Spanned<String>>,
+    #[serde(default)]
+    tone_hz: Option<Spanned<f64>>,
+    #[serde(default)]
+    audio_out: Option<Spanned<String>>,
+    #[serde(default)]
+    peers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StunSpec {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationSpec {
+    domain: Spanned<String>,
+    #[serde(default)]
+    peers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    homes: BTreeMap<String, Spanned<String>>,
+}
+
+/// A checked daemon configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Address and port the role's UDP socket binds.
+    pub listen: SocketAddrV4,
+    /// Where the role's events go as JSON lines (default: standard output).
+    pub events: Option<PathBuf>,
+    /// Unix socket for `binfm ctl`.
+    pub control: Option<PathBuf>,
+    /// Reproducible randomness (default: the OS's entropy).
+    pub seed: Option<u64>,
+    /// The role and its settings.
+    pub role: RoleConfig,
+}
+
+/// The settings of the role a daemon runs.
+#[derive(Debug, Clone)]
+pub enum RoleConfig {
+    /// `[super_node]`.
+    SuperNode {
+        /// SN id (in its events and block headers).
+        id: u32,
+        /// Peer SNs.
+        peers: Vec<SocketAddrV4>,
+        /// Hashes per second this SN may spend (a cap, so a test machine is not saturated).
+        hash_rate: f64,
+        /// Hash rate of the whole network (sets the difficulty); default: `hash_rate` times
+        /// the number of SNs.
+        network_hash_rate: f64,
+        /// Mean block interval the difficulty aims at.
+        block_interval: Duration,
+        /// Block log folder (a restart resumes the chain from it).
+        data_dir: Option<PathBuf>,
+        /// Replies may carry the newest unconfirmed Tx.
+        reply_unconfirmed: bool,
+    },
+    /// `[end_node]`.
+    EndNode {
+        /// The wallet key file (created on first start, mode 0600).
+        key_file: PathBuf,
+        /// The NAT's public address (DHCP option 224), unless a lease file gives it.
+        nat_address: Option<Ipv4Addr>,
+        /// Super nodes, nearest first (option 225), unless a lease file gives them.
+        super_nodes: Vec<SocketAddrV4>,
+        /// A udhcpc `lease.env` (`ip=`, `opt224=`, `opt225=`), read at start and watched.
+        lease_file: Option<PathBuf>,
+        /// The tone this EN sends.
+        tone_hz: f64,
+        /// Where received audio is written as WAV when the daemon ends.
+        audio_out: Option<PathBuf>,
+        /// Names for `binfm ctl call NAME`: name -> hash address.
+        peers: BTreeMap<String, [u8; 32]>,
+    },
+    /// `[stun]`.
+    Stun,
+    /// `[location]`.
+    Location {
+        /// This domain's name.
+        domain: String,
+        /// Other domains' location servers.
+        peers: Vec<(String, SocketAddrV4)>,
+        /// Home domains of end nodes: vertical id (hex) -> domain.
+        homes: Vec<([u8; 32], String)>,
+    },
+}
+
+/// What is wrong with a configuration file: each problem with its line.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// (line, message).
+    pub problems: Vec<(Option<usize>, String)>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (line, m)) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match line {
+                Some(l) => write!(f, "{}:{l}: {m}", self.file)?,
+                None => write!(f, "{}: {m}", self.file)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+struct Cx<'a> {
+    text: &'a str,
+    problems: Vec<(Option<usize>, String)>,
+}
+
+impl Cx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text.as_bytes()[..offset.min(self.text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+    fn err<T>(&mut self, at: &Spanned<T>, message: String) {
+        let line = self.line(at.span().start);
+        self.problems.push((Some(line), message));
+    }
+    fn sock(&mut self, s: &Spanned<String>, key: &str) -> Option<SocketAddrV4> {
+        match s.get_ref().trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    s,
+                    format!(
+                        "key `{key}`: `{}` is not an IPv4 address with a port (a.b.c.d:port)",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+    fn ip(&mut self, s: &Spanned<String>, key: &str) -> Option<Ipv4Addr> {
+        match s.get_ref().trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    s,
+                    format!("key `{key}`: `{}` is not an IPv4 address", s.get_ref()),
+                );
+                None
+            }
+        }
+    }
+    fn hash(&mut self, s: &Spanned<String>, key: &str) -> Option<[u8; 32]> {
+        match parse_hex32(s.get_ref()) {
+            Some(h) => Some(h),
+            None => {
+                self.err(
+                    s,
+                    format!(
+                        "key `{key}`: `{}` is not a hash address (64 hex digits)",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+    fn positive(&mut self, v: &Spanned<f64>, key: &str) -> Option<f64> {
+        let x = *v.get_ref();
+        if x.is_finite() && x > 0.0 {
+            Some(x)
+        } else {
+            self.err(v, format!("key `{key}`: {x} must be a positive number"));
+            None
+        }
+    }
+}
+
+/// 64 hex digits as 32 bytes.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A relative path in the file is taken from the file's folder.
+fn resolve(config: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+impl NodeConfig {
+    /// Reads and checks `path` for a daemon running `kind`.
+    pub fn load(path: &Path, kind: RoleKind) -> Result<NodeConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![(None, format!("cannot read it: {e}"))],
+        })?;
+        Self::parse(&text, path, kind)
+    }
+
+    /// Checks the text of a configuration file (`path` names it in errors and anchors
+    /// relative paths).
+    pub fn parse(text: &str, path: &Path, kind: RoleKind) -> Result<NodeConfig, ConfigError> {
+        let file = path.display().to_string();
+        let spec: FileSpec = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
+            let mut message = e.message().trim().to_owned();
+            if message.starts_with("unknown field") || message.starts_with("missing field") {
+                message.push_str("; see docs/node.md for the keys");
+            }
+            ConfigError {
+                file: file.clone(),
+                problems: vec![(line, message)],
+            }
+        })?;
+        let mut cx = Cx {
+            text,
+            problems: Vec::new(),
+        };
+        let listen = cx.sock(&spec.listen, "listen");
+        let events = spec.events.as_ref().map(|e| resolve(path, e.get_ref()));
+        let control = spec.control.as_ref().map(|c| resolve(path, c.get_ref()));
+        let tables = [
+            (
+                RoleKind::SuperNode,
+                spec.super_node.as_ref().map(Spanned::span),
+            ),
+            (RoleKind::EndNode, spec.end_node.as_ref().map(Spanned::span)),
+            (RoleKind::Stun, spec.stun.as_ref().map(Spanned::span)),
+            (
+                RoleKind::Location,
+                spec.location.as_ref().map(Spanned::span),
+            ),
+        ];
+        for (k, span) in tables {
+            if let Some(span) = span
+                && k != kind
+            {
+                let line = cx.line(span.start);
+                cx.problems.push((
+                    Some(line),
+                    format!(
+                        "table `[{}]` configures the {} role, but this daemon runs `{}`",
+                        k.table(),
+                        k.as_str(),
+                        kind.as_str()
+                    ),
+                ));
+            }
+        }
+        let role = match kind {
+            RoleKind::Stun => Some(RoleConfig::Stun),
+            RoleKind::SuperNode => match &spec.super_node {
+                None => missing(&mut cx, kind),
+                Some(t) => super_node(&mut cx, path, t.get_ref()),
+            },
+            RoleKind::EndNode => match &spec.end_node {
+                None => missing(&mut cx, kind),
+                Some(t) => end_node(&mut cx, path, t),
+            },
+            RoleKind::Location => match &spec.location {
+                None => missing(&mut cx, kind),
+                Some(t) => location(&mut cx, t.get_ref()),
+            },
+        };
+        match (listen, role) {
+            (Some(listen), Some(role)) if cx.problems.is_empty() => Ok(NodeConfig {
+                path: path.to_path_buf(),
+                listen,
+                events,
+                control,
+                seed: spec.seed,
+                role,
+            }),
+            _ => {
+                cx.problems.sort_by_key(|p| p.0.unwrap_or(usize::MAX));
+                Err(ConfigError {
+                    file,
+                    problems: cx.problems,
+                })
+            }
+        }
+    }
+}
+
+fn missing(cx: &mut Cx<'_>, kind: RoleKind) -> Option<RoleConfig> {
+    cx.problems.push((
+        None,
+        format!(
+            "no `[{}]` table: a `{}` daemon needs one (see docs/node.md)",
+            kind.table(),
+            kind.as_str()
+        ),
+    ));
+    None
+}
+
+fn super_node(cx: &mut Cx<'_>, path: &Path, t: &SuperNodeSpec) -> Option<RoleConfig> {
+    let peers: Vec<SocketAddrV4> = t
+        .peers
+        .iter()
+        .filter_map(|p| cx.sock(p, "super_node.peers"))
+        .collect();
+    let hash_rate = match &t.hash_rate {
+        Some(h) => cx.positive(h, "super_node.hash_rate")?,
+        None => 2000.0,
+    };
+    let network_hash_rate = match &t.network_hash_rate {
+        Some(h) => cx.positive(h, "super_node.network_hash_rate")?,
+        None => hash_rate * (peers.len() + 1) as f64,
+    };
+    let block_interval = match &t.block_interval {
+        Some(b) => match parse_duration(b.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                cx.err(
+                    b,
+                    "key `super_node.block_interval`: must be more than 0".into(),
+                );
+                return None;
+            }
+            Err(e) => {
+                cx.err(b, format!("key `super_node.block_interval`: {e}"));
+                return None;
+            }
+        },
+        None => Duration::from_secs(1),
+    };
+    Some(RoleConfig::SuperNode {
+        id: t.id.unwrap_or(0),
+        peers,
+        hash_rate,
+        network_hash_rate,
+        block_interval,
+        data_dir: t.data_dir.as_ref().map(|d| resolve(path, d.get_ref())),
+        reply_unconfirmed: t.reply_unconfirmed.unwrap_or(false),
+    })
+}
+
+fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<RoleConfig> {
+    let e = t.get_ref();
+    let nat_address = e
+        .nat_address
+        .as_ref()
+        .and_then(|a| cx.ip(a, "end_node.nat_address"));
+    let super_nodes: Vec<SocketAddrV4> = e
+        .super_nodes
+        .iter()
+        .filter_map(|s| cx.sock(s, "end_node.super_nodes"))
+        .collect();
+    let lease_file = e.lease_file.as_ref().map(|l| resolve(path, l.get_ref()));
+    if lease_file.is_none() && (e.nat_address.is_none() || e.super_nodes.is_empty()) {
+        cx.err(
+            t,
+            "table `[end_node]` needs `nat_address` and `super_nodes`, or a `lease_file` that gives them".into(),
+        );
+    }
+    let tone_hz = match &e.tone_hz {
+        Some(h) => cx.positive(h, "end_node.tone_hz")?,
+        None => 440.0,
+    };
+    let mut peers = BTreeMap::new();
+    for (name, h) in &e.peers {
+        if let Some(addr) = cx.hash(h, &format!("end_node.peers.{name}")) {
+            peers.insert(name.clone(), addr);
+        }
+    }
+    Some(RoleConfig::EndNode {
+        key_file: resolve(path, e.key_file.get_ref()),
+        nat_address,
+        super_nodes,
+        lease_file,
+        tone_hz,
+        audio_out: e.audio_out.as_ref().map(|a| resolve(path, a.get_ref())),
+        peers,
+    })
+}
+
+fn location(cx: &mut Cx<'_>, t: &LocationSpec) -> Option<RoleConfig> {
+    let mut peers = Vec::new();
+    for (name, a) in &t.peers {
+        if let Some(addr) = cx.sock(a, &format!("location.peers.{name}")) {
+            peers.push((name.clone(), addr));
+        }
+    }
+    let mut homes = Vec::new();
+    for (id, domain) in &t.homes {
+        match parse_hex32(id) {
+            Some(h) => homes.push((h, domain.get_ref().clone())),
+            None => cx.err(
+                domain,
+                format!("key `location.homes`: `{id}` is not a vertical id (64 hex digits)"),
+            ),
+        }
+    }
+    Some(RoleConfig::Location {
+        domain: t.domain.get_ref().clone(),
+        peers,
+        homes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, kind: RoleKind) -> Result<NodeConfig, String> {
+        NodeConfig::parse(text, Path::new("/etc/binfm/x.toml"), kind).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_super_node_config_with_every_key() {
+        let c = parse(
+            "listen = \"198.51.100.11:7400\"\ncontrol = \"sn1.sock\"\nseed = 3\n[super_node]\nid = 1\npeers = [\"198.51.100.12:7400\"]\nhash_rate = 1000\nblock_interval = \"2s\"\ndata_dir = \"blocks\"\n",
+            RoleKind::SuperNode,
+        )
+        .unwrap();
+        assert_eq!(c.listen, "198.51.100.11:7400".parse().unwrap());
+        assert_eq!(c.control, Some(PathBuf::from("/etc/binfm/sn1.sock")));
+        let RoleConfig::SuperNode {
+            peers,
+            network_hash_rate,
+            block_interval,
+            data_dir,
+            ..
+        } = c.role
+        else {
+            panic!("not a super node")
+        };
+        assert_eq!(peers.len(), 1);
+        assert_eq!(network_hash_rate, 2000.0);
+        assert_eq!(block_interval, Duration::from_secs(2));
+        assert_eq!(data_dir, Some(PathBuf::from("/etc/binfm/blocks")));
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_key() {
+        let e = parse(
+            "listen = \"198.51.100.11:7400\"\n[super_node]\npeers = [\"198.51.100.12\"]\nblock_interval = \"soon\"\n",
+            RoleKind::SuperNode,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("/etc/binfm/x.toml:3: key `super_node.peers`: `198.51.100.12` is not an IPv4 address with a port"),
+            "{e}"
+        );
+        let e = parse("listen = \"x\"\n[stun]\n", RoleKind::Stun).unwrap_err();
+        assert!(e.contains("x.toml:1: key `listen`"), "{e}");
+        let e = parse(
+            "listen = \"127.0.0.1:1\"\nlisten_port = 3\n",
+            RoleKind::Stun,
+        )
+        .unwrap_err();
+        assert!(e.contains("x.toml:2: unknown field `listen_port`"), "{e}");
+        let e = parse("listen = \"127.0.0.1:1\"\n\n[stun]\n", RoleKind::Location).unwrap_err();
+        assert!(
+            e.contains("x.toml:3: table `[stun]` configures the stun role"),
+            "{e}"
+        );
+        let e = parse(
+            "listen = \"127.0.0.1:1\"\n[end_node]\nkey_file = \"a.key\"\n",
+            RoleKind::EndNode,
+        )
+        .unwrap_err();
+        assert!(e.contains("needs `nat_address` and `super_nodes`"), "{e}");
+    }
+}

@@ -1,0 +1,295 @@
+//! `binfm node ROLE --config FILE`: one role as a standalone daemon on a kernel UDP socket and
+//! the real clock. This driver adds no role logic: it feeds the role what the socket, the
+//! clock, the control socket and the signals bring, and carries out what the role polls out
+//! (datagrams, events, block-log records), exactly like the engine does for the virtual and
+//! live drivers. See docs/node.md.
+
+pub mod config;
+pub mod ctl;
+
+use crate::events::{Record, RunEvent};
+use anyhow::{Context, bail};
+use binfm_roles::chain::persist::{BlockLog, open_chain};
+use binfm_roles::chain::{ChainConfig, MempoolConfig};
+use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
+use binfm_roles::vertical::location::LocationServer;
+use binfm_roles::vertical::stun::StunServer;
+use binfm_roles::{Command, Role, Time};
+use config::{NodeConfig, RoleConfig};
+use std::io::Write;
+use std::net::SocketAddr;
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+
+/// The most a datagram can be (UDP over IPv4).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// A role ready to serve, with what its driver needs besides the socket.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The role.
+    pub role: Box<dyn Role>,
+    /// Where a super node's blocks are appended.
+    pub log: Option<BlockLog>,
+    /// A line to print at start (recovery, identity).
+    pub notes: Vec<String>,
+}
+
+/// Builds the role a configuration describes.
+pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
+    let mut notes = Vec::new();
+    let (role, log): (Box<dyn Role>, Option<BlockLog>) = match &cfg.role {
+        RoleConfig::Stun => (Box::new(StunServer::new(cfg.listen.port())), None),
+        RoleConfig::Location {
+            domain,
+            peers,
+            homes,
+        } => {
+            let mut loc = LocationServer::new(domain.clone(), cfg.listen.port(), peers.clone());
+            for (id, home) in homes {
+                loc.set_home(*id, home.clone());
+            }
+            (Box::new(loc), None)
+        }
+        RoleConfig::SuperNode {
+            id,
+            peers,
+            hash_rate,
+            network_hash_rate,
+            block_interval,
+            data_dir,
+            reply_unconfirmed,
+        } => {
+            let chain_cfg = ChainConfig {
+                network_hash_rate: *network_hash_rate,
+                block_interval_ms: u64::try_from(block_interval.as_millis())
+                    .unwrap_or(1000)
+                    .max(1),
+                ..ChainConfig::default()
+            };
+            let mut sn_cfg = SnConfig::new(*id, peers.clone(), *hash_rate, chain_cfg);
+            sn_cfg.reply_unconfirmed = *reply_unconfirmed;
+            match data_dir {
+                Some(dir) => {
+                    let (chain, log, recovery) =
+                        open_chain(dir, chain_cfg, MempoolConfig::default(), 0, &validate_tx)
+                            .map_err(|e| {
+                                anyhow::anyhow!("data directory {}: {e}", dir.display())
+                            })?;
+                    let (tip, height) = chain.tip();
+                    notes.push(format!(
+                        "super node: chain recovered from {} at height {height}, tip {} ({recovery:?})",
+                        dir.display(),
+                        binfm_roles::util::short_hex(&tip)
+                    ));
+                    (
+                        Box::new(SuperNode::with_chain(sn_cfg, chain, seed)),
+                        Some(log),
+                    )
+                }
+                None => (
+                    Box::new(SuperNode::new(sn_cfg, seed).map_err(|e| anyhow::anyhow!("{e}"))?),
+                    None,
+                ),
+            }
+        }
+        RoleConfig::EndNode { .. } => {
+            bail!("the end-node daemon lands with its own commit; see docs/node.md")
+        }
+    };
+    Ok(Prepared { role, log, notes })
+}
+
+/// Runs `binfm node`: binds the socket, serves until SIGTERM/SIGINT. `announce` gets the
+/// lines to print.
+pub fn run(cfg: &NodeConfig, announce: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    let seed = cfg.seed.unwrap_or_else(rand::random);
+    let prepared = prepare(cfg, seed)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(serve(cfg, prepared, announce))
+}
+
+/// Where the role's events go: JSON lines like `events.jsonl`.
+struct EventOut {
+    out: Box<dyn Write>,
+    host: String,
+}
+
+impl EventOut {
+    fn open(cfg: &NodeConfig) -> anyhow::Result<EventOut> {
+        let out: Box<dyn Write> = match &cfg.events {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening {}", p.display()))?,
+            )),
+            None => Box::new(std::io::stdout()),
+        };
+        let host = cfg
+            .path
+            .file_stem()
+            .map_or_else(|| "node".to_owned(), |s| s.to_string_lossy().into_owned());
+        Ok(EventOut { out, host })
+    }
+
+    fn write(&mut self, t: Time, event: RunEvent) -> anyhow::Result<()> {
+        let rec = Record {
+            t,
+            host: self.host.clone(),
+            event,
+        };
+        serde_json::to_writer(&mut self.out, &rec.to_json_record().to_json())?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+}
+
+async fn serve(
+    cfg: &NodeConfig,
+    prepared: Prepared,
+    announce: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let Prepared {
+        mut role,
+        mut log,
+        notes,
+    } = prepared;
+    let socket = UdpSocket::bind(SocketAddr::V4(cfg.listen))
+        .await
+        .with_context(|| format!("binding UDP {}", cfg.listen))?;
+    let local = match socket.local_addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => bail!("bound an IPv6 address {a}"),
+    };
+    let control = match &cfg.control {
+        Some(path) => {
+            let _ = std::fs::remove_file(path); // a stale socket of a killed daemon
+            Some(
+                UnixListener::bind(path)
+                    .with_context(|| format!("binding control socket {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut events = EventOut::open(cfg)?;
+    let ctl_cx = ctl::CtlContext {
+        peers: match &cfg.role {
+            RoleConfig::EndNode { peers, .. } => peers.clone(),
+            _ => Default::default(),
+        },
+    };
+    for n in &notes {
+        announce(n);
+    }
+    announce(&format!(
+        "binfm node: {} on udp {local}{}",
+        role_name(&cfg.role),
+        cfg.control
+            .as_ref()
+            .map_or_else(String::new, |c| format!(", control {}", c.display()))
+    ));
+    let start = Instant::now();
+    let now = || start.elapsed();
+    role.handle_command(
+        now(),
+        &Command::Start {
+            address: Some(*local.ip()),
+        },
+    );
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        drain(&mut *role, &socket, &mut events, &mut log, now()).await?;
+        let wake = role.poll_timeout().map(|t| start + t);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, SocketAddr::V4(from))) => {
+                        let payload = buf.get(..n).unwrap_or_default();
+                        role.handle_datagram(now(), from, local, payload);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("receiving: {e}"),
+                }
+            }
+            _ = sleep_until_opt(wake) => role.handle_timeout(now()),
+            conn = accept_opt(control.as_ref()) => {
+                if let Ok(stream) = conn {
+                    ctl::serve_one(stream, &mut *role, &ctl_cx, now()).await;
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    // SIGTERM: hang up every call (the peers are told), stop mining, send what that
+    // produced, close the files.
+    let peers: Vec<_> = role.calls().iter().map(|c| c.peer).collect();
+    for p in peers {
+        role.handle_command(now(), &Command::Hangup(p));
+    }
+    role.handle_command(now(), &Command::WindDown);
+    drain(&mut *role, &socket, &mut events, &mut log, now()).await?;
+    events.out.flush()?;
+    if let Some(path) = &cfg.control {
+        let _ = std::fs::remove_file(path);
+    }
+    announce("binfm node: stopped");
+    Ok(())
+}
+
+fn role_name(role: &RoleConfig) -> &'static str {
+    match role {
+        RoleConfig::SuperNode { .. } => "super node",
+        RoleConfig::EndNode { .. } => "end node",
+        RoleConfig::Stun => "STUN server",
+        RoleConfig::Location { .. } => "location server",
+    }
+}
+
+/// Sends what the role has to send, logs its events, appends its block-log records.
+async fn drain(
+    role: &mut dyn Role,
+    socket: &UdpSocket,
+    events: &mut EventOut,
+    log: &mut Option<BlockLog>,
+    now: Time,
+) -> anyhow::Result<()> {
+    while let Some(t) = role.poll_transmit() {
+        if let Err(e) = socket.send_to(&t.payload, SocketAddr::V4(t.dst)).await {
+            tracing::debug!("sending to {}: {e}", t.dst);
+        }
+    }
+    while let Some(e) = role.poll_event() {
+        events.write(now, RunEvent::Role(e))?;
+    }
+    while let Some(rec) = role.poll_persist() {
+        if let Some(log) = log {
+            log.append(&rec)
+                .map_err(|e| anyhow::anyhow!("block log: {e}"))?;
+        }
+    }
+    events.out.flush()?;
+    Ok(())
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_opt(l: Option<&UnixListener>) -> std::io::Result<tokio::net::UnixStream> {
+    match l {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
