@@ -434,3 +434,6 @@ fn only_binfm_namespaces_are_touched() {
 
 #[path = "live/kernel_hosts.rs"]
 mod kernel_hosts;
+
+#[path = "live/daemons.rs"]
+mod daemons;

@@ -6,18 +6,21 @@
 
 pub mod config;
 pub mod ctl;
+pub mod end_node;
 
 use crate::events::{Record, RunEvent};
 use anyhow::{Context, bail};
+use binfm_roles::address::Lease;
 use binfm_roles::chain::persist::{BlockLog, open_chain};
 use binfm_roles::chain::{ChainConfig, MempoolConfig};
+use binfm_roles::en::EndNode;
 use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
 use binfm_roles::{Command, Role, Time};
 use config::{NodeConfig, RoleConfig};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
@@ -34,11 +37,14 @@ pub struct Prepared {
     pub log: Option<BlockLog>,
     /// A line to print at start (recovery, identity).
     pub notes: Vec<String>,
+    /// An end node's first address, NAT address and super nodes.
+    pub lease: Option<Lease>,
 }
 
 /// Builds the role a configuration describes.
 pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
     let mut notes = Vec::new();
+    let mut lease = None;
     let (role, log): (Box<dyn Role>, Option<BlockLog>) = match &cfg.role {
         RoleConfig::Stun => (Box::new(StunServer::new(cfg.listen.port())), None),
         RoleConfig::Location {
@@ -94,11 +100,40 @@ pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
                 ),
             }
         }
-        RoleConfig::EndNode { .. } => {
-            bail!("the end-node daemon lands with its own commit; see docs/node.md")
+        RoleConfig::EndNode {
+            key_file,
+            nat_address,
+            super_nodes,
+            lease_file,
+            tone_hz,
+            ..
+        } => {
+            let (key, created) = end_node::load_or_create_key(key_file)?;
+            let wallet = end_node::wallet(key);
+            notes.push(format!(
+                "end node: hash address {} (key {} {})",
+                binfm_roles::util::hex(&wallet.hash_addr()),
+                key_file.display(),
+                if created { "created" } else { "reused" }
+            ));
+            lease = match lease_file {
+                Some(f) => end_node::read_lease(f)?,
+                None => Some(end_node::static_lease(
+                    *cfg.listen.ip(),
+                    *nat_address,
+                    super_nodes.clone(),
+                )),
+            };
+            let en = EndNode::new(wallet, cfg.listen.port(), seed, *tone_hz);
+            (Box::new(en), None)
         }
     };
-    Ok(Prepared { role, log, notes })
+    Ok(Prepared {
+        role,
+        log,
+        notes,
+        lease,
+    })
 }
 
 /// Runs `binfm node`: binds the socket, serves until SIGTERM/SIGINT. `announce` gets the
@@ -161,6 +196,7 @@ async fn serve(
         mut role,
         mut log,
         notes,
+        lease,
     } = prepared;
     let socket = UdpSocket::bind(SocketAddr::V4(cfg.listen))
         .await
@@ -204,6 +240,26 @@ async fn serve(
             address: Some(*local.ip()),
         },
     );
+    // An end node's address: the config's, or the lease file's (watched for changes: a new
+    // address is a move, and the end node hands its calls over).
+    let mut segment = 0;
+    let mut to = local;
+    let mut current = lease;
+    if let Some(l) = &current {
+        to = SocketAddrV4::new(l.address, local.port());
+        role.handle_command(
+            now(),
+            &Command::Bound {
+                lease: l.clone(),
+                segment,
+            },
+        );
+    }
+    let lease_file = match &cfg.role {
+        RoleConfig::EndNode { lease_file, .. } => lease_file.clone(),
+        _ => None,
+    };
+    let mut lease_check = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         drain(&mut *role, &socket, &mut events, &mut log, now()).await?;
@@ -213,7 +269,7 @@ async fn serve(
                 match r {
                     Ok((n, SocketAddr::V4(from))) => {
                         let payload = buf.get(..n).unwrap_or_default();
-                        role.handle_datagram(now(), from, local, payload);
+                        role.handle_datagram(now(), from, to, payload);
                     }
                     Ok(_) => {}
                     Err(e) => tracing::debug!("receiving: {e}"),
@@ -225,8 +281,31 @@ async fn serve(
                     ctl::serve_one(stream, &mut *role, &ctl_cx, now()).await;
                 }
             }
+            _ = lease_check.tick(), if lease_file.is_some() => {
+                let Some(f) = &lease_file else { continue };
+                match end_node::read_lease(f) {
+                    Ok(Some(l)) if current.as_ref().is_none_or(|c| c.address != l.address) => {
+                        announce(&format!("binfm node: new address {} from {}", l.address, f.display()));
+                        segment += 1;
+                        to = SocketAddrV4::new(l.address, local.port());
+                        role.handle_command(now(), &Command::Bound { lease: l.clone(), segment });
+                        current = Some(l);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("{e:#}"),
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
+        }
+    }
+    if let RoleConfig::EndNode {
+        audio_out: Some(path),
+        ..
+    } = &cfg.role
+    {
+        for p in end_node::write_audio(&*role, path)? {
+            announce(&format!("binfm node: received audio in {}", p.display()));
         }
     }
     // SIGTERM: hang up every call (the peers are told), stop mining, send what that
