@@ -113,8 +113,8 @@ fn daemons_register_call_with_audio_both_ways_rekey_and_a_killed_super_node_resu
     write_en(d, "c", "127.0.0.4", en_port, sn_port);
 
     let mut sn = spawn_node(d, "super-node", "sn1");
-    let mut a = spawn_node(d, "end-node", "a");
-    let mut b = spawn_node(d, "end-node", "b");
+    let a = spawn_node(d, "end-node", "a");
+    let b = spawn_node(d, "end-node", "b");
     let a_status = wait_status(d, "a", "registration", registered);
     let b_status = wait_status(d, "b", "registration", registered);
     let b_addr = b_status["hash_addr"].as_str().unwrap().to_owned();
