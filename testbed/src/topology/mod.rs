@@ -3,6 +3,7 @@
 //! Every error names the file and the line and says what to do, e.g.
 //! `topologies/x.toml:14: host `a` is on segment `lan-b`, which has no DHCP server ...`.
 
+pub mod attack_step;
 pub mod flood_step;
 mod parse;
 pub mod spec;
@@ -166,6 +167,8 @@ pub enum Action {
     /// `flood SN RATE/s for DURATION [KIND]`: spoofed junk to a super node (see
     /// [`crate::flood`]).
     Flood(flood_step::FloodSpec),
+    /// `attack KIND ...`: an attack on the scheme, measured (see [`crate::attack`]).
+    Attack(attack_step::AttackSpec),
 }
 
 /// Network-wide blockchain settings.
