@@ -70,21 +70,13 @@ impl LongTermKeys {
                 callee,
                 nonce,
                 ssrc,
-            }) => {
-                if !self
-                    .sessions
-                    .iter()
-                    .any(|s| s.caller == caller && s.caller_nonce == nonce)
-                {
-                    self.sessions.push(Recorded {
-                        caller,
-                        callee,
-                        caller_nonce: nonce,
-                        caller_ssrc: ssrc,
-                        answer: None,
-                    });
-                }
-            }
+            }) => self.record_request(Recorded {
+                caller,
+                callee,
+                caller_nonce: nonce,
+                caller_ssrc: ssrc,
+                answer: None,
+            }),
             Ok(Message::SessionResponse {
                 caller,
                 callee,
@@ -104,16 +96,30 @@ impl LongTermKeys {
             }
             Ok(Message::KeyRenewal {
                 sender, counter, y, ..
-            }) => {
-                if !self
-                    .renewals
-                    .iter()
-                    .any(|(s, c, _)| *s == sender && *c == counter)
-                {
-                    self.renewals.push((sender, counter, y));
-                }
-            }
+            }) => self.record_renewal(sender, counter, y),
             _ => {}
+        }
+    }
+
+    /// A Session Request, unless it is a retransmission of one recorded.
+    fn record_request(&mut self, r: Recorded) {
+        if !self
+            .sessions
+            .iter()
+            .any(|s| s.caller == r.caller && s.caller_nonce == r.caller_nonce)
+        {
+            self.sessions.push(r);
+        }
+    }
+
+    /// A Key Renewal, unless it is a retransmission of one recorded.
+    fn record_renewal(&mut self, sender: HashAddr, counter: u64, y: Vec<u8>) {
+        if !self
+            .renewals
+            .iter()
+            .any(|(s, c, _)| *s == sender && *c == counter)
+        {
+            self.renewals.push((sender, counter, y));
         }
     }
 
