@@ -71,6 +71,9 @@ binfm_roles::event_enum! {
             link_dropped: u64,
             replies_so_far: u64,
         },
+        /// An attack step starts: `actor` (the attacker host, or the lying super node) acts
+        /// on `segment`.
+        Attack = "fault.attack" { kind: &'static str, actor: String, segment: String },
         /// A scenario step applies (`action` debug-printed).
         ScenarioStep = "scenario.step" { line: usize, action: String },
         /// The run stops new work and lets in-flight work finish for `settle_ms`.

@@ -3,6 +3,7 @@
 //! benchmarks drive exactly what users run.
 
 pub mod apps;
+pub mod attack;
 pub mod daemon;
 pub mod driver;
 pub mod engine;

@@ -89,7 +89,7 @@ pub fn collect(topo: &Topology, seed: u64, net: &RunView<'_>, interrupted: bool)
             .insert((*reason).to_owned(), *count);
     }
     let (chain, registration) = chain_results(topo, net);
-    json!({
+    let mut results = json!({
         "topology": topo.name,
         "seed": seed,
         "virtual_time_s": net.now.as_secs_f64(),
@@ -104,7 +104,14 @@ pub fn collect(topo: &Topology, seed: u64, net: &RunView<'_>, interrupted: bool)
         "binfm": if topo.model == Model::Binfm { call_results(topo, net) } else { Value::Null },
         "vertical": if topo.model == Model::Vertical { call_results(topo, net) } else { Value::Null },
         "floods": flood_results(net),
-    })
+    });
+    // Only runs with attack steps have the key, so other runs' files are unchanged.
+    if !net.attacks.is_empty()
+        && let Some(o) = results.as_object_mut()
+    {
+        o.insert("attacks".into(), Value::Array(net.attacks.clone()));
+    }
+    results
 }
 
 /// What each `flood` step sent and what came back to its spoofed sources.

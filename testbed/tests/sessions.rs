@@ -3,6 +3,8 @@
 //! the scheme must resist.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
+#[path = "sessions/attacks.rs"]
+mod attacks;
 mod common;
 #[path = "sessions/concurrent_calls.rs"]
 mod concurrent_calls;

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
+mod attack;
 mod boundary;
 mod flood;
 
@@ -41,6 +42,10 @@ enum What {
     Flood {
         id: usize,
     },
+    /// Attack `id` wakes up (scenario step `attack`).
+    Attack {
+        id: usize,
+    },
 }
 
 type Scheduled = crate::timed::Timed<What>;
@@ -52,6 +57,7 @@ pub(crate) enum Sender {
     Node(usize),
     Outside,
     Flood(usize),
+    Attack(usize),
 }
 
 /// Errors that stop a run.
@@ -69,6 +75,9 @@ pub enum RunError {
     /// A flood step could not start (its target has no free public source address).
     #[error("flood: {0}")]
     Flood(String),
+    /// An attack step could not start.
+    #[error("attack: {0}")]
+    Attack(String),
 }
 
 /// What results read of a finished run: nodes with their roles, segments, the event log and
@@ -93,6 +102,8 @@ pub struct RunView<'a> {
         crate::topology::flood_step::FloodSpec,
         crate::flood::FloodStats,
     )>,
+    /// What each attack step achieved (`results.json` `attacks`), in step order.
+    pub attacks: Vec<serde_json::Value>,
 }
 
 /// The whole emulated network: nodes, segments and the event queue.
@@ -122,6 +133,8 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     boundary: B,
     /// Flood steps and their sources.
     flood: flood::Floods,
+    /// Attack steps.
+    attack: attack::Attacks,
 }
 
 impl<W: Write, B: Boundary> std::fmt::Debug for Network<W, B> {
@@ -214,6 +227,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             data_root: data_root.map(std::path::Path::to_path_buf),
             boundary,
             flood: flood::Floods::default(),
+            attack: attack::Attacks::default(),
         })
     }
 
@@ -366,6 +380,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             }
             Action::Flood(spec) => self.start_flood(index, &spec)?,
             Action::Exec { .. } | Action::MoveKernel(..) => self.boundary.outside_step(index),
+            Action::Attack(spec) => self.start_attack(index, &spec)?,
         }
         Ok(())
     }
@@ -394,7 +409,12 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// The hash address of node `n` (its end node's identity in both models).
     fn hash_addr_of(&self, n: usize) -> binfm_stack::wire::toall::HashAddr {
-        crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[n].name).hash_addr()
+        self.hash_addr_of_name(&self.topo.nodes[n].name)
+    }
+
+    /// The hash address of the node called `name`.
+    fn hash_addr_of_name(&self, name: &str) -> binfm_stack::wire::toall::HashAddr {
+        crate::apps::wallet_for(self.topo.seed, name).hash_addr()
     }
 
     /// Gives node `n`'s roles a command now and handles what follows.
@@ -495,7 +515,22 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 segment,
                 member,
                 packet,
+            } if self.attack.interceptor(segment, member).is_some() => {
+                // A packet for an attacker host: the attack takes it.
+                if let Some(id) = self.attack.interceptor(segment, member) {
+                    self.attack_receive(id, &packet);
+                }
+                self.scratch_out = out;
+                return Ok(true);
+            }
+            What::Deliver {
+                segment,
+                member,
+                packet,
             } => {
+                if self.attack.observes(segment, member) {
+                    self.attack_observe(segment, member, &packet);
+                }
                 let m = &self.segments[segment].members()[member];
                 let (n, port) = (m.node, m.port);
                 if !m.attached
@@ -522,6 +557,11 @@ impl<W: Write, B: Boundary> Network<W, B> {
             What::Flood { id } => {
                 self.scratch_out = out;
                 self.flood_tick(id)?;
+                return Ok(true);
+            }
+            What::Attack { id } => {
+                self.scratch_out = out;
+                self.attack_wake(id, ev.at)?;
                 return Ok(true);
             }
             What::Wake { node } => {
@@ -612,6 +652,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             segment_packets: &self.segment_packets,
             now: self.now,
             floods: self.floods(),
+            attacks: self.attack_results(),
         }
     }
 
@@ -664,6 +705,15 @@ impl<W: Write, B: Boundary> Network<W, B> {
         packet: Vec<u8>,
         sender: Sender,
     ) -> Result<(), RunError> {
+        let packet = if self.attack_hooks() {
+            let p = self.attack_rewrite(sender, packet);
+            if !matches!(sender, Sender::Attack(_)) {
+                self.attack_tap(seg, &p);
+            }
+            p
+        } else {
+            packet
+        };
         if let Some(c) = &mut self.capture {
             c.record(seg, self.now, &packet)?;
         }
@@ -700,6 +750,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
                     let host = match sender {
                         Sender::Node(n) => self.nodes[n].name.clone(),
                         Sender::Outside => self.boundary.outside_name(seg, member),
+                        Sender::Attack(id) => {
+                            self.attack.count_link_drop(id);
+                            continue;
+                        }
                         Sender::Flood(id) => {
                             // Counted, not logged one by one: the end event and results
                             // carry it.

@@ -3,6 +3,7 @@
 //! Every error names the file and the line and says what to do, e.g.
 //! `topologies/x.toml:14: host `a` is on segment `lan-b`, which has no DHCP server ...`.
 
+pub mod attack_step;
 pub mod flood_step;
 mod parse;
 pub mod spec;
@@ -206,6 +207,8 @@ pub enum Action {
     /// `move K to SEGMENT` for a kernel host: its TUN is re-attached to the segment and, with
     /// DHCP, its client asks for a new lease there.
     MoveKernel(usize, usize),
+    /// `attack KIND ...`: an attack on the scheme, measured (see [`crate::attack`]).
+    Attack(attack_step::AttackSpec),
 }
 
 /// Network-wide blockchain settings.

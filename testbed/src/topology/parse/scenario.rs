@@ -34,6 +34,11 @@ impl<'a> Builder<'a> {
                 Action::Flood(f) => {
                     crate::topology::flood_step::sources(segments, nodes, f.target).map(|_| a)
                 }
+                // So does a lookup flood, on its attacker's segment.
+                Action::Attack(crate::topology::attack_step::AttackSpec::LookupFlood {
+                    attacker,
+                    ..
+                }) => crate::topology::flood_step::sources(segments, nodes, *attacker).map(|_| a),
                 _ => Ok(a),
             });
             match parsed {
@@ -107,6 +112,7 @@ fn parse_action(
             Ok(Action::Loss(seg(s)?, f))
         }
         ["flood", rest @ ..] => super::flood_step::parse_step(rest, &node, nodes).map(Action::Flood),
+        ["attack", rest @ ..] => super::attack_step::parse_step(rest, &node, nodes).map(Action::Attack),
         ["partition", ..] => {
             let rest = text.trim_start().trim_start_matches("partition");
             let mut groups = Vec::new();
@@ -124,7 +130,7 @@ fn parse_action(
             }
             Ok(Action::Partition(groups))
         }
-        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%, flood SN RATE/s for DURATION [KIND], exec KERNEL_HOST -- CMD ARGS".into()),
+        _ => Err("unknown step; use one of: call A B, hangup A B, move A to SEGMENT, rekey A, leave A, join A SEGMENT, crash N, restart N, partition {..} {..}, heal, loss SEGMENT 20%, flood SN RATE/s for DURATION [KIND], exec KERNEL_HOST -- CMD ARGS, attack KIND ...".into()),
     }
 }
 
