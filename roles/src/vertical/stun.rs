@@ -7,7 +7,7 @@
 //! whole 128-bit transaction id echoed. A request of either dialect with a
 //! comprehension-required attribute the server does not understand (a classic client's
 //! CHANGE-REQUEST, for one) gets a 420 error response with UNKNOWN-ATTRIBUTES (RFC 8489
-//! section 6.3.1.1, RFC 5389 section 7.3.1).
+//! section 6.3.1, formed per 6.3.1.1; RFC 5389 section 7.3.1).
 
 use super::events::StunEvent;
 use crate::{Time, Transmit};

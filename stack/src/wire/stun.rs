@@ -626,10 +626,10 @@ pub enum BindingReply {
         mapped: SocketAddrV4,
     },
     /// Error response 420 (Unknown Attribute) listing the unknown comprehension-required
-    /// attributes in UNKNOWN-ATTRIBUTES (RFC 8489 section 6.3.1.1, RFC 5389 section 7.3.1).
-    /// To a classic client the reason phrase is padded with spaces and an odd list repeats
-    /// its last entry, as RFC 3489 sections 11.2.9 and 11.2.10 require; to an RFC 8489 client
-    /// both use the normal zero padding (RFC 8489 section 14.13).
+    /// attributes in UNKNOWN-ATTRIBUTES (RFC 8489 section 6.3.1, formed per 6.3.1.1; RFC 5389
+    /// section 7.3.1). To a classic client the reason phrase is padded with spaces and an odd
+    /// list repeats its last entry, as RFC 3489 sections 11.2.9 and 11.2.10 require; to an RFC
+    /// 8489 client both use the normal zero padding (RFC 8489 section 14.13).
     UnknownAttribute {
         /// Bytes 4-19 of the request.
         transaction: [u8; TRANSACTION_FIELD_LEN],
