@@ -22,7 +22,7 @@ use binfm_roles::vertical::en::{VState, VerticalNode};
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
 use binfm_stack::wire::ports;
-use binfm_stack::wire::stun::{Class, StunMessage, is_stun};
+use binfm_stack::wire::stun::{BindingReply, BindingRequest, Class, StunMessage, is_stun};
 use binfm_stack::wire::vertical::{VmMessage, mac_input};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,8 +31,10 @@ use super::{Script, role_record};
 
 /// STUN Binding decoding: what parses re-encodes to a message that parses to the same value
 /// (unknown comprehension-optional attributes, MESSAGE-INTEGRITY and FINGERPRINT are skipped,
-/// so the round trip is on the value, not the bytes), and our encoding is a fixed point.
+/// so the round trip is on the value, not the bytes), and our encoding is a fixed point. Then
+/// the server side ([`stun_server_side`]): classic requests, 420 answers.
 pub fn stun(data: &[u8]) {
+    stun_server_side(data);
     let looks = is_stun(data);
     let Ok(msg) = StunMessage::parse(data) else {
         return;
@@ -51,6 +53,57 @@ pub fn stun(data: &[u8]) {
     let mut buf = vec![0u8; bytes.len()];
     assert_eq!(msg.emit(&mut buf), Ok(bytes.len()));
     assert_eq!(buf, bytes);
+}
+
+/// The server side of STUN, both dialects (RFC 8489 and RFC 3489 classic): what
+/// [`BindingRequest`] and [`BindingReply`] parse re-encodes to bytes that parse to the same
+/// value, and the server answers every request that [`BindingRequest`] accepts with exactly
+/// one datagram echoing bytes 4-19 (a 420 exactly when the request has unknown
+/// comprehension-required attributes).
+fn stun_server_side(data: &[u8]) {
+    if let Ok(reply) = BindingReply::parse(data) {
+        let bytes = reply.to_bytes();
+        assert_eq!(bytes.len(), reply.buffer_len());
+        assert_eq!(BindingReply::parse(&bytes).as_ref(), Ok(&reply), "reply");
+        let mut buf = vec![0u8; bytes.len()];
+        assert_eq!(reply.emit(&mut buf), Ok(bytes.len()));
+        assert_eq!(buf, bytes);
+    }
+    let mut server = StunServer::new(ports::STUN);
+    let from = SocketAddrV4::new(V_IP_A, 40000);
+    server.handle_datagram(Time::ZERO, from, V_STUN, data);
+    let sent: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
+    let Ok(req) = BindingRequest::parse(data) else {
+        return;
+    };
+    let bytes = req.to_bytes();
+    assert_eq!(bytes.len(), req.buffer_len());
+    assert_eq!(BindingRequest::parse(&bytes).as_ref(), Ok(&req), "request");
+    if req.unknown.is_empty() && !req.is_classic() && StunMessage::parse(data).is_err() {
+        // An RFC 8489 request the client-side reader refuses (a bad SOFTWARE, ...): dropped,
+        // as before.
+        assert!(sent.is_empty());
+        return;
+    }
+    let [answer] = sent.as_slice() else {
+        panic!("{} answers to one request", sent.len());
+    };
+    assert_eq!(answer.dst, from);
+    assert_eq!(answer.payload.get(4..20), Some(&req.transaction[..]));
+    match BindingReply::parse(&answer.payload) {
+        Ok(BindingReply::UnknownAttribute { attributes, .. }) => {
+            assert_eq!(attributes, req.unknown);
+        }
+        Ok(BindingReply::Mapped { mapped, .. }) => {
+            assert!(req.unknown.is_empty() && req.is_classic());
+            assert_eq!(mapped, from);
+        }
+        Err(_) => {
+            assert!(req.unknown.is_empty() && !req.is_classic());
+            let resp = StunMessage::parse(&answer.payload);
+            assert_eq!(resp.map(|m| m.mapped), Ok(Some(from)));
+        }
+    }
 }
 
 /// Every vertical-model message: canonical round trip (one encoding per message), `emit`,
@@ -472,6 +525,33 @@ pub fn seeds(add: &mut dyn FnMut(&'static str, &str, Vec<u8>)) {
     v6[3] += 24;
     v6.extend_from_slice(&[0x00, 0x20, 0x00, 0x14, 0x00, 0x02, 0x12, 0x34]);
     v6.extend_from_slice(&[0x55; 16]);
+    // RFC 3489 (classic) Binding requests as a classic client sends them: no magic cookie, a
+    // 128-bit transaction id; the second with CHANGE-REQUEST (answered with 420); and the
+    // server's two classic answers.
+    let classic_tid = [
+        0x5c, 0x0e, 0x31, 0xa7, 0x08, 0x7f, 0xd2, 0x44, 0x19, 0xe3, 0x6b, 0x90, 0x2d, 0x01, 0xc8,
+        0x56,
+    ];
+    let classic = BindingRequest {
+        transaction: classic_tid,
+        unknown: Vec::new(),
+    };
+    let classic_cr = BindingRequest {
+        transaction: classic_tid,
+        unknown: vec![binfm_stack::wire::stun::attr::CHANGE_REQUEST],
+    };
+    add("stun", "classic_request", classic.to_bytes());
+    add("stun", "classic_change_request", classic_cr.to_bytes());
+    let mut server = StunServer::new(ports::STUN);
+    for req in [&classic, &classic_cr] {
+        server.handle_datagram(Time::ZERO, en_addr(V_IP_A), V_STUN, &req.to_bytes());
+    }
+    for (name, t) in ["classic_mapped_response", "classic_420"]
+        .into_iter()
+        .zip(std::iter::from_fn(|| server.poll_transmit()))
+    {
+        add("stun", name, t.payload);
+    }
     add("stun", "ipv6_then_ipv4", {
         // IPv6 XOR-MAPPED-ADDRESS first (skipped), then the IPv4 one (used).
         let mut b = v6[..20].to_vec();

@@ -133,3 +133,31 @@ fn vertical_roles_seeds_reach_the_authenticated_paths() {
     assert!(count(&ev, "vertical.reinvite_accepted") >= 3, "{ev:?}");
     assert_eq!(count(&ev, "vertical.ended"), 2, "{ev:?}");
 }
+
+/// The `stun` seeds include what an RFC 3489 client sends, so the fuzzer starts on the server's
+/// classic and 420 paths.
+#[test]
+fn stun_seeds_reach_the_classic_and_420_paths() {
+    use binfm_stack::wire::stun::{BindingReply, BindingRequest};
+    let seeds = fuzzing::seeds(&root());
+    let seed = |name: &str| {
+        seeds
+            .iter()
+            .find(|(t, n, _)| *t == "stun" && n == name)
+            .map(|(_, _, b)| b.clone())
+            .unwrap_or_else(|| panic!("no stun seed {name}"))
+    };
+    let plain = BindingRequest::parse(&seed("classic_request")).unwrap();
+    assert!(plain.is_classic() && plain.unknown.is_empty());
+    let change = BindingRequest::parse(&seed("classic_change_request")).unwrap();
+    assert!(change.is_classic());
+    assert_eq!(change.unknown, vec![0x0003]);
+    assert!(matches!(
+        BindingReply::parse(&seed("classic_mapped_response")),
+        Ok(BindingReply::Mapped { .. })
+    ));
+    assert!(matches!(
+        BindingReply::parse(&seed("classic_420")),
+        Ok(BindingReply::UnknownAttribute { attributes, .. }) if attributes == [0x0003]
+    ));
+}

@@ -7,6 +7,8 @@
 //! and acks show our site options 224 and 225 as `dhcp.ack` reported them, and neither the
 //! real capture nor a capture of truncated and corrupted datagrams (BINFM types 1-13 and RTP)
 //! makes the script raise a Lua error (the malformed ones get a `binfm.*` expert info).
+//! Wireshark's own STUN dissectors decode the vertical model's STUN server's answers to an RFC
+//! 3489 client (MAPPED-ADDRESS, 420 with UNKNOWN-ATTRIBUTES) without complaint.
 //!
 //! Skipped (with a printed `SKIPPED:` line) when tshark is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
@@ -19,6 +21,7 @@ use binfm_testbed::topology::Topology;
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddrV4;
 use std::path::Path;
 use std::process::Command;
 
@@ -781,4 +784,159 @@ fn dissector_flags_truncated_and_corrupted_datagrams_without_lua_errors() {
         rtp_crafted,
         "every crafted RTP datagram flagged"
     );
+}
+
+// ---- STUN: the vertical model's server against classic clients ---------------------------
+
+/// An IPv4/UDP datagram, no options, UDP checksum 0 (none).
+fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let total = u16::try_from(28 + payload.len()).unwrap();
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&src.ip().octets());
+    p.extend_from_slice(&dst.ip().octets());
+    let sum = ip_checksum(&p);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(&src.port().to_be_bytes());
+    p.extend_from_slice(&dst.port().to_be_bytes());
+    p.extend_from_slice(&(total - 20).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Wireshark's own dissectors (no Lua script) over `capture`; returns stdout.
+fn plain_tshark(capture: &Path, args: &[&str]) -> String {
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(capture)
+        .args(args)
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The STUN server of the vertical model answers an RFC 3489 client the way Wireshark expects:
+/// a real classic Binding Request (no magic cookie, 128-bit transaction id) gets a response
+/// with MAPPED-ADDRESS, one with CHANGE-REQUEST gets 420 naming 0x0003, and an RFC 8489
+/// request with CHANGE-REQUEST gets the RFC 8489 form of the same 420. tshark decodes all six
+/// datagrams without an exception or expert info, pairs each answer with its request (the
+/// transaction id is echoed), and shows the fields. A broken copy of the 420 is flagged, so
+/// the check can fail.
+#[test]
+fn tshark_decodes_the_stun_servers_classic_and_420_answers() {
+    use binfm_roles::Time;
+    use binfm_roles::vertical::stun::StunServer;
+    use binfm_stack::wire::stun::StunMessage;
+    use std::net::Ipv4Addr;
+
+    if !have("tshark") {
+        println!("SKIPPED: tshark is not installed");
+        return;
+    }
+    let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 40000);
+    let server = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 1), 3478);
+    let tid: [u8; 16] = [
+        0x5c, 0x0e, 0x31, 0xa7, 0x08, 0x7f, 0xd2, 0x44, 0x19, 0xe3, 0x6b, 0x90, 0x2d, 0x01, 0xc8,
+        0x56,
+    ];
+    let change_request = [0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00];
+    // As a classic client sends them: type 0x0001, length, the 16-byte transaction id.
+    let mut classic = vec![0x00, 0x01, 0x00, 0x00];
+    classic.extend_from_slice(&tid);
+    let mut classic_cr = vec![0x00, 0x01, 0x00, 0x08];
+    classic_cr.extend_from_slice(&tid);
+    classic_cr.extend_from_slice(&change_request);
+    let mut modern_cr = StunMessage::binding_request([5; 12]).to_bytes();
+    modern_cr[3] = 8;
+    modern_cr.extend_from_slice(&change_request);
+
+    let mut stun = StunServer::new(3478);
+    let mut packets = Vec::new();
+    for req in [&classic, &classic_cr, &modern_cr] {
+        stun.handle_datagram(Time::ZERO, client, server, req);
+        let answer = stun.poll_transmit().expect("the server answers");
+        assert_eq!(answer.dst, client);
+        packets.push(ipv4_udp(client, server, req));
+        packets.push(ipv4_udp(server, client, &answer.payload));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("stun.pcap");
+    write_pcap(&pcap, &packets);
+
+    let fields = [
+        "frame.number",
+        "_ws.col.Protocol",
+        "classicstun.type",
+        "classicstun.id",
+        "classicstun.response_to",
+        "classicstun.att.ipv4",
+        "classicstun.att.port",
+        "classicstun.att.error.class",
+        "classicstun.att.error",
+        "classicstun.att.unknown",
+        "stun.type",
+        "stun.id",
+        "stun.response-to",
+        "stun.att.error.class",
+        "stun.att.error",
+        "stun.att.unknown",
+    ];
+    let mut args = vec!["-T", "fields", "-E", "separator=/t"];
+    for f in fields {
+        args.extend(["-e", f]);
+    }
+    let text = plain_tshark(&pcap, &args);
+    let rows: Vec<HashMap<&str, &str>> = text
+        .lines()
+        .map(|l| fields.iter().copied().zip(l.split('\t')).collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    let tid_hex: String = tid.iter().map(|b| format!("{b:02x}")).collect();
+    let classic_rows = [&rows[0], &rows[1], &rows[2], &rows[3]];
+    for r in classic_rows {
+        assert_eq!(r["_ws.col.Protocol"], "CLASSIC-STUN", "{text}");
+        assert_eq!(r["classicstun.id"], tid_hex, "the 128-bit id, echoed");
+    }
+    // Frame 2: Binding Response to frame 1 with MAPPED-ADDRESS = the client's address.
+    assert_eq!(rows[1]["classicstun.type"], "0x0101");
+    assert_eq!(rows[1]["classicstun.response_to"], "1");
+    assert_eq!(rows[1]["classicstun.att.ipv4"], "203.0.113.9");
+    assert_eq!(rows[1]["classicstun.att.port"], "40000");
+    // Frame 4: Binding Error Response to frame 3, 420, UNKNOWN-ATTRIBUTES 0x0003 (repeated to
+    // fill 4 bytes, as RFC 3489 pads the list).
+    assert_eq!(rows[3]["classicstun.type"], "0x0111");
+    assert_eq!(rows[3]["classicstun.response_to"], "3");
+    assert_eq!(rows[3]["classicstun.att.error.class"], "4");
+    assert_eq!(rows[3]["classicstun.att.error"], "20");
+    assert_eq!(rows[3]["classicstun.att.unknown"], "0x0003,0x0003");
+    // Frame 6: the RFC 8489 form, to frame 5.
+    assert_eq!(rows[5]["_ws.col.Protocol"], "STUN", "{text}");
+    assert_eq!(rows[5]["stun.type"], "0x0111");
+    assert_eq!(rows[5]["stun.id"], "05".repeat(12));
+    assert_eq!(rows[5]["stun.response-to"], "5");
+    assert_eq!(rows[5]["stun.att.error.class"], "4");
+    assert_eq!(rows[5]["stun.att.error"], "20");
+    assert_eq!(rows[5]["stun.att.unknown"], "0x0003");
+
+    // No exception, no expert info, nothing the dissector calls bogus.
+    let problems = |pcap: &Path| plain_tshark(pcap, &["-Y", "_ws.malformed || _ws.expert"]);
+    assert_eq!(problems(&pcap), "", "tshark flags a STUN datagram");
+    let verbose = plain_tshark(&pcap, &["-V"]);
+    for bad in ["Malformed", "bogus", "Expert Info"] {
+        assert!(!verbose.contains(bad), "{bad} in:\n{verbose}");
+    }
+    assert!(verbose.contains("MAPPED-ADDRESS"), "{verbose}");
+    // The same check on a broken 420 (ERROR-CODE length 2) does flag it.
+    let mut broken = packets.clone();
+    broken[3][28 + 23] = 2;
+    let bad_pcap = dir.path().join("broken.pcap");
+    write_pcap(&bad_pcap, &broken);
+    assert_ne!(problems(&bad_pcap), "", "a malformed 420 goes unnoticed");
 }

@@ -13,8 +13,16 @@ crate::event_enum! {
             reason: &'static str,
             error: Option<String>,
         },
-        /// A Binding was answered with the observed source.
+        /// A Binding was answered with the observed source (XOR-MAPPED-ADDRESS, RFC 8489).
         Binding = "stun.binding" { mapped: SocketAddrV4 },
+        /// An RFC 3489 client's Binding was answered with MAPPED-ADDRESS.
+        BindingClassic = "stun.binding_classic" { mapped: SocketAddrV4 },
+        /// A request with comprehension-required attributes the server does not understand
+        /// got a 420 error response; `attributes` are their types (`0x0003`).
+        UnknownAttribute = "stun.unknown_attribute" {
+            from: SocketAddrV4,
+            attributes: Vec<String>,
+        },
     }
 }
 

@@ -1,7 +1,8 @@
 //! The baseline: the "vertical model" (paper, Figure 1 and Figure 11; docs/design.md, "Vertical
 //! model"), where NAT traversal, mobility and security are handled one after the other.
 //!
-//! - [`stun::StunServer`]: RFC 8489 Binding, answers with the observed source (NAT step).
+//! - [`stun::StunServer`]: RFC 8489 Binding (and RFC 3489 classic clients), answers with the
+//!   observed source (NAT step).
 //! - [`location::LocationServer`]: one per domain; registration and lookup of end nodes, and
 //!   inter-domain resolution with the peer domains' servers (mobility step).
 //! - [`en::VerticalNode`]: the end node; STUN, register, look up, invite, then a separate DH
