@@ -9,7 +9,9 @@
 #   3. runs, each in its own container with --network none:
 #      a. the live tests with the flags live mode needs (none may print SKIPPED),
 #      b. `binfm run --live topologies/live-kernel.toml` with those flags, pinging the echo
-#         host from the kernel side of the TUN while it runs,
+#         host from the kernel side of the TUN while it runs, and
+#         `binfm run --live topologies/kernel-hosts.toml` (two kernel hosts get leases with
+#         udhcpc, one sends a UDP datagram through its NAT and gets the echo, then moves),
 #      c. the same run without the flags: it must refuse with one clear message,
 #      d. the live tests without the flags: the privileged ones print SKIPPED;
 #   4. checks that the host's root network namespace looks the same as before.
@@ -25,7 +27,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 
 suite=${BINFM_CI_SUITE:-bookworm}
-packages=iproute2,procps,iputils-ping,netcat-openbsd,util-linux
+packages=iproute2,procps,iputils-ping,netcat-openbsd,util-linux,udhcpc,tshark
 # Live mode: TUN devices and addresses (NET_ADMIN), `ip netns add` / setns (SYS_ADMIN), the TUN
 # device file, and a writable /proc/sys (the namespace's sysctls; without it live mode stops at
 # "sysctl: permission denied").
@@ -141,6 +143,18 @@ run_in livek livek.log "${live_flags[@]}" "${mounts[@]}" -w "$repo" "$image" sh 
     ls /tmp/livek
     [ \$run = 0 ] && [ \$ping = 0 ] && [ -z \"\$(ip netns list)\" ]"
 [ "$status" = 0 ] || die "the live run failed"
+
+# 3b'. Kernel hosts: udhcpc leases, a UDP program through the NAT, a move.
+say "binfm run --live topologies/kernel-hosts.toml, with the same flags"
+run_in kernel kernel.log "${live_flags[@]}" "${mounts[@]}" -w "$repo" "$image" sh -c "
+    $binfm run --live topologies/kernel-hosts.toml --out /tmp/kernel; run=\$?
+    echo \"binfm exit status \$run\"
+    echo '--- k1 lease after its move:'; cat /tmp/kernel/kernel/k1/lease.env
+    echo '--- exec outputs:'; cat /tmp/kernel/exec/*.stdout
+    echo \"binfm-* namespaces left: \$(ip netns list | grep -c binfm-)\"
+    [ \$run = 0 ] && grep -q 'hello from k1' /tmp/kernel/exec/*.stdout &&
+        grep -q '^ip=10.3.0.100' /tmp/kernel/kernel/k1/lease.env && [ -z \"\$(ip netns list)\" ]"
+[ "$status" = 0 ] || die "the kernel-host run failed"
 
 # 3c. The refusal.
 say "binfm run --live topologies/live-kernel.toml, WITHOUT the flags (must refuse)"

@@ -62,7 +62,26 @@ pub fn missing_prerequisites() -> Vec<&'static str> {
     if !have_ip() {
         missing.push("the `ip` command (package iproute2)");
     }
+    if proc_sys_read_only() {
+        missing.push(
+            "a writable /proc/sys (live mode sets sysctls in its namespace; podman mounts it \
+             read-only unless given --security-opt systempaths=unconfined)",
+        );
+    }
     missing
+}
+
+/// Whether /proc/sys is mounted read-only (as in a container by default), from
+/// /proc/self/mounts.
+pub fn proc_sys_read_only() -> bool {
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"/proc/sys")
+                && f.get(3)
+                    .is_some_and(|o| o.split(',').any(|x| x == "ro"))
+        })
+    })
 }
 
 /// Fails with one message naming everything live mode lacks here.
@@ -74,7 +93,7 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     bail!(
         "live mode cannot run here: missing {}. Live mode creates its own network namespace \
          with one TUN device per segment, so it needs root (in a container: --cap-add NET_ADMIN \
-         --cap-add SYS_ADMIN --device /dev/net/tun). The virtual mode (`binfm run FILE`) needs \
+         --cap-add SYS_ADMIN --device /dev/net/tun --security-opt systempaths=unconfined). The virtual mode (`binfm run FILE`) needs \
          none of this.",
         missing.join(", ")
     )
