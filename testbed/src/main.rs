@@ -106,6 +106,21 @@ enum Command {
         /// Check the configuration and stop.
         #[arg(long)]
         check: bool,
+        /// Replaces the file's `events` (relative paths: from the current folder).
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Replaces the file's `control`.
+        #[arg(long)]
+        control: Option<PathBuf>,
+        /// End node: replaces the file's `key_file`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// End node: replaces the file's `lease_file`.
+        #[arg(long)]
+        lease_file: Option<PathBuf>,
+        /// End node: replaces the file's `audio_out`.
+        #[arg(long)]
+        audio_out: Option<PathBuf>,
     },
     /// Talk to a running `binfm node` over its control socket: `call PEER`, `hangup PEER`,
     /// `rekey` (end node) or `status` (any role; prints JSON).
@@ -314,8 +329,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             role,
             config,
             check,
+            events,
+            control,
+            key_file,
+            lease_file,
+            audio_out,
         } => {
-            let cfg = match binfm_testbed::daemon::config::NodeConfig::load(&config, role) {
+            let overrides = binfm_testbed::daemon::config::Overrides {
+                events,
+                control,
+                key_file,
+                lease_file,
+                audio_out,
+            };
+            let cfg = match binfm_testbed::daemon::config::NodeConfig::load(&config, role)
+                .and_then(|c| c.with_overrides(&overrides))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");

@@ -78,8 +78,7 @@ pub fn proc_sys_read_only() -> bool {
         m.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.get(1) == Some(&"/proc/sys")
-                && f.get(3)
-                    .is_some_and(|o| o.split(',').any(|x| x == "ro"))
+                && f.get(3).is_some_and(|o| o.split(',').any(|x| x == "ro"))
         })
     })
 }

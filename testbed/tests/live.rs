@@ -437,3 +437,6 @@ mod kernel_hosts;
 
 #[path = "live/daemons.rs"]
 mod daemons;
+
+#[path = "live/daemons_topology.rs"]
+mod daemons_topology;

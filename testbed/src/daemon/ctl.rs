@@ -49,9 +49,14 @@ fn peer(word: &str, cx: &CtlContext) -> Result<[u8; 32], String> {
         .get(word)
         .copied()
         .or_else(|| parse_hex32(word))
+        .or_else(|| {
+            // A file holding the hash address (an end node's `<key file>.pub`).
+            let text = std::fs::read_to_string(word).ok()?;
+            parse_hex32(text.trim())
+        })
         .ok_or_else(|| {
             format!(
-                "`{word}` is neither a peer name ({}) nor a hash address (64 hex digits)",
+                "`{word}` is neither a peer name ({}), a hash address (64 hex digits) nor a file holding one",
                 if cx.peers.is_empty() {
                     "none configured".to_owned()
                 } else {

@@ -44,6 +44,17 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<([u8; 32], bool)> {
     }
 }
 
+/// Writes the end node's hash address (public) to `<key file>.pub`, so scripts and
+/// `binfm ctl call FILE` can name it before they know it.
+pub fn write_public(key_file: &Path, hash_addr: &[u8; 32]) -> anyhow::Result<PathBuf> {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".pub");
+    let path = PathBuf::from(name);
+    std::fs::write(&path, format!("{}\n", binfm_roles::util::hex(hash_addr)))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// The wallet of a key: ed25519 identity and DH value, both from the key (as the testbed
 /// derives an EN's wallet from its seed).
 pub fn wallet(key: [u8; 32]) -> Wallet {

@@ -108,7 +108,11 @@ pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
             tone_hz,
             ..
         } => {
+            let Some(key_file) = key_file else {
+                bail!("an end node needs a key file (`key_file` or --key-file)");
+            };
             let (key, created) = end_node::load_or_create_key(key_file)?;
+            end_node::write_public(key_file, &wallet_addr(key))?;
             let wallet = end_node::wallet(key);
             notes.push(format!(
                 "end node: hash address {} (key {} {})",
@@ -134,6 +138,10 @@ pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
         notes,
         lease,
     })
+}
+
+fn wallet_addr(key: [u8; 32]) -> [u8; 32] {
+    end_node::wallet(key).hash_addr()
 }
 
 /// Runs `binfm node`: binds the socket, serves until SIGTERM/SIGINT. `announce` gets the
@@ -166,8 +174,15 @@ impl EventOut {
             )),
             None => Box::new(std::io::stdout()),
         };
-        let host = cfg
-            .path
+        // An end node is named after its key file (`a.key` -> `a`), other roles after
+        // their config file.
+        let named = match &cfg.role {
+            RoleConfig::EndNode {
+                key_file: Some(k), ..
+            } => k.as_path(),
+            _ => cfg.path.as_path(),
+        };
+        let host = named
             .file_stem()
             .map_or_else(|| "node".to_owned(), |s| s.to_string_lossy().into_owned());
         Ok(EventOut { out, host })

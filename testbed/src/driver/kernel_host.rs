@@ -107,6 +107,8 @@ pub struct KernelHosts {
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits: mpsc::UnboundedReceiver<Exit>,
     pdeathsig: bool,
+    /// The topology file's folder (for `{topology_dir}` in `exec` commands).
+    topology_dir: PathBuf,
 }
 
 impl KernelHosts {
@@ -120,6 +122,7 @@ impl KernelHosts {
             exits_tx,
             exits,
             pdeathsig: false,
+            topology_dir: PathBuf::new(),
         }
     }
 
@@ -130,7 +133,9 @@ impl KernelHosts {
         out_dir: &Path,
     ) -> anyhow::Result<(KernelHosts, Vec<tun_rs::SyncDevice>)> {
         let mut me = KernelHosts::none();
-        me.out_dir = out_dir.to_path_buf();
+        me.out_dir = std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
+        let dir = topo.path.parent().unwrap_or(Path::new("."));
+        me.topology_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         me.pdeathsig = Path::new("/usr/bin/setpriv").exists() || Path::new("/bin/setpriv").exists();
         let mut devices = Vec::with_capacity(topo.kernel_hosts.len());
         for def in &topo.kernel_hosts {
@@ -231,8 +236,32 @@ impl KernelHosts {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let stdout = dir.join(format!("{line}-{name}.stdout"));
         let stderr = dir.join(format!("{line}-{name}.stderr"));
-        let pid = self.spawn(k, ProgramKind::Exec(index), argv, &stdout, &stderr)?;
+        let argv = self.expand(k, argv);
+        let pid = self.spawn(k, ProgramKind::Exec(index), &argv, &stdout, &stderr)?;
         Ok((pid, stdout, stderr))
+    }
+
+    /// An `exec` command as it runs: `binfm` as the program is this binary, and `{out}`,
+    /// `{topology_dir}` and `{host}` in any word are the run's output folder, the topology
+    /// file's folder (both absolute) and the kernel host's name.
+    pub fn expand(&self, k: usize, argv: &[String]) -> Vec<String> {
+        let name = self.hosts.get(k).map_or("", |h| h.def.name.as_str());
+        let out = self.out_dir.display().to_string();
+        let topo = self.topology_dir.display().to_string();
+        argv.iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == 0
+                    && w == "binfm"
+                    && let Ok(exe) = std::env::current_exe()
+                {
+                    return exe.display().to_string();
+                }
+                w.replace("{out}", &out)
+                    .replace("{topology_dir}", &topo)
+                    .replace("{host}", name)
+            })
+            .collect()
     }
 
     fn spawn(
@@ -274,8 +303,20 @@ impl KernelHosts {
             let (status, killed_at_end) = tokio::select! {
                 s = child.wait() => (s, false),
                 _ = stop_rx => {
-                    let _ = child.start_kill();
-                    (child.wait().await, true)
+                    // SIGTERM first (a daemon flushes its files), SIGKILL after 2 s.
+                    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+                        Ok(s) => (s, true),
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            (child.wait().await, true)
+                        }
+                    }
                 }
             };
             let (code, signal) = match status {
@@ -332,7 +373,8 @@ impl KernelHosts {
         }
     }
 
-    /// Kills every program still running and collects how each ended (at most `limit`).
+    /// Stops every program still running (SIGTERM, then SIGKILL after 2 s) and collects how
+    /// each ended (waiting at most `limit`).
     pub async fn stop_all(&mut self, limit: Duration) -> Vec<Exit> {
         self.stop(|_| true);
         let mut exits = Vec::new();

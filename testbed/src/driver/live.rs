@@ -589,7 +589,7 @@ async fn live_main(
     )
     .await;
     // Programs still running in kernel hosts are stopped, and how each ended is logged.
-    let exits = hosts.stop_all(std::time::Duration::from_secs(2)).await;
+    let exits = hosts.stop_all(std::time::Duration::from_secs(4)).await;
     for e in exits {
         log_exit(&mut net, &hosts, &e)?;
     }

@@ -7,7 +7,7 @@ use binfm_testbed::topology::Topology;
 use std::path::{Path, PathBuf};
 
 /// Why kernel-host tests cannot run here, if they cannot.
-fn kernel_skip_reason() -> Option<String> {
+pub(crate) fn kernel_skip_reason() -> Option<String> {
     if let Some(r) = skip_reason() {
         return Some(r);
     }
