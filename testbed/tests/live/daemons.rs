@@ -66,6 +66,8 @@ fn wait_status(dir: &Path, name: &str, what: &str, ok: impl Fn(&Value) -> bool) 
         if std::time::Instant::now() >= deadline {
             let mut logs = String::new();
             for n in ["sn1", "a", "b", "c"] {
+                let out = std::fs::read_to_string(dir.join(format!("{n}.out"))).unwrap_or_default();
+                logs.push_str(&format!("--- {n}.out:\n{out}"));
                 let t = std::fs::read_to_string(dir.join(format!("{n}.jsonl"))).unwrap_or_default();
                 for l in t.lines().filter(|l| !l.contains("block_mined")) {
                     logs.push_str(l);
