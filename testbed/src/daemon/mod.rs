@@ -42,7 +42,7 @@ pub struct Prepared {
 }
 
 /// Builds the role a configuration describes.
-pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
+pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepared> {
     let mut notes = Vec::new();
     let mut lease = None;
     let (role, log): (Box<dyn Role>, Option<BlockLog>) = match &cfg.role {
@@ -78,11 +78,14 @@ pub fn prepare(cfg: &NodeConfig, seed: u64) -> anyhow::Result<Prepared> {
             sn_cfg.reply_unconfirmed = *reply_unconfirmed;
             match data_dir {
                 Some(dir) => {
-                    let (chain, log, recovery) =
-                        open_chain(dir, chain_cfg, MempoolConfig::default(), 0, &validate_tx)
-                            .map_err(|e| {
-                                anyhow::anyhow!("data directory {}: {e}", dir.display())
-                            })?;
+                    let (chain, log, recovery) = open_chain(
+                        dir,
+                        chain_cfg,
+                        MempoolConfig::default(),
+                        u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+                        &validate_tx,
+                    )
+                    .map_err(|e| anyhow::anyhow!("data directory {}: {e}", dir.display()))?;
                     let (tip, height) = chain.tip();
                     notes.push(format!(
                         "super node: chain recovered from {} at height {height}, tip {} ({recovery:?})",
@@ -148,12 +151,13 @@ fn wallet_addr(key: [u8; 32]) -> [u8; 32] {
 /// lines to print.
 pub fn run(cfg: &NodeConfig, announce: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     let seed = cfg.seed.unwrap_or_else(rand::random);
-    let prepared = prepare(cfg, seed)?;
+    let clock = Clock::new();
+    let prepared = prepare(cfg, seed, clock.now())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(serve(cfg, prepared, announce))
+    rt.block_on(serve(cfg, prepared, clock, announce))
 }
 
 /// Where the role's events go: JSON lines like `events.jsonl`.
@@ -200,9 +204,49 @@ impl EventOut {
     }
 }
 
+/// A daemon's time: the wall clock (time since the Unix epoch) when it started, advanced by a
+/// monotonic clock. Unlike time since the start, it goes on across restarts, so a super node's
+/// blocks from before a restart are not "in the future" after it, and daemons on different
+/// machines agree on block times as far as their clocks do.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Time,
+    start: Instant,
+}
+
+impl Clock {
+    /// Starts now.
+    pub fn new() -> Clock {
+        let origin = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock {
+            origin,
+            start: Instant::now(),
+        }
+    }
+
+    /// The role time now.
+    pub fn now(&self) -> Time {
+        self.origin + self.start.elapsed()
+    }
+
+    /// When role time `t` comes, on tokio's clock.
+    pub fn instant_of(&self, t: Time) -> Instant {
+        self.start + t.saturating_sub(self.origin)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
 async fn serve(
     cfg: &NodeConfig,
     prepared: Prepared,
+    clock: Clock,
     announce: &mut dyn FnMut(&str),
 ) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -247,8 +291,7 @@ async fn serve(
             .as_ref()
             .map_or_else(String::new, |c| format!(", control {}", c.display()))
     ));
-    let start = Instant::now();
-    let now = || start.elapsed();
+    let now = || clock.now();
     role.handle_command(
         now(),
         &Command::Start {
@@ -278,7 +321,7 @@ async fn serve(
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         drain(&mut *role, &socket, &mut events, &mut log, now()).await?;
-        let wake = role.poll_timeout().map(|t| start + t);
+        let wake = role.poll_timeout().map(|t| clock.instant_of(t));
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 match r {
