@@ -11,16 +11,21 @@
 # MODE `kernel-address`: it is the testbed namespace's kernel on the segment's TUN (what
 # older binfm versions offer, to compare).
 #
+# -B runs live mode with --busy-poll (the driver never sleeps).
+# RTT_ALL=1 also prints each RTT error in the order of the pings.
+#
 # Needs root, tcpdump, tshark and ping (iputils-ping). About 25 s per delay.
-# Usage: scripts/live-rtt.sh [-b BINFM] [-m MODE] [DELAY...]
+# Usage: scripts/live-rtt.sh [-b BINFM] [-m MODE] [-B] [DELAY...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binfm=target/release/binfm
 mode=kernel-host
-while getopts "b:m:" opt; do
+extra=()
+while getopts "b:m:B" opt; do
   case $opt in
     b) binfm=$OPTARG ;;
     m) mode=$OPTARG ;;
+    B) extra=(--busy-poll) ;;
     *) echo "usage: $0 [-b BINFM] [-m kernel-host|kernel-address] [DELAY...]" >&2; exit 2 ;;
   esac
 done
@@ -72,9 +77,9 @@ $pinger
 TOML
   rm -f "$work/ping.pcap"
   if [ "$mode" = kernel-host ]; then
-    "$binfm" run --live "$work/rtt.toml" --out "$work/out" >/dev/null
+    "$binfm" run --live "${extra[@]}" "$work/rtt.toml" --out "$work/out" >/dev/null
   else
-    "$binfm" run --live "$work/rtt.toml" --out "$work/out" >/dev/null &
+    "$binfm" run --live "${extra[@]}" "$work/rtt.toml" --out "$work/out" >/dev/null &
     run=$!
     for _ in $(seq 100); do ip netns exec binfm-rtt true 2>/dev/null && break; sleep 0.05; done
     sleep 0.5
@@ -87,8 +92,11 @@ TOML
     python3 -c '
 import sys, statistics, math
 delay = float(sys.argv[1]); mode = sys.argv[2]
-err = sorted(float(l) - 2 * delay for l in sys.stdin if l.strip())
+errs_in_order = [float(l) - 2 * delay for l in sys.stdin if l.strip()]
+err = sorted(errs_in_order)
 rank = lambda q: err[max(0, math.ceil(q * len(err)) - 1)]
+import os
+if os.environ.get("RTT_ALL"): print(" ".join(f"{e:.2f}" for e in errs_in_order))
 print(f"{mode}, {delay:g} ms each way: {len(err)} replies; RTT - {2 * delay:g} ms: median {statistics.median(err):+.3f} ms, p99 {rank(0.99):+.3f} ms, max {err[-1]:+.3f} ms")
-' "$ms" "$mode"
+' "$ms" "$mode${extra[*]:+ ${extra[*]}}"
 done

@@ -57,6 +57,10 @@ enum Command {
         /// file's `model`, else binfm].
         #[arg(long)]
         model: Option<Model>,
+        /// Live mode: never sleep, poll TUNs and clock in a loop (one core at 100%), which
+        /// removes the occasional ms of waking from idle (docs/live.md, "Delay fidelity").
+        #[arg(long, requires = "live")]
+        busy_poll: bool,
     },
     /// Run BINFM and the vertical model on the same topology and seeds, N runs each, and
     /// write OUT/results.json, OUT/report.md and OUT/plots/*.svg (the paper's Tables 1-3 and
@@ -389,6 +393,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             live: true,
             model,
+            busy_poll,
         } => {
             let topo = match load_as(&file, model) {
                 Ok(t) => t,
@@ -399,7 +404,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed,
                 duration,
             };
-            let s = driver::run_live(&topo, &opts, &mut |line| say!("{line}"))?;
+            let live_opts = driver::LiveOptions { busy_poll };
+            let s = driver::run_live_with(&topo, &opts, live_opts, &mut |line| say!("{line}"))?;
             say!(
                 "{}: {:.2} s live (seed {}), {} packets, {} events{}",
                 topo.name,
@@ -429,6 +435,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             live: false,
             model,
+            busy_poll: _,
         } => {
             let topo = match load_as(&file, model) {
                 Ok(t) => t,

@@ -361,6 +361,13 @@ impl KernelHosts {
         }
     }
 
+    /// A program that ended, if one did (does not wait).
+    pub fn try_exit(&mut self) -> Option<Exit> {
+        let e = self.exits.try_recv().ok()?;
+        self.forget(&e);
+        Some(e)
+    }
+
     /// Drops the oldest entry of the program that ended (a restarted DHCP client has the
     /// same kind; the stopped one was started first).
     fn forget(&mut self, e: &Exit) {

@@ -497,17 +497,37 @@ pub fn run_live(
     opts: &RunOptions,
     announce: &mut dyn FnMut(&str),
 ) -> anyhow::Result<RunSummary> {
+    run_live_with(topo, opts, LiveOptions::default(), announce)
+}
+
+/// How the live driver waits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveOptions {
+    /// Never sleep: poll the TUNs and the clock in a loop (one core at 100%). Waking from
+    /// idle costs up to a few ms now and then on a virtual machine; busy polling removes that
+    /// tail (see docs/live.md, "Delay fidelity").
+    pub busy_poll: bool,
+}
+
+/// [`run_live`] with [`LiveOptions`].
+pub fn run_live_with(
+    topo: &Topology,
+    opts: &RunOptions,
+    live: LiveOptions,
+    announce: &mut dyn FnMut(&str),
+) -> anyhow::Result<RunSummary> {
     netns::check_prerequisites()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(live_main(topo, opts, announce))
+    rt.block_on(live_main(topo, opts, live, announce))
 }
 
 async fn live_main(
     topo: &Topology,
     opts: &RunOptions,
+    live: LiveOptions,
     announce: &mut dyn FnMut(&str),
 ) -> anyhow::Result<RunSummary> {
     // Signals first: a Ctrl-C during setup still ends in the cleanup below.
@@ -586,6 +606,7 @@ async fn live_main(
         duration,
         &mut counters,
         &mut hosts,
+        live,
     )
     .await;
     // Programs still running in kernel hosts are stopped, and how each ended is logged.
@@ -665,6 +686,7 @@ pub fn pace<W: Write>(
             duration,
             &mut counters,
             &mut hosts,
+            LiveOptions::default(),
         );
         let poll_stop = async {
             while !stop.load(Ordering::SeqCst) {
@@ -717,6 +739,7 @@ async fn drive<W: Write>(
     duration: Time,
     counters: &mut LiveCounters,
     hosts: &mut KernelHosts,
+    live: LiveOptions,
 ) -> anyhow::Result<bool> {
     let timer = PreciseTimer::new()?;
     net.start()?;
@@ -777,6 +800,17 @@ async fn drive<W: Write>(
             tokio::task::yield_now().await;
             if let Ok((dev, packet)) = rx.try_recv() {
                 inject_now(net, base, dev, packet, counters)?;
+            }
+            continue;
+        }
+        if live.busy_poll {
+            // Poll instead of sleeping: the TUN readers run at the yield.
+            tokio::task::yield_now().await;
+            while let Ok((dev, packet)) = rx.try_recv() {
+                inject_now(net, base, dev, packet, counters)?;
+            }
+            if let Some(exit) = hosts.try_exit() {
+                log_exit(net, hosts, &exit)?;
             }
             continue;
         }

@@ -19,7 +19,7 @@ use crate::topology::Topology;
 use anyhow::Context;
 use binfm_roles::Time;
 use binfm_stack::capture::Capture;
-pub use live::run_live;
+pub use live::{LiveOptions, run_live, run_live_with};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
