@@ -393,7 +393,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// The hash address of node `n` (its end node's identity in both models).
     fn hash_addr_of(&self, n: usize) -> binfm_stack::wire::toall::HashAddr {
-        crate::apps::wallet_for(self.topo.seed, &self.topo.nodes[n].name).hash_addr()
+        crate::apps::wallet_of(&self.topo, &self.topo.nodes[n].name).hash_addr()
     }
 
     /// Gives node `n`'s roles a command now and handles what follows.

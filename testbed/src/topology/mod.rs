@@ -92,6 +92,10 @@ pub struct Topology {
     pub scenario: Vec<Step>,
     /// Which scheme the end nodes run.
     pub model: Model,
+    /// The 256-bit master of the end nodes' keys (`binfm_roles::keyseed`). `None` (every
+    /// file, every virtual run): derived from `seed`, so the run is reproducible. A live run
+    /// sets it from the operating system unless `--reproducible-keys` is given.
+    pub key_master: Option<[u8; 32]>,
 }
 
 /// The scheme a run's end nodes use.

@@ -236,6 +236,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         chain,
         scenario,
         model,
+        key_master: None,
     })
 }
 
