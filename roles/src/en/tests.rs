@@ -582,3 +582,239 @@ fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
     assert!(a.calls()[0].media.media_refused.is_empty());
     assert!(b.calls()[0].media.media_refused.is_empty());
 }
+
+/// The first Query the EN sent for `addr` since the last drain, with its id.
+fn query_for(en: &mut EndNode, addr: HashAddr) -> Option<(u32, SocketAddrV4)> {
+    std::iter::from_fn(|| en.poll_transmit()).find_map(|t| match Message::parse(&t.payload) {
+        Ok(Message::Query {
+            request_id,
+            hash_addr,
+            ..
+        }) if hash_addr == addr => Some((request_id, t.dst)),
+        _ => None,
+    })
+}
+
+/// A lying SN's `EndpointMismatch` naming an address that is not our NAT's (DHCP option
+/// 224) is refused: nothing is signed with it. One that only corrects the port is followed.
+#[test]
+fn an_endpoint_mismatch_to_a_foreign_address_is_refused() {
+    let private = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 100), ports::EN);
+    let nat_ip = Ipv4Addr::new(198, 51, 100, 1);
+    let chain = TestChain::new();
+    let mut en = chain.en(wallet(1, private), 1, 440.0);
+    en.on_address(Time::ZERO, *private.ip(), Some(nat_ip), vec![SN]);
+    let first = std::iter::from_fn(|| en.poll_transmit())
+        .find_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::TxSubmit { tx }) => Some(tx),
+            _ => None,
+        })
+        .expect("registers");
+    let evil = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 4444);
+    let ack = |observed| Message::TxAck {
+        tx_id: first.id(),
+        status: TxStatus::EndpointMismatch,
+        observed,
+    };
+    en.handle_datagram(Time::from_millis(80), SN, private, &ack(evil).to_bytes());
+    let refused = drain(&mut en, |e| match e.downcast_ref()? {
+        EnEvent::EndpointRefused { observed, .. } => Some(*observed),
+        _ => None,
+    });
+    assert_eq!(refused, vec![evil]);
+    let signed: Vec<ToallTx> = std::iter::from_fn(|| en.poll_transmit())
+        .filter_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::TxSubmit { tx }) => Some(tx),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        signed.is_empty(),
+        "no Tx with the attacker's endpoint: {signed:?}"
+    );
+    assert_eq!(en.wallet().seq(), 1);
+    // The real NAT picked another port: followed.
+    let real = SocketAddrV4::new(nat_ip, 40000);
+    en.handle_datagram(Time::from_millis(90), SN, private, &ack(real).to_bytes());
+    let resent = std::iter::from_fn(|| en.poll_transmit())
+        .find_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::TxSubmit { tx }) => Some(tx),
+            _ => None,
+        })
+        .expect("re-registers with the corrected port");
+    assert_eq!((resent.out.nat_ip, resent.out.nat_port), (nat_ip, 40000));
+}
+
+/// Request ids are unpredictable: an off-path attacker who sends "not found" Replies from the
+/// SN's address for the first 10,000 ids (what a counter from 1 would use) does not end a
+/// callee's pending lookup, which the genuine Reply then completes.
+#[test]
+fn a_spoofed_not_found_with_guessed_ids_does_not_end_a_pending_call() {
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(1, me), 1, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN]);
+    let caller_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut caller = wallet(2, caller_at);
+    let caller_tx = caller.next_tx(0);
+    chain.mine(vec![caller_tx]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    while en.poll_transmit().is_some() {}
+    let request = Message::SessionRequest {
+        caller: caller.hash_addr(),
+        callee: en.hash_addr(),
+        nonce: [7; 16],
+        ssrc: 7,
+    };
+    en.handle_datagram(Time::from_millis(1), caller_at, me, &request.to_bytes());
+    let (rid, _) = query_for(&mut en, caller.hash_addr()).expect("the callee looks the caller up");
+    for guess in 1..=10_000u32 {
+        let fake = Message::Reply {
+            request_id: guess,
+            hash_addr: caller.hash_addr(),
+            found: false,
+            height: 0,
+            confirmations: 0,
+            tx: None,
+            unconfirmed: None,
+            proof: None,
+        };
+        en.handle_datagram(Time::from_millis(2), SN, me, &fake.to_bytes());
+    }
+    assert_eq!(en.calls()[0].state, CallState::LookingUp(rid));
+    en.handle_datagram(
+        Time::from_millis(3),
+        SN,
+        me,
+        &chain.reply(rid, caller.hash_addr()).to_bytes(),
+    );
+    assert_eq!(en.calls()[0].state, CallState::Active);
+}
+
+/// A stale location: the first SN serves the peer's genuine, proven, but superseded Tx (its
+/// block more than FRESH_BLOCKS below the tip). The EN asks a second SN, which proves the
+/// newer one, and the call uses the newer endpoint.
+#[test]
+fn an_old_tx_is_checked_with_a_second_sn_and_the_newer_one_wins() {
+    const SN2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 13), ports::SN);
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(1, me), 1, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN, SN2]);
+    let old_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let new_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 42), ports::EN);
+    let mut peer = wallet(2, old_at);
+    let old_tx = peer.next_tx(0);
+    chain.mine(vec![old_tx.clone()]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    // The lying SN remembers the reply it will give: the old Tx with its proof.
+    let stale_reply = |rid| chain_reply_with(&chain, rid, peer.hash_addr());
+    let stale = stale_reply(0);
+    for _ in 0..=FRESH_BLOCKS.min(100) {
+        chain.mine(vec![]);
+        en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    }
+    peer.set_addresses(new_at, new_at);
+    let new_tx = peer.next_tx(1);
+    chain.mine(vec![new_tx.clone()]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    while en.poll_transmit().is_some() {}
+    // ... but the new Tx is too fresh to be checked: the lie goes through only if the EN is
+    // behind; here the EN is at the tip, so the old Tx is more than FRESH_BLOCKS old.
+    en.call(Time::from_millis(10), peer.hash_addr());
+    let (rid, to) = query_for(&mut en, peer.hash_addr()).expect("query");
+    assert_eq!(to, SN);
+    let Message::Reply { tx, proof, .. } = stale else {
+        unreachable!()
+    };
+    let lie = Message::Reply {
+        request_id: rid,
+        hash_addr: peer.hash_addr(),
+        found: true,
+        height: 1,
+        confirmations: 1,
+        tx,
+        unconfirmed: None,
+        proof,
+    };
+    en.handle_datagram(Time::from_millis(20), SN, me, &lie.to_bytes());
+    let (rid2, to2) = query_for(&mut en, peer.hash_addr()).expect("asks a second SN");
+    assert_eq!((rid2, to2), (rid, SN2));
+    assert!(matches!(en.calls()[0].state, CallState::LookingUp(_)));
+    en.handle_datagram(
+        Time::from_millis(30),
+        SN2,
+        me,
+        &chain.reply(rid, peer.hash_addr()).to_bytes(),
+    );
+    let stale_seen = drain(&mut en, |e| match e.downcast_ref()? {
+        EnEvent::StaleReply {
+            first_seq,
+            second_seq,
+            ..
+        } => Some((*first_seq, *second_seq)),
+        _ => None,
+    });
+    assert_eq!(stale_seen, vec![(1, 2)]);
+    assert_eq!(en.calls()[0].state, CallState::Requesting);
+    let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+    assert!(sent.iter().any(|t| t.dst == new_at));
+    assert!(sent.iter().all(|t| t.dst != old_at));
+}
+
+fn chain_reply_with(chain: &TestChain, rid: u32, addr: HashAddr) -> Message {
+    chain.reply(rid, addr)
+}
+
+/// A restarted EN (a new EndNode with the same wallet key, its seq counter lost) learns its
+/// latest seq from the chain and registers above it, instead of being refused forever.
+#[test]
+fn a_restarted_end_node_resumes_its_sequence_from_the_chain() {
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut chain = TestChain::new();
+    // Its previous life registered seq 1, 2 and 3.
+    let mut before = wallet(1, me);
+    for t in 0..3 {
+        chain.mine(vec![before.next_tx(t)]);
+    }
+    let mut en = chain.en(wallet(1, me), 9, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN]);
+    let mut registered = None;
+    for _ in 0..10 {
+        let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+        if sent.is_empty() {
+            break;
+        }
+        for t in sent {
+            let answer = match Message::parse(&t.payload) {
+                Ok(Message::TxSubmit { tx }) => {
+                    // The SN's rule: the seq must be above the latest confirmed one.
+                    let latest = chain
+                        .chain
+                        .lookup(&tx.out.hash_addr)
+                        .map_or(0, |(t, _)| t.out.seq);
+                    let status = if tx.out.seq > latest {
+                        registered = Some(tx.out.seq);
+                        TxStatus::Accepted
+                    } else {
+                        TxStatus::Rejected(binfm_stack::wire::binfm::reject::STALE_SEQ)
+                    };
+                    Message::TxAck {
+                        tx_id: tx.id(),
+                        status,
+                        observed: me,
+                    }
+                }
+                Ok(Message::Query {
+                    request_id,
+                    hash_addr,
+                    ..
+                }) => chain.reply(request_id, hash_addr),
+                _ => continue,
+            };
+            en.handle_datagram(Time::from_millis(80), SN, me, &answer.to_bytes());
+        }
+    }
+    assert_eq!(registered, Some(4));
+    assert_eq!(en.wallet().seq(), 4);
+}
