@@ -184,7 +184,7 @@ impl HeaderChain {
     fn expected_target(&self, parent: &Entry) -> Option<Hash> {
         let height = parent.height + 1;
         let interval = self.config.retarget_interval;
-        if interval == 0 || height % interval != 0 {
+        if interval == 0 || !height.is_multiple_of(interval) {
             return Some(parent.header.target);
         }
         let first = self.ancestor(&parent.header.hash(), height.checked_sub(interval)?)?;
@@ -240,10 +240,7 @@ impl HeaderChain {
         // Rebuild the best chain down to where the new branch meets it.
         let mut branch = Vec::new();
         let mut cur = hash;
-        loop {
-            let Some(e) = self.entries.get(&cur) else {
-                break;
-            };
+        while let Some(e) = self.entries.get(&cur) {
             let i = usize::try_from(e.height).unwrap_or(usize::MAX);
             if self.best.get(i) == Some(&cur) {
                 self.best.truncate(i + 1);

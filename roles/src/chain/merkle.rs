@@ -50,7 +50,7 @@ pub fn merkle_path(ids: &[Hash], index: usize) -> Option<Vec<Hash>> {
     let mut level: Vec<Hash> = ids.to_vec();
     let mut i = index;
     while level.len() > 1 {
-        let sibling = if i % 2 == 0 {
+        let sibling = if i.is_multiple_of(2) {
             level.get(i + 1).or(level.get(i))
         } else {
             level.get(i - 1)
