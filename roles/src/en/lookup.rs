@@ -5,10 +5,10 @@
 //! second SN of the DHCP list when there is one: "not found", and a Tx more than
 //! [`FRESH_BLOCKS`] blocks old (the newer of the two proven Txs wins).
 
-use super::EndNode;
 use super::events::EnEvent;
 use super::light::{FRESH_BLOCKS, Proven};
 use super::registration::TRIES_PER_SN;
+use super::{EndNode, Purpose};
 use crate::Time;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::hex;
@@ -34,18 +34,6 @@ pub struct PeerInfo {
     pub confirmations: u32,
     /// True when the Tx came from the SN's mempool (not yet in a block, not proven).
     pub unconfirmed: bool,
-}
-
-/// Why a Query was sent.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Purpose {
-    /// A peer lookup (a call's, or a scheduled one).
-    Lookup,
-    /// The same lookup asked of a second SN: `first` is what the first SN proved (`None`
-    /// if it said "not found").
-    Confirm { first: Option<PeerInfo> },
-    /// Our own address after a start: the latest seq we signed, so we resume above it.
-    Resume,
 }
 
 /// A Query waiting for its Reply.

@@ -45,6 +45,18 @@ use registration::Registration;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
 
+/// Why a Query was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Purpose {
+    /// A peer lookup (a call's, or a scheduled one).
+    Lookup,
+    /// The same lookup asked of a second SN: `first` is what the first SN proved (`None`
+    /// if it said "not found").
+    Confirm { first: Option<PeerInfo> },
+    /// Our own address after a start: the latest seq we signed, so we resume above it.
+    Resume,
+}
+
 /// Sans-IO end node.
 #[derive(Debug)]
 pub struct EndNode {

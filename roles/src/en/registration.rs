@@ -2,9 +2,8 @@
 //! and (H16-guessed, then SN-corrected) NAT endpoint and DH public value, retransmitted with
 //! backoff, failing over to the next SN of the DHCP list after [`TRIES_PER_SN`] tries.
 
-use super::EndNode;
 use super::events::EnEvent;
-use super::lookup::Purpose;
+use super::{EndNode, Purpose};
 use crate::Time;
 use crate::nat::h16;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};

@@ -339,7 +339,10 @@ impl SuperNode {
                 };
                 let found = found || unconfirmed.is_some();
                 let peer = hex(&hash_addr);
-                if found {
+                // A registered EN asking about an address not (yet) on the chain is honest
+                // (its own latest seq after a start, a peer not registered yet): reported,
+                // not counted as a refusal like a Query from an unknown source.
+                if found || self.subscribers.contains_key(&from) {
                     self.events.push_back(SnEvent::Query {
                         peer,
                         found,
