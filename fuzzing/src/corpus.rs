@@ -4,9 +4,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
 use binfm_roles::Time;
+use binfm_roles::chain::Block;
 use binfm_roles::session::SrtpSender;
 use binfm_roles::sn::{SnConfig, SuperNode};
-use binfm_stack::wire::binfm::Message;
+use binfm_stack::wire::binfm::{Message, TxProof};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::ToallTx;
 
@@ -102,6 +103,25 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
 
     // Every BINFM message type.
     let mined = mined_block(&peer_tx);
+    // The mined block's header and the peer Tx's proof in it (the Reply carries both).
+    let (mined_header, peer_proof) = mined
+        .as_ref()
+        .and_then(|(_, bytes)| Block::<ToallTx>::decode(bytes).ok())
+        .and_then(|b| {
+            let ids: Vec<[u8; 32]> = b.txs.iter().map(ToallTx::id).collect();
+            let index = ids.iter().position(|i| *i == peer_tx.id())?;
+            let siblings = binfm_roles::chain::merkle::merkle_path(&ids, index)?;
+            let header = b.header.encode();
+            Some((
+                Some(header),
+                Some(TxProof {
+                    header,
+                    index: u16::try_from(index).ok()?,
+                    siblings,
+                }),
+            ))
+        })
+        .unwrap_or((None, None));
     let en_addr = en_wallet.hash_addr();
     let peer_addr = peer_wallet.hash_addr();
     let msgs = [
@@ -138,6 +158,7 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
                 confirmations: 2,
                 tx: Some(peer_tx.clone()),
                 unconfirmed: None,
+                proof: peer_proof.clone(),
             },
         ),
         (
@@ -150,6 +171,7 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
                 confirmations: 0,
                 tx: None,
                 unconfirmed: Some(en_tx.clone()),
+                proof: None,
             },
         ),
         (
@@ -220,6 +242,14 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
     for (name, msg) in &msgs {
         add("binfm_message", name, msg.to_bytes());
     }
+    let headers_msg = Message::Headers {
+        headers: mined_header.into_iter().collect(),
+    };
+    add("binfm_message", "headers", headers_msg.to_bytes());
+    let get_headers = Message::GetHeaders {
+        locator: vec![roles_chain().genesis::<ToallTx>().hash()],
+    };
+    add("binfm_message", "get_headers", get_headers.to_bytes());
     if let Some((parts, _)) = &mined {
         for (i, p) in parts.iter().enumerate() {
             add("binfm_message", &format!("block_part_{i}"), p.clone());
@@ -311,6 +341,8 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
         };
         en_records.extend(role_record(role::EN | role::FLAG, &ack.to_bytes()));
     }
+    // The SN pushes the block's header, then answers the call's Query with the proof.
+    en_records.extend(role_record(role::EN | role::FLAG, &headers_msg.to_bytes()));
     if let Some(request_id) = en_query {
         let reply = Message::Reply {
             request_id,
@@ -320,6 +352,7 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
             confirmations: 1,
             tx: Some(peer_tx.clone()),
             unconfirmed: None,
+            proof: peer_proof.clone(),
         };
         en_records.extend(role_record(role::EN | role::FLAG, &reply.to_bytes()));
     }

@@ -121,7 +121,8 @@ fn super_node() -> Option<SuperNode> {
 pub(crate) fn end_node() -> EndNode {
     let private = SocketAddrV4::new(EN_PRIVATE, ports::EN);
     let wallet = roles_wallet(1, private, private);
-    let mut en = EndNode::new(wallet, ports::EN, 11, 440.0);
+    let mut en = EndNode::new(wallet, ports::EN, [11; 32], 440.0);
+    en.set_chain_config(roles_chain());
     en.on_address(Time::ZERO, EN_PRIVATE, Some(NAT_PUBLIC), vec![SN_ADDR]);
     en.call(Time::ZERO, peer_hash_addr());
     en

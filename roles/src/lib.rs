@@ -16,6 +16,7 @@ pub mod discard;
 pub mod echo;
 pub mod en;
 pub mod event;
+pub mod keyseed;
 pub mod nat;
 pub mod ratelimit;
 pub mod reassembly;

@@ -46,6 +46,8 @@ local MSG_TYPES = {
     [11] = "HandoverRequest",
     [12] = "KeyRenewal",
     [13] = "ControlAck",
+    [20] = "Headers",
+    [21] = "GetHeaders",
 }
 
 local ACK_STATUS = {
@@ -114,7 +116,16 @@ local F = {
     reply_has_tx = ProtoField.bool("binfm.reply.has_tx", "Confirmed Tx follows", 8, nil, 0x02),
     reply_has_unconfirmed = ProtoField.bool("binfm.reply.has_unconfirmed",
         "Unconfirmed Tx follows", 8, nil, 0x04),
-    reply_reserved = ProtoField.uint8("binfm.reply.reserved", "Reserved bits", base.HEX, nil, 0xf8),
+    reply_has_proof = ProtoField.bool("binfm.reply.has_proof", "Proof follows", 8, nil, 0x08),
+    reply_reserved = ProtoField.uint8("binfm.reply.reserved", "Reserved bits", base.HEX, nil, 0xf0),
+    -- The Tx's inclusion proof (after the Txs), Headers, GetHeaders
+    proof_header = ProtoField.bytes("binfm.proof.header", "Block header"),
+    proof_index = ProtoField.uint16("binfm.proof.index", "Index in the block"),
+    proof_depth = ProtoField.uint8("binfm.proof.depth", "Depth"),
+    proof_sibling = ProtoField.bytes("binfm.proof.sibling", "Sibling"),
+    headers_count = ProtoField.uint8("binfm.headers.count", "Count"),
+    headers_header = ProtoField.bytes("binfm.headers.header", "Block header"),
+    locator_hash = ProtoField.bytes("binfm.locator.hash", "Locator hash"),
     -- The height of the block holding the Tx (0 if not found); the SN's tip is at
     -- height + confirmations - 1 (docs/binfm-wire.md).
     reply_height = ProtoField.uint64("binfm.reply.height", "Height (block holding the Tx)"),
@@ -415,8 +426,9 @@ local function body_reply(cur, tree)
     ft:add(F.reply_found, r)
     ft:add(F.reply_has_tx, r)
     ft:add(F.reply_has_unconfirmed, r)
+    ft:add(F.reply_has_proof, r)
     local flags = r:uint()
-    if bit32.band(flags, 0xf8) ~= 0 then
+    if bit32.band(flags, 0xf0) ~= 0 then
         ft:add(F.reply_reserved, r)
         ft:add_proto_expert_info(E.bad_value,
             string.format("Reserved reply flag bits set: 0x%02x", flags))
@@ -441,7 +453,54 @@ local function body_reply(cur, tree)
         if not info then return text end
         text = text .. " unconfirmed_seq=" .. info.seq
     end
+    if bit32.band(flags, 0x08) ~= 0 then
+        r = cur:take(120, "proof header")
+        if not r then return text end
+        tree:add(F.proof_header, r)
+        r = cur:take(2, "proof index")
+        if not r then return text end
+        tree:add(F.proof_index, r)
+        r = cur:take(1, "proof depth")
+        if not r then return text end
+        local di = tree:add(F.proof_depth, r)
+        local depth = r:uint()
+        if depth > 8 then
+            di:add_proto_expert_info(E.bad_value, "Proof depth above 8")
+            return text
+        end
+        for _ = 1, depth do
+            r = cur:take(32, "proof sibling")
+            if not r then return text end
+            tree:add(F.proof_sibling, r)
+        end
+        text = text .. " proof_depth=" .. depth
+    end
     return text
+end
+
+local function body_list(cur, tree, size, max, field, what)
+    local r = cur:take(1, what .. " count")
+    if not r then return "" end
+    local ci = tree:add(F.headers_count, r)
+    local n = r:uint()
+    if n > max then
+        ci:add_proto_expert_info(E.bad_value, what .. " count above " .. max)
+        return ""
+    end
+    for _ = 1, n do
+        r = cur:take(size, what)
+        if not r then return " count=" .. n end
+        tree:add(field, r)
+    end
+    return " count=" .. n
+end
+
+local function body_headers(cur, tree)
+    return body_list(cur, tree, 120, 8, F.headers_header, "header")
+end
+
+local function body_get_headers(cur, tree)
+    return body_list(cur, tree, 32, 32, F.locator_hash, "locator hash")
 end
 
 local function body_block_part(cur, tree)
@@ -630,6 +689,8 @@ local BODIES = {
     [11] = body_handover,
     [12] = body_key_renewal,
     [13] = body_control_ack,
+    [20] = body_headers,
+    [21] = body_get_headers,
 }
 
 -- Media on the EN port -----------------------------------------------------------------------

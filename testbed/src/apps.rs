@@ -7,6 +7,7 @@ use binfm_roles::chain::persist::{BlockLog, open_chain};
 use binfm_roles::chain::{ChainConfig, MempoolConfig};
 use binfm_roles::en::EndNode;
 use binfm_roles::event::Event;
+use binfm_roles::keyseed;
 use binfm_roles::role::CallView;
 use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
 use binfm_roles::wallet::Wallet;
@@ -29,15 +30,49 @@ pub fn wallet_seed(run_seed: u64, name: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The wallet of node `name` in a run with `run_seed`.
+/// The wallet of node `name` in a reproducible run with `run_seed`: the identity key is
+/// [`wallet_seed`] (256 bits from SHA-256 of the seed and the name), the first DH secret is
+/// drawn from a ChaCha8 keyed with the same 256 bits, as it always was. Kept bit for bit:
+/// every Tx's bytes, and so every block's proof of work and the moment it is found, follow
+/// from it, and the paper's figures on `topologies/paper.toml` depend on those moments. A
+/// reproducible run's keys are public by construction (anyone with the file recomputes
+/// them); live runs draw theirs from the operating system ([`wallet_of`]).
 pub fn wallet_for(run_seed: u64, name: &str) -> Wallet {
     let seed = wallet_seed(run_seed, name);
     let mut rng = ChaCha8Rng::from_seed(seed);
     Wallet::from_seed(seed, &mut rng)
 }
 
-/// The tone an EN sends and the seed of its role's randomness. Each EN sends its own tone
-/// (440 Hz, 660 Hz, 880 Hz, ...) so directions can be told apart by ear, in both models.
+/// The wallet of node `name` in the run of `topo`: [`wallet_for`] of its seed, or, with a key
+/// master drawn from the operating system (live runs), identity and DH secret derived from
+/// that master. One master per run, so every node can still compute every EN's hash address,
+/// and a restarted EN keeps its identity (as a key file on disk would).
+pub fn wallet_of(topo: &Topology, name: &str) -> Wallet {
+    match &topo.key_master {
+        None => wallet_for(topo.seed, name),
+        Some(master) => {
+            let identity = keyseed::derive(master, "binfm identity", name, 0);
+            let mut dh = keyseed::rng(master, "binfm dh", name, 0);
+            Wallet::from_seed(identity, &mut dh)
+        }
+    }
+}
+
+/// The 256-bit seed of a BINFM end node's generator (nonces, SSRCs, request ids, renewed DH
+/// keys), separate from its identity: HKDF of the run's key master, the node name and the
+/// instant the node (re)started (ns), so a restarted EN draws a new stream and never reuses
+/// a nonce or SSRC of its previous life (a node starts at most once per instant).
+pub fn en_seed(topo: &Topology, name: &str, started: Time) -> [u8; 32] {
+    let master = topo
+        .key_master
+        .unwrap_or_else(|| keyseed::master_from_seed(topo.seed));
+    let started_ns = u64::try_from(started.as_nanos()).unwrap_or(u64::MAX);
+    keyseed::derive(&master, "binfm en rng", name, started_ns)
+}
+
+/// The tone an EN sends and the seed of the vertical model's end node (the baseline, kept
+/// as it was; a BINFM EN is seeded by [`en_seed`]). Each EN sends its own tone (440 Hz,
+/// 660 Hz, 880 Hz, ...) so directions can be told apart by ear, in both models.
 pub fn tone_and_seed(topo: &Topology, def: &NodeDef) -> (f64, u64) {
     let k = topo
         .nodes
@@ -64,22 +99,19 @@ pub struct EnApp {
 }
 
 impl EnApp {
-    /// The EN of node `def` (its lookups resolved to hash addresses).
-    pub fn new(topo: &Topology, def: &NodeDef) -> Option<EnApp> {
+    /// The EN of node `def` (its lookups resolved to hash addresses), started at `now`.
+    pub fn new(topo: &Topology, def: &NodeDef, now: Time) -> Option<EnApp> {
         let en_def = def.end_node.as_ref()?;
-        let (tone_hz, seed) = tone_and_seed(topo, def);
-        let mut en = EndNode::new(wallet_for(topo.seed, &def.name), ports::EN, seed, tone_hz);
+        let (tone_hz, _) = tone_and_seed(topo, def);
+        let seed = en_seed(topo, &def.name, now);
+        let mut en = EndNode::new(wallet_of(topo, &def.name), ports::EN, seed, tone_hz);
+        en.set_chain_config(chain_config(topo));
         // With `[chain] reply_unconfirmed`, ENs ask for the newest pending Tx too.
         en.set_want_unconfirmed(topo.chain.reply_unconfirmed);
         let mut lookups: Vec<(Time, HashAddr)> = en_def
             .lookups
             .iter()
-            .map(|(peer, at)| {
-                (
-                    *at,
-                    wallet_for(topo.seed, &topo.nodes[*peer].name).hash_addr(),
-                )
-            })
+            .map(|(peer, at)| (*at, wallet_of(topo, &topo.nodes[*peer].name).hash_addr()))
             .collect();
         lookups.sort_by_key(|l| l.0);
         Some(EnApp {
@@ -145,6 +177,18 @@ impl Role for EnApp {
     }
 }
 
+/// The chain parameters of a run: the SNs' (which fix the genesis block) and the ones the
+/// end nodes' light clients check headers with.
+pub fn chain_config(topo: &Topology) -> ChainConfig {
+    ChainConfig {
+        network_hash_rate: topo.network_hash_rate(),
+        block_interval_ms: u64::try_from(topo.chain.block_interval.as_millis())
+            .unwrap_or(1000)
+            .max(1),
+        ..ChainConfig::default()
+    }
+}
+
 /// A super node ready to run: the role, the block log its persisted blocks go to (with a
 /// data directory, from which its chain was recovered first) and the event reporting that
 /// recovery.
@@ -170,13 +214,7 @@ pub fn sn_role(
     let Some(sn_def) = &def.super_node else {
         return Ok(None);
     };
-    let chain_cfg = ChainConfig {
-        network_hash_rate: topo.network_hash_rate(),
-        block_interval_ms: u64::try_from(topo.chain.block_interval.as_millis())
-            .unwrap_or(1000)
-            .max(1),
-        ..ChainConfig::default()
-    };
+    let chain_cfg = chain_config(topo);
     let peers = sn_def
         .peers
         .iter()

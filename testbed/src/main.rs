@@ -13,6 +13,7 @@ use binfm_testbed::driver::{self, RunOptions};
 use binfm_testbed::experiment::{self, ExperimentOptions, Parts, Progress};
 use binfm_testbed::topology::{Model, Topology, parse_duration};
 use clap::{Parser, Subcommand};
+use rand::TryRng;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,6 +54,12 @@ enum Command {
         /// `binfm-<name>` (needs root; see docs/live.md). Ctrl-C ends it cleanly.
         #[arg(long)]
         live: bool,
+        /// With --live: derive the end nodes' keys from the seed, as a virtual run does,
+        /// instead of from 32 bytes of operating-system randomness (the default), so a live
+        /// run can be repeated with the same identities and key streams. Anyone who has the
+        /// topology file can then recompute every key: for experiments only.
+        #[arg(long, requires = "live")]
+        reproducible_keys: bool,
         /// Scheme the end nodes run: `binfm` or `vertical` (the baseline) [default: the
         /// file's `model`, else binfm].
         #[arg(long)]
@@ -392,13 +399,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             duration,
             live: true,
+            reproducible_keys,
             model,
             busy_poll,
         } => {
-            let topo = match load_as(&file, model) {
+            let mut topo = match load_as(&file, model) {
                 Ok(t) => t,
                 Err(code) => return Ok(code),
             };
+            if !reproducible_keys {
+                // The run's 256-bit key master from the OS (binfm_roles::keyseed).
+                let mut master = [0u8; 32];
+                rand::rngs::SysRng
+                    .try_fill_bytes(&mut master)
+                    .map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+                topo.key_master = Some(master);
+            }
             let opts = RunOptions {
                 out_dir: out.unwrap_or_else(|| driver::default_out_dir(&topo)),
                 seed,
@@ -434,6 +450,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             duration,
             live: false,
+            reproducible_keys: _,
             model,
             busy_poll: _,
         } => {

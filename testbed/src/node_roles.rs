@@ -102,7 +102,7 @@ pub fn roles_of(
     }
     match topo.model {
         Model::Binfm => {
-            if let Some(en) = EnApp::new(topo, def) {
+            if let Some(en) = EnApp::new(topo, def, now) {
                 slots.push(Slot::new(0, en));
             }
             if let Some(setup) = sn_role(topo, index, data_root, now, seed)? {

@@ -437,7 +437,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         .iter()
         .filter(|n| n.end_node.is_some())
         .map(|n| {
-            let h = crate::apps::wallet_for(topo.seed, &n.name).hash_addr();
+            let h = crate::apps::wallet_of(topo, &n.name).hash_addr();
             (n.name.clone(), hex(&h), hex(&h[..8]))
         })
         .collect();
@@ -563,7 +563,7 @@ const MAX_TIMELINE_BINS: usize = 36_000;
 
 /// Audio statistics of one direction, from the receiving EN's call state.
 fn direction(topo: &Topology, net: &RunView<'_>, from: &str, to: &str) -> Value {
-    let hash = |n: &str| crate::apps::wallet_for(topo.seed, n).hash_addr();
+    let hash = |n: &str| crate::apps::wallet_of(topo, n).hash_addr();
     let (Some(fi), Some(ti)) = (topo.node_index(from), topo.node_index(to)) else {
         return Value::Null;
     };
@@ -665,7 +665,7 @@ pub fn write_call_audio(
                 .iter()
                 .find(|n| {
                     n.end_node.is_some()
-                        && crate::apps::wallet_for(topo.seed, &n.name).hash_addr() == call.peer
+                        && crate::apps::wallet_of(topo, &n.name).hash_addr() == call.peer
                 })
                 .map_or_else(|| "unknown".to_owned(), |n| n.name.clone());
             let dir = out_dir.join("calls");

@@ -128,6 +128,7 @@ const F: &[&str] = &[
     "binfm.tx.nat_port",
     "binfm.tx.y",
     "binfm.ack.status",
+    "binfm.proof.depth",
     "binfm.session.caller",
     "binfm.session.callee",
     "binfm.session.ssrc",
@@ -226,7 +227,21 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
     assert!(!submits.is_empty() && !queries.is_empty());
     assert_eq!(submits.len(), count(&events, "en.tx_sent"), "TxSubmit");
     assert_eq!(queries.len(), count(&events, "en.query_sent"), "Query");
-    assert_eq!(replies.len(), count(&events, "sn.query"), "Reply");
+    // Every Query is answered (no loss on paper.toml): the peers' lookups (`sn.query`) and
+    // each EN's lookup of its own latest seq at start (not found: counted as a refusal).
+    assert_eq!(replies.len(), queries.len(), "Reply");
+    // Every Reply that finds a Tx carries its Merkle proof.
+    let proven = replies
+        .iter()
+        .filter(|r| !r["binfm.proof.depth"].is_empty())
+        .count();
+    let found_queries = events
+        .iter()
+        .filter(|e| e.kind == "sn.query" && field(e, "found") == true)
+        .count();
+    assert_eq!(proven, found_queries, "Replies with a proof");
+    // The SNs push block headers to the ENs that registered with them (light client).
+    assert!(!of_type(20).is_empty(), "no Headers");
     assert!(!of_type(6).is_empty(), "no BlockPart");
     assert!(!of_type(8).is_empty(), "no TipAnnounce");
 

@@ -33,6 +33,58 @@ pub fn merkle_root(ids: &[Hash]) -> Hash {
     level.first().copied().unwrap_or([0; 32])
 }
 
+fn parent(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The Merkle path of the id at `index` in `ids`: the sibling at each level, leaf level
+/// first (a node paired with itself has itself as sibling). `None` if `index` is out of range.
+pub fn merkle_path(ids: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    if index >= ids.len() {
+        return None;
+    }
+    let mut path = Vec::new();
+    let mut level: Vec<Hash> = ids.to_vec();
+    let mut i = index;
+    while level.len() > 1 {
+        let sibling = if i.is_multiple_of(2) {
+            level.get(i + 1).or(level.get(i))
+        } else {
+            level.get(i - 1)
+        };
+        path.push(*sibling?);
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [l, r] => parent(l, r),
+                [l] => parent(l, l),
+                _ => [0; 32],
+            })
+            .collect();
+        i /= 2;
+    }
+    Some(path)
+}
+
+/// The root a Merkle path leads to from `leaf` at `index`: at level `i` the sibling is on the
+/// left when bit `i` of `index` is 1. A proof is valid when this equals the header's root.
+/// (A leaf is the SHA-256 of a whole encoded Tx, hundreds of bytes, so it cannot pass for an
+/// inner node, whose preimage is 64 bytes.)
+pub fn root_from_path(leaf: &Hash, index: u64, path: &[Hash]) -> Hash {
+    let mut node = *leaf;
+    for (level, sibling) in path.iter().enumerate() {
+        node = if (index >> level) & 1 == 1 {
+            parent(sibling, &node)
+        } else {
+            parent(&node, sibling)
+        };
+    }
+    node
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +109,26 @@ mod tests {
         // The known duplicate-last ambiguity: the store refuses repeated ids instead.
         assert_eq!(merkle_root(&[a, b, c, c]), want);
         assert_ne!(merkle_root(&[b, a]), merkle_root(&[a, b]));
+    }
+
+    #[test]
+    fn every_path_leads_to_the_root_and_a_changed_one_does_not() {
+        for n in 1..=20u8 {
+            let ids: Vec<Hash> = (0..n).map(|i| [i + 1; 32]).collect();
+            let root = merkle_root(&ids);
+            for (i, id) in ids.iter().enumerate() {
+                let path = merkle_path(&ids, i).unwrap_or_else(|| panic!("in range"));
+                assert_eq!(root_from_path(id, i as u64, &path), root, "n {n} i {i}");
+                // Another leaf, another position or a changed sibling: another root.
+                assert_ne!(root_from_path(&[0xee; 32], i as u64, &path), root);
+                if n > 1 && path[0] != *id {
+                    assert_ne!(root_from_path(id, (i as u64) ^ 1, &path), root);
+                    let mut bad = path.clone();
+                    bad[0][0] ^= 1;
+                    assert_ne!(root_from_path(id, i as u64, &bad), root);
+                }
+            }
+            assert_eq!(merkle_path(&ids, ids.len()), None);
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! an RNG, and block/tx order never depends on hash-map iteration, so a run is reproducible.
 
 pub mod block;
+pub mod headers;
 pub mod mempool;
 pub mod merkle;
 pub mod persist;
@@ -18,6 +19,7 @@ pub mod search_table;
 pub mod store;
 
 pub use block::{BLOCK_VERSION, Block, BlockHeader, DecodeError, HEADER_LEN, MAX_BLOCK_BYTES};
+pub use headers::{HeaderAdd, HeaderChain, HeaderError};
 pub use mempool::{Mempool, MempoolAdd, MempoolConfig, MempoolError};
 pub use search_table::SearchTable;
 pub use store::{AddOutcome, BlockError, ChainConfig, ChainStore, ConfigError};
@@ -156,6 +158,21 @@ impl<T: ChainTx> Chain<T> {
     /// Latest confirmed tx of a hash address on the best chain and the block height holding it.
     pub fn lookup(&self, addr: &Hash) -> Option<(&T, u64)> {
         self.store.search_table().lookup(addr)
+    }
+
+    /// The latest confirmed tx of `addr` with its inclusion proof: the tx, the header of the
+    /// best-chain block holding it, its index in the block and its Merkle path.
+    pub fn lookup_with_proof(
+        &self,
+        addr: &Hash,
+    ) -> Option<(&T, u64, BlockHeader, usize, Vec<Hash>)> {
+        let (tx, height) = self.lookup(addr)?;
+        let block = self.block(&self.store.best_hash_at(height)?)?;
+        let id = tx.id();
+        let ids: Vec<Hash> = block.txs.iter().map(ChainTx::id).collect();
+        let index = ids.iter().position(|i| *i == id)?;
+        let path = merkle::merkle_path(&ids, index)?;
+        Some((tx, height, block.header, index, path))
     }
 
     /// Confirmations of a block at `height` on the best chain (the tip has one).

@@ -71,5 +71,16 @@ crate::event_enum! {
         },
         /// The client released its address.
         Release = "dhcp.server.release" { client: String, address: Ipv4Addr },
+        /// The client declined its address (in use); it is held back for a while.
+        Declined = "dhcp.server.declined" { client: String, address: Ipv4Addr },
+        /// A REQUEST, RELEASE or DECLINE not from the client the address is bound or
+        /// offered to (no binding, other identifiers or source); `count` is the running
+        /// total.
+        Refused = "dhcp.server.refused" {
+            client: String,
+            [null] address: Option<Ipv4Addr>,
+            reason: &'static str,
+            count: u64,
+        },
     }
 }

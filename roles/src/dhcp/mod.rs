@@ -10,7 +10,7 @@ pub mod events;
 mod server;
 
 pub use client::{ClientConfig, ClientState, ConfigChange, DhcpClient, Lease};
-pub use server::{DhcpServer, ServerConfig, ServerStats};
+pub use server::{DECLINE_HOLD, DhcpServer, ServerConfig, ServerStats};
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -12,6 +12,9 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 
 use super::events::DhcpServerEvent;
 use super::{OFFER_HOLD, blank_message, hex, mask_of, wire_secs};
+
+/// How long a declined address is kept out of the pool.
+pub const DECLINE_HOLD: Duration = Duration::from_secs(60);
 use crate::Transmit;
 
 /// What a server hands out on its segment.
@@ -50,6 +53,9 @@ pub struct ServerStats {
     pub acks: u64,
     /// NAKs sent.
     pub naks: u64,
+    /// REQUESTs, RELEASEs and DECLINEs refused because they did not come from the client
+    /// the address is bound (or offered) to (`dhcp.server.refused`).
+    pub refused: u64,
 }
 
 /// Client identity: option 61 when present (tag 0), else chaddr (tag 1).
@@ -63,11 +69,16 @@ enum SlotState {
     Offered { until: Time },
     /// Leased.
     Bound { until: Time },
+    /// A client said the address is in use (DECLINE): nobody gets it until then.
+    Declined { until: Time },
 }
 
 #[derive(Debug, Clone)]
 struct Slot {
     client: ClientKey,
+    /// The hardware address of the client it was offered to (checked on RELEASE and DECLINE
+    /// with the client key, which is option 61 when present).
+    chaddr: Vec<u8>,
     state: SlotState,
 }
 
@@ -206,8 +217,8 @@ impl DhcpServer {
         match kind {
             MessageType::Discover => self.on_discover(now, &msg),
             MessageType::Request => self.on_request(now, from, &msg),
-            MessageType::Release => self.on_release(now, &msg),
-            // DECLINE needs address conflict detection (ARP), which a layer-3 testbed lacks;
+            MessageType::Release => self.on_release(now, from, &msg),
+            MessageType::Decline => self.on_decline(now, &msg),
             // INFORM is not needed by our hosts.
             _ => self.stats.ignored += 1,
         }
@@ -228,7 +239,9 @@ impl DhcpServer {
         self.slots
             .values()
             .filter_map(|s| match s.state {
-                SlotState::Offered { until } | SlotState::Bound { until } => Some(until),
+                SlotState::Offered { until }
+                | SlotState::Bound { until }
+                | SlotState::Declined { until } => Some(until),
                 SlotState::Free { .. } => None,
             })
             .min()
@@ -251,7 +264,7 @@ impl DhcpServer {
     fn expire(&mut self, now: Time) {
         for (addr, slot) in self.slots.iter_mut() {
             match slot.state {
-                SlotState::Offered { until } if until <= now => {
+                SlotState::Offered { until } | SlotState::Declined { until } if until <= now => {
                     slot.state = SlotState::Free { since: until };
                 }
                 SlotState::Bound { until } if until <= now => {
@@ -306,7 +319,14 @@ impl DhcpServer {
     }
 
     /// Gives `addr` to `key`, keeping one address per client and `by_client` consistent.
-    fn assign(&mut self, now: Time, addr: Ipv4Addr, key: &ClientKey, state: SlotState) {
+    fn assign(
+        &mut self,
+        now: Time,
+        addr: Ipv4Addr,
+        key: &ClientKey,
+        chaddr: &[u8],
+        state: SlotState,
+    ) {
         if let Some(prev) = self.slots.get(&addr)
             && prev.client != *key
             && self.by_client.get(&prev.client) == Some(&addr)
@@ -323,6 +343,7 @@ impl DhcpServer {
             addr,
             Slot {
                 client: key.clone(),
+                chaddr: chaddr.to_vec(),
                 state,
             },
         );
@@ -346,7 +367,7 @@ impl DhcpServer {
                 until: now + OFFER_HOLD,
             },
         };
-        self.assign(now, addr, &key, state);
+        self.assign(now, addr, &key, msg.chaddr(), state);
         self.stats.offers += 1;
         self.reply(MessageType::Offer, msg, addr, None);
         self.events.push_back(DhcpServerEvent::Offer {
@@ -382,20 +403,44 @@ impl DhcpServer {
             }
             return self.nak(msg, &key, Some(req), "address not offered to this client");
         }
-        // INIT-REBOOT (option 50) or RENEWING/REBINDING (ciaddr).
+        // INIT-REBOOT (option 50) or RENEWING/REBINDING (ciaddr). Only a client with a
+        // record here (an offer or a lease, current or expired but not given to anyone
+        // else) is answered: RFC 2131 4.3.2, "if the DHCP server has no record of this
+        // client, then it MUST remain silent". A REQUEST never creates a binding.
         let Some(req) = requested.or((!ciaddr.is_unspecified()).then_some(ciaddr)) else {
             return self.malformed(
                 from,
                 "REQUEST without server id, requested address or ciaddr",
             );
         };
-        if mine == Some(req) || self.takeable(req) {
-            self.ack(now, msg, &key, req);
-        } else if self.in_pool(req) {
-            self.nak(msg, &key, Some(req), "address in use by another client");
-        } else {
+        if !self.in_pool(req) {
             self.nak(msg, &key, Some(req), "address not on this network");
+        } else if mine == Some(req) && self.slot_held_by(req, &key) {
+            self.ack(now, msg, &key, req);
+        } else if mine.is_some() {
+            self.nak(msg, &key, Some(req), "not this client's address");
+        } else {
+            self.refuse(&key, Some(req), "request without an offer or a lease");
         }
+    }
+
+    /// Whether `addr`'s slot belongs to `key` and is not declined.
+    fn slot_held_by(&self, addr: Ipv4Addr, key: &ClientKey) -> bool {
+        self.slots
+            .get(&addr)
+            .is_some_and(|s| s.client == *key && !matches!(s.state, SlotState::Declined { .. }))
+    }
+
+    /// Counts and reports a message refused because it is not from the client it names.
+    fn refuse(&mut self, key: &ClientKey, address: Option<Ipv4Addr>, reason: &'static str) {
+        self.stats.refused += 1;
+        self.stats.ignored += 1;
+        self.events.push_back(DhcpServerEvent::Refused {
+            client: key_hex(key),
+            address,
+            reason,
+            count: self.stats.refused,
+        });
     }
 
     fn ack(&mut self, now: Time, msg: &Message, key: &ClientKey, addr: Ipv4Addr) {
@@ -404,7 +449,13 @@ impl DhcpServer {
             Some((c, SlotState::Bound { .. })) if c == key
         );
         let lease = Duration::from_secs(u64::from(wire_secs(self.config.lease_time)));
-        self.assign(now, addr, key, SlotState::Bound { until: now + lease });
+        self.assign(
+            now,
+            addr,
+            key,
+            msg.chaddr(),
+            SlotState::Bound { until: now + lease },
+        );
         self.stats.acks += 1;
         self.reply(MessageType::Ack, msg, addr, None);
         self.events.push_back(DhcpServerEvent::Ack {
@@ -425,20 +476,67 @@ impl DhcpServer {
         });
     }
 
-    fn on_release(&mut self, now: Time, msg: &Message) {
+    /// RELEASE is honoured only from the bound client: the server id (if present) is ours,
+    /// the address is bound to this client key (option 61, else chaddr), the chaddr is the
+    /// one it was bound with, and the datagram comes from that address (`ciaddr` = source
+    /// IP). Anything else is refused and counted: anyone on the link could send it.
+    fn on_release(&mut self, now: Time, from: SocketAddrV4, msg: &Message) {
         let key = client_key(msg);
         let sid = opt_ip(msg, OptionCode::ServerIdentifier);
         let addr = msg.ciaddr();
-        if sid.is_some_and(|s| s != self.config.server_ip)
-            || self.by_client.get(&key) != Some(&addr)
-        {
+        if sid.is_some_and(|s| s != self.config.server_ip) {
             self.stats.ignored += 1;
             return;
+        }
+        let bound_to_sender = self.by_client.get(&key) == Some(&addr)
+            && self.slots.get(&addr).is_some_and(|s| {
+                s.client == key
+                    && s.chaddr == msg.chaddr()
+                    && matches!(s.state, SlotState::Bound { .. })
+            })
+            && *from.ip() == addr;
+        if !bound_to_sender {
+            return self.refuse(&key, Some(addr), "release not from the bound client");
         }
         if let Some(slot) = self.slots.get_mut(&addr) {
             slot.state = SlotState::Free { since: now };
         }
         self.events.push_back(DhcpServerEvent::Release {
+            client: key_hex(&key),
+            address: addr,
+        });
+    }
+
+    /// DECLINE (RFC 2131 4.3.3): the client found its offered or bound address in use. It is
+    /// sent from 0.0.0.0, so it is honoured only when the client key and chaddr are those the
+    /// address (option 50) was offered or bound to; the address is then held back for
+    /// [`DECLINE_HOLD`] and the client forgets it.
+    fn on_decline(&mut self, now: Time, msg: &Message) {
+        let key = client_key(msg);
+        let sid = opt_ip(msg, OptionCode::ServerIdentifier);
+        if sid.is_some_and(|s| s != self.config.server_ip) {
+            self.stats.ignored += 1;
+            return;
+        }
+        let Some(addr) = opt_ip(msg, OptionCode::RequestedIpAddress) else {
+            return self.refuse(&key, None, "decline without the address (option 50)");
+        };
+        let owned = self.by_client.get(&key) == Some(&addr)
+            && self.slots.get(&addr).is_some_and(|s| {
+                s.client == key
+                    && s.chaddr == msg.chaddr()
+                    && matches!(s.state, SlotState::Bound { .. } | SlotState::Offered { .. })
+            });
+        if !owned {
+            return self.refuse(&key, Some(addr), "decline not from the bound client");
+        }
+        if let Some(slot) = self.slots.get_mut(&addr) {
+            slot.state = SlotState::Declined {
+                until: now + DECLINE_HOLD,
+            };
+        }
+        self.by_client.remove(&key);
+        self.events.push_back(DhcpServerEvent::Declined {
             client: key_hex(&key),
             address: addr,
         });
@@ -545,6 +643,132 @@ mod tests {
             Some("dhcp.server.malformed")
         );
         assert!(s.poll_transmit().is_none());
+    }
+
+    fn request(kind: MessageType, chaddr: u8, client_id: Option<&[u8]>) -> Message {
+        let mut m = blank_message();
+        m.set_xid(0x1234).set_chaddr(&[chaddr; 6]);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        if let Some(id) = client_id {
+            m.opts_mut()
+                .insert(DhcpOption::ClientIdentifier(id.to_vec()));
+        }
+        m
+    }
+
+    fn send(s: &mut DhcpServer, now: Time, from: Ipv4Addr, m: &Message) {
+        let bytes = m.to_vec().unwrap_or_else(|e| panic!("{e}"));
+        let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, DHCP_SERVER);
+        s.handle_datagram(now, SocketAddrV4::new(from, DHCP_CLIENT), to, &bytes);
+    }
+
+    fn drain(s: &mut DhcpServer) -> Vec<String> {
+        while s.poll_transmit().is_some() {}
+        std::iter::from_fn(|| s.poll_event().map(|e| e.kind().to_owned())).collect()
+    }
+
+    /// DISCOVER + REQUEST(selecting): client `chaddr` (and `client_id`) is bound.
+    fn bind(s: &mut DhcpServer, chaddr: u8, client_id: Option<&[u8]>) -> Ipv4Addr {
+        send(
+            s,
+            Time::ZERO,
+            Ipv4Addr::UNSPECIFIED,
+            &request(MessageType::Discover, chaddr, client_id),
+        );
+        drain(s);
+        let addr = s
+            .by_client
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut r = request(MessageType::Request, chaddr, client_id);
+        r.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(s.config.server_ip));
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+        send(s, Time::ZERO, Ipv4Addr::UNSPECIFIED, &r);
+        assert!(drain(s).contains(&"dhcp.server.ack".to_owned()));
+        addr
+    }
+
+    #[test]
+    fn init_reboot_without_offer_or_lease_binds_nothing() {
+        let mut s = server();
+        // A client nobody offered anything asks for a free pool address (INIT-REBOOT).
+        let mut r = request(MessageType::Request, 7, None);
+        let want = Ipv4Addr::new(10, 1, 0, 5);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(want));
+        send(&mut s, Time::ZERO, Ipv4Addr::UNSPECIFIED, &r);
+        assert_eq!(drain(&mut s), vec!["dhcp.server.refused".to_owned()]);
+        assert!(s.active_leases().is_empty());
+        assert_eq!(s.stats().acks, 0);
+        // The same as RENEWING (ciaddr, unicast, no option 50).
+        let mut r = request(MessageType::Request, 7, None);
+        r.set_ciaddr(want);
+        send(&mut s, Time::ZERO, want, &r);
+        assert_eq!(drain(&mut s), vec!["dhcp.server.refused".to_owned()]);
+        assert!(s.active_leases().is_empty());
+        // A bound client renews its own lease (a matching prior lease): ACK.
+        let addr = bind(&mut s, 8, None);
+        let mut r = request(MessageType::Request, 8, None);
+        r.set_ciaddr(addr);
+        send(&mut s, Time::from_secs(30), addr, &r);
+        assert_eq!(drain(&mut s), vec!["dhcp.server.ack".to_owned()]);
+        // ... and is NAKed if it asks for another address.
+        let mut r = request(MessageType::Request, 8, None);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(want));
+        send(&mut s, Time::from_secs(30), Ipv4Addr::UNSPECIFIED, &r);
+        assert_eq!(drain(&mut s), vec!["dhcp.server.nak".to_owned()]);
+    }
+
+    #[test]
+    fn release_only_from_the_bound_client() {
+        let mut s = server();
+        let id: &[u8] = b"en-1";
+        let addr = bind(&mut s, 1, Some(id));
+        let release = |chaddr: u8, client_id: Option<&[u8]>| {
+            let mut m = request(MessageType::Release, chaddr, client_id);
+            m.set_ciaddr(addr);
+            m
+        };
+        // Right identifiers, wrong source address (an attacker on the link).
+        send(
+            &mut s,
+            Time::ZERO,
+            Ipv4Addr::new(10, 1, 0, 9),
+            &release(1, Some(id)),
+        );
+        // Right source and client id, another chaddr.
+        send(&mut s, Time::ZERO, addr, &release(2, Some(id)));
+        // Right source and chaddr, no client id (so another client key).
+        send(&mut s, Time::ZERO, addr, &release(1, None));
+        assert_eq!(drain(&mut s), vec!["dhcp.server.refused".to_owned(); 3]);
+        assert_eq!(s.active_leases().len(), 1);
+        assert_eq!(s.stats().refused, 3);
+        // The client itself.
+        send(&mut s, Time::ZERO, addr, &release(1, Some(id)));
+        assert_eq!(drain(&mut s), vec!["dhcp.server.release".to_owned()]);
+        assert!(s.active_leases().is_empty());
+    }
+
+    #[test]
+    fn decline_only_from_the_bound_client() {
+        let mut s = server();
+        let addr = bind(&mut s, 1, None);
+        let decline = |chaddr: u8| {
+            let mut m = request(MessageType::Decline, chaddr, None);
+            m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+            m
+        };
+        send(&mut s, Time::ZERO, Ipv4Addr::UNSPECIFIED, &decline(2));
+        assert_eq!(drain(&mut s), vec!["dhcp.server.refused".to_owned()]);
+        assert_eq!(s.active_leases().len(), 1);
+        send(&mut s, Time::ZERO, Ipv4Addr::UNSPECIFIED, &decline(1));
+        assert_eq!(drain(&mut s), vec!["dhcp.server.declined".to_owned()]);
+        assert!(s.active_leases().is_empty());
+        // The declined address is held back: the next client gets another one.
+        let other = bind(&mut s, 3, None);
+        assert_ne!(other, addr);
     }
 
     proptest! {

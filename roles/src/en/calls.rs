@@ -12,8 +12,7 @@ use crate::session::media::rtp_ssrc;
 use crate::util::hex;
 use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::toall::HashAddr;
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::RngExt;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
@@ -118,8 +117,7 @@ impl EndNode {
     /// Renews the DH key (paper, Figure 10): a Key Renewal to every active call's peer,
     /// authenticated with the current session key, and a new ToALL Tx with the new Y.
     pub fn rekey(&mut self, now: Time) {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.rng.random());
-        self.wallet.renew_dh(&mut rng);
+        self.wallet.renew_dh(&mut self.rng);
         let me = self.wallet.hash_addr();
         let y = self.wallet.dh().public();
         let mut sends = Vec::new();

@@ -26,6 +26,14 @@ crate::event_enum! {
             [null] guessed: Option<SocketAddrV4>,
             observed: SocketAddrV4,
         },
+        /// An `EndpointMismatch` naming an address that is not our NAT's public one from
+        /// DHCP (`expected_ip`; our own address without a NAT): ignored, nothing is signed
+        /// with it.
+        EndpointRefused = "en.endpoint_refused" {
+            sn: SocketAddrV4,
+            observed: SocketAddrV4,
+            [null] expected_ip: Option<std::net::Ipv4Addr>,
+        },
         /// The super node refused the Tx.
         RegisterRejected = "en.register_rejected" { status: String },
         /// We moved to the next super node of the lease (`null` when none).
@@ -43,6 +51,27 @@ crate::event_enum! {
             r#try: u32,
             peer: String,
             sn: SocketAddrV4,
+        },
+        /// Our latest seq on the chain, learnt after a start: the next Tx goes above it.
+        SeqResumed = "en.seq_resumed" { seq: u64, sn: SocketAddrV4 },
+        /// We asked an SN for the block headers after our best one (light client).
+        HeadersRequested = "en.headers_requested" { sn: SocketAddrV4, tip_height: u64 },
+        /// A block header from an SN that does not check (proof of work, target, time).
+        HeaderRejected = "en.header_rejected" { sn: SocketAddrV4, reason: String },
+        /// A lookup is asked again of a second SN: the first said "not found"
+        /// (`age_blocks` 0), or its Tx is `age_blocks` blocks old.
+        LookupConfirm = "en.lookup_confirm" {
+            request_id: u32,
+            peer: String,
+            sn: SocketAddrV4,
+            age_blocks: u64,
+        },
+        /// The second SN proved a newer registration than the first SN gave.
+        StaleReply = "en.stale_reply" {
+            peer: String,
+            first_seq: u64,
+            second_seq: u64,
+            second_sn: SocketAddrV4,
         },
         /// A Reply we do not trust.
         ReplyRejected = "en.reply_rejected" { request_id: u32, reason: String },

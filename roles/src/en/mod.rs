@@ -15,6 +15,7 @@
 
 mod calls;
 pub mod events;
+mod light;
 mod lookup;
 mod registration;
 mod role;
@@ -23,10 +24,12 @@ mod role;
 mod tests;
 
 pub use calls::{MAX_CALLS, NOT_FOUND_RETRIES, NOT_FOUND_RETRY_AFTER};
+pub use light::{FRESH_BLOCKS, HEADER_RETRY};
 pub use lookup::{MAX_PENDING_QUERIES, MAX_QUERY_TRIES, PeerInfo};
 pub use registration::TRIES_PER_SN;
 
 use crate::call::Call;
+use crate::chain::{ChainConfig, HeaderChain};
 use crate::event::Event;
 use crate::wallet::Wallet;
 use crate::{Time, Transmit};
@@ -37,10 +40,22 @@ use binfm_stack::wire::toall::{HashAddr, ToallTx};
 use events::EnEvent;
 use lookup::PendingQuery;
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::ChaCha20Rng;
 use registration::Registration;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
+
+/// Why a Query was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Purpose {
+    /// A peer lookup (a call's, or a scheduled one).
+    Lookup,
+    /// The same lookup asked of a second SN: `first` is what the first SN proved (`None`
+    /// if it said "not found").
+    Confirm { first: Option<PeerInfo> },
+    /// Our own address after a start: the latest seq we signed, so we resume above it.
+    Resume,
+}
 
 /// Sans-IO end node.
 #[derive(Debug)]
@@ -49,12 +64,15 @@ pub struct EndNode {
     port: u16,
     private: Option<SocketAddrV4>,
     nat: Option<SocketAddrV4>,
+    /// The NAT's public address from DHCP (option 224); `None` without a NAT. An SN's
+    /// `EndpointMismatch` is believed only for this address (or the private one without a
+    /// NAT): only the port may differ from our H16 guess.
+    nat_public: Option<std::net::Ipv4Addr>,
     sns: Vec<SocketAddrV4>,
     sn_index: usize,
     reg: Option<Registration>,
     registered: Option<ToallTx>,
     queries: BTreeMap<u32, PendingQuery>,
-    next_request_id: u32,
     results: VecDeque<(u32, HashAddr, Option<PeerInfo>)>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -62,9 +80,18 @@ pub struct EndNode {
     calls: Vec<Call>,
     /// Calls whose peer was not found: peer -> (when to ask again, if waiting; retries so far).
     not_found: BTreeMap<HashAddr, (Option<Time>, u32)>,
-    rng: ChaCha8Rng,
+    /// ChaCha20 keyed with the 256-bit seed: nonces, SSRCs, request ids, renewed DH keys.
+    rng: ChaCha20Rng,
     tone_hz: f64,
     had_address_before: bool,
+    /// The best header chain of our SNs (light client).
+    headers: HeaderChain,
+    /// The GetHeaders in flight: to which SN, when.
+    header_request: Option<(SocketAddrV4, Time)>,
+    /// Whether this start of the node has asked the chain for its latest seq.
+    resume_asked: bool,
+    /// Resume lookups made after a stale-seq refusal (bounded).
+    resume_retries: u32,
     /// Media packets that matched no call.
     pub unknown_media: u64,
     /// New calls refused because [`MAX_CALLS`] live calls exist.
@@ -72,29 +99,35 @@ pub struct EndNode {
 }
 
 impl EndNode {
-    /// An EN with its wallet, using UDP `port` for control and media; `seed` drives its
-    /// nonces, SSRCs and renewed keys; `tone_hz` is the tone it sends in calls.
-    pub fn new(wallet: Wallet, port: u16, seed: u64, tone_hz: f64) -> Self {
+    /// An EN with its wallet, using UDP `port` for control and media; `seed` (256 bits,
+    /// see [`crate::keyseed`]) keys the ChaCha20 generator of its nonces, SSRCs, request ids
+    /// and renewed keys, and must differ for every start of the node; `tone_hz` is the tone
+    /// it sends in calls.
+    pub fn new(wallet: Wallet, port: u16, seed: [u8; 32], tone_hz: f64) -> Self {
         EndNode {
             wallet,
             port,
             private: None,
             nat: None,
+            nat_public: None,
             sns: Vec::new(),
             sn_index: 0,
             reg: None,
             registered: None,
             queries: BTreeMap::new(),
-            next_request_id: 1,
             results: VecDeque::new(),
             not_found: BTreeMap::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             want_unconfirmed: false,
             calls: Vec::new(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: ChaCha20Rng::from_seed(seed),
             tone_hz,
             had_address_before: false,
+            headers: HeaderChain::new(ChainConfig::default()),
+            header_request: None,
+            resume_asked: false,
+            resume_retries: 0,
             unknown_media: 0,
             calls_refused: 0,
         }
@@ -200,20 +233,21 @@ impl EndNode {
                 request_id,
                 hash_addr,
                 found,
-                height,
-                confirmations,
                 tx,
                 unconfirmed,
+                proof,
+                ..
             } => self.on_reply(
                 now,
+                from,
                 request_id,
                 hash_addr,
                 found,
-                height,
-                confirmations,
                 tx,
                 unconfirmed,
+                proof,
             ),
+            Message::Headers { headers } => self.on_headers(now, from, &headers),
             _ => self.events.push_back(EnEvent::Unexpected { from }.into()),
         }
     }

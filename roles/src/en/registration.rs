@@ -2,18 +2,20 @@
 //! and (H16-guessed, then SN-corrected) NAT endpoint and DH public value, retransmitted with
 //! backoff, failing over to the next SN of the DHCP list after [`TRIES_PER_SN`] tries.
 
-use super::EndNode;
 use super::events::EnEvent;
+use super::{EndNode, Purpose};
 use crate::Time;
 use crate::nat::h16;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::{hex, millis};
-use binfm_stack::wire::binfm::{Message, TxStatus};
+use binfm_stack::wire::binfm::{Message, TxStatus, reject};
 use binfm_stack::wire::toall::ToallTx;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Unanswered tries before moving to the next super node.
 pub const TRIES_PER_SN: u32 = 3;
+/// Lookups of our own latest seq after stale-seq refusals, per start of the node.
+pub const MAX_RESUME_RETRIES: u32 = 3;
 
 /// The Tx being registered until an SN acknowledges it.
 #[derive(Debug)]
@@ -41,6 +43,7 @@ impl EndNode {
         let moved = self.private.is_some_and(|p| p != private) || self.had_address_before;
         self.private = Some(private);
         self.nat = Some(nat);
+        self.nat_public = nat_public;
         if !sns.is_empty() {
             self.sns = sns;
             self.sn_index = 0;
@@ -50,6 +53,34 @@ impl EndNode {
         }
         self.had_address_before = false;
         self.register(now, "new_address");
+        if !self.resume_asked {
+            // A (re)started node may have signed Txs before: ask the chain for our latest
+            // seq (in parallel with the first registration, so a fresh start loses no time;
+            // after a restart the stale first Tx is refused and we register again above it).
+            self.resume_asked = true;
+            let me = self.wallet.hash_addr();
+            self.query(now, me, Purpose::Resume, self.sn_index);
+        }
+    }
+
+    /// The chain's answer about our own address: `seq` is the latest Tx we signed that our SN
+    /// knows (`None`: none). Continue above it, and register again if what we sent (or had
+    /// accepted, or had refused) is not above it.
+    pub(super) fn resume_from(&mut self, now: Time, sn: SocketAddrV4, seq: Option<u64>) {
+        let found = seq.unwrap_or(0);
+        if let Some(seq) = seq {
+            self.events
+                .push_back(EnEvent::SeqResumed { seq, sn }.into());
+            self.wallet.resume_after(seq);
+        }
+        let stale = match (&self.reg, &self.registered) {
+            (Some(r), _) => r.tx.out.seq <= found,
+            (None, Some(t)) => t.out.seq <= found,
+            (None, None) => true,
+        };
+        if stale {
+            self.register(now, "resume");
+        }
     }
 
     /// The address was lost (lease expired, moving): stop retransmitting.
@@ -139,6 +170,22 @@ impl EndNode {
             }
             TxStatus::EndpointMismatch => {
                 let guessed = self.nat;
+                // The SN says where our Tx came from. Only the port may differ from our guess:
+                // the address must be the NAT's public one from DHCP (or our own without a
+                // NAT). Anything else is an SN (or a spoofer) trying to have us register an
+                // endpoint we do not own: refused, and nothing is signed with it.
+                let own_ip = self.nat_public.or(self.private.map(|p| *p.ip()));
+                if own_ip != Some(*observed.ip()) {
+                    self.events.push_back(
+                        EnEvent::EndpointRefused {
+                            sn: from,
+                            observed,
+                            expected_ip: own_ip,
+                        }
+                        .into(),
+                    );
+                    return;
+                }
                 self.events
                     .push_back(EnEvent::EndpointCorrected { guessed, observed }.into());
                 if self.nat == Some(observed) {
@@ -156,6 +203,15 @@ impl EndNode {
                     .into(),
                 );
                 self.reg = None;
+                // Our seq is behind the chain's (a restart lost it): look it up, then
+                // register above it; a few times at most.
+                if other == TxStatus::Rejected(reject::STALE_SEQ)
+                    && self.resume_retries < MAX_RESUME_RETRIES
+                {
+                    self.resume_retries += 1;
+                    let me = self.wallet.hash_addr();
+                    self.query(now, me, Purpose::Resume, self.sn_index);
+                }
             }
         }
     }

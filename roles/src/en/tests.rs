@@ -3,12 +3,87 @@
 use super::*;
 use crate::call::CallState;
 use crate::call_events::CallEvent;
-use binfm_stack::wire::binfm::TxStatus;
+use binfm_stack::wire::binfm::{TxProof, TxStatus};
+use rand_chacha::ChaCha8Rng;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const SN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 12), ports::SN);
 const ME: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 40);
+
+/// A super node's chain for tests: Txs go into mined blocks (an easy target), Replies carry
+/// real proofs, and the ENs are given the headers as an SN would push them.
+pub(super) struct TestChain {
+    pub(super) chain: crate::chain::Chain<ToallTx>,
+    time_ms: u64,
+}
+
+impl TestChain {
+    pub(super) fn new() -> Self {
+        let chain = crate::chain::Chain::new(
+            crate::chain::test_util::easy_config(),
+            crate::chain::MempoolConfig::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        TestChain { chain, time_ms: 0 }
+    }
+
+    /// An EN following this chain.
+    pub(super) fn en(&self, wallet: Wallet, seed: u8, tone: f64) -> EndNode {
+        let mut en = EndNode::new(wallet, ports::EN, [seed; 32], tone);
+        en.set_chain_config(crate::chain::test_util::easy_config());
+        en
+    }
+
+    /// Mines a block holding `txs` on the tip; returns its header.
+    pub(super) fn mine(&mut self, txs: Vec<ToallTx>) -> crate::chain::BlockHeader {
+        self.time_ms += 10;
+        for tx in txs {
+            let _ = self.chain.add_tx(tx, self.time_ms, &crate::sn::validate_tx);
+        }
+        let mut block = self.chain.block_template(self.time_ms, 1, 100);
+        let (nonce, _) = crate::chain::pow::mine(&block.header, 0, 1 << 24)
+            .unwrap_or_else(|| panic!("easy target"));
+        block.header.nonce = nonce;
+        let header = block.header;
+        self.chain
+            .add_block(block, self.time_ms, &crate::sn::validate_tx)
+            .unwrap_or_else(|e| panic!("{e}"));
+        header
+    }
+
+    /// The Headers push of the newest block.
+    pub(super) fn push(&self) -> Vec<u8> {
+        let (tip, _) = self.chain.tip();
+        let headers = self
+            .chain
+            .block(&tip)
+            .map(|b| vec![b.header.encode()])
+            .unwrap_or_default();
+        Message::Headers { headers }.to_bytes()
+    }
+
+    /// The SN's Reply, with the proof of the latest confirmed Tx.
+    pub(super) fn reply(&self, request_id: u32, hash_addr: HashAddr) -> Message {
+        let found = self.chain.lookup_with_proof(&hash_addr);
+        Message::Reply {
+            request_id,
+            hash_addr,
+            found: found.is_some(),
+            height: found.as_ref().map_or(0, |f| f.1),
+            confirmations: 1,
+            proof: found
+                .as_ref()
+                .map(|(_, _, h, i, path)| binfm_stack::wire::binfm::TxProof {
+                    header: h.encode(),
+                    index: *i as u16,
+                    siblings: path.clone(),
+                }),
+            tx: found.map(|f| f.0.clone()),
+            unconfirmed: None,
+        }
+    }
+}
 
 fn wallet(seed: u8, at: SocketAddrV4) -> Wallet {
     let mut w = Wallet::from_seed([seed; 32], &mut ChaCha8Rng::seed_from_u64(seed.into()));
@@ -16,12 +91,8 @@ fn wallet(seed: u8, at: SocketAddrV4) -> Wallet {
     w
 }
 
-/// Answers every Query the EN sent with `answer(hash address)`; returns how many.
-fn answer_queries(
-    en: &mut EndNode,
-    now: Time,
-    answer: &dyn Fn(HashAddr) -> Option<ToallTx>,
-) -> usize {
+/// Answers every Query the EN sent from `chain`; returns how many.
+fn answer_queries(en: &mut EndNode, now: Time, chain: &TestChain) -> usize {
     let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
     let mut n = 0;
     for t in sent {
@@ -31,16 +102,7 @@ fn answer_queries(
             ..
         }) = Message::parse(&t.payload)
         {
-            let tx = answer(hash_addr);
-            let reply = Message::Reply {
-                request_id,
-                hash_addr,
-                found: tx.is_some(),
-                height: 1,
-                confirmations: 1,
-                tx,
-                unconfirmed: None,
-            };
+            let reply = chain.reply(request_id, hash_addr);
             en.handle_datagram(now, SN, SocketAddrV4::new(ME, ports::EN), &reply.to_bytes());
             n += 1;
         }
@@ -51,7 +113,8 @@ fn answer_queries(
 #[test]
 fn a_session_request_flood_cannot_grow_the_call_list() {
     let me = SocketAddrV4::new(ME, ports::EN);
-    let mut en = EndNode::new(wallet(1, me), ports::EN, 1, 440.0);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(1, me), 1, 440.0);
     en.on_address(Time::ZERO, ME, None, vec![SN]);
     let target = en.hash_addr();
     let spoofer = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 4000);
@@ -73,7 +136,7 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
         let mut caller = [0u8; 32];
         caller[..4].copy_from_slice(&i.to_be_bytes());
         en.handle_datagram(now, spoofer, me, &request(caller, i));
-        answer_queries(&mut en, now, &|_| None);
+        answer_queries(&mut en, now, &chain);
         assert!(en.calls().len() <= MAX_CALLS);
     }
     assert_eq!(en.calls().len(), MAX_CALLS);
@@ -90,12 +153,13 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
         let mut w = real;
         (w.hash_addr(), w.next_tx(0))
     };
+    chain.mine(vec![real_tx.1.clone()]);
+    en.handle_datagram(Time::from_secs(10), SN, me, &chain.push());
     while en.poll_event().is_some() {}
     for i in 0..(MAX_CALLS as u32 + 150) {
         let now = Time::from_secs(10) + Time::from_millis(u64::from(i));
         en.handle_datagram(now, spoofer, me, &request(real_tx.0, 10_000 + i));
-        let tx = real_tx.1.clone();
-        answer_queries(&mut en, now, &move |_| Some(tx.clone()));
+        answer_queries(&mut en, now, &chain);
         assert!(en.calls().len() <= MAX_CALLS);
     }
     let live = en
@@ -155,7 +219,8 @@ fn rekey_accepted(e: &Event) -> bool {
 #[test]
 fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_real_one() {
     let me = SocketAddrV4::new(ME, ports::EN);
-    let mut en = EndNode::new(wallet(1, me), ports::EN, 1, 440.0);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(1, me), 1, 440.0);
     en.on_address(Time::ZERO, ME, None, vec![SN]);
     let peer_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
     let mut peer = wallet(2, peer_at);
@@ -163,6 +228,9 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
     let evil_at = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 4444);
     let mut other = wallet(3, evil_at);
     let (other_addr, other_tx) = (other.hash_addr(), other.next_tx(0));
+    // Both Txs are in block 1; the EN has its header.
+    chain.mine(vec![peer_tx.clone(), other_tx.clone()]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
     while en.poll_transmit().is_some() {}
     en.call(Time::ZERO, peer_addr);
     let rid = std::iter::from_fn(|| en.poll_transmit())
@@ -184,7 +252,35 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
         confirmations: 6,
         tx: Some(tx),
         unconfirmed: None,
+        proof: None,
     };
+    let genuine_msg = chain.reply(rid, peer_addr);
+    let Message::Reply {
+        proof: Some(genuine_proof),
+        ..
+    } = &genuine_msg
+    else {
+        panic!("the chain proves the peer's Tx");
+    };
+    let with_proof = |tx: ToallTx, p: TxProof| Message::Reply {
+        request_id: rid,
+        hash_addr: peer_addr,
+        found: true,
+        height: 1,
+        confirmations: 6,
+        tx: Some(tx),
+        unconfirmed: None,
+        proof: Some(p),
+    };
+    // The proof of the other Tx of the block (another index) for the peer's Tx.
+    let mut other_index = genuine_proof.clone();
+    other_index.index ^= 1;
+    // A block header of a chain the EN does not follow: same Tx and root, another parent.
+    let mut foreign = genuine_proof.clone();
+    foreign.header[4] ^= 1; // `prev`
+    // The genuine header with an easier target: its proof of work no longer counts.
+    let mut easier = genuine_proof.clone();
+    easier.header[76..108].fill(0xff);
 
     // The peer's Tx moved to the attacker's endpoint, signature kept: bad signature.
     let mut moved = peer_tx.clone();
@@ -220,10 +316,39 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
             reply(other_addr, other_tx.clone()),
             "reply names another hash address".to_owned(),
         ),
+        // The genuine Tx without the proof that it is in a block.
+        (
+            reply(peer_addr, peer_tx.clone()),
+            "confirmed Tx without a proof".to_owned(),
+        ),
+        (
+            with_proof(peer_tx.clone(), other_index),
+            "Merkle proof does not lead to the block's root".to_owned(),
+        ),
+        (
+            with_proof(peer_tx.clone(), foreign),
+            "any: a header that is not on the EN's chain".to_owned(),
+        ),
+        (
+            with_proof(peer_tx.clone(), easier),
+            "proof block header: target not the expected one".to_owned(),
+        ),
     ];
     for (msg, why) in &forged {
         en.handle_datagram(Time::from_millis(10), SN, me, &msg.to_bytes());
-        assert_eq!(drain(&mut en, reply_rejected), vec![why.clone()]);
+        let got = drain(&mut en, reply_rejected);
+        if why.starts_with("any") {
+            assert_eq!(got.len(), 1, "{why}: {got:?}");
+        } else {
+            assert_eq!(got, vec![why.clone()]);
+        }
+        // A header sync the forgery started is not a Session Request.
+        while let Some(t) = en.poll_transmit() {
+            assert!(
+                matches!(Message::parse(&t.payload), Ok(Message::GetHeaders { .. })),
+                "{why}: only a header request may leave"
+            );
+        }
         assert!(en.poll_lookup().is_none(), "{why}: no lookup result");
         assert_eq!(
             en.calls()[0].state,
@@ -234,7 +359,7 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
         assert!(en.poll_transmit().is_none(), "{why}: no Session Request");
     }
     // A forged Reply from anyone but the SN is not even looked at.
-    let genuine = reply(peer_addr, peer_tx.clone()).to_bytes();
+    let genuine = genuine_msg.to_bytes();
     en.handle_datagram(Time::from_millis(10), evil_at, me, &genuine);
     assert_eq!(drain(&mut en, unexpected).len(), 1);
     assert_eq!(en.calls()[0].state, CallState::LookingUp(rid));
@@ -259,9 +384,10 @@ fn a_reply_with_a_forged_or_foreign_tx_is_refused_and_the_call_waits_for_the_rea
     assert_eq!(en.calls()[0].peer_addr, Some(peer_at));
 }
 
-/// Delivers everything `a` and `b` send, playing the SN (TxSubmit acknowledged and
-/// remembered, Query answered from what was submitted), until nothing is in flight.
-fn pump(a: &mut EndNode, b: &mut EndNode, now: Time, txs: &mut BTreeMap<HashAddr, ToallTx>) {
+/// Delivers everything `a` and `b` send, playing the SN (a TxSubmit acknowledged and mined
+/// into a block at once, its header pushed to both; Queries and GetHeaders answered from the
+/// chain), until nothing is in flight.
+fn pump(a: &mut EndNode, b: &mut EndNode, now: Time, chain: &mut TestChain) {
     for _ in 0..100 {
         let mut sent = Vec::new();
         for (i, en) in [&mut *a, &mut *b].into_iter().enumerate() {
@@ -274,7 +400,6 @@ fn pump(a: &mut EndNode, b: &mut EndNode, now: Time, txs: &mut BTreeMap<HashAddr
             return;
         }
         for (i, from, t) in sent {
-            let en = if i == 0 { &mut *a } else { &mut *b };
             if t.dst == SN {
                 let answer = match Message::parse(&t.payload) {
                     Ok(Message::TxSubmit { tx }) => {
@@ -283,27 +408,28 @@ fn pump(a: &mut EndNode, b: &mut EndNode, now: Time, txs: &mut BTreeMap<HashAddr
                             status: TxStatus::Accepted,
                             observed: from,
                         };
-                        txs.insert(tx.out.hash_addr, tx);
+                        chain.mine(vec![tx]);
+                        let push = chain.push();
+                        a.handle_datagram(now, SN, from, &push);
+                        b.handle_datagram(now, SN, from, &push);
                         ack
                     }
                     Ok(Message::Query {
                         request_id,
                         hash_addr,
                         ..
-                    }) => {
-                        let tx = txs.get(&hash_addr).cloned();
-                        Message::Reply {
-                            request_id,
-                            hash_addr,
-                            found: tx.is_some(),
-                            height: 1,
-                            confirmations: 1,
-                            tx,
-                            unconfirmed: None,
-                        }
-                    }
+                    }) => chain.reply(request_id, hash_addr),
+                    Ok(Message::GetHeaders { locator }) => Message::Headers {
+                        headers: chain
+                            .chain
+                            .blocks_after(&locator, binfm_stack::wire::binfm::MAX_HEADERS)
+                            .iter()
+                            .map(|b| b.header.encode())
+                            .collect(),
+                    },
                     _ => continue,
                 };
+                let en = if i == 0 { &mut *a } else { &mut *b };
                 en.handle_datagram(now, SN, from, &answer.to_bytes());
                 continue;
             }
@@ -320,13 +446,7 @@ fn pump(a: &mut EndNode, b: &mut EndNode, now: Time, txs: &mut BTreeMap<HashAddr
 }
 
 /// Runs both ENs' timers (audio frames) every 20 ms from `from` to `to`, delivering.
-fn run(
-    a: &mut EndNode,
-    b: &mut EndNode,
-    from: Time,
-    to: Time,
-    txs: &mut BTreeMap<HashAddr, ToallTx>,
-) {
+fn run(a: &mut EndNode, b: &mut EndNode, from: Time, to: Time, txs: &mut TestChain) {
     let mut now = from;
     while now <= to {
         a.handle_timeout(now);
@@ -344,9 +464,9 @@ fn run(
 fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
     let at_a = SocketAddrV4::new(ME, ports::EN);
     let at_b = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
-    let mut a = EndNode::new(wallet(1, at_a), ports::EN, 1, 440.0);
-    let mut b = EndNode::new(wallet(2, at_b), ports::EN, 2, 660.0);
-    let mut txs = BTreeMap::new();
+    let mut txs = TestChain::new();
+    let mut a = txs.en(wallet(1, at_a), 1, 440.0);
+    let mut b = txs.en(wallet(2, at_b), 2, 660.0);
     a.on_address(Time::ZERO, *at_a.ip(), None, vec![SN]);
     b.on_address(Time::ZERO, *at_b.ip(), None, vec![SN]);
     pump(&mut a, &mut b, Time::ZERO, &mut txs);
@@ -461,4 +581,240 @@ fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
     );
     assert!(a.calls()[0].media.media_refused.is_empty());
     assert!(b.calls()[0].media.media_refused.is_empty());
+}
+
+/// The first Query the EN sent for `addr` since the last drain, with its id.
+fn query_for(en: &mut EndNode, addr: HashAddr) -> Option<(u32, SocketAddrV4)> {
+    std::iter::from_fn(|| en.poll_transmit()).find_map(|t| match Message::parse(&t.payload) {
+        Ok(Message::Query {
+            request_id,
+            hash_addr,
+            ..
+        }) if hash_addr == addr => Some((request_id, t.dst)),
+        _ => None,
+    })
+}
+
+/// A lying SN's `EndpointMismatch` naming an address that is not our NAT's (DHCP option
+/// 224) is refused: nothing is signed with it. One that only corrects the port is followed.
+#[test]
+fn an_endpoint_mismatch_to_a_foreign_address_is_refused() {
+    let private = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 100), ports::EN);
+    let nat_ip = Ipv4Addr::new(198, 51, 100, 1);
+    let chain = TestChain::new();
+    let mut en = chain.en(wallet(1, private), 1, 440.0);
+    en.on_address(Time::ZERO, *private.ip(), Some(nat_ip), vec![SN]);
+    let first = std::iter::from_fn(|| en.poll_transmit())
+        .find_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::TxSubmit { tx }) => Some(tx),
+            _ => None,
+        })
+        .expect("registers");
+    let evil = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 4444);
+    let ack = |observed| Message::TxAck {
+        tx_id: first.id(),
+        status: TxStatus::EndpointMismatch,
+        observed,
+    };
+    en.handle_datagram(Time::from_millis(80), SN, private, &ack(evil).to_bytes());
+    let refused = drain(&mut en, |e| match e.downcast_ref()? {
+        EnEvent::EndpointRefused { observed, .. } => Some(*observed),
+        _ => None,
+    });
+    assert_eq!(refused, vec![evil]);
+    let signed: Vec<ToallTx> = std::iter::from_fn(|| en.poll_transmit())
+        .filter_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::TxSubmit { tx }) => Some(tx),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        signed.is_empty(),
+        "no Tx with the attacker's endpoint: {signed:?}"
+    );
+    assert_eq!(en.wallet().seq(), 1);
+    // The real NAT picked another port: followed.
+    let real = SocketAddrV4::new(nat_ip, 40000);
+    en.handle_datagram(Time::from_millis(90), SN, private, &ack(real).to_bytes());
+    let resent = std::iter::from_fn(|| en.poll_transmit())
+        .find_map(|t| match Message::parse(&t.payload) {
+            Ok(Message::TxSubmit { tx }) => Some(tx),
+            _ => None,
+        })
+        .expect("re-registers with the corrected port");
+    assert_eq!((resent.out.nat_ip, resent.out.nat_port), (nat_ip, 40000));
+}
+
+/// Request ids are unpredictable: an off-path attacker who sends "not found" Replies from the
+/// SN's address for the first 10,000 ids (what a counter from 1 would use) does not end a
+/// callee's pending lookup, which the genuine Reply then completes.
+#[test]
+fn a_spoofed_not_found_with_guessed_ids_does_not_end_a_pending_call() {
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(1, me), 1, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN]);
+    let caller_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut caller = wallet(2, caller_at);
+    let caller_tx = caller.next_tx(0);
+    chain.mine(vec![caller_tx]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    while en.poll_transmit().is_some() {}
+    let request = Message::SessionRequest {
+        caller: caller.hash_addr(),
+        callee: en.hash_addr(),
+        nonce: [7; 16],
+        ssrc: 7,
+    };
+    en.handle_datagram(Time::from_millis(1), caller_at, me, &request.to_bytes());
+    let (rid, _) = query_for(&mut en, caller.hash_addr()).expect("the callee looks the caller up");
+    for guess in 1..=10_000u32 {
+        let fake = Message::Reply {
+            request_id: guess,
+            hash_addr: caller.hash_addr(),
+            found: false,
+            height: 0,
+            confirmations: 0,
+            tx: None,
+            unconfirmed: None,
+            proof: None,
+        };
+        en.handle_datagram(Time::from_millis(2), SN, me, &fake.to_bytes());
+    }
+    assert_eq!(en.calls()[0].state, CallState::LookingUp(rid));
+    en.handle_datagram(
+        Time::from_millis(3),
+        SN,
+        me,
+        &chain.reply(rid, caller.hash_addr()).to_bytes(),
+    );
+    assert_eq!(en.calls()[0].state, CallState::Active);
+}
+
+/// A stale location: the first SN serves the peer's genuine, proven, but superseded Tx (its
+/// block more than FRESH_BLOCKS below the tip). The EN asks a second SN, which proves the
+/// newer one, and the call uses the newer endpoint.
+#[test]
+fn an_old_tx_is_checked_with_a_second_sn_and_the_newer_one_wins() {
+    const SN2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 13), ports::SN);
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(1, me), 1, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN, SN2]);
+    let old_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let new_at = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 42), ports::EN);
+    let mut peer = wallet(2, old_at);
+    let old_tx = peer.next_tx(0);
+    chain.mine(vec![old_tx.clone()]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    // The lying SN remembers the reply it will give: the old Tx with its proof.
+    let stale_reply = |rid| chain_reply_with(&chain, rid, peer.hash_addr());
+    let stale = stale_reply(0);
+    for _ in 0..=FRESH_BLOCKS.min(100) {
+        chain.mine(vec![]);
+        en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    }
+    peer.set_addresses(new_at, new_at);
+    let new_tx = peer.next_tx(1);
+    chain.mine(vec![new_tx.clone()]);
+    en.handle_datagram(Time::ZERO, SN, me, &chain.push());
+    while en.poll_transmit().is_some() {}
+    // ... but the new Tx is too fresh to be checked: the lie goes through only if the EN is
+    // behind; here the EN is at the tip, so the old Tx is more than FRESH_BLOCKS old.
+    en.call(Time::from_millis(10), peer.hash_addr());
+    let (rid, to) = query_for(&mut en, peer.hash_addr()).expect("query");
+    assert_eq!(to, SN);
+    let Message::Reply { tx, proof, .. } = stale else {
+        unreachable!()
+    };
+    let lie = Message::Reply {
+        request_id: rid,
+        hash_addr: peer.hash_addr(),
+        found: true,
+        height: 1,
+        confirmations: 1,
+        tx,
+        unconfirmed: None,
+        proof,
+    };
+    en.handle_datagram(Time::from_millis(20), SN, me, &lie.to_bytes());
+    let (rid2, to2) = query_for(&mut en, peer.hash_addr()).expect("asks a second SN");
+    assert_eq!((rid2, to2), (rid, SN2));
+    assert!(matches!(en.calls()[0].state, CallState::LookingUp(_)));
+    en.handle_datagram(
+        Time::from_millis(30),
+        SN2,
+        me,
+        &chain.reply(rid, peer.hash_addr()).to_bytes(),
+    );
+    let stale_seen = drain(&mut en, |e| match e.downcast_ref()? {
+        EnEvent::StaleReply {
+            first_seq,
+            second_seq,
+            ..
+        } => Some((*first_seq, *second_seq)),
+        _ => None,
+    });
+    assert_eq!(stale_seen, vec![(1, 2)]);
+    assert_eq!(en.calls()[0].state, CallState::Requesting);
+    let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+    assert!(sent.iter().any(|t| t.dst == new_at));
+    assert!(sent.iter().all(|t| t.dst != old_at));
+}
+
+fn chain_reply_with(chain: &TestChain, rid: u32, addr: HashAddr) -> Message {
+    chain.reply(rid, addr)
+}
+
+/// A restarted EN (a new EndNode with the same wallet key, its seq counter lost) learns its
+/// latest seq from the chain and registers above it, instead of being refused forever.
+#[test]
+fn a_restarted_end_node_resumes_its_sequence_from_the_chain() {
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let mut chain = TestChain::new();
+    // Its previous life registered seq 1, 2 and 3.
+    let mut before = wallet(1, me);
+    for t in 0..3 {
+        chain.mine(vec![before.next_tx(t)]);
+    }
+    let mut en = chain.en(wallet(1, me), 9, 440.0);
+    en.on_address(Time::ZERO, ME, None, vec![SN]);
+    let mut registered = None;
+    for _ in 0..10 {
+        let sent: Vec<Transmit> = std::iter::from_fn(|| en.poll_transmit()).collect();
+        if sent.is_empty() {
+            break;
+        }
+        for t in sent {
+            let answer = match Message::parse(&t.payload) {
+                Ok(Message::TxSubmit { tx }) => {
+                    // The SN's rule: the seq must be above the latest confirmed one.
+                    let latest = chain
+                        .chain
+                        .lookup(&tx.out.hash_addr)
+                        .map_or(0, |(t, _)| t.out.seq);
+                    let status = if tx.out.seq > latest {
+                        registered = Some(tx.out.seq);
+                        TxStatus::Accepted
+                    } else {
+                        TxStatus::Rejected(binfm_stack::wire::binfm::reject::STALE_SEQ)
+                    };
+                    Message::TxAck {
+                        tx_id: tx.id(),
+                        status,
+                        observed: me,
+                    }
+                }
+                Ok(Message::Query {
+                    request_id,
+                    hash_addr,
+                    ..
+                }) => chain.reply(request_id, hash_addr),
+                _ => continue,
+            };
+            en.handle_datagram(Time::from_millis(80), SN, me, &answer.to_bytes());
+        }
+    }
+    assert_eq!(registered, Some(4));
+    assert_eq!(en.wallet().seq(), 4);
 }

@@ -19,7 +19,9 @@ use crate::reassembly::Reassembler;
 use crate::util::{hex, millis};
 use crate::wallet::{TxError as WalletTxError, verify_tx};
 use crate::{Time, Transmit};
-use binfm_stack::wire::binfm::{BlockPart, Message, TxStatus, reject, split_block};
+use binfm_stack::wire::binfm::{
+    BlockPart, MAX_HEADERS, MAX_PROOF_DEPTH, Message, TxProof, TxStatus, reject, split_block,
+};
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::ToallTx;
 use rand::{RngExt, SeedableRng};
@@ -69,9 +71,18 @@ pub struct SuperNode {
     tx_limiter: Option<SourceLimiter>,
     query_limiter: Option<SourceLimiter>,
     drop_reports: BTreeMap<&'static str, DropReport>,
+    /// End nodes that registered here (the source of an accepted Tx) and when they last
+    /// did: they get the best chain's new headers pushed (at most [`MAX_SUBSCRIBERS`], each
+    /// for [`SUBSCRIPTION_TTL`]).
+    subscribers: BTreeMap<SocketAddrV4, Time>,
     /// Counters by reason of what the SN refused or dropped (names in `docs/security.md`).
     pub refused: BTreeMap<&'static str, u64>,
 }
+
+/// Most end-node endpoints the SN pushes headers to; the least recently registered goes first.
+pub const MAX_SUBSCRIBERS: usize = 1024;
+/// How long a registration keeps an endpoint subscribed to header pushes.
+pub const SUBSCRIPTION_TTL: Duration = Duration::from_secs(120);
 
 /// The counter name of a Tx that failed [`verify_tx`].
 fn invalid_reason(e: WalletTxError) -> &'static str {
@@ -110,6 +121,7 @@ impl SuperNode {
             tx_limiter: cfg.tx_limit.map(SourceLimiter::new),
             query_limiter: cfg.query_limit.map(SourceLimiter::new),
             drop_reports: BTreeMap::new(),
+            subscribers: BTreeMap::new(),
             cfg,
             chain,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -297,10 +309,29 @@ impl SuperNode {
                     self.refuse(now, "query_rate_limited", DropSample::RateLimited { from });
                     return;
                 }
-                let (found, height, confirmations, tx) = match self.chain.lookup(&hash_addr) {
-                    Some((tx, h)) => (true, h, self.chain.confirmations(h), Some(tx.clone())),
-                    None => (false, 0, 0, None),
-                };
+                // The latest confirmed Tx with its proof: the header of its best-chain block
+                // and its Merkle path, which the EN checks against its header chain.
+                let (found, height, confirmations, tx, proof) =
+                    match self.chain.lookup_with_proof(&hash_addr) {
+                        Some((tx, h, header, index, path)) => {
+                            let proof = u16::try_from(index)
+                                .ok()
+                                .filter(|_| path.len() <= MAX_PROOF_DEPTH)
+                                .map(|index| TxProof {
+                                    header: header.encode(),
+                                    index,
+                                    siblings: path,
+                                });
+                            (
+                                true,
+                                h,
+                                self.chain.confirmations(h),
+                                Some(tx.clone()),
+                                proof,
+                            )
+                        }
+                        None => (false, 0, 0, None, None),
+                    };
                 let unconfirmed = if self.cfg.reply_unconfirmed && want_unconfirmed {
                     self.chain.mempool().pending(&hash_addr).cloned()
                 } else {
@@ -308,7 +339,10 @@ impl SuperNode {
                 };
                 let found = found || unconfirmed.is_some();
                 let peer = hex(&hash_addr);
-                if found {
+                // A registered EN asking about an address not (yet) on the chain is honest
+                // (its own latest seq after a start, a peer not registered yet): reported,
+                // not counted as a refusal like a Query from an unknown source.
+                if found || self.subscribers.contains_key(&from) {
                     self.events.push_back(SnEvent::Query {
                         peer,
                         found,
@@ -334,8 +368,31 @@ impl SuperNode {
                     confirmations: u32::try_from(confirmations).unwrap_or(u32::MAX),
                     tx,
                     unconfirmed,
+                    proof,
                 };
                 self.send(from, &reply);
+            }
+            Message::GetHeaders { locator } => {
+                // Answered only to a registered end node (a subscriber), within the Query
+                // limit: a GetHeaders is small and its answer up to 970 bytes, so an
+                // unknown (possibly spoofed) source gets nothing to reflect.
+                if !self.subscribers.contains_key(&from) {
+                    self.refuse(now, "get_headers_unknown", DropSample::RateLimited { from });
+                    return;
+                }
+                if let Some(l) = &mut self.query_limiter
+                    && !l.allow(*from.ip(), millis(now))
+                {
+                    self.refuse(now, "query_rate_limited", DropSample::RateLimited { from });
+                    return;
+                }
+                let headers = self
+                    .chain
+                    .blocks_after(&locator, MAX_HEADERS)
+                    .iter()
+                    .map(|b| b.header.encode())
+                    .collect();
+                self.send(from, &Message::Headers { headers });
             }
             Message::BlockPart(part) if from_peer => self.on_block_part(now, from, part),
             Message::GetBlock { block_hash } if from_peer => {
@@ -429,6 +486,9 @@ impl SuperNode {
             return;
         }
         let status = self.offer_tx(now, &tx, None);
+        if matches!(status, TxStatus::Accepted | TxStatus::Duplicate) {
+            self.subscribe(now, from);
+        }
         self.send(
             from,
             &Message::TxAck {
@@ -437,6 +497,54 @@ impl SuperNode {
                 observed: from,
             },
         );
+    }
+
+    /// Pushes header updates to `ep` from now on (for [`SUBSCRIPTION_TTL`]).
+    fn subscribe(&mut self, now: Time, ep: SocketAddrV4) {
+        if !self.subscribers.contains_key(&ep) && self.subscribers.len() >= MAX_SUBSCRIBERS {
+            let oldest = self
+                .subscribers
+                .iter()
+                .min_by_key(|(a, t)| (**t, **a))
+                .map(|(a, _)| *a);
+            if let Some(a) = oldest {
+                self.subscribers.remove(&a);
+            }
+        }
+        self.subscribers.insert(ep, now);
+    }
+
+    /// Sends the headers of blocks that joined the best chain (the last [`MAX_HEADERS`] of
+    /// them; an EN that misses more asks with GetHeaders) to every live subscriber.
+    fn push_headers(&mut self, now: Time, added: &[Hash]) {
+        self.subscribers
+            .retain(|_, t| now.saturating_sub(*t) < SUBSCRIPTION_TTL);
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let skip = added.len().saturating_sub(MAX_HEADERS);
+        let headers: Vec<_> = added
+            .iter()
+            .skip(skip)
+            .filter_map(|h| self.chain.block(h).map(|b| b.header.encode()))
+            .collect();
+        if headers.is_empty() {
+            return;
+        }
+        let payload = Message::Headers { headers }.to_bytes();
+        for &to in self.subscribers.keys() {
+            self.out.push_back(Transmit {
+                src_ip: None,
+                src_port: ports::SN,
+                dst: to,
+                payload: payload.clone(),
+            });
+        }
+    }
+
+    /// Endpoints the SN pushes headers to.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.len()
     }
 
     fn on_tx_relay(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
@@ -538,6 +646,7 @@ impl SuperNode {
                     None => SnEvent::BlockMined { hash, height, txs },
                 });
                 self.confirmed(&added);
+                self.push_headers(now, &added);
                 self.relay_connected(from);
                 self.retemplate(now);
             }
@@ -550,6 +659,7 @@ impl SuperNode {
                     hash: hex(&hash),
                 });
                 self.confirmed(&added);
+                self.push_headers(now, &added);
                 // Txs of the abandoned branch went back to our mempool; flood them again so
                 // any SN can confirm them (peers on the other side never saw them).
                 let back: Vec<ToallTx> = removed

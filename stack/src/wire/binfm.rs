@@ -20,6 +20,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use super::codec::{Reader, WireError, copy_into};
 use super::toall::{HashAddr, MAX_Y_LEN, ToallTx};
 
+pub mod proof;
+
+pub use proof::{BLOCK_HEADER_LEN, MAX_HEADERS, MAX_LOCATOR, MAX_PROOF_DEPTH, RawHeader, TxProof};
+
 /// First two bytes of every BINFM datagram.
 pub const MAGIC: [u8; 2] = *b"BF";
 /// Current protocol version (third byte).
@@ -63,6 +67,10 @@ pub mod msg_type {
     pub const KEY_RENEWAL: u8 = 12;
     /// [`super::Message::ControlAck`], EN → EN.
     pub const CONTROL_ACK: u8 = 13;
+    /// [`super::Message::Headers`], SN → EN.
+    pub const HEADERS: u8 = 20;
+    /// [`super::Message::GetHeaders`], EN → SN.
+    pub const GET_HEADERS: u8 = 21;
 }
 
 /// Reason codes carried by [`TxStatus::Rejected`] (mirroring `binfm_roles::wallet::TxError`).
@@ -175,8 +183,9 @@ pub enum Message {
         want_unconfirmed: bool,
     },
     /// Type 4, SN → EN. Body: `request_id u32 hash_addr[32] flags u8 height u64
-    /// confirmations u32 [tx] [unconfirmed]` (49 bytes plus the Txs); flags: bit 0 found,
-    /// bit 1 tx present, bit 2 unconfirmed present, others 0.
+    /// confirmations u32 [tx] [unconfirmed] [proof]` (49 bytes plus the Txs and the proof);
+    /// flags: bit 0 found, bit 1 tx present, bit 2 unconfirmed present, bit 3 proof present
+    /// (only with bit 1), others 0.
     Reply {
         /// From the Query.
         request_id: u32,
@@ -192,6 +201,8 @@ pub enum Message {
         tx: Option<ToallTx>,
         /// Newest valid Tx not yet in a block, if asked for and known.
         unconfirmed: Option<ToallTx>,
+        /// Where `tx` sits in the best chain: its block's header and Merkle path.
+        proof: Option<TxProof>,
     },
     /// Type 5, SN → SN: flood a verified Tx. Body: the Tx.
     TxRelay {
@@ -284,7 +295,23 @@ pub enum Message {
         /// MAC with the session's control key over [`mac_input`].
         mac: [u8; MAC_LEN],
     },
+    /// Type 20, SN → EN: best-chain block headers, oldest first (pushed as blocks join the
+    /// best chain, or answering a GetHeaders). Body: `count u8 header[120] * count`,
+    /// `count <= MAX_HEADERS`.
+    Headers {
+        /// The headers, each 120 bytes.
+        headers: Vec<RawHeader>,
+    },
+    /// Type 21, EN → SN: "send me the best-chain headers after the first of these I share
+    /// with you" (a block locator, newest first). Body: `count u8 hash[32] * count`,
+    /// `1 <= count <= MAX_LOCATOR`.
+    GetHeaders {
+        /// Block hashes, newest first, ending with genesis.
+        locator: Vec<[u8; 32]>,
+    },
 }
+
+const FLAG3: u8 = 0b1000;
 
 const FLAG0: u8 = 0b001;
 const FLAG1: u8 = 0b010;
@@ -317,6 +344,8 @@ impl Message {
             Message::HandoverRequest { .. } => msg_type::HANDOVER_REQUEST,
             Message::KeyRenewal { .. } => msg_type::KEY_RENEWAL,
             Message::ControlAck { .. } => msg_type::CONTROL_ACK,
+            Message::Headers { .. } => msg_type::HEADERS,
+            Message::GetHeaders { .. } => msg_type::GET_HEADERS,
         }
     }
 
@@ -336,6 +365,8 @@ impl Message {
             Message::HandoverRequest { .. } => "handover_request",
             Message::KeyRenewal { .. } => "key_renewal",
             Message::ControlAck { .. } => "control_ack",
+            Message::Headers { .. } => "headers",
+            Message::GetHeaders { .. } => "get_headers",
         }
     }
 
@@ -389,7 +420,13 @@ impl Message {
                 let request_id = r.u32("reply request id")?;
                 let hash_addr = r.array("reply hash address")?;
                 let flags = r.u8("reply flags")?;
-                check_flags(flags, FLAG0 | FLAG1 | FLAG2, "reply flags")?;
+                check_flags(flags, FLAG0 | FLAG1 | FLAG2 | FLAG3, "reply flags")?;
+                if flags & FLAG3 != 0 && flags & FLAG1 == 0 {
+                    return Err(WireError::BadValue {
+                        field: "reply flags (a proof needs a tx)",
+                        value: u64::from(flags),
+                    });
+                }
                 let height = r.u64("reply height")?;
                 let confirmations = r.u32("reply confirmations")?;
                 let tx = if flags & FLAG1 != 0 {
@@ -402,6 +439,11 @@ impl Message {
                 } else {
                     None
                 };
+                let proof = if flags & FLAG3 != 0 {
+                    Some(TxProof::read(&mut r)?)
+                } else {
+                    None
+                };
                 Message::Reply {
                     request_id,
                     hash_addr,
@@ -410,6 +452,7 @@ impl Message {
                     confirmations,
                     tx,
                     unconfirmed,
+                    proof,
                 }
             }
             msg_type::BLOCK_PART => {
@@ -504,6 +547,12 @@ impl Message {
                 counter: r.u64("control ack counter")?,
                 mac: r.array("control ack mac")?,
             },
+            msg_type::HEADERS => Message::Headers {
+                headers: proof::read_list(&mut r, 0, MAX_HEADERS, "headers count")?,
+            },
+            msg_type::GET_HEADERS => Message::GetHeaders {
+                locator: proof::read_list(&mut r, 1, MAX_LOCATOR, "locator count")?,
+            },
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -518,10 +567,17 @@ impl Message {
                 Message::TxAck { .. } => 40,
                 Message::Query { .. } => 37,
                 Message::Reply {
-                    tx, unconfirmed, ..
+                    tx,
+                    unconfirmed,
+                    proof,
+                    ..
                 } => {
                     49 + tx.as_ref().map_or(0, ToallTx::buffer_len)
                         + unconfirmed.as_ref().map_or(0, ToallTx::buffer_len)
+                        + proof
+                            .as_ref()
+                            .filter(|_| tx.is_some())
+                            .map_or(0, TxProof::buffer_len)
                 }
                 Message::BlockPart(p) => 38 + p.data.len().min(MAX_PART_DATA),
                 Message::GetBlock { .. } => 32,
@@ -531,11 +587,16 @@ impl Message {
                 Message::HandoverRequest { .. } => 68,
                 Message::KeyRenewal { y, .. } => 58 + y.len().min(MAX_Y_LEN),
                 Message::ControlAck { .. } => 56,
+                Message::Headers { headers } => {
+                    1 + BLOCK_HEADER_LEN * headers.len().min(MAX_HEADERS)
+                }
+                Message::GetHeaders { locator } => 1 + 32 * locator.len().min(MAX_LOCATOR),
             }
     }
 
-    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`] and a KeyRenewal's Y beyond
-    /// [`MAX_Y_LEN`] are cut (they could not be parsed back); nothing here makes either.
+    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`], a KeyRenewal's Y beyond
+    /// [`MAX_Y_LEN`], and lists beyond their bounds are cut (they could not be parsed back);
+    /// nothing here makes any of them. An empty GetHeaders locator does not parse back.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.buffer_len());
         b.extend_from_slice(&MAGIC);
@@ -572,8 +633,14 @@ impl Message {
                 confirmations,
                 tx,
                 unconfirmed,
+                proof,
             } => {
+                // A proof without its Tx would not parse back: it is left out.
+                let proof = proof.as_ref().filter(|_| tx.is_some());
                 let mut flags = 0;
+                if proof.is_some() {
+                    flags |= FLAG3;
+                }
                 if *found {
                     flags |= FLAG0;
                 }
@@ -593,6 +660,9 @@ impl Message {
                 }
                 if let Some(tx) = unconfirmed {
                     tx.write(&mut b);
+                }
+                if let Some(p) = proof {
+                    p.write(&mut b);
                 }
             }
             Message::BlockPart(p) => {
@@ -676,6 +746,8 @@ impl Message {
                 b.extend_from_slice(&counter.to_be_bytes());
                 b.extend_from_slice(mac);
             }
+            Message::Headers { headers } => proof::write_list(&mut b, headers, MAX_HEADERS),
+            Message::GetHeaders { locator } => proof::write_list(&mut b, locator, MAX_LOCATOR),
         }
         b
     }

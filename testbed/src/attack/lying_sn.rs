@@ -155,6 +155,9 @@ impl LyingSn {
                     confirmations,
                     tx: Some(oldest.clone()),
                     unconfirmed: None,
+                    // The old Tx is served without a Merkle proof (this attacker does not
+                    // build one for an old block).
+                    proof: None,
                 }
             }
             (
@@ -182,6 +185,7 @@ impl LyingSn {
                     confirmations: 0,
                     tx: None,
                     unconfirmed: None,
+                    proof: None,
                 }
             }
             _ => return None,

@@ -131,7 +131,19 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                     super_nodes.clone(),
                 )),
             };
-            let en = EndNode::new(wallet, cfg.listen.port(), seed, *tone_hz);
+            // The role's randomness (nonces, SSRCs, ephemeral and renewed DH keys): fresh
+            // from the OS at every start, or from the configured seed and the start time, so
+            // a restart never repeats a (key, nonce) pair.
+            let role_seed = match cfg.seed {
+                Some(_) => binfm_roles::keyseed::derive(
+                    &binfm_roles::keyseed::master_from_seed(seed),
+                    "end-node role",
+                    &binfm_roles::util::hex(&key),
+                    u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+                ),
+                None => rand::random(),
+            };
+            let en = EndNode::new(wallet, cfg.listen.port(), role_seed, *tone_hz);
             (Box::new(en), None)
         }
     };

@@ -414,7 +414,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// The hash address of the node called `name`.
     fn hash_addr_of_name(&self, name: &str) -> binfm_stack::wire::toall::HashAddr {
-        crate::apps::wallet_for(self.topo.seed, name).hash_addr()
+        crate::apps::wallet_of(&self.topo, name).hash_addr()
     }
 
     /// Gives node `n`'s roles a command now and handles what follows.

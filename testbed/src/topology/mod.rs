@@ -95,6 +95,10 @@ pub struct Topology {
     pub model: Model,
     /// Live mode only: hosts that are real network namespaces (see [`KernelHostDef`]).
     pub kernel_hosts: Vec<KernelHostDef>,
+    /// The 256-bit master of the end nodes' keys (`binfm_roles::keyseed`). `None` (every
+    /// file, every virtual run): derived from `seed`, so the run is reproducible. A live run
+    /// sets it from the operating system unless `--reproducible-keys` is given.
+    pub key_master: Option<[u8; 32]>,
 }
 
 /// A kernel host: in live mode its own network namespace `binfm-<topology>-<name>`, attached

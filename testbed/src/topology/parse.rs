@@ -243,6 +243,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         scenario,
         model,
         kernel_hosts,
+        key_master: None,
     })
 }
 

@@ -109,6 +109,7 @@ fn reply_fixtures() {
             confirmations: 0,
             tx: None,
             unconfirmed: None,
+            proof: None,
         },
         b,
     );
@@ -130,6 +131,7 @@ fn reply_fixtures() {
             confirmations: 3,
             tx: Some(small_tx()),
             unconfirmed: Some(small_tx()),
+            proof: None,
         },
         b.clone(),
     );
@@ -142,6 +144,135 @@ fn reply_fixtures() {
             have: 63
         })
     );
+}
+
+fn proof_fixture() -> (TxProof, Vec<u8>) {
+    let proof = TxProof {
+        header: [0x44; BLOCK_HEADER_LEN],
+        index: 2,
+        siblings: vec![[0x55; 32], [0x66; 32]],
+    };
+    let mut b = vec![0x44; BLOCK_HEADER_LEN];
+    b.extend_from_slice(&[0, 2, 2]); // index 2, depth 2
+    b.extend_from_slice(&[0x55; 32]);
+    b.extend_from_slice(&[0x66; 32]);
+    (proof, b)
+}
+
+#[test]
+fn reply_with_proof_fixture_and_bounds() {
+    let (proof, proof_bytes) = proof_fixture();
+    let mut b = header(4);
+    b.extend_from_slice(&[0, 0, 0, 9]);
+    b.extend_from_slice(&[0x11; 32]);
+    b.push(0b1011); // found, tx, proof
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 42]);
+    b.extend_from_slice(&[0, 0, 0, 3]);
+    b.extend_from_slice(&small_tx_bytes());
+    b.extend_from_slice(&proof_bytes);
+    let reply = Message::Reply {
+        request_id: 9,
+        hash_addr: [0x11; 32],
+        found: true,
+        height: 42,
+        confirmations: 3,
+        tx: Some(small_tx()),
+        unconfirmed: None,
+        proof: Some(proof.clone()),
+    };
+    check(reply, b.clone());
+    // The depth is bounded before anything is read.
+    let depth_at = b.len() - proof_bytes.len() + BLOCK_HEADER_LEN + 2;
+    let mut deep = b.clone();
+    deep[depth_at] = MAX_PROOF_DEPTH as u8 + 1;
+    assert_eq!(
+        Message::parse(&deep),
+        Err(WireError::OverBound {
+            field: "proof depth",
+            len: MAX_PROOF_DEPTH + 1,
+            max: MAX_PROOF_DEPTH
+        })
+    );
+    // The index must fit the depth.
+    let mut far = b.clone();
+    far[depth_at - 1] = 4;
+    assert!(matches!(
+        Message::parse(&far),
+        Err(WireError::BadValue { .. })
+    ));
+    // A truncated sibling.
+    assert!(matches!(
+        Message::parse(&b[..b.len() - 1]),
+        Err(WireError::Truncated { .. })
+    ));
+    // A proof flag without a Tx.
+    let mut no_tx = header(4);
+    no_tx.extend_from_slice(&[0, 0, 0, 9]);
+    no_tx.extend_from_slice(&[0x11; 32]);
+    no_tx.push(0b1001);
+    no_tx.extend_from_slice(&[0; 12]);
+    no_tx.extend_from_slice(&proof_bytes);
+    assert!(matches!(
+        Message::parse(&no_tx),
+        Err(WireError::BadValue { .. })
+    ));
+    // The largest Reply (two Txs of a full-size Y and the deepest proof) stays below 1,280
+    // bytes of UDP payload, as a BlockPart does.
+    let big = crate::wire::toall::tests::small_tx();
+    let deepest = TxProof {
+        header: [0; BLOCK_HEADER_LEN],
+        index: 255,
+        siblings: vec![[0; 32]; MAX_PROOF_DEPTH],
+    };
+    let size = 4 + 49 + 2 * big.buffer_len().max(417) + deepest.buffer_len();
+    assert!(size < 1280, "{size}");
+}
+
+#[test]
+fn headers_and_get_headers_fixtures_and_bounds() {
+    let mut b = header(20);
+    b.push(2);
+    b.extend_from_slice(&[0x77; BLOCK_HEADER_LEN]);
+    b.extend_from_slice(&[0x78; BLOCK_HEADER_LEN]);
+    check(
+        Message::Headers {
+            headers: vec![[0x77; BLOCK_HEADER_LEN], [0x78; BLOCK_HEADER_LEN]],
+        },
+        b,
+    );
+    check(
+        Message::Headers { headers: vec![] },
+        [header(20), vec![0]].concat(),
+    );
+    let mut too_many = header(20);
+    too_many.push(MAX_HEADERS as u8 + 1);
+    assert_eq!(
+        Message::parse(&too_many),
+        Err(WireError::OverBound {
+            field: "headers count",
+            len: MAX_HEADERS + 1,
+            max: MAX_HEADERS
+        })
+    );
+    let mut b = header(21);
+    b.push(1);
+    b.extend_from_slice(&[0x99; 32]);
+    check(
+        Message::GetHeaders {
+            locator: vec![[0x99; 32]],
+        },
+        b,
+    );
+    assert!(matches!(
+        Message::parse(&[header(21), vec![0]].concat()),
+        Err(WireError::BadValue { .. })
+    ));
+    let mut long = header(21);
+    long.push(MAX_LOCATOR as u8 + 1);
+    assert!(matches!(
+        Message::parse(&long),
+        Err(WireError::OverBound { .. })
+    ));
 }
 
 #[test]
@@ -425,8 +556,10 @@ fn arb_message() -> impl Strategy<Value = Message> {
             (any::<u64>(), any::<u32>()),
             proptest::option::of(arb_tx()),
             proptest::option::of(arb_tx()),
+            proptest::option::of(arb_proof()),
         )
-            .prop_map(|((r, h, f), (height, c), tx, unconfirmed)| {
+            .prop_map(|((r, h, f), (height, c), tx, unconfirmed, proof)| {
+                let proof = proof.filter(|_| tx.is_some());
                 Message::Reply {
                     request_id: r,
                     hash_addr: h,
@@ -435,8 +568,23 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     confirmations: c,
                     tx,
                     unconfirmed,
+                    proof,
                 }
             }),
+        proptest::collection::vec(any::<[u8; 32]>(), 0..=MAX_HEADERS).prop_map(|hs| {
+            Message::Headers {
+                headers: hs
+                    .into_iter()
+                    .map(|h| {
+                        let mut raw = [0u8; BLOCK_HEADER_LEN];
+                        raw[..32].copy_from_slice(&h);
+                        raw
+                    })
+                    .collect(),
+            }
+        }),
+        proptest::collection::vec(any::<[u8; 32]>(), 1..=MAX_LOCATOR)
+            .prop_map(|locator| Message::GetHeaders { locator }),
         (
             any::<[u8; 32]>(),
             1..=u16::MAX,
@@ -459,6 +607,24 @@ fn arb_message() -> impl Strategy<Value = Message> {
         }),
         arb_session_message(),
     ]
+}
+
+fn arb_proof() -> impl Strategy<Value = TxProof> {
+    (
+        any::<[u8; 32]>(),
+        any::<u16>(),
+        proptest::collection::vec(any::<[u8; 32]>(), 0..=MAX_PROOF_DEPTH),
+    )
+        .prop_map(|(h, index, siblings)| {
+            let mut header = [0u8; BLOCK_HEADER_LEN];
+            header[..32].copy_from_slice(&h);
+            let index = (u32::from(index) & ((1u32 << siblings.len()) - 1)) as u16;
+            TxProof {
+                header,
+                index,
+                siblings,
+            }
+        })
 }
 
 fn arb_session_message() -> impl Strategy<Value = Message> {
