@@ -3,7 +3,8 @@
 use super::*;
 use crate::call::CallState;
 use crate::call_events::CallEvent;
-use binfm_stack::wire::binfm::TxStatus;
+use binfm_stack::wire::binfm::{TxStatus, signing_input};
+use ed25519_dalek::{Signer, SigningKey};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -55,24 +56,16 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
     en.on_address(Time::ZERO, ME, None, vec![SN]);
     let target = en.hash_addr();
     let spoofer = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 4000);
-    let request = |caller: HashAddr, i: u32| {
-        let mut nonce = [0u8; 16];
-        nonce[..4].copy_from_slice(&i.to_be_bytes());
-        Message::SessionRequest {
-            caller,
-            callee: target,
-            nonce,
-            ssrc: i,
-        }
-        .to_bytes()
-    };
-    // 1000 requests from made-up callers: each is looked up, not found, and ends; the
-    // list keeps at most MAX_CALLS, forgetting the oldest ended calls.
+    let request = |key: &SigningKey, i: u32| signed_request(key, target, i);
+    // 1000 signed requests from made-up callers (fresh keys), from as many sources: each is
+    // looked up, not found, and ends; the list keeps at most MAX_CALLS, forgetting the
+    // oldest ended calls.
     for i in 0..1000u32 {
         let now = Time::from_millis(u64::from(i));
-        let mut caller = [0u8; 32];
-        caller[..4].copy_from_slice(&i.to_be_bytes());
-        en.handle_datagram(now, spoofer, me, &request(caller, i));
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 4000);
+        en.handle_datagram(now, from, me, &request(&SigningKey::from_bytes(&seed), i));
         answer_queries(&mut en, now, &|_| None);
         assert!(en.calls().len() <= MAX_CALLS);
     }
@@ -82,6 +75,9 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
     // Requests naming a real, registered identity become live calls (the callee cannot
     // tell a spoofed request before the key confirmation): past MAX_CALLS live ones, new
     // requests are refused and counted, with events on the 1st, 10th, 100th refusal.
+    // (Here the real identity signs each of them: a replayed request is refused, and each
+    // needs a new nonce. The per-caller and per-source limits are spaced out.)
+    let real_key = SigningKey::from_bytes(&[2; 32]);
     let real = wallet(
         2,
         SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN),
@@ -90,10 +86,12 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
         let mut w = real;
         (w.hash_addr(), w.next_tx(0))
     };
+    let _ = spoofer;
     while en.poll_event().is_some() {}
     for i in 0..(MAX_CALLS as u32 + 150) {
-        let now = Time::from_secs(10) + Time::from_millis(u64::from(i));
-        en.handle_datagram(now, spoofer, me, &request(real_tx.0, 10_000 + i));
+        let now = Time::from_secs(10) + Time::from_millis(600 * u64::from(i));
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 4000);
+        en.handle_datagram(now, from, me, &request(&real_key, 10_000 + i));
         let tx = real_tx.1.clone();
         answer_queries(&mut en, now, &move |_| Some(tx.clone()));
         assert!(en.calls().len() <= MAX_CALLS);
@@ -111,6 +109,29 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
     })
     .len();
     assert_eq!(reports, 3, "1st, 10th and 100th refusal");
+}
+
+/// A Session Request to `callee` signed by `key` (nonce and SSRC from `i`), with valid
+/// group-14 values (in range; no modexp needed to make them).
+fn signed_request(key: &SigningKey, callee: HashAddr, i: u32) -> Vec<u8> {
+    let pk = key.verifying_key().to_bytes();
+    let mut nonce = [0u8; 16];
+    nonce[..4].copy_from_slice(&i.to_be_bytes());
+    let mut msg = Message::SessionRequest {
+        caller: crate::wallet::hash_addr_of(&pk),
+        callee,
+        nonce,
+        ssrc: i,
+        ephemeral: vec![3; 256],
+        next: vec![4; 256],
+        public_key: pk,
+        signature: [0; 64],
+    };
+    let sig = key.sign(&signing_input(&msg)).to_bytes();
+    if let Message::SessionRequest { signature, .. } = &mut msg {
+        *signature = sig;
+    }
+    msg.to_bytes()
 }
 
 /// Drains the node's events and keeps what `pick` finds in them, in order.
