@@ -483,3 +483,244 @@ fn forged_and_replayed_key_renewals_are_refused_by_the_end_node() {
     assert!(a.calls()[0].media.media_refused.is_empty());
     assert!(b.calls()[0].media.media_refused.is_empty());
 }
+
+/// Datagrams the node would send now.
+fn sent(en: &mut EndNode) -> Vec<Transmit> {
+    std::iter::from_fn(|| en.poll_transmit()).collect()
+}
+
+/// A registered node at `ip` (no NAT), its registration acknowledged.
+fn registered(seed: u8, ip: Ipv4Addr) -> EndNode {
+    let at = SocketAddrV4::new(ip, ports::EN);
+    let mut en = EndNode::new(wallet(seed, at), ports::EN, u64::from(seed), 440.0);
+    en.on_address(Time::ZERO, ip, None, vec![SN]);
+    let mut txs = BTreeMap::new();
+    let mut other = EndNode::new(wallet(99, at), ports::EN, 99, 440.0);
+    pump(&mut en, &mut other, Time::ZERO, &mut txs);
+    sent(&mut en);
+    en
+}
+
+/// Defence 1: a Session Request without the caller's valid signature costs the callee no
+/// lookup and makes it send nothing (to the source or anyone).
+#[test]
+fn an_unsigned_or_forged_session_request_costs_no_lookup_and_sends_nothing() {
+    let mut b = registered(2, Ipv4Addr::new(198, 51, 100, 41));
+    let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 5060);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let genuine = signed_request(&key, b.hash_addr(), 1);
+    let Ok(Message::SessionRequest { .. }) = Message::parse(&genuine) else {
+        unreachable!()
+    };
+    // A bit of the signature flipped; another caller named under this key; an unsigned
+    // request naming a registered caller (zero signature, its key).
+    let mut flipped = genuine.clone();
+    let n = flipped.len();
+    flipped[n - 1] ^= 1;
+    let mut other_caller = Message::parse(&genuine).unwrap();
+    if let Message::SessionRequest { caller, .. } = &mut other_caller {
+        *caller = [0x42; 32];
+    }
+    let mut unsigned = Message::parse(&genuine).unwrap();
+    if let Message::SessionRequest { signature, .. } = &mut unsigned {
+        *signature = [0; 64];
+    }
+    for (k, bytes) in [flipped, other_caller.to_bytes(), unsigned.to_bytes()]
+        .iter()
+        .enumerate()
+    {
+        b.handle_datagram(Time::from_millis(k as u64), victim, me, bytes);
+        assert!(sent(&mut b).is_empty(), "forgery {k}: something was sent");
+        assert!(b.calls().is_empty(), "forgery {k}: a call was made");
+    }
+    assert_eq!(b.requests_refused.get("bad_signature"), Some(&2));
+    assert_eq!(b.requests_refused.get("key_not_caller"), Some(&1));
+    // The genuine one is looked up (a Query to the SN, nothing to the source).
+    b.handle_datagram(Time::from_millis(5), victim, me, &genuine);
+    let out = sent(&mut b);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].dst, SN);
+}
+
+/// A and B registered (no NAT) with the SN played by `pump`.
+fn two_registered(
+    txs: &mut BTreeMap<HashAddr, ToallTx>,
+) -> (EndNode, EndNode, SocketAddrV4, SocketAddrV4) {
+    let at_a = SocketAddrV4::new(ME, ports::EN);
+    let at_b = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut a = EndNode::new(wallet(1, at_a), ports::EN, 1, 440.0);
+    let mut b = EndNode::new(wallet(2, at_b), ports::EN, 2, 660.0);
+    a.on_address(Time::ZERO, *at_a.ip(), None, vec![SN]);
+    b.on_address(Time::ZERO, *at_b.ip(), None, vec![SN]);
+    pump(&mut a, &mut b, Time::ZERO, txs);
+    (a, b, at_a, at_b)
+}
+
+/// Answers B's Queries from `txs` (the SN), returns everything else B sent.
+fn serve_queries(
+    b: &mut EndNode,
+    now: Time,
+    txs: &BTreeMap<HashAddr, ToallTx>,
+) -> Vec<Transmit> {
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let out = sent(b);
+        if out.is_empty() {
+            break;
+        }
+        for t in out {
+            if let (true, Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            })) = (t.dst == SN, Message::parse(&t.payload))
+            {
+                let tx = txs.get(&hash_addr).cloned();
+                let reply = Message::Reply {
+                    request_id,
+                    hash_addr,
+                    found: tx.is_some(),
+                    height: 1,
+                    confirmations: 1,
+                    tx,
+                    unconfirmed: None,
+                };
+                let to = b.private.unwrap_or(SN);
+                b.handle_datagram(now, SN, to, &reply.to_bytes());
+            } else {
+                others.push(t);
+            }
+        }
+    }
+    others
+}
+
+/// Attack 1 and defence 1: A's genuine Session Request, sent to B from a victim's address
+/// (a replay, or a spoofed source), makes B send nothing to the victim: the Response and the
+/// audio go to A's registered endpoint, and stop once B's initial consent runs out because A
+/// never answers. Replayed once more after that call ended, it starts nothing.
+#[test]
+fn a_session_request_from_a_spoofed_source_reflects_nothing_to_it() {
+    let mut txs = BTreeMap::new();
+    let (mut a, mut b, at_a, at_b) = two_registered(&mut txs);
+    a.call(Time::ZERO, b.hash_addr());
+    let request = serve_queries(&mut a, Time::ZERO, &txs)
+        .into_iter()
+        .find(|t| matches!(Message::parse(&t.payload), Ok(Message::SessionRequest { .. })))
+        .expect("A sends its request")
+        .payload;
+    let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 5060);
+    let mut to_victim = 0usize;
+    let mut to_a = 0usize;
+    let mut now = Time::ZERO;
+    b.handle_datagram(now, victim, at_b, &request);
+    while now < Time::from_secs(10) {
+        b.handle_timeout(now);
+        for t in serve_queries(&mut b, now, &txs) {
+            if t.dst == victim {
+                to_victim += t.payload.len();
+            }
+            if t.dst == at_a {
+                to_a += t.payload.len();
+            }
+        }
+        now += Duration::from_millis(20);
+    }
+    assert_eq!(to_victim, 0, "nothing reflected to the spoofed source");
+    assert!(to_a > 0, "the Response went to A's registered endpoint");
+    // At most the initial consent's worth of audio (4 s, 50 frames/s) plus the Response.
+    assert!(
+        to_a < 620 + 200 * 50 * 4 + 200,
+        "{to_a} bytes to A's registered endpoint"
+    );
+    assert_eq!(b.calls()[0].state, CallState::Ended, "consent ran out");
+    // The same request again: remembered as answered, refused, nothing sent.
+    b.handle_datagram(now, victim, at_b, &request);
+    assert!(sent(&mut b).is_empty());
+    assert_eq!(b.requests_refused.get("replayed"), Some(&1));
+}
+
+/// Attack 5 and defence 1: signed requests from made-up callers (fresh keys are free), each
+/// from its own spoofed source and never answered by the SN, take at most
+/// MAX_INCOMING_LOOKUPS of the callee's lookups: its own call still gets its Query.
+#[test]
+fn made_up_callers_cannot_take_the_callees_lookups_for_its_own_calls() {
+    let mut b = registered(2, Ipv4Addr::new(198, 51, 100, 41));
+    let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut queries = 0;
+    for i in 0..200u32 {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 4000);
+        let req = signed_request(&SigningKey::from_bytes(&seed), b.hash_addr(), i);
+        b.handle_datagram(Time::from_millis(u64::from(i)), from, me, &req);
+        queries += sent(&mut b).iter().filter(|t| t.dst == SN).count();
+    }
+    assert_eq!(queries, MAX_INCOMING_LOOKUPS);
+    assert_eq!(
+        b.requests_refused.get("too_many_incoming_lookups"),
+        Some(&(200 - MAX_INCOMING_LOOKUPS as u64))
+    );
+    // B's own call to someone: its lookup goes out.
+    b.call(Time::from_millis(300), [0x77; 32]);
+    let out = sent(&mut b);
+    assert!(
+        out.iter().any(|t| t.dst == SN
+            && matches!(Message::parse(&t.payload), Ok(Message::Query { hash_addr, .. }) if hash_addr == [0x77; 32])),
+        "B's own lookup was refused"
+    );
+}
+
+/// Defence 1: the per-source and per-caller limits on the lookups a callee makes for
+/// callers (bursts of 10 per source, 4 per caller).
+#[test]
+fn callee_lookups_are_limited_per_source_and_per_caller() {
+    let mut b = registered(2, Ipv4Addr::new(198, 51, 100, 41));
+    let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let one_source = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 4000);
+    let mut queries = 0;
+    for i in 0..30u32 {
+        let mut seed = [1u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let req = signed_request(&SigningKey::from_bytes(&seed), b.hash_addr(), i);
+        b.handle_datagram(Time::from_millis(u64::from(i)), one_source, me, &req);
+        queries += sent(&mut b).iter().filter(|t| t.dst == SN).count();
+        // Answer nothing, but end each lookup so the total cap does not interfere.
+        answer_queries(&mut b, Time::from_millis(u64::from(i)), &|_| None);
+    }
+    assert_eq!(queries, REQUEST_SOURCE_LIMIT.burst as usize);
+    assert_eq!(b.requests_refused.get("source_rate_limited"), Some(&20));
+
+    let one_caller = SigningKey::from_bytes(&[9; 32]);
+    let mut queries = 0;
+    for i in 0..30u32 {
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0c00_0000 + i), 4000);
+        let now = Time::from_secs(5) + Time::from_millis(u64::from(i));
+        let req = signed_request(&one_caller, b.hash_addr(), 1000 + i);
+        b.handle_datagram(now, from, me, &req);
+        let out = sent(&mut b);
+        queries += out.iter().filter(|t| t.dst == SN).count();
+        for t in out {
+            if let Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            }) = Message::parse(&t.payload)
+            {
+                let reply = Message::Reply {
+                    request_id,
+                    hash_addr,
+                    found: false,
+                    height: 1,
+                    confirmations: 0,
+                    tx: None,
+                    unconfirmed: None,
+                };
+                b.handle_datagram(now, SN, me, &reply.to_bytes());
+            }
+        }
+    }
+    assert_eq!(queries, REQUEST_CALLER_LIMIT.burst as usize);
+    assert_eq!(b.requests_refused.get("caller_rate_limited"), Some(&26));
+}
