@@ -336,6 +336,13 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
         &msgs[10].1.to_bytes(),
     ));
     add("roles", "en_register_call", en_records);
+    if let (Some(tx), Some(request_id)) = (&en_reg, en_query) {
+        add(
+            "roles",
+            "en_authentic_session",
+            en_session_records(tx, request_id, &peer_tx),
+        );
+    }
 
     let out_pkt = udp_packet(en_private, SN_ADDR, b"BF\x01\x03");
     let in_pkt = udp_packet(SN_ADDR, en_nat, b"BF\x01\x04");
@@ -347,6 +354,107 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
     // The vertical model: STUN, its messages, and its roles.
     vertical::seeds(&mut add);
     out
+}
+
+/// The EN's call answered by a genuine peer (a real end node with the peer's wallet): the
+/// EN's registration acknowledged, its Query answered, then the peer's Session Response,
+/// a media frame, a Key Renewal and a Handover Request, all authentic, so the fuzzer starts
+/// from inputs that reach the code behind the signature and MAC checks. The EN's datagrams
+/// are made by running a copy of the target's EN on the same records.
+fn en_session_records(en_tx: &ToallTx, request_id: u32, peer_tx: &ToallTx) -> Vec<u8> {
+    use binfm_roles::en::EndNode;
+    let mut records = Vec::new();
+    let ack = Message::TxAck {
+        tx_id: en_tx.id(),
+        status: binfm_stack::wire::binfm::TxStatus::Accepted,
+        observed: SocketAddrV4::new(NAT_PUBLIC, en_tx.out.nat_port),
+    }
+    .to_bytes();
+    let reply = Message::Reply {
+        request_id,
+        hash_addr: peer_tx.out.hash_addr,
+        found: true,
+        height: 1,
+        confirmations: 1,
+        tx: Some(peer_tx.clone()),
+        unconfirmed: None,
+    }
+    .to_bytes();
+    let en_at = SocketAddrV4::new(EN_PRIVATE, ports::EN);
+    let en_nat = SocketAddrV4::new(en_tx.out.nat_ip, en_tx.out.nat_port);
+    let mut en = end_node();
+    while en.poll_transmit().is_some() {}
+    let mut from_en = Vec::new();
+    for bytes in [&ack, &reply] {
+        en.handle_datagram(Time::ZERO, SN_ADDR, en_at, bytes);
+        records.extend(role_record(role::EN | role::FLAG, bytes));
+        from_en.extend(std::iter::from_fn(|| en.poll_transmit()));
+    }
+    let Some(request) = from_en.into_iter().find(|t| {
+        matches!(
+            Message::parse(&t.payload),
+            Ok(Message::SessionRequest { .. })
+        )
+    }) else {
+        return records;
+    };
+    // The peer: registered, it gets the request, looks the EN up, answers.
+    let mut peer = EndNode::new(roles_wallet(2, PEER_ADDR, PEER_ADDR), ports::EN, 22, 660.0);
+    peer.on_address(Time::ZERO, *PEER_ADDR.ip(), None, vec![SN_ADDR]);
+    while peer.poll_transmit().is_some() {}
+    peer.handle_datagram(Time::ZERO, en_nat, PEER_ADDR, &request.payload);
+    let mut to_en = Vec::new();
+    let mut drain_peer = |peer: &mut EndNode, to_en: &mut Vec<Vec<u8>>| {
+        for t in std::iter::from_fn(|| peer.poll_transmit()) {
+            if let Ok(Message::Query { request_id, .. }) = Message::parse(&t.payload) {
+                let reply = Message::Reply {
+                    request_id,
+                    hash_addr: en_tx.out.hash_addr,
+                    found: true,
+                    height: 1,
+                    confirmations: 1,
+                    tx: Some(en_tx.clone()),
+                    unconfirmed: None,
+                };
+                peer.handle_datagram(Time::ZERO, SN_ADDR, PEER_ADDR, &reply.to_bytes());
+            } else if t.dst == en_nat {
+                to_en.push(t.payload);
+            }
+        }
+    };
+    drain_peer(&mut peer, &mut to_en);
+    drain_peer(&mut peer, &mut to_en);
+    // One audio frame, a key renewal and a move of the peer.
+    peer.handle_timeout(Time::ZERO);
+    drain_peer(&mut peer, &mut to_en);
+    peer.rekey(Time::ZERO);
+    drain_peer(&mut peer, &mut to_en);
+    peer.on_address_lost();
+    peer.on_address(
+        Time::ZERO,
+        Ipv4Addr::new(198, 51, 100, 51),
+        None,
+        vec![SN_ADDR],
+    );
+    drain_peer(&mut peer, &mut to_en);
+    let mut rtp_done = false;
+    for bytes in to_en {
+        let keep = match Message::parse(&bytes) {
+            Ok(
+                Message::SessionResponse { .. }
+                | Message::KeyRenewal { .. }
+                | Message::HandoverRequest { .. },
+            ) => true,
+            Ok(_) => false,
+            Err(_) => {
+                binfm_stack::wire::rtp::is_rtp(&bytes) && !std::mem::replace(&mut rtp_done, true)
+            }
+        };
+        if keep {
+            records.extend(role_record(role::EN, &bytes));
+        }
+    }
+    records
 }
 
 /// An IPv4/UDP packet with correct checksums (etherparse builds it).

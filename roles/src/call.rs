@@ -1156,18 +1156,32 @@ mod tests {
     }
 
     /// Renews from `from` to `to` and completes it (Reply delivered); returns the epoch.
-    fn renew(from: &mut Call, to: &mut Call, me: HashAddr, peer: HashAddr, seed: u64) -> u32 {
+    /// Collects the DH values both messages carry into `values`.
+    fn renew_seen(
+        from: &mut Call,
+        to: &mut Call,
+        me: HashAddr,
+        peer: HashAddr,
+        seed: u64,
+        values: &mut std::collections::BTreeSet<Vec<u8>>,
+    ) -> u32 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (_, bytes) = from.renew(me, &mut rng, Time::ZERO).unwrap();
+        if let Ok(Message::KeyRenewal { y, .. }) = Message::parse(&bytes) {
+            assert!(values.insert(y), "a renewal value repeats");
+        }
         let msg = Message::parse(&bytes).unwrap();
         let Ok(RenewalOutcome::Applied((_, reply))) =
             to.on_renewal(Time::ZERO, &bytes, &msg, peer, &mut rng)
         else {
             panic!("renewal refused")
         };
+        let reply = Message::parse(&reply).unwrap();
+        if let Message::KeyRenewalReply { y, .. } = &reply {
+            assert!(values.insert(y.clone()), "a next value repeats");
+        }
         let mut ev = Vec::new();
-        from.on_renewal_reply(Time::ZERO, &Message::parse(&reply).unwrap(), &mut ev)
-            .unwrap()
+        from.on_renewal_reply(Time::ZERO, &reply, &mut ev).unwrap()
     }
 
     /// Defence 6: two sessions between the same two identities, and the epochs of one
@@ -1175,15 +1189,30 @@ mod tests {
     #[test]
     fn no_two_sessions_or_epochs_share_a_key() {
         let mut seen = std::collections::BTreeSet::new();
+        let mut values = std::collections::BTreeSet::new();
         for seed in [1, 2] {
             let Pair { mut a, mut b, .. } = pair_seeded(seed);
             for epoch in 0..4u64 {
                 if epoch > 0 {
                     // Renewals from either side in turn: fresh ephemerals both ways.
                     let e = if epoch % 2 == 1 {
-                        renew(&mut a, &mut b, A_ADDR, B_ADDR, 100 + epoch)
+                        renew_seen(
+                            &mut a,
+                            &mut b,
+                            A_ADDR,
+                            B_ADDR,
+                            100 + seed * 10 + epoch,
+                            &mut values,
+                        )
                     } else {
-                        renew(&mut b, &mut a, B_ADDR, A_ADDR, 100 + epoch)
+                        renew_seen(
+                            &mut b,
+                            &mut a,
+                            B_ADDR,
+                            A_ADDR,
+                            100 + seed * 10 + epoch,
+                            &mut values,
+                        )
                     };
                     assert_eq!(e as u64, epoch);
                 }
@@ -1272,6 +1301,47 @@ mod tests {
         assert_eq!(ea_secret.public(), ea);
         let ee = ea_secret.agree(&eb).unwrap();
         assert!(decrypts(&session_root(&ss, &es, &ee)));
+    }
+
+    /// Defence 4 (renewals): a thief of a call's state at epoch 0 (its root secret) who
+    /// records the renewal's messages cannot derive epoch 1 (both sides' fresh values are
+    /// mixed in by DH); every renewal message carries a value never seen before.
+    #[test]
+    fn a_stolen_epoch_state_does_not_give_the_next_epoch() {
+        let (mut a, mut b) = pair();
+        let stolen = a.root.expect("root");
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let (_, kr) = a.renew(A_ADDR, &mut rng, Time::ZERO).unwrap();
+        let kr_msg = Message::parse(&kr).unwrap();
+        let Ok(RenewalOutcome::Applied((_, reply))) =
+            b.on_renewal(Time::ZERO, &kr, &kr_msg, B_ADDR, &mut rng)
+        else {
+            panic!("refused")
+        };
+        let reply_msg = Message::parse(&reply).unwrap();
+        let mut ev = Vec::new();
+        assert_eq!(a.on_renewal_reply(Time::ZERO, &reply_msg, &mut ev), Ok(1));
+        let recorded = frame(&mut b, Time::from_millis(20));
+        let (Message::KeyRenewal { y: e1, .. }, Message::KeyRenewalReply { y: n1, .. }) =
+            (&kr_msg, &reply_msg)
+        else {
+            unreachable!()
+        };
+        let (na, nb) = (a.my_nonce(), b.my_nonce());
+        let decrypts = |root: &[u8]| {
+            let keys = derive(root, &A_ADDR, &B_ADDR, &na, &nb, 1, true);
+            SrtpReceiver::new(keys.recv, 0x2222_0000)
+                .unprotect(&recorded)
+                .is_ok()
+        };
+        assert!(!decrypts(&stolen), "epoch 1 from the old root alone");
+        assert!(!decrypts(&renewal_root(&stolen, e1)));
+        assert!(!decrypts(&renewal_root(&stolen, n1)));
+        assert!(
+            decrypts(&a.root.expect("root")),
+            "control: the real epoch-1 root"
+        );
+        assert_ne!(e1, n1);
     }
 
     #[test]

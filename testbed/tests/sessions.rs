@@ -309,7 +309,7 @@ fn b_endpoint(net: &Network<Vec<u8>>, topo: &Topology) -> SocketAddrV4 {
 }
 
 #[test]
-fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
+fn a_session_request_claiming_to_be_a_is_refused_and_starts_nothing() {
     let topo = attack_topology(false);
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
     let mut net = Network::new(
@@ -340,14 +340,21 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
         assert!(t < Duration::from_secs(5), "A's Tx never reached sn2");
         net.run_until(t, &stop).unwrap();
     }
-    // C knows B's hash address (it is public on the chain) and claims to be A.
+    // C knows B's hash address and A's public key (both public on the chain) and claims to
+    // be A; it cannot sign as A.
     let to = b_endpoint(&net, &topo);
     let ssrc = 0x1234_5678;
+    let bi = topo.node_index("b").unwrap();
+    let calls_before = net.nodes[bi].role::<EnApp>().unwrap().en.calls().len();
     let req = Message::SessionRequest {
         caller: a,
         callee: b,
         nonce: [9; 16],
         ssrc,
+        ephemeral: vec![3; 256],
+        next: vec![4; 256],
+        public_key: wallet_for(topo.seed, "a").public_key(),
+        signature: [0x5a; 64],
     }
     .to_bytes();
     send_from_c(&mut net, &topo, to, &req);
@@ -361,30 +368,16 @@ fn a_session_request_claiming_to_be_a_yields_no_usable_key_and_no_audio() {
     }
     net.run_until(t + Duration::from_millis(1500), &stop)
         .unwrap();
-    let bi = topo.node_index("b").unwrap();
-    let spoofed = net.nodes[bi]
-        .role::<EnApp>()
-        .unwrap()
-        .en
-        .calls()
-        .iter()
-        .find(|c| c.media.peer_ssrc() == Some(ssrc))
-        .expect("B answered the request");
-    assert_eq!(
-        spoofed.media.rx_stats.summary().received,
-        0,
-        "no audio accepted from the impostor"
+    let en = &net.nodes[bi].role::<EnApp>().unwrap().en;
+    assert_eq!(en.requests_refused.get("bad_signature"), Some(&1));
+    assert_eq!(en.calls().len(), calls_before, "B made no call for it");
+    assert!(
+        en.calls().iter().all(|c| c.media.peer_ssrc() != Some(ssrc)),
+        "no call with the impostor's SSRC"
     );
     assert!(
-        spoofed
-            .media
-            .media_refused
-            .get("auth_failed")
-            .copied()
-            .unwrap_or(0)
-            >= 50,
-        "{:?}",
-        spoofed.media.media_refused
+        en.unknown_media >= 50,
+        "the impostor's audio matched no call"
     );
     // The real call (A -> B at 6 s) still works afterwards.
     net.run_until(Duration::from_secs(9), &stop).unwrap();

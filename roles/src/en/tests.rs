@@ -558,11 +558,7 @@ fn two_registered(
 }
 
 /// Answers B's Queries from `txs` (the SN), returns everything else B sent.
-fn serve_queries(
-    b: &mut EndNode,
-    now: Time,
-    txs: &BTreeMap<HashAddr, ToallTx>,
-) -> Vec<Transmit> {
+fn serve_queries(b: &mut EndNode, now: Time, txs: &BTreeMap<HashAddr, ToallTx>) -> Vec<Transmit> {
     let mut others = Vec::new();
     for _ in 0..4 {
         let out = sent(b);
@@ -570,11 +566,14 @@ fn serve_queries(
             break;
         }
         for t in out {
-            if let (true, Ok(Message::Query {
-                request_id,
-                hash_addr,
-                ..
-            })) = (t.dst == SN, Message::parse(&t.payload))
+            if let (
+                true,
+                Ok(Message::Query {
+                    request_id,
+                    hash_addr,
+                    ..
+                }),
+            ) = (t.dst == SN, Message::parse(&t.payload))
             {
                 let tx = txs.get(&hash_addr).cloned();
                 let reply = Message::Reply {
@@ -607,7 +606,12 @@ fn a_session_request_from_a_spoofed_source_reflects_nothing_to_it() {
     a.call(Time::ZERO, b.hash_addr());
     let request = serve_queries(&mut a, Time::ZERO, &txs)
         .into_iter()
-        .find(|t| matches!(Message::parse(&t.payload), Ok(Message::SessionRequest { .. })))
+        .find(|t| {
+            matches!(
+                Message::parse(&t.payload),
+                Ok(Message::SessionRequest { .. })
+            )
+        })
         .expect("A sends its request")
         .payload;
     let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 5060);
