@@ -155,10 +155,14 @@ fn no_frame_is_lost_outside_the_handover_gap_nor_at_the_key_switch() {
         for f in &missing {
             let sent = start + FRAME_PERIOD * (*f as u32);
             // Only frames sent from just before the move (still in flight to the old address)
-            // until the handover was accepted may be missing.
+            // until the handover was accepted may be missing, plus (B -> A) those due before
+            // A's first frame from its new endpoint reached B: until then B's budget for that
+            // unvalidated path (3x what it received there) does not cover a frame. That frame
+            // left A at most one frame period after its Handover Request.
+            let end = accepted + FRAME_PERIOD * 2;
             assert!(
-                sent + Duration::from_millis(200) >= moved && sent <= accepted,
-                "{from}->{to}: frame {f} sent at {sent:?} lost outside the handover gap ({moved:?}..{accepted:?})"
+                sent + Duration::from_millis(200) >= moved && sent <= end,
+                "{from}->{to}: frame {f} sent at {sent:?} lost outside the handover gap ({moved:?}..{end:?})"
             );
             assert!(
                 sent + Duration::from_secs(1) < rekey || sent > rekey + Duration::from_secs(2),
@@ -468,7 +472,8 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
     }
     .to_bytes();
     send_from_c(&mut net, &topo, to, &forged);
-    // 2. A's genuine Handover Request replayed by C.
+    // 2. A's genuine Handover Request replayed by C: an exact copy of the one B accepted, so
+    // a harmless duplicate (it names A's endpoint under the MAC, not C's).
     send_from_c(&mut net, &topo, to, &handover);
     // 3. A's genuine audio packet replayed by C.
     let refused_before = net.nodes[bi]
@@ -492,7 +497,6 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         .filter_map(|e| e.fields.get("reason").and_then(Value::as_str))
         .collect();
     assert!(rejected.contains(&"bad_mac"), "{rejected:?}");
-    assert!(rejected.contains(&"replayed"), "{rejected:?}");
     assert_eq!(
         peer_addr(&net),
         before,
@@ -506,6 +510,10 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         .iter()
         .find(|c| c.peer == a_hash)
         .unwrap();
+    assert!(
+        call.handover_duplicates >= 1,
+        "C's copy was taken as a duplicate"
+    );
     let replays = |m: &std::collections::BTreeMap<&'static str, u64>| {
         m.get("replayed").copied().unwrap_or(0) + m.get("too_old").copied().unwrap_or(0)
     };
