@@ -527,3 +527,85 @@ fn forged_and_replayed_handovers_and_replayed_audio_are_refused() {
         "A's audio still flows"
     );
 }
+
+/// Forward secrecy on a capture: after the call's setup, a thief gets both ENs' long-term
+/// DH secrets (and identity keys) and everything recorded on `public`. From the Session
+/// Request and Response on the wire it computes every secret those give (the paper's static
+/// K, `es` with B's secret, `se` with A's) and every root of three of them: none decrypts
+/// A's recorded audio. Neither EN still holds its setup ephemeral.
+#[test]
+fn recorded_frames_stay_secret_when_the_long_term_keys_are_recovered() {
+    use binfm_roles::session::keys::{derive, session_root};
+    use binfm_roles::session::srtp::SrtpReceiver;
+    let topo = Topology::load(&root().join("topologies/paper.toml")).unwrap();
+    let (net, capture) = paper_in_memory(&topo, Duration::from_secs(9));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.pcapng");
+    std::fs::write(&path, &capture).unwrap();
+    let payloads: Vec<Vec<u8>> = read_capture(&path)
+        .into_iter()
+        .filter(|p| p.segment == "public" && p.data[9] == 17)
+        .map(|p| p.data[usize::from(p.data[0] & 0x0f) * 4 + 8..].to_vec())
+        .collect();
+    let (wa, wb) = (wallet_for(topo.seed, "a"), wallet_for(topo.seed, "b"));
+    let (ha, hb) = (wa.hash_addr(), wb.hash_addr());
+    let (mut req, mut resp) = (None, None);
+    for p in &payloads {
+        match Message::parse(p) {
+            Ok(m @ Message::SessionRequest { .. }) if req.is_none() => req = Some(m),
+            Ok(m @ Message::SessionResponse { .. }) if resp.is_none() => resp = Some(m),
+            _ => {}
+        }
+    }
+    let (
+        Some(Message::SessionRequest {
+            caller,
+            nonce: na,
+            ssrc,
+            ephemeral: ea,
+            ..
+        }),
+        Some(Message::SessionResponse {
+            nonce: nb,
+            ephemeral: eb,
+            ..
+        }),
+    ) = (req, resp)
+    else {
+        panic!("no Session Request and Response on public")
+    };
+    assert_eq!(caller, ha);
+    let frames: Vec<&Vec<u8>> = payloads
+        .iter()
+        .filter(|p| p.len() == 188 && u32::from_be_bytes([p[8], p[9], p[10], p[11]]) == ssrc)
+        .take(20)
+        .collect();
+    assert_eq!(frames.len(), 20, "A's recorded audio");
+    // The recovered long-term secrets (no renewal happened before 9 s).
+    let ss = wa.dh().agree(wb.dh().public_bytes()).unwrap();
+    let es = wb.dh().agree(&ea).unwrap();
+    let se = wa.dh().agree(&eb).unwrap();
+    let mut roots: Vec<Vec<u8>> = vec![ss.clone(), es.clone(), se.clone()];
+    for x in [&ss, &es, &se] {
+        for y in [&ss, &es, &se] {
+            for z in [&ss, &es, &se] {
+                roots.push(session_root(x, y, z).to_vec());
+            }
+        }
+    }
+    for root in &roots {
+        let keys = derive(root, &ha, &hb, &na, &nb, 0, false);
+        let mut rx = SrtpReceiver::new(keys.recv, ssrc);
+        for f in &frames {
+            assert!(rx.unprotect(f).is_err(), "a recorded frame decrypted");
+        }
+    }
+    for (n, peer) in [("a", hb), ("b", ha)] {
+        let en = &net.nodes[topo.node_index(n).unwrap()]
+            .role::<EnApp>()
+            .unwrap()
+            .en;
+        let c = en.calls().iter().find(|c| c.peer == peer).unwrap();
+        assert!(!c.holds_setup_ephemeral(), "{n} kept its ephemeral");
+    }
+}
