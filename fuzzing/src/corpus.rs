@@ -222,6 +222,31 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
                 mac: [0x88; 16],
             },
         ),
+        (
+            "key_renewal_reply",
+            Message::KeyRenewalReply {
+                sender: peer_addr,
+                counter: 2,
+                y: en_tx.out.y.clone(),
+                mac: [0x89; 16],
+            },
+        ),
+        (
+            "path_challenge",
+            Message::PathChallenge {
+                sender: peer_addr,
+                data: [0x8a; 16],
+                mac: [0x8b; 16],
+            },
+        ),
+        (
+            "path_response",
+            Message::PathResponse {
+                sender: peer_addr,
+                data: [0x8a; 16],
+                mac: [0x8c; 16],
+            },
+        ),
     ];
     for (name, msg) in &msgs {
         add("binfm_message", name, msg.to_bytes());
@@ -404,8 +429,9 @@ fn en_session_records(en_tx: &ToallTx, request_id: u32, peer_tx: &ToallTx) -> Ve
     while peer.poll_transmit().is_some() {}
     peer.handle_datagram(Time::ZERO, en_nat, PEER_ADDR, &request.payload);
     let mut to_en = Vec::new();
-    let mut drain_peer = |peer: &mut EndNode, to_en: &mut Vec<Vec<u8>>| {
-        for t in std::iter::from_fn(|| peer.poll_transmit()) {
+    let drain_peer = |peer: &mut EndNode, to_en: &mut Vec<Vec<u8>>| {
+        let out: Vec<_> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        for t in out {
             if let Ok(Message::Query { request_id, .. }) = Message::parse(&t.payload) {
                 let reply = Message::Reply {
                     request_id,

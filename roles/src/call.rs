@@ -174,6 +174,9 @@ pub struct Call {
     /// The current epoch's root secret.
     root: Option<[u8; 32]>,
     control: Option<[u8; 32]>,
+    /// After we applied the peer's renewal: the previous control key, still accepted until
+    /// the peer is seen using the new keys (its control messages may cross our Reply).
+    prev_control: Option<[u8; 32]>,
     epoch: u32,
     send_counter: u64,
     recv_counter: u64,
@@ -261,6 +264,7 @@ impl Call {
             peer_next: None,
             root: None,
             control: None,
+            prev_control: None,
             epoch: 0,
             send_counter: 0,
             recv_counter: 0,
@@ -518,6 +522,20 @@ impl Call {
         self.media.start(now);
     }
 
+    /// Checks a control message's tag: under the current control key, or during a renewal
+    /// under the key the peer may still (or already) use: the previous one after we applied
+    /// its renewal, the next one while ours waits for its Reply.
+    fn verify_control(&self, control: &[u8; 32], input: &[u8], tag: &[u8; 16]) -> bool {
+        verify_mac(control, input, tag)
+            || self
+                .prev_control
+                .is_some_and(|k| verify_mac(&k, input, tag))
+            || self
+                .renewal
+                .as_ref()
+                .is_some_and(|r| verify_mac(&r.keys.control, input, tag))
+    }
+
     /// An authenticated packet from the peer: consent is fresh.
     fn heard(&mut self, now: Time) {
         self.last_auth = self.last_auth.max(now);
@@ -540,10 +558,14 @@ impl Call {
         self.media.stop();
         self.pending = None;
         self.candidates.clear();
-        // Forget every secret of the session.
+        // Forget every secret of the session (the media keys too: an ended call is kept only
+        // for its statistics).
+        self.media.drop_keys();
         self.eph = None;
         self.my_next = None;
         self.root = None;
+        self.control = None;
+        self.prev_control = None;
         self.renewal = None;
     }
 
@@ -684,6 +706,8 @@ impl Call {
             self.pending = None;
         }
         if rx.key == KeyUsed::Next {
+            // The peer sends under the renewed keys: it holds them.
+            self.prev_control = None;
             self.switch_to_renewal(Some(rx.index), events);
         }
     }
@@ -763,7 +787,7 @@ impl Call {
         let Some(control) = self.control else {
             return Err("no session key");
         };
-        if !verify_mac(&control, &mac_input(msg), tag) {
+        if !self.verify_control(&control, &mac_input(msg), tag) {
             self.control_refused += 1;
             return Err("bad_mac");
         }
@@ -809,7 +833,7 @@ impl Call {
         let Some(control) = self.control else {
             return Err("no session key");
         };
-        if !verify_mac(&control, &mac_input(msg), tag) {
+        if !self.verify_control(&control, &mac_input(msg), tag) {
             self.control_refused += 1;
             return Err("bad_mac");
         }
@@ -847,7 +871,7 @@ impl Call {
         let Some(control) = self.control else {
             return Err("no session key");
         };
-        if !verify_mac(&control, &mac_input(msg), tag) {
+        if !self.verify_control(&control, &mac_input(msg), tag) {
             self.control_refused += 1;
             return Err("bad_mac");
         }
@@ -945,7 +969,7 @@ impl Call {
             }
             return Err("replayed");
         }
-        if !verify_mac(&control, &mac_input(msg), tag) {
+        if !self.verify_control(&control, &mac_input(msg), tag) {
             self.control_refused += 1;
             return Err("bad_mac");
         }
@@ -986,7 +1010,7 @@ impl Call {
         let keys = self.keys_for(&new_root, &me, self.epoch);
         self.media.set_send_key(keys.send.clone());
         self.media.expect_next_key(keys.recv.clone());
-        self.control = Some(keys.control);
+        self.prev_control = self.control.replace(keys.control);
         self.root = Some(new_root);
         let next = DhSecret::generate(rng);
         let mut reply = Message::KeyRenewalReply {
@@ -1260,6 +1284,7 @@ mod tests {
         } = pair_seeded(5);
         let recorded = frame(&mut a, Time::ZERO);
         a.hang_up();
+        assert_eq!(a.send_key_id(), None, "the ended call forgot its keys");
         let (
             Ok(Message::SessionRequest {
                 nonce: na,
