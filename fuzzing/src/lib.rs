@@ -29,7 +29,7 @@ pub use corpus::{Seed, seeds};
 pub use decoders::{binfm_message, block, dhcp_options, toall_tx, topology};
 pub use roles_target::{
     CLIENT_HW, EN_PRIVATE, NAT_PUBLIC, PEER_ADDR, SN_ADDR, SN_PEER, role, role_record, roles,
-    roles_chain, roles_wallet,
+    roles_chain, roles_en_events, roles_wallet,
 };
 pub use srtp::{SRTP_SSRC, rtp_srtp};
 pub use vertical::{stun, vertical_message, vertical_roles};

@@ -159,6 +159,8 @@ struct Roles {
     sn: Option<Option<SuperNode>>,
     en: Option<EndNode>,
     nat: Option<Nat>,
+    /// When tracing: the kinds of the EN's events, in order.
+    trace: Option<Vec<String>>,
 }
 
 impl Roles {
@@ -193,7 +195,11 @@ impl Roles {
                     en.handle_timeout(now);
                 }
                 while en.poll_transmit().is_some() {}
-                while en.poll_event().is_some() {}
+                while let Some(e) = en.poll_event() {
+                    if let Some(t) = &mut self.trace {
+                        t.push(e.kind().to_string());
+                    }
+                }
                 while en.poll_lookup().is_some() {}
             }
             if let Some(n) = &mut self.nat {
@@ -210,7 +216,19 @@ impl Roles {
 /// sides of a NAT. The input is a list of records `sel u8 | len u16 | bytes` (see [`role`]);
 /// a short last record takes what is left. Time only moves forward.
 pub fn roles(data: &[u8]) {
+    run_roles(data, false);
+}
+
+/// [`roles`], returning the kinds of the end node's events (for the corpus test).
+pub fn roles_en_events(data: &[u8]) -> Vec<String> {
+    run_roles(data, true)
+}
+
+fn run_roles(data: &[u8], trace: bool) -> Vec<String> {
     let mut roles = Roles::default();
+    if trace {
+        roles.trace = Some(Vec::new());
+    }
     let mut s = Script { rest: data };
     let mut now = Time::ZERO;
     let mut records = 0;
@@ -272,4 +290,5 @@ pub fn roles(data: &[u8]) {
         }
         roles.settle(now);
     }
+    roles.trace.unwrap_or_default()
 }

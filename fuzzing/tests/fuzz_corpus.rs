@@ -161,3 +161,25 @@ fn stun_seeds_reach_the_classic_and_420_paths() {
         Ok(BindingReply::UnknownAttribute { attributes, .. }) if attributes == [0x0003]
     ));
 }
+
+#[test]
+fn roles_seeds_reach_the_authenticated_session_paths() {
+    let seeds = fuzzing::seeds(&root());
+    let (_, _, bytes) = seeds
+        .iter()
+        .find(|(t, n, _)| *t == "roles" && n == "en_authentic_session")
+        .expect("no seed en_authentic_session");
+    let ev = fuzzing::roles_en_events(bytes);
+    let count = |kind: &str| ev.iter().filter(|e| *e == kind).count();
+    assert_eq!(count("call.active"), 1, "{ev:?}");
+    assert_eq!(count("call.first_frame"), 1, "{ev:?}");
+    assert_eq!(count("call.rekey_accepted"), 1, "{ev:?}");
+    assert_eq!(count("call.handover_accepted"), 1, "{ev:?}");
+    // The committed copy is the one generated (rerun `write_seed_corpus` after a change).
+    let committed = std::fs::read(root().join("fuzz/corpus/roles/seed-en_authentic_session"))
+        .expect("committed seed");
+    assert_eq!(
+        &committed, bytes,
+        "fuzz/corpus/roles/seed-en_authentic_session is stale"
+    );
+}

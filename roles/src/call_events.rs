@@ -56,8 +56,14 @@ crate::event_enum! {
             reason: &'static str,
             from: SocketAddrV4,
         },
-        /// The peer moved to `new_addr`.
-        HandoverAccepted = "call.handover_accepted" { peer: String, new_addr: SocketAddrV4 },
+        /// The peer moved to `new_addr` (the endpoint its Handover Request names under the
+        /// MAC, sent from `from`): validated next, and sent to within the
+        /// anti-amplification budget until then.
+        HandoverAccepted = "call.handover_accepted" {
+            peer: String,
+            new_addr: SocketAddrV4,
+            from: SocketAddrV4,
+        },
         /// A Key Renewal refused (`peer` or `from` left out).
         RekeyRejected = "call.rekey_rejected" {
             peer: Option<String>,
@@ -68,8 +74,20 @@ crate::event_enum! {
         RekeyAccepted = "call.rekey_accepted" { peer: String, epoch: u32 },
         /// A control message was never acknowledged.
         ControlGaveUp = "call.control_gave_up" { what: &'static str, peer: String },
-        /// The peer sends under the renewed key.
-        RekeyComplete = "call.rekey_complete" { peer: String, epoch: u32, index: u64 },
+        /// The renewed key is in use both ways: the peer sent under it (`index`: that frame)
+        /// or its Key Renewal Reply confirmed it (no `index`).
+        RekeyComplete = "call.rekey_complete" { peer: String, epoch: u32, index: Option<u64> },
+        /// No authenticated packet from the peer for `idle_ms` (RFC 7675): media stopped and
+        /// the call ended (`heard_peer`: whether anything authenticated came at all).
+        ConsentExpired = "call.consent_expired" { peer: String, idle_ms: u64, heard_peer: bool },
+        /// The peer's new endpoint answered our path challenge: media and control go there.
+        PathValidated = "call.path_validated" { peer: String, addr: SocketAddrV4 },
+        /// A path challenge or response refused (`peer` left out when no call matches).
+        PathRejected = "call.path_rejected" {
+            peer: Option<String>,
+            reason: &'static str,
+            from: SocketAddrV4,
+        },
         /// The first media frame decrypted.
         FirstFrame = "call.first_frame" { peer: String, index: u64 },
         /// Audio resumed after a pause.

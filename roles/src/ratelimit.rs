@@ -15,6 +15,7 @@
 //! are deterministic.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 
 /// Limits of one [`SourceLimiter`].
@@ -40,15 +41,16 @@ struct Bucket {
     last_ms: u64,
 }
 
-/// Token buckets per source address, bounded (see the module docs).
+/// Token buckets per source address, bounded (see the module docs). The key is a source IPv4
+/// address unless said otherwise (the end node also limits per caller hash address).
 #[derive(Debug, Clone)]
-pub struct SourceLimiter {
+pub struct SourceLimiter<K = Ipv4Addr> {
     config: RateLimitConfig,
-    buckets: HashMap<Ipv4Addr, Bucket>,
+    buckets: HashMap<K, Bucket>,
     resets: u64,
 }
 
-impl SourceLimiter {
+impl<K: Hash + Eq + Copy> SourceLimiter<K> {
     /// An empty limiter.
     pub fn new(config: RateLimitConfig) -> Self {
         SourceLimiter {
@@ -90,7 +92,7 @@ impl SourceLimiter {
     }
 
     /// Takes one token of `src` at `now_ms`; false when its bucket is empty (refuse).
-    pub fn allow(&mut self, src: Ipv4Addr, now_ms: u64) -> bool {
+    pub fn allow(&mut self, src: K, now_ms: u64) -> bool {
         if self.config.burst == 0 || self.config.max_sources == 0 {
             return false;
         }

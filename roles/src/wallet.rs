@@ -98,6 +98,13 @@ impl Wallet {
         self.seq = self.seq.max(seq);
     }
 
+    /// Signs `labelled` with the identity key (ed25519). Only for byte strings that start
+    /// with their own domain label (the Session Request's signing input does), so such a
+    /// signature can never pass for a Tx's.
+    pub fn sign(&self, labelled: &[u8]) -> [u8; 64] {
+        self.signing.sign(labelled).to_bytes()
+    }
+
     /// A new signed Tx with the current addresses and Y; increments the sequence number.
     pub fn next_tx(&mut self, time_ms: u64) -> ToallTx {
         self.seq = self.seq.saturating_add(1);

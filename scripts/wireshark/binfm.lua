@@ -46,6 +46,9 @@ local MSG_TYPES = {
     [11] = "HandoverRequest",
     [12] = "KeyRenewal",
     [13] = "ControlAck",
+    [14] = "KeyRenewalReply",
+    [15] = "PathChallenge",
+    [16] = "PathResponse",
     [20] = "Headers",
     [21] = "GetHeaders",
 }
@@ -150,6 +153,25 @@ local F = {
     session_ssrc = ProtoField.uint32("binfm.session.ssrc", "SSRC (sender's RTP stream)", base.HEX),
     session_confirm = ProtoField.bytes("binfm.session.confirm",
         "Key confirmation (HMAC-SHA256/128, control key)"),
+    session_eph_len = ProtoField.uint16("binfm.session.ephemeral_len", "Ephemeral length"),
+    session_eph = ProtoField.bytes("binfm.session.ephemeral", "Ephemeral DH value (this session)"),
+    session_next_len = ProtoField.uint16("binfm.session.next_len", "Next ephemeral length"),
+    session_next = ProtoField.bytes("binfm.session.next",
+        "Next ephemeral DH value (for the peer's first key renewal)"),
+    session_public_key = ProtoField.bytes("binfm.session.public_key", "Caller's ed25519 public key"),
+    session_signature = ProtoField.bytes("binfm.session.signature", "Caller's ed25519 signature"),
+
+    -- KeyRenewalReply
+    rekey_reply_sender = ProtoField.bytes("binfm.rekey_reply.sender", "Sender (hash address)"),
+    rekey_reply_counter = ProtoField.uint64("binfm.rekey_reply.counter", "Counter of the renewal answered"),
+    rekey_reply_y_len = ProtoField.uint16("binfm.rekey_reply.y_len", "Next ephemeral length"),
+    rekey_reply_y = ProtoField.bytes("binfm.rekey_reply.y", "Sender's next ephemeral DH value"),
+    rekey_reply_mac = ProtoField.bytes("binfm.rekey_reply.mac", "MAC (HMAC-SHA256/128, new control key)"),
+
+    -- PathChallenge, PathResponse
+    path_sender = ProtoField.bytes("binfm.path.sender", "Sender (hash address)"),
+    path_data = ProtoField.bytes("binfm.path.data", "Challenge data"),
+    path_mac = ProtoField.bytes("binfm.path.mac", "MAC (HMAC-SHA256/128, control key)"),
 
     -- HandoverRequest
     handover_sender = ProtoField.bytes("binfm.handover.sender", "Sender (hash address)"),
@@ -562,6 +584,25 @@ local function body_tip(cur, tree)
     return text
 end
 
+-- A length-prefixed DH value (u16 length, then the bytes, at most MAX_Y_LEN). Returns false
+-- when dissection must stop.
+local function take_y(cur, tree, what, f_len, f_y)
+    local r = cur:take(2, what .. " length")
+    if not r then return false end
+    local len = r:uint()
+    local it = tree:add(f_len, r)
+    if len > MAX_Y_LEN then
+        cur:fail(E.malformed, string.format("%s length %d is above the bound %d", what, len, MAX_Y_LEN), it)
+        return false
+    end
+    if len > 0 then
+        r = cur:take(len, what)
+        if not r then return false end
+        tree:add(f_y, r)
+    end
+    return true
+end
+
 local function body_session(cur, tree, with_confirm)
     local what = with_confirm and "session response" or "session request"
     local r = cur:take(32, what .. " caller")
@@ -579,10 +620,19 @@ local function body_session(cur, tree, with_confirm)
     if not r then return text end
     tree:add(F.session_ssrc, r)
     text = text .. string.format(" ssrc=0x%08x", r:uint())
+    if not take_y(cur, tree, what .. " ephemeral", F.session_eph_len, F.session_eph) then return text end
+    if not take_y(cur, tree, what .. " next ephemeral", F.session_next_len, F.session_next) then return text end
     if with_confirm then
         r = cur:take(16, what .. " confirm")
         if not r then return text end
         tree:add(F.session_confirm, r)
+    else
+        r = cur:take(32, what .. " public key")
+        if not r then return text end
+        tree:add(F.session_public_key, r)
+        r = cur:take(64, what .. " signature")
+        if not r then return text end
+        tree:add(F.session_signature, r)
     end
     return text
 end
@@ -593,6 +643,39 @@ end
 
 local function body_session_response(cur, tree)
     return body_session(cur, tree, true)
+end
+
+local function body_key_renewal_reply(cur, tree)
+    local r = cur:take(32, "key renewal reply sender")
+    if not r then return "" end
+    tree:add(F.rekey_reply_sender, r)
+    local tail = " sender=" .. short_hex(r)
+    r = cur:take(8, "key renewal reply counter")
+    if not r then return tail end
+    tree:add(F.rekey_reply_counter, r)
+    local text = " counter=" .. tostring(r:uint64())
+    if not take_y(cur, tree, "key renewal reply y", F.rekey_reply_y_len, F.rekey_reply_y) then
+        return text .. tail
+    end
+    r = cur:take(16, "key renewal reply mac")
+    if not r then return text .. tail end
+    tree:add(F.rekey_reply_mac, r)
+    return text .. tail
+end
+
+local function body_path(cur, tree)
+    local r = cur:take(32, "path sender")
+    if not r then return "" end
+    tree:add(F.path_sender, r)
+    local tail = " sender=" .. short_hex(r)
+    r = cur:take(16, "path data")
+    if not r then return tail end
+    tree:add(F.path_data, r)
+    local text = " data=" .. short_hex(r)
+    r = cur:take(16, "path mac")
+    if not r then return text .. tail end
+    tree:add(F.path_mac, r)
+    return text .. tail
 end
 
 local function body_handover(cur, tree)
@@ -689,6 +772,9 @@ local BODIES = {
     [11] = body_handover,
     [12] = body_key_renewal,
     [13] = body_control_ack,
+    [14] = body_key_renewal_reply,
+    [15] = body_path,
+    [16] = body_path,
     [20] = body_headers,
     [21] = body_get_headers,
 }

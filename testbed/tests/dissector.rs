@@ -133,6 +133,13 @@ const F: &[&str] = &[
     "binfm.session.callee",
     "binfm.session.ssrc",
     "binfm.session.confirm",
+    "binfm.session.ephemeral_len",
+    "binfm.session.next_len",
+    "binfm.session.public_key",
+    "binfm.session.signature",
+    "binfm.rekey_reply.sender",
+    "binfm.rekey_reply.counter",
+    "binfm.path.sender",
     "binfm.handover.sender",
     "binfm.handover.counter",
     "binfm.handover.private_ip",
@@ -346,6 +353,19 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
     );
     assert!(!renewals.is_empty(), "no KeyRenewal");
     assert!(of_type(13).is_empty(), "ControlAck is never sent (yet)");
+    // Each accepted renewal is answered by one Reply; each accepted handover is checked with
+    // path challenges, and answered.
+    assert_eq!(
+        of_type(14).len(),
+        count(&events, "call.rekey_accepted"),
+        "KeyRenewalReply"
+    );
+    assert!(!of_type(15).is_empty(), "no PathChallenge");
+    assert_eq!(
+        of_type(16).len(),
+        of_type(15).len(),
+        "one PathResponse per PathChallenge that reached the mover"
+    );
 
     // The SessionRequest carries what the caller's `call.started` says; the Response names
     // the same two parties.
@@ -361,12 +381,17 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
             .unwrap_or_else(|| panic!("no SessionRequest from {}", started.host));
         assert_eq!(plain_hex(&req["binfm.session.callee"]), peer);
         assert_eq!(req["binfm.session.ssrc"], ssrc);
+        assert_eq!(req["binfm.session.ephemeral_len"], "256");
+        assert_eq!(req["binfm.session.next_len"], "256");
+        assert_eq!(unhex(&req["binfm.session.public_key"]).len(), 32);
+        assert_eq!(unhex(&req["binfm.session.signature"]).len(), 64);
         let resp = responses
             .iter()
             .find(|r| plain_hex(&r["binfm.session.caller"]) == me)
             .unwrap_or_else(|| panic!("no SessionResponse to {}", started.host));
         assert_eq!(plain_hex(&resp["binfm.session.callee"]), peer);
         assert_eq!(unhex(&resp["binfm.session.confirm"]).len(), 16);
+        assert_eq!(resp["binfm.session.ephemeral_len"], "256");
         caller_ssrc.insert(started.host.clone(), ssrc);
     }
 
@@ -415,8 +440,8 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
         );
     }
 
-    // The KeyRenewal carries the Y' that the EN registers in the Tx it submits for the
-    // renewal (Figure 10: the peer and the chain learn the same new value).
+    // The KeyRenewal carries a fresh ephemeral, not the Y' the EN registers in the Tx it
+    // submits for the renewal: no session key depends on a long-term value any more.
     for ev in events.iter().filter(|e| e.kind == "call.rekey_sent") {
         let me = hash_addr_of(&events, &ev.host);
         let k = renewals
@@ -438,10 +463,10 @@ fn dissector_decodes_every_binfm_message_and_the_rtp_of_a_paper_run() {
             .iter()
             .find(|r| r["binfm.tx.seq"] == seq && plain_hex(&r["binfm.tx.hash_addr"]) == me)
             .expect("the renewal's TxSubmit on public");
-        assert_eq!(
+        assert_ne!(
             plain_hex(&k["binfm.rekey.y"]),
             plain_hex(&tx["binfm.tx.y"]),
-            "Y'"
+            "the renewal's ephemeral is not the registered Y'"
         );
     }
 
@@ -673,7 +698,7 @@ fn dissector_flags_truncated_and_corrupted_datagrams_without_lua_errors() {
     assert_eq!(ack.len(), 60);
     samples.insert(13, (carrier.clone(), ack));
     let types: Vec<u8> = samples.keys().copied().collect();
-    for t in [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13] {
+    for t in [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16] {
         assert!(types.contains(&t), "no sample of type {t}: {types:?}");
     }
 
@@ -687,8 +712,8 @@ fn dissector_flags_truncated_and_corrupted_datagrams_without_lua_errors() {
         let mut p = payload.clone();
         p.push(0);
         bad.push(with_payload(orig, &p));
-        // Header corruptions: magic, version, type 0 and 14 (unknown).
-        for (off, val) in [(0, b'X'), (2, 2), (3, 0), (3, 14)] {
+        // Header corruptions: magic, version, type 0 and 17 (unknown).
+        for (off, val) in [(0, b'X'), (2, 2), (3, 0), (3, 17)] {
             let mut p = payload.clone();
             p[off] = val;
             bad.push(with_payload(orig, &p));
@@ -708,8 +733,11 @@ fn dissector_flags_truncated_and_corrupted_datagrams_without_lua_errors() {
             6 => &[(38, 0), (40, 0x04), (41, 0xb1)],
             // KeyRenewal y_len (offset 44, 256 in the sample): 512 (Y runs past the end),
             // above 512, 0 + low byte (Y short of the end: trailing bytes)
-            12 => &[(44, 0x02), (44, 0xff), (44, 0x00)],
-            // SessionRequest/Response, HandoverRequest, ControlAck have no field with a
+            12 | 14 => &[(44, 0x02), (44, 0xff), (44, 0x00)],
+            // SessionRequest/Response ephemeral length (offset 88, 256 in the sample): 512
+            // (past the end), above 512, 0 + low byte (the rest misaligned)
+            9 | 10 => &[(88, 0x02), (88, 0xff), (88, 0x00)],
+            // HandoverRequest, ControlAck, PathChallenge/Response have no field with a
             // constrained value: only truncations and trailing bytes apply
             _ => &[],
         };

@@ -6,8 +6,12 @@ use super::events::EnEvent;
 use super::lookup::PeerInfo;
 use super::{EndNode, power_of_ten};
 use crate::Time;
-use crate::call::{Call, CallRole, CallState};
+use crate::call::{
+    Call, CallRole, CallState, HandoverOutcome, RenewalOutcome, verify_session_request,
+};
 use crate::call_events::CallEvent;
+use crate::dh::validate_public;
+use crate::ratelimit::RateLimitConfig;
 use crate::session::media::rtp_ssrc;
 use crate::util::hex;
 use binfm_stack::wire::binfm::Message;
@@ -26,6 +30,25 @@ pub const NOT_FOUND_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// forgetting the oldest ended call; when all are live it is refused and counted
 /// (`EndNode::calls_refused`), so a Session Request flood cannot grow the list.
 pub const MAX_CALLS: usize = 128;
+/// Lookups an EN makes at once for callers that asked it (of its
+/// [`super::MAX_PENDING_QUERIES`]): the rest stay for its own calls, so requests naming
+/// made-up callers cannot take its lookup budget (attack 5).
+pub const MAX_INCOMING_LOOKUPS: usize = 16;
+/// Signed Session Requests that make the callee look a caller up, per source IPv4 address.
+pub const REQUEST_SOURCE_LIMIT: RateLimitConfig = RateLimitConfig {
+    rate_per_s: 5,
+    burst: 10,
+    max_sources: 1024,
+};
+/// The same, per caller hash address (a caller retransmits every 500 ms).
+pub const REQUEST_CALLER_LIMIT: RateLimitConfig = RateLimitConfig {
+    rate_per_s: 2,
+    burst: 4,
+    max_sources: 1024,
+};
+/// Requests answered that the EN remembers (caller, nonce), so a replayed one after its call
+/// ended starts nothing.
+pub const ANSWERED_REMEMBERED: usize = 1024;
 
 impl EndNode {
     /// Starts a call to `peer` (paper, Figure 8): Query for the peer's Tx first.
@@ -42,7 +65,8 @@ impl EndNode {
         }
         let nonce: [u8; 16] = self.rng.random();
         let ssrc: u32 = self.rng.random();
-        let call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
+        let mut call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
+        call.set_consent_timeout(self.consent_timeout);
         self.events.push_back(
             CallEvent::Started {
                 peer: hex(&peer),
@@ -119,28 +143,29 @@ impl EndNode {
     pub fn rekey(&mut self, now: Time) {
         self.wallet.renew_dh(&mut self.rng);
         let me = self.wallet.hash_addr();
-        let y = self.wallet.dh().public();
         let mut sends = Vec::new();
-        for c in self
-            .calls
-            .iter_mut()
-            .filter(|c| c.state == CallState::Active)
-        {
-            let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
-                continue;
-            };
-            let Ok(shared) = self.wallet.dh().agree(&peer_y) else {
-                continue;
-            };
-            if let Some(o) = c.renew(me, y.clone(), &shared, now) {
-                self.events.push_back(
-                    CallEvent::RekeySent {
-                        peer: hex(&c.peer),
-                        epoch: c.epoch() + 1,
+        let calls = &mut self.calls;
+        let rng = &mut self.rng;
+        for c in calls.iter_mut().filter(|c| c.state == CallState::Active) {
+            match c.renew(me, rng, now) {
+                Ok(o) => {
+                    self.events.push_back(
+                        CallEvent::RekeySent {
+                            peer: hex(&c.peer),
+                            epoch: c.epoch() + 1,
+                        }
+                        .into(),
+                    );
+                    sends.push(o);
+                }
+                Err(reason) => self.events.push_back(
+                    CallEvent::RekeyRejected {
+                        peer: Some(hex(&c.peer)),
+                        reason,
+                        from: None,
                     }
                     .into(),
-                );
-                sends.push(o);
+                ),
             }
         }
         for (to, payload) in sends {
@@ -228,7 +253,10 @@ impl EndNode {
                 }
             }
             CallRole::Caller => {
-                if let Some((to, payload)) = c.request(me, now) {
+                let (public_key, wallet) = (self.wallet.public_key(), &self.wallet);
+                if let Some((to, payload)) =
+                    c.request(me, public_key, |m| wallet.sign(m), &mut self.rng, now)
+                {
                     self.events.push_back(
                         CallEvent::RequestSent {
                             peer: hex(&c.peer),
@@ -239,18 +267,25 @@ impl EndNode {
                     self.send(to, payload);
                 }
             }
-            CallRole::Callee => match self.wallet.dh().agree(&info.tx.out.y) {
-                Ok(shared) => {
-                    if let Some((to, payload)) = c.answer(&shared, me, now) {
-                        self.events.push_back(
-                            CallEvent::Active {
-                                peer: hex(&c.peer),
-                                role: "callee",
-                                peer_addr: Some(to),
-                            }
-                            .into(),
-                        );
-                        self.send(to, payload);
+            CallRole::Callee => match c.answer(self.wallet.dh(), me, &mut self.rng, now) {
+                Ok((to, payload)) => {
+                    let key = answered_key(&c.peer, &c.peer_nonce().unwrap_or_default());
+                    self.events.push_back(
+                        CallEvent::Active {
+                            peer: hex(&c.peer),
+                            role: "callee",
+                            peer_addr: Some(to),
+                        }
+                        .into(),
+                    );
+                    self.send(to, payload);
+                    if self.answered.insert(key) {
+                        self.answered_order.push_back(key);
+                        if self.answered_order.len() > ANSWERED_REMEMBERED
+                            && let Some(old) = self.answered_order.pop_front()
+                        {
+                            self.answered.remove(&old);
+                        }
                     }
                 }
                 Err(e) => {
@@ -258,7 +293,7 @@ impl EndNode {
                     self.events.push_back(
                         CallEvent::Failed {
                             peer: hex(&c.peer),
-                            reason: e.to_string(),
+                            reason: e,
                         }
                         .into(),
                     );
@@ -267,16 +302,44 @@ impl EndNode {
         }
     }
 
-    pub(super) fn on_session_request(
-        &mut self,
-        now: Time,
-        from: SocketAddrV4,
-        caller: HashAddr,
-        callee: HashAddr,
-        nonce: [u8; 16],
-        ssrc: u32,
-    ) {
-        if callee != self.wallet.hash_addr() {
+    /// A Session Request refused before any lookup: counted per reason, reported on the 1st,
+    /// 10th, 100th, ... of each reason.
+    fn refuse_request(&mut self, reason: &'static str, caller: &HashAddr, from: SocketAddrV4) {
+        let n = self.requests_refused.entry(reason).or_default();
+        *n += 1;
+        let count = *n;
+        if power_of_ten(count) {
+            self.events.push_back(
+                CallEvent::Refused {
+                    reason,
+                    peer: hex(caller),
+                    from: Some(from),
+                    count,
+                }
+                .into(),
+            );
+        }
+    }
+
+    /// A Session Request (Figure 8 (c)). Nothing goes back to `from`: the request must carry
+    /// the caller's valid signature (checked first, no lookup and no modexp before), the
+    /// callee's lookup budget for callers is limited per source, per caller and in total, and
+    /// the Response goes to the caller's **registered** endpoint once the chain confirms it.
+    pub(super) fn on_session_request(&mut self, now: Time, from: SocketAddrV4, msg: &Message) {
+        let Message::SessionRequest {
+            caller,
+            callee,
+            nonce,
+            ssrc,
+            ephemeral,
+            next,
+            ..
+        } = msg
+        else {
+            return;
+        };
+        let (caller, nonce, ssrc) = (*caller, *nonce, *ssrc);
+        if *callee != self.wallet.hash_addr() {
             self.events.push_back(
                 CallEvent::RequestRefused {
                     reason: "not for us",
@@ -286,23 +349,48 @@ impl EndNode {
             );
             return;
         }
+        if let Err(reason) = verify_session_request(msg) {
+            return self.refuse_request(reason, &caller, from);
+        }
         // A retransmitted request of a call we already know: our Response (if we sent one)
-        // was lost, so send it again; otherwise we are still looking the caller up.
+        // was lost, so send it again, to the caller's registered endpoint; otherwise we are
+        // still looking the caller up.
         if let Some(c) = self.calls.iter().find(|c| {
             c.peer == caller && c.peer_nonce() == Some(nonce) && c.state != CallState::Ended
         }) {
-            if let Some(resp) = c.sent_response() {
+            if let Some((to, resp)) = c.sent_response() {
                 let payload = resp.to_vec();
                 self.events.push_back(
                     CallEvent::ResponseResent {
                         peer: hex(&caller),
-                        to: from,
+                        to,
                     }
                     .into(),
                 );
-                self.send(from, payload);
+                self.send(to, payload);
             }
             return;
+        }
+        if self.answered.contains(&answered_key(&caller, &nonce)) {
+            return self.refuse_request("replayed", &caller, from);
+        }
+        if validate_public(ephemeral).is_err() || validate_public(next).is_err() {
+            return self.refuse_request("bad_ephemeral", &caller, from);
+        }
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        if !self.request_sources.allow(*from.ip(), now_ms) {
+            return self.refuse_request("source_rate_limited", &caller, from);
+        }
+        if !self.request_callers.allow(caller, now_ms) {
+            return self.refuse_request("caller_rate_limited", &caller, from);
+        }
+        let incoming = self
+            .calls
+            .iter()
+            .filter(|c| c.role == CallRole::Callee && matches!(c.state, CallState::LookingUp(_)))
+            .count();
+        if incoming >= MAX_INCOMING_LOOKUPS {
+            return self.refuse_request("too_many_incoming_lookups", &caller, from);
         }
         if !self.room_for_call(&caller, Some(from)) {
             return;
@@ -317,7 +405,8 @@ impl EndNode {
             self.tone_hz,
             now,
         );
-        call.on_request(from, nonce, ssrc);
+        call.set_consent_timeout(self.consent_timeout);
+        call.on_request(nonce, ssrc, ephemeral.clone(), next.clone());
         self.events.push_back(
             CallEvent::Incoming {
                 peer: hex(&caller),
@@ -358,24 +447,7 @@ impl EndNode {
         let me = self.wallet.hash_addr();
         let have_address = self.private.is_some();
         let c = &mut self.calls[idx];
-        let Some(peer_y) = c.peer_y().map(<[u8]>::to_vec) else {
-            return;
-        };
-        let shared = match self.wallet.dh().agree(&peer_y) {
-            Ok(s) => s,
-            Err(e) => {
-                c.hang_up();
-                self.events.push_back(
-                    CallEvent::Failed {
-                        peer: hex(&c.peer),
-                        reason: e.to_string(),
-                    }
-                    .into(),
-                );
-                return;
-            }
-        };
-        match c.on_response(&shared, me, msg, now) {
+        match c.on_response(self.wallet.dh(), me, msg, now) {
             Ok(()) => {
                 self.events.push_back(
                     CallEvent::Active {
@@ -388,7 +460,7 @@ impl EndNode {
                 // Audio starts the moment the keys are ready: the first frame goes now.
                 let mut out = Vec::new();
                 let mut evs = Vec::new();
-                c.on_timeout(now, have_address, &mut out, &mut evs);
+                c.on_timeout(now, me, have_address, &mut out, &mut evs);
                 self.events.extend(evs);
                 for (to, payload) in out {
                     self.send(to, payload);
@@ -424,13 +496,16 @@ impl EndNode {
         }
     }
 
+    /// A Handover Request (Figure 9), from `from`: see [`Call::on_handover`].
     pub(super) fn on_handover(
         &mut self,
-        _now: Time,
+        now: Time,
         from: SocketAddrV4,
         sender: HashAddr,
+        bytes: &[u8],
         msg: &Message,
     ) {
+        let rng = &mut self.rng;
         let Some(c) = self
             .calls
             .iter_mut()
@@ -446,14 +521,16 @@ impl EndNode {
             );
             return;
         };
-        match c.on_handover(from, msg) {
-            Ok(()) => self.events.push_back(
+        match c.on_handover(now, from, bytes, msg, rng) {
+            Ok(HandoverOutcome::Accepted(new_addr)) => self.events.push_back(
                 CallEvent::HandoverAccepted {
                     peer: hex(&sender),
-                    new_addr: from,
+                    new_addr,
+                    from,
                 }
                 .into(),
             ),
+            Ok(HandoverOutcome::Duplicate) => {}
             Err(reason) => self.events.push_back(
                 CallEvent::HandoverRejected {
                     peer: Some(hex(&sender)),
@@ -463,16 +540,87 @@ impl EndNode {
                 .into(),
             ),
         }
+        // A challenge may be due at once (the budget allows it now).
+        self.calls_due(now);
     }
 
-    pub(super) fn on_key_renewal(
+    /// A Path Challenge from the peer: answer it (to the peer's endpoint).
+    pub(super) fn on_path_challenge(
         &mut self,
-        _now: Time,
+        now: Time,
         from: SocketAddrV4,
         sender: HashAddr,
         msg: &Message,
     ) {
         let me = self.wallet.hash_addr();
+        let res = match self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        {
+            Some(c) => c.on_path_challenge(now, me, msg),
+            None => Err("no such call"),
+        };
+        match res {
+            Ok((to, payload)) => self.send(to, payload),
+            Err(reason) => self.path_rejected(&sender, reason, from),
+        }
+    }
+
+    /// A Path Response from the peer: the path it validates becomes the peer's endpoint.
+    pub(super) fn on_path_response(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        sender: HashAddr,
+        msg: &Message,
+    ) {
+        let res = match self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        {
+            Some(c) => c.on_path_response(now, msg),
+            None => Err("no such call"),
+        };
+        match res {
+            Ok(addr) => self.events.push_back(
+                CallEvent::PathValidated {
+                    peer: hex(&sender),
+                    addr,
+                }
+                .into(),
+            ),
+            Err(reason) => self.path_rejected(&sender, reason, from),
+        }
+    }
+
+    fn path_rejected(&mut self, sender: &HashAddr, reason: &'static str, from: SocketAddrV4) {
+        let known = reason != "no such call";
+        let n = self.path_refused.entry(reason).or_default();
+        *n += 1;
+        if power_of_ten(*n) {
+            self.events.push_back(
+                CallEvent::PathRejected {
+                    peer: known.then(|| hex(sender)),
+                    reason,
+                    from,
+                }
+                .into(),
+            );
+        }
+    }
+
+    pub(super) fn on_key_renewal(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        sender: HashAddr,
+        bytes: &[u8],
+        msg: &Message,
+    ) {
+        let me = self.wallet.hash_addr();
+        let rng = &mut self.rng;
         let Some(c) = self
             .calls
             .iter_mut()
@@ -488,22 +636,57 @@ impl EndNode {
             );
             return;
         };
-        let wallet = &self.wallet;
-        let shared_for = |y: &[u8]| -> Option<Vec<u8>> { wallet.dh().agree(y).ok() };
-        match c.on_renewal(msg, shared_for, me) {
-            Ok(()) => self.events.push_back(
-                CallEvent::RekeyAccepted {
-                    peer: hex(&sender),
-                    epoch: c.epoch(),
-                }
-                .into(),
-            ),
+        match c.on_renewal(now, bytes, msg, me, rng) {
+            Ok(RenewalOutcome::Applied((to, payload))) => {
+                self.events.push_back(
+                    CallEvent::RekeyAccepted {
+                        peer: hex(&sender),
+                        epoch: c.epoch(),
+                    }
+                    .into(),
+                );
+                self.send(to, payload);
+            }
+            Ok(RenewalOutcome::Resent((to, payload))) => self.send(to, payload),
+            // A copy of an older renewal: dropped without a word (it cannot be told from a
+            // late retransmission).
             Err("replayed") => {}
             Err(reason) => self.events.push_back(
                 CallEvent::RekeyRejected {
                     peer: Some(hex(&sender)),
                     reason,
                     from: None,
+                }
+                .into(),
+            ),
+        }
+    }
+
+    /// The peer's Key Renewal Reply: our renewal is confirmed.
+    pub(super) fn on_key_renewal_reply(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        sender: HashAddr,
+        msg: &Message,
+    ) {
+        let mut evs = Vec::new();
+        let res = match self
+            .calls
+            .iter_mut()
+            .find(|c| c.peer == sender && c.state == CallState::Active)
+        {
+            Some(c) => c.on_renewal_reply(now, msg, &mut evs),
+            None => Err("no such call"),
+        };
+        self.events.extend(evs);
+        match res {
+            Ok(_) | Err("replayed") => {}
+            Err(reason) => self.events.push_back(
+                CallEvent::RekeyRejected {
+                    peer: Some(hex(&sender)),
+                    reason,
+                    from: Some(from),
                 }
                 .into(),
             ),
@@ -519,7 +702,7 @@ impl EndNode {
             .iter_mut()
             .find(|c| c.state == CallState::Active && c.media.is_from_peer(ssrc))
         {
-            Some(c) => c.on_media(now, data, &mut evs),
+            Some(c) => c.on_media(now, from, data, &mut evs),
             None => {
                 // Counted; reported on the 1st, 10th, 100th, ... so a flood cannot fill the log.
                 self.unknown_media += 1;
@@ -540,10 +723,11 @@ impl EndNode {
     /// Media and control retransmissions of every call, and peers to look up again.
     pub(super) fn calls_due(&mut self, now: Time) {
         let have_address = self.private.is_some();
+        let me = self.wallet.hash_addr();
         let mut out = Vec::new();
         let mut evs = Vec::new();
         for c in &mut self.calls {
-            c.on_timeout(now, have_address, &mut out, &mut evs);
+            c.on_timeout(now, me, have_address, &mut out, &mut evs);
         }
         self.events.extend(evs);
         for (to, payload) in out {
@@ -582,4 +766,12 @@ impl EndNode {
             }
         }
     }
+}
+
+/// The key under which an answered request is remembered: caller ‖ nonce.
+fn answered_key(caller: &HashAddr, nonce: &[u8; 16]) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..32].copy_from_slice(caller);
+    k[32..].copy_from_slice(nonce);
+    k
 }

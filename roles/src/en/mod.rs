@@ -23,14 +23,18 @@ mod role;
 #[cfg(test)]
 mod tests;
 
-pub use calls::{MAX_CALLS, NOT_FOUND_RETRIES, NOT_FOUND_RETRY_AFTER};
+pub use calls::{
+    ANSWERED_REMEMBERED, MAX_CALLS, MAX_INCOMING_LOOKUPS, NOT_FOUND_RETRIES, NOT_FOUND_RETRY_AFTER,
+    REQUEST_CALLER_LIMIT, REQUEST_SOURCE_LIMIT,
+};
 pub use light::{FRESH_BLOCKS, HEADER_RETRY};
 pub use lookup::{MAX_PENDING_QUERIES, MAX_QUERY_TRIES, PeerInfo};
 pub use registration::TRIES_PER_SN;
 
-use crate::call::Call;
+use crate::call::{Call, DEFAULT_CONSENT_TIMEOUT};
 use crate::chain::{ChainConfig, HeaderChain};
 use crate::event::Event;
+use crate::ratelimit::SourceLimiter;
 use crate::wallet::Wallet;
 use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::Message;
@@ -42,8 +46,9 @@ use lookup::PendingQuery;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use registration::Registration;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 /// Why a Query was sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +101,17 @@ pub struct EndNode {
     pub unknown_media: u64,
     /// New calls refused because [`MAX_CALLS`] live calls exist.
     pub calls_refused: u64,
+    /// Session Requests refused before any lookup, by reason (`bad_signature`,
+    /// `key_not_caller`, `replayed`, `source_rate_limited`, ...).
+    pub requests_refused: BTreeMap<&'static str, u64>,
+    /// Path challenges and responses refused, by reason.
+    pub path_refused: BTreeMap<&'static str, u64>,
+    request_sources: SourceLimiter,
+    request_callers: SourceLimiter<HashAddr>,
+    /// Requests answered (caller ‖ nonce), oldest first, at most [`ANSWERED_REMEMBERED`].
+    answered: BTreeSet<[u8; 48]>,
+    answered_order: VecDeque<[u8; 48]>,
+    consent_timeout: Duration,
 }
 
 impl EndNode {
@@ -130,7 +146,20 @@ impl EndNode {
             resume_retries: 0,
             unknown_media: 0,
             calls_refused: 0,
+            requests_refused: BTreeMap::new(),
+            path_refused: BTreeMap::new(),
+            request_sources: SourceLimiter::new(REQUEST_SOURCE_LIMIT),
+            request_callers: SourceLimiter::new(REQUEST_CALLER_LIMIT),
+            answered: BTreeSet::new(),
+            answered_order: VecDeque::new(),
+            consent_timeout: DEFAULT_CONSENT_TIMEOUT,
         }
+    }
+
+    /// Consent freshness (RFC 7675) of new calls: with no authenticated packet from the peer
+    /// for this long a call stops its media and ends (default 30 s).
+    pub fn set_consent_timeout(&mut self, t: Duration) {
+        self.consent_timeout = t;
     }
 
     /// The calls (active and ended).
@@ -204,18 +233,22 @@ impl EndNode {
             }
         };
         match msg {
-            Message::SessionRequest {
-                caller,
-                callee,
-                nonce,
-                ssrc,
-            } => return self.on_session_request(now, from, caller, callee, nonce, ssrc),
+            Message::SessionRequest { .. } => return self.on_session_request(now, from, &msg),
             Message::SessionResponse { .. } => return self.on_session_response(now, from, &msg),
             Message::HandoverRequest { sender, .. } => {
-                return self.on_handover(now, from, sender, &msg);
+                return self.on_handover(now, from, sender, data, &msg);
             }
             Message::KeyRenewal { sender, .. } => {
-                return self.on_key_renewal(now, from, sender, &msg);
+                return self.on_key_renewal(now, from, sender, data, &msg);
+            }
+            Message::KeyRenewalReply { sender, .. } => {
+                return self.on_key_renewal_reply(now, from, sender, &msg);
+            }
+            Message::PathChallenge { sender, .. } => {
+                return self.on_path_challenge(now, from, sender, &msg);
+            }
+            Message::PathResponse { sender, .. } => {
+                return self.on_path_response(now, from, sender, &msg);
             }
             _ => {}
         }

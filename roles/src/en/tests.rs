@@ -3,7 +3,8 @@
 use super::*;
 use crate::call::CallState;
 use crate::call_events::CallEvent;
-use binfm_stack::wire::binfm::{TxProof, TxStatus};
+use binfm_stack::wire::binfm::{TxProof, TxStatus, signing_input};
+use ed25519_dalek::{Signer, SigningKey};
 use rand_chacha::ChaCha8Rng;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -118,24 +119,16 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
     en.on_address(Time::ZERO, ME, None, vec![SN]);
     let target = en.hash_addr();
     let spoofer = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 4000);
-    let request = |caller: HashAddr, i: u32| {
-        let mut nonce = [0u8; 16];
-        nonce[..4].copy_from_slice(&i.to_be_bytes());
-        Message::SessionRequest {
-            caller,
-            callee: target,
-            nonce,
-            ssrc: i,
-        }
-        .to_bytes()
-    };
-    // 1000 requests from made-up callers: each is looked up, not found, and ends; the
-    // list keeps at most MAX_CALLS, forgetting the oldest ended calls.
+    let request = |key: &SigningKey, i: u32| signed_request(key, target, i);
+    // 1000 signed requests from made-up callers (fresh keys), from as many sources: each is
+    // looked up, not found, and ends; the list keeps at most MAX_CALLS, forgetting the
+    // oldest ended calls.
     for i in 0..1000u32 {
         let now = Time::from_millis(u64::from(i));
-        let mut caller = [0u8; 32];
-        caller[..4].copy_from_slice(&i.to_be_bytes());
-        en.handle_datagram(now, spoofer, me, &request(caller, i));
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 4000);
+        en.handle_datagram(now, from, me, &request(&SigningKey::from_bytes(&seed), i));
         answer_queries(&mut en, now, &chain);
         assert!(en.calls().len() <= MAX_CALLS);
     }
@@ -145,6 +138,9 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
     // Requests naming a real, registered identity become live calls (the callee cannot
     // tell a spoofed request before the key confirmation): past MAX_CALLS live ones, new
     // requests are refused and counted, with events on the 1st, 10th, 100th refusal.
+    // (Here the real identity signs each of them: a replayed request is refused, and each
+    // needs a new nonce. The per-caller and per-source limits are spaced out.)
+    let real_key = SigningKey::from_bytes(&[2; 32]);
     let real = wallet(
         2,
         SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN),
@@ -153,12 +149,14 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
         let mut w = real;
         (w.hash_addr(), w.next_tx(0))
     };
+    let _ = spoofer;
     chain.mine(vec![real_tx.1.clone()]);
     en.handle_datagram(Time::from_secs(10), SN, me, &chain.push());
     while en.poll_event().is_some() {}
     for i in 0..(MAX_CALLS as u32 + 150) {
-        let now = Time::from_secs(10) + Time::from_millis(u64::from(i));
-        en.handle_datagram(now, spoofer, me, &request(real_tx.0, 10_000 + i));
+        let now = Time::from_secs(10) + Time::from_millis(600 * u64::from(i));
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 4000);
+        en.handle_datagram(now, from, me, &request(&real_key, 10_000 + i));
         answer_queries(&mut en, now, &chain);
         assert!(en.calls().len() <= MAX_CALLS);
     }
@@ -175,6 +173,29 @@ fn a_session_request_flood_cannot_grow_the_call_list() {
     })
     .len();
     assert_eq!(reports, 3, "1st, 10th and 100th refusal");
+}
+
+/// A Session Request to `callee` signed by `key` (nonce and SSRC from `i`), with valid
+/// group-14 values (in range; no modexp needed to make them).
+fn signed_request(key: &SigningKey, callee: HashAddr, i: u32) -> Vec<u8> {
+    let pk = key.verifying_key().to_bytes();
+    let mut nonce = [0u8; 16];
+    nonce[..4].copy_from_slice(&i.to_be_bytes());
+    let mut msg = Message::SessionRequest {
+        caller: crate::wallet::hash_addr_of(&pk),
+        callee,
+        nonce,
+        ssrc: i,
+        ephemeral: vec![3; 256],
+        next: vec![4; 256],
+        public_key: pk,
+        signature: [0; 64],
+    };
+    let sig = key.sign(&signing_input(&msg)).to_bytes();
+    if let Message::SessionRequest { signature, .. } = &mut msg {
+        *signature = sig;
+    }
+    msg.to_bytes()
 }
 
 /// Drains the node's events and keeps what `pick` finds in them, in order.
@@ -660,13 +681,8 @@ fn a_spoofed_not_found_with_guessed_ids_does_not_end_a_pending_call() {
     chain.mine(vec![caller_tx]);
     en.handle_datagram(Time::ZERO, SN, me, &chain.push());
     while en.poll_transmit().is_some() {}
-    let request = Message::SessionRequest {
-        caller: caller.hash_addr(),
-        callee: en.hash_addr(),
-        nonce: [7; 16],
-        ssrc: 7,
-    };
-    en.handle_datagram(Time::from_millis(1), caller_at, me, &request.to_bytes());
+    let request = signed_request(&SigningKey::from_bytes(&[2; 32]), en.hash_addr(), 7);
+    en.handle_datagram(Time::from_millis(1), caller_at, me, &request);
     let (rid, _) = query_for(&mut en, caller.hash_addr()).expect("the callee looks the caller up");
     for guess in 1..=10_000u32 {
         let fake = Message::Reply {
@@ -817,4 +833,232 @@ fn a_restarted_end_node_resumes_its_sequence_from_the_chain() {
     }
     assert_eq!(registered, Some(4));
     assert_eq!(en.wallet().seq(), 4);
+}
+
+/// Datagrams the node would send now.
+fn sent(en: &mut EndNode) -> Vec<Transmit> {
+    std::iter::from_fn(|| en.poll_transmit()).collect()
+}
+
+/// A registered node at `ip` (no NAT), its registration acknowledged and mined, with the
+/// chain that serves its lookups.
+fn registered(seed: u8, ip: Ipv4Addr) -> (EndNode, TestChain) {
+    let at = SocketAddrV4::new(ip, ports::EN);
+    let mut chain = TestChain::new();
+    let mut en = chain.en(wallet(seed, at), seed, 440.0);
+    en.on_address(Time::ZERO, ip, None, vec![SN]);
+    let mut other = chain.en(wallet(99, at), 99, 440.0);
+    pump(&mut en, &mut other, Time::ZERO, &mut chain);
+    assert!(en.wallet().seq() >= 1, "registered");
+    sent(&mut en);
+    (en, chain)
+}
+
+/// Defence 1: a Session Request without the caller's valid signature costs the callee no
+/// lookup and makes it send nothing (to the source or anyone).
+#[test]
+fn an_unsigned_or_forged_session_request_costs_no_lookup_and_sends_nothing() {
+    let (mut b, _chain) = registered(2, Ipv4Addr::new(198, 51, 100, 41));
+    let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 5060);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let genuine = signed_request(&key, b.hash_addr(), 1);
+    let Ok(Message::SessionRequest { .. }) = Message::parse(&genuine) else {
+        unreachable!()
+    };
+    // A bit of the signature flipped; another caller named under this key; an unsigned
+    // request naming a registered caller (zero signature, its key).
+    let mut flipped = genuine.clone();
+    let n = flipped.len();
+    flipped[n - 1] ^= 1;
+    let mut other_caller = Message::parse(&genuine).unwrap();
+    if let Message::SessionRequest { caller, .. } = &mut other_caller {
+        *caller = [0x42; 32];
+    }
+    let mut unsigned = Message::parse(&genuine).unwrap();
+    if let Message::SessionRequest { signature, .. } = &mut unsigned {
+        *signature = [0; 64];
+    }
+    for (k, bytes) in [flipped, other_caller.to_bytes(), unsigned.to_bytes()]
+        .iter()
+        .enumerate()
+    {
+        b.handle_datagram(Time::from_millis(k as u64), victim, me, bytes);
+        assert!(sent(&mut b).is_empty(), "forgery {k}: something was sent");
+        assert!(b.calls().is_empty(), "forgery {k}: a call was made");
+    }
+    assert_eq!(b.requests_refused.get("bad_signature"), Some(&2));
+    assert_eq!(b.requests_refused.get("key_not_caller"), Some(&1));
+    // The genuine one is looked up (a Query to the SN, nothing to the source).
+    b.handle_datagram(Time::from_millis(5), victim, me, &genuine);
+    let out = sent(&mut b);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].dst, SN);
+}
+
+/// A and B registered (no NAT) with the SN played by `pump`.
+fn two_registered(chain: &mut TestChain) -> (EndNode, EndNode, SocketAddrV4, SocketAddrV4) {
+    let at_a = SocketAddrV4::new(ME, ports::EN);
+    let at_b = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut a = chain.en(wallet(1, at_a), 1, 440.0);
+    let mut b = chain.en(wallet(2, at_b), 2, 660.0);
+    a.on_address(Time::ZERO, *at_a.ip(), None, vec![SN]);
+    b.on_address(Time::ZERO, *at_b.ip(), None, vec![SN]);
+    pump(&mut a, &mut b, Time::ZERO, chain);
+    (a, b, at_a, at_b)
+}
+
+/// Answers B's Queries from `chain` (the SN, with proofs), returns everything else B sent.
+fn serve_queries(b: &mut EndNode, now: Time, chain: &TestChain) -> Vec<Transmit> {
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let out = sent(b);
+        if out.is_empty() {
+            break;
+        }
+        for t in out {
+            if let (
+                true,
+                Ok(Message::Query {
+                    request_id,
+                    hash_addr,
+                    ..
+                }),
+            ) = (t.dst == SN, Message::parse(&t.payload))
+            {
+                let reply = chain.reply(request_id, hash_addr);
+                let to = b.private.unwrap_or(SN);
+                b.handle_datagram(now, SN, to, &reply.to_bytes());
+            } else {
+                others.push(t);
+            }
+        }
+    }
+    others
+}
+
+/// Attack 1 and defence 1: A's genuine Session Request, sent to B from a victim's address
+/// (a replay, or a spoofed source), makes B send nothing to the victim: the Response and the
+/// audio go to A's registered endpoint, and stop once B's initial consent runs out because A
+/// never answers. Replayed once more after that call ended, it starts nothing.
+#[test]
+fn a_session_request_from_a_spoofed_source_reflects_nothing_to_it() {
+    let mut chain = TestChain::new();
+    let (mut a, mut b, at_a, at_b) = two_registered(&mut chain);
+    a.call(Time::ZERO, b.hash_addr());
+    let request = serve_queries(&mut a, Time::ZERO, &chain)
+        .into_iter()
+        .find(|t| {
+            matches!(
+                Message::parse(&t.payload),
+                Ok(Message::SessionRequest { .. })
+            )
+        })
+        .expect("A sends its request")
+        .payload;
+    let victim = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 5060);
+    let mut to_victim = 0usize;
+    let mut to_a = 0usize;
+    let mut now = Time::ZERO;
+    b.handle_datagram(now, victim, at_b, &request);
+    while now < Time::from_secs(10) {
+        b.handle_timeout(now);
+        for t in serve_queries(&mut b, now, &chain) {
+            if t.dst == victim {
+                to_victim += t.payload.len();
+            }
+            if t.dst == at_a {
+                to_a += t.payload.len();
+            }
+        }
+        now += Duration::from_millis(20);
+    }
+    assert_eq!(to_victim, 0, "nothing reflected to the spoofed source");
+    assert!(to_a > 0, "the Response went to A's registered endpoint");
+    // At most the initial consent's worth of audio (4 s, 50 frames/s) plus the Response.
+    assert!(
+        to_a < 620 + 200 * 50 * 4 + 200,
+        "{to_a} bytes to A's registered endpoint"
+    );
+    assert_eq!(b.calls()[0].state, CallState::Ended, "consent ran out");
+    // The same request again: remembered as answered, refused, nothing sent.
+    b.handle_datagram(now, victim, at_b, &request);
+    assert!(sent(&mut b).is_empty());
+    assert_eq!(b.requests_refused.get("replayed"), Some(&1));
+}
+
+/// Attack 5 and defence 1: signed requests from made-up callers (fresh keys are free), each
+/// from its own spoofed source and never answered by the SN, take at most
+/// MAX_INCOMING_LOOKUPS of the callee's lookups: its own call still gets its Query.
+#[test]
+fn made_up_callers_cannot_take_the_callees_lookups_for_its_own_calls() {
+    let (mut b, _chain) = registered(2, Ipv4Addr::new(198, 51, 100, 41));
+    let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let mut queries = 0;
+    for i in 0..200u32 {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 4000);
+        let req = signed_request(&SigningKey::from_bytes(&seed), b.hash_addr(), i);
+        b.handle_datagram(Time::from_millis(u64::from(i)), from, me, &req);
+        queries += sent(&mut b).iter().filter(|t| t.dst == SN).count();
+    }
+    assert_eq!(queries, MAX_INCOMING_LOOKUPS);
+    assert_eq!(
+        b.requests_refused.get("too_many_incoming_lookups"),
+        Some(&(200 - MAX_INCOMING_LOOKUPS as u64))
+    );
+    // B's own call to someone: its lookup goes out.
+    b.call(Time::from_millis(300), [0x77; 32]);
+    let out = sent(&mut b);
+    assert!(
+        out.iter().any(|t| t.dst == SN
+            && matches!(Message::parse(&t.payload), Ok(Message::Query { hash_addr, .. }) if hash_addr == [0x77; 32])),
+        "B's own lookup was refused"
+    );
+}
+
+/// Defence 1: the per-source and per-caller limits on the lookups a callee makes for
+/// callers (bursts of 10 per source, 4 per caller).
+#[test]
+fn callee_lookups_are_limited_per_source_and_per_caller() {
+    let (mut b, chain) = registered(2, Ipv4Addr::new(198, 51, 100, 41));
+    let me = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 41), ports::EN);
+    let one_source = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 4000);
+    let mut queries = 0;
+    for i in 0..30u32 {
+        let mut seed = [1u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let req = signed_request(&SigningKey::from_bytes(&seed), b.hash_addr(), i);
+        b.handle_datagram(Time::from_millis(u64::from(i)), one_source, me, &req);
+        // Each lookup is answered "not found" at once, so the total cap does not interfere.
+        queries += answer_queries(&mut b, Time::from_millis(u64::from(i)), &chain);
+    }
+    assert_eq!(queries, REQUEST_SOURCE_LIMIT.burst as usize);
+    assert_eq!(b.requests_refused.get("source_rate_limited"), Some(&20));
+
+    let one_caller = SigningKey::from_bytes(&[9; 32]);
+    let mut queries = 0;
+    for i in 0..30u32 {
+        let from = SocketAddrV4::new(Ipv4Addr::from(0x0c00_0000 + i), 4000);
+        let now = Time::from_secs(5) + Time::from_millis(u64::from(i));
+        let req = signed_request(&one_caller, b.hash_addr(), 1000 + i);
+        b.handle_datagram(now, from, me, &req);
+        let out = sent(&mut b);
+        queries += out.iter().filter(|t| t.dst == SN).count();
+        for t in out {
+            if let Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            }) = Message::parse(&t.payload)
+            {
+                let reply = chain.reply(request_id, hash_addr);
+                assert!(matches!(reply, Message::Reply { found: false, .. }));
+                b.handle_datagram(now, SN, me, &reply.to_bytes());
+            }
+        }
+    }
+    assert_eq!(queries, REQUEST_CALLER_LIMIT.burst as usize);
+    assert_eq!(b.requests_refused.get("caller_rate_limited"), Some(&26));
 }

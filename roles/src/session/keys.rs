@@ -12,6 +12,10 @@ use subtle::ConstantTimeEq;
 
 /// Binds every derived key to this protocol and version.
 const INFO_LABEL: &[u8] = b"binfm session v1";
+/// Salt of the setup's root secret (HKDF-Extract).
+const ROOT_LABEL: &[u8] = b"binfm root v2: ss es ee";
+/// Prefix of a renewal's input keying material.
+const RENEWAL_LABEL: &[u8] = b"binfm renewal v2";
 /// Direction labels: which side sends with the key.
 const CALLER_TO_CALLEE: &[u8] = b"caller->callee";
 const CALLEE_TO_CALLER: &[u8] = b"callee->caller";
@@ -70,7 +74,40 @@ impl fmt::Debug for SessionKeys {
     }
 }
 
-/// HKDF-SHA256 over the DH secret K: salt = caller_nonce ‖ callee_nonce, info binds "binfm session v1",
+/// The root secret of a session (Noise KK-like, without its extra round trip): HKDF-Extract
+/// over the three group-14 secrets the two sides can both compute, in a fixed order:
+///
+/// - `ss` = static-static, `DH(X_caller, Y_callee)`: both registered keys (the paper's K);
+/// - `es` = caller ephemeral with callee static, `DH(e_caller, Y_callee)`: only the callee
+///   that registered `Y_callee` (or the caller) knows it, so a thief of the caller's key
+///   cannot pose as the callee;
+/// - `ee` = ephemeral-ephemeral, `DH(e_caller, e_callee)`: forgotten by both sides once the
+///   keys are derived, so a later theft of every long-term key does not give this session's
+///   keys back (forward secrecy).
+///
+/// Every input is 256 bytes (group 14), so the concatenation is unambiguous.
+pub fn session_root(ss: &[u8], es: &[u8], ee: &[u8]) -> [u8; 32] {
+    let mut ikm = Vec::with_capacity(ss.len() + es.len() + ee.len());
+    ikm.extend_from_slice(ss);
+    ikm.extend_from_slice(es);
+    ikm.extend_from_slice(ee);
+    let (prk, _) = Hkdf::<Sha256>::extract(Some(ROOT_LABEL), &ikm);
+    prk.into()
+}
+
+/// The root of the next key epoch: HKDF-Extract with the current root as salt over the DH
+/// secret of two fresh ephemerals (the initiator's new one and the responder's announced
+/// next one). The old root is replaced, so a later theft of the state does not give older
+/// epochs back, and the fresh DH heals an earlier theft.
+pub fn renewal_root(root: &[u8; 32], fresh: &[u8]) -> [u8; 32] {
+    let mut ikm = Vec::with_capacity(RENEWAL_LABEL.len() + fresh.len());
+    ikm.extend_from_slice(RENEWAL_LABEL);
+    ikm.extend_from_slice(fresh);
+    let (prk, _) = Hkdf::<Sha256>::extract(Some(root), &ikm);
+    prk.into()
+}
+
+/// HKDF-SHA256 over the DH secret K (or a [`session_root`]): salt = caller_nonce ‖ callee_nonce, info binds "binfm session v1",
 /// both hash addresses, the key epoch and the direction; so every session (and every rekey epoch) gets
 /// fresh keys even between the same pair. `i_am_caller` picks which direction is `send`.
 pub fn derive(
@@ -213,6 +250,20 @@ mod tests {
     const KV_CONTROL: &str = "653b338d25eaa436";
 
     use crate::util::hex;
+
+    #[test]
+    fn roots_depend_on_every_secret() {
+        let (a, b, c) = ([1u8; 256], [2u8; 256], [3u8; 256]);
+        let r = session_root(&a, &b, &c);
+        assert_ne!(r, session_root(&[9; 256], &b, &c));
+        assert_ne!(r, session_root(&a, &[9; 256], &c));
+        assert_ne!(r, session_root(&a, &b, &[9; 256]));
+        assert_ne!(r, session_root(&b, &a, &c), "order matters");
+        let n = renewal_root(&r, &a);
+        assert_ne!(n, r);
+        assert_ne!(n, renewal_root(&r, &b));
+        assert_ne!(n, renewal_root(&[0; 32], &a));
+    }
 
     #[test]
     fn mac_and_verify() {

@@ -34,6 +34,15 @@ pub const HEADER_LEN: usize = 4;
 pub const NONCE_LEN: usize = 16;
 /// Length of a truncated HMAC-SHA256 tag (handover, key renewal, key confirmation).
 pub const MAC_LEN: usize = 16;
+/// Length of an ed25519 public key (Session Request).
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Length of an ed25519 signature (Session Request).
+pub const SIGNATURE_LEN: usize = 64;
+/// Length of a path challenge's random data (Path Challenge / Path Response).
+pub const CHALLENGE_LEN: usize = 16;
+/// Domain label prefixed to the bytes a Session Request's signature covers
+/// ([`signing_input`]): a signature made for a ToALL Tx can never pass as one.
+pub const SESSION_REQUEST_LABEL: &[u8] = b"binfm session request v2";
 
 /// Most block bytes in one [`BlockPart`]: with the 42 bytes of header and part fields the
 /// datagram stays below 1280 bytes (IPv6's minimum MTU, comfortably under any path here).
@@ -67,6 +76,12 @@ pub mod msg_type {
     pub const KEY_RENEWAL: u8 = 12;
     /// [`super::Message::ControlAck`], EN → EN.
     pub const CONTROL_ACK: u8 = 13;
+    /// [`super::Message::KeyRenewalReply`], EN → EN.
+    pub const KEY_RENEWAL_REPLY: u8 = 14;
+    /// [`super::Message::PathChallenge`], EN → EN.
+    pub const PATH_CHALLENGE: u8 = 15;
+    /// [`super::Message::PathResponse`], EN → EN.
+    pub const PATH_RESPONSE: u8 = 16;
     /// [`super::Message::Headers`], SN → EN.
     pub const HEADERS: u8 = 20;
     /// [`super::Message::GetHeaders`], EN → SN.
@@ -229,9 +244,11 @@ pub enum Message {
         total_work: [u8; 32],
     },
     /// Type 9, EN A → EN B through B's NAT (Figure 8 (c)): "let us talk". A has B's Tx (and
-    /// so Y_B) from its Reply; B answers after its own Query for A. Unauthenticated: it only
-    /// makes B look A up, and nothing is keyed until both Txs are checked.
-    /// Body: `caller[32] callee[32] nonce[16] ssrc u32` (84 bytes).
+    /// so Y_B) from its Reply. Signed with A's wallet key (ed25519), whose public key rides
+    /// along: B checks SHA-256(public_key) = `caller` and the signature before it looks A up
+    /// or spends a modexp. Body: `caller[32] callee[32] nonce[16] ssrc u32 e_len u16
+    /// e[e_len] n_len u16 n[n_len] public_key[32] signature[64]` (184 bytes plus the two DH
+    /// values: 696 with group 14); `e_len, n_len <= MAX_Y_LEN`.
     SessionRequest {
         /// A's hash address.
         caller: HashAddr,
@@ -241,9 +258,18 @@ pub enum Message {
         nonce: [u8; NONCE_LEN],
         /// SSRC of A's media stream.
         ssrc: u32,
+        /// A's ephemeral DH public value for this session (forward secrecy).
+        ephemeral: Vec<u8>,
+        /// A's next ephemeral public value, used once by B when B starts a key renewal.
+        next: Vec<u8>,
+        /// A's ed25519 public key (its hash address is SHA-256 of it).
+        public_key: [u8; PUBLIC_KEY_LEN],
+        /// ed25519 signature over [`signing_input`].
+        signature: [u8; SIGNATURE_LEN],
     },
     /// Type 10, EN B → EN A (Figure 8 (f)). Body: `caller[32] callee[32] nonce[16] ssrc u32
-    /// confirm[16]` (100 bytes).
+    /// e_len u16 e[e_len] n_len u16 n[n_len] confirm[16]` (104 bytes plus the two DH
+    /// values: 616 with group 14).
     SessionResponse {
         /// A's hash address, from the request.
         caller: HashAddr,
@@ -253,11 +279,16 @@ pub enum Message {
         nonce: [u8; NONCE_LEN],
         /// SSRC of B's media stream.
         ssrc: u32,
+        /// B's ephemeral DH public value for this session.
+        ephemeral: Vec<u8>,
+        /// B's next ephemeral public value, used once by A when A starts a key renewal.
+        next: Vec<u8>,
         /// Key confirmation: MAC with the new session's control key over [`mac_input`]
-        /// (this message with `confirm` zeroed). Proves B holds K and saw A's nonce.
+        /// (this message with `confirm` zeroed). Proves B holds the keys and saw A's values.
         confirm: [u8; MAC_LEN],
     },
-    /// Type 11, moved EN → peer (Figure 9): "reach me here now". Body: `sender[32]
+    /// Type 11, moved EN → peer (Figure 9): "reach me here now". The peer takes `nat` (never
+    /// the datagram's source) and validates it with a [`Message::PathChallenge`]. Body: `sender[32]
     /// counter u64 private_ip[4] private_port u16 nat_ip[4] nat_port u16 mac[16]` (68 bytes).
     HandoverRequest {
         /// The moved EN.
@@ -271,15 +302,15 @@ pub enum Message {
         /// MAC with the session's control key over [`mac_input`].
         mac: [u8; MAC_LEN],
     },
-    /// Type 12, either EN → peer (Figure 10): a new DH public value Y' for the next key
-    /// epoch. Body: `sender[32] counter u64 y_len u16 y[y_len] mac[16]` (58 bytes plus Y;
-    /// `y_len <= MAX_Y_LEN`).
+    /// Type 12, either EN → peer (Figure 10): a fresh ephemeral DH public value for the next
+    /// key epoch (combined with the peer's announced next value). Body: `sender[32]
+    /// counter u64 y_len u16 y[y_len] mac[16]` (58 bytes plus Y; `y_len <= MAX_Y_LEN`).
     KeyRenewal {
         /// The initiator.
         sender: HashAddr,
         /// Sender's control counter, strictly increasing per session.
         counter: u64,
-        /// Y' = g^X' mod p, big-endian.
+        /// The initiator's fresh ephemeral g^e' mod p, big-endian.
         y: Vec<u8>,
         /// MAC with the session's current control key over [`mac_input`].
         mac: [u8; MAC_LEN],
@@ -292,6 +323,40 @@ pub enum Message {
         sender: HashAddr,
         /// Counter of the acknowledged message.
         counter: u64,
+        /// MAC with the session's control key over [`mac_input`].
+        mac: [u8; MAC_LEN],
+    },
+    /// Type 14, EN → EN: answers the [`Message::KeyRenewal`] with `counter`, and announces
+    /// the sender's next ephemeral value (its previous one was just used). Body: `sender[32]
+    /// counter u64 y_len u16 y[y_len] mac[16]` (58 bytes plus Y).
+    KeyRenewalReply {
+        /// The EN that applied the renewal.
+        sender: HashAddr,
+        /// Counter of the renewal answered.
+        counter: u64,
+        /// The sender's next ephemeral public value.
+        y: Vec<u8>,
+        /// MAC with the **new** epoch's control key over [`mac_input`] (key confirmation).
+        mac: [u8; MAC_LEN],
+    },
+    /// Type 15, EN → EN: checks that a new path reaches the peer (RFC 9000 section 8.2):
+    /// sent to the endpoint a Handover Request named. Body: `sender[32] data[16] mac[16]`
+    /// (64 bytes).
+    PathChallenge {
+        /// The EN validating the path.
+        sender: HashAddr,
+        /// Unpredictable data, echoed in the Path Response.
+        data: [u8; CHALLENGE_LEN],
+        /// MAC with the session's control key over [`mac_input`].
+        mac: [u8; MAC_LEN],
+    },
+    /// Type 16, EN → EN: answers a [`Message::PathChallenge`]. Body: `sender[32] data[16]
+    /// mac[16]` (64 bytes).
+    PathResponse {
+        /// The EN that received the challenge.
+        sender: HashAddr,
+        /// The challenge's data.
+        data: [u8; CHALLENGE_LEN],
         /// MAC with the session's control key over [`mac_input`].
         mac: [u8; MAC_LEN],
     },
@@ -344,6 +409,9 @@ impl Message {
             Message::HandoverRequest { .. } => msg_type::HANDOVER_REQUEST,
             Message::KeyRenewal { .. } => msg_type::KEY_RENEWAL,
             Message::ControlAck { .. } => msg_type::CONTROL_ACK,
+            Message::KeyRenewalReply { .. } => msg_type::KEY_RENEWAL_REPLY,
+            Message::PathChallenge { .. } => msg_type::PATH_CHALLENGE,
+            Message::PathResponse { .. } => msg_type::PATH_RESPONSE,
             Message::Headers { .. } => msg_type::HEADERS,
             Message::GetHeaders { .. } => msg_type::GET_HEADERS,
         }
@@ -365,6 +433,9 @@ impl Message {
             Message::HandoverRequest { .. } => "handover_request",
             Message::KeyRenewal { .. } => "key_renewal",
             Message::ControlAck { .. } => "control_ack",
+            Message::KeyRenewalReply { .. } => "key_renewal_reply",
+            Message::PathChallenge { .. } => "path_challenge",
+            Message::PathResponse { .. } => "path_response",
             Message::Headers { .. } => "headers",
             Message::GetHeaders { .. } => "get_headers",
         }
@@ -500,12 +571,18 @@ impl Message {
                 callee: r.array("session request callee")?,
                 nonce: r.array("session request nonce")?,
                 ssrc: r.u32("session request ssrc")?,
+                ephemeral: read_y(&mut r, "session request ephemeral")?,
+                next: read_y(&mut r, "session request next ephemeral")?,
+                public_key: r.array("session request public key")?,
+                signature: r.array("session request signature")?,
             },
             msg_type::SESSION_RESPONSE => Message::SessionResponse {
                 caller: r.array("session response caller")?,
                 callee: r.array("session response callee")?,
                 nonce: r.array("session response nonce")?,
                 ssrc: r.u32("session response ssrc")?,
+                ephemeral: read_y(&mut r, "session response ephemeral")?,
+                next: read_y(&mut r, "session response next ephemeral")?,
                 confirm: r.array("session response confirm")?,
             },
             msg_type::HANDOVER_REQUEST => {
@@ -523,25 +600,28 @@ impl Message {
                     mac: r.array("handover mac")?,
                 }
             }
-            msg_type::KEY_RENEWAL => {
-                let sender = r.array("key renewal sender")?;
-                let counter = r.u64("key renewal counter")?;
-                let y_len = usize::from(r.u16("key renewal y length")?);
-                if y_len > MAX_Y_LEN {
-                    return Err(WireError::OverBound {
-                        field: "key renewal y length",
-                        len: y_len,
-                        max: MAX_Y_LEN,
-                    });
-                }
-                let y = r.bytes(y_len, "key renewal y")?.to_vec();
-                Message::KeyRenewal {
-                    sender,
-                    counter,
-                    y,
-                    mac: r.array("key renewal mac")?,
-                }
-            }
+            msg_type::KEY_RENEWAL => Message::KeyRenewal {
+                sender: r.array("key renewal sender")?,
+                counter: r.u64("key renewal counter")?,
+                y: read_y(&mut r, "key renewal y")?,
+                mac: r.array("key renewal mac")?,
+            },
+            msg_type::KEY_RENEWAL_REPLY => Message::KeyRenewalReply {
+                sender: r.array("key renewal reply sender")?,
+                counter: r.u64("key renewal reply counter")?,
+                y: read_y(&mut r, "key renewal reply y")?,
+                mac: r.array("key renewal reply mac")?,
+            },
+            msg_type::PATH_CHALLENGE => Message::PathChallenge {
+                sender: r.array("path challenge sender")?,
+                data: r.array("path challenge data")?,
+                mac: r.array("path challenge mac")?,
+            },
+            msg_type::PATH_RESPONSE => Message::PathResponse {
+                sender: r.array("path response sender")?,
+                data: r.array("path response data")?,
+                mac: r.array("path response mac")?,
+            },
             msg_type::CONTROL_ACK => Message::ControlAck {
                 sender: r.array("control ack sender")?,
                 counter: r.u64("control ack counter")?,
@@ -582,11 +662,18 @@ impl Message {
                 Message::BlockPart(p) => 38 + p.data.len().min(MAX_PART_DATA),
                 Message::GetBlock { .. } => 32,
                 Message::TipAnnounce { .. } => 72,
-                Message::SessionRequest { .. } => 84,
-                Message::SessionResponse { .. } => 100,
+                Message::SessionRequest {
+                    ephemeral, next, ..
+                } => 180 + y_field_len(ephemeral) + y_field_len(next),
+                Message::SessionResponse {
+                    ephemeral, next, ..
+                } => 100 + y_field_len(ephemeral) + y_field_len(next),
                 Message::HandoverRequest { .. } => 68,
-                Message::KeyRenewal { y, .. } => 58 + y.len().min(MAX_Y_LEN),
+                Message::KeyRenewal { y, .. } | Message::KeyRenewalReply { y, .. } => {
+                    56 + y_field_len(y)
+                }
                 Message::ControlAck { .. } => 56,
+                Message::PathChallenge { .. } | Message::PathResponse { .. } => 64,
                 Message::Headers { headers } => {
                     1 + BLOCK_HEADER_LEN * headers.len().min(MAX_HEADERS)
                 }
@@ -594,7 +681,7 @@ impl Message {
             }
     }
 
-    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`], a KeyRenewal's Y beyond
+    /// The datagram. A BlockPart's data beyond [`MAX_PART_DATA`], a DH value beyond
     /// [`MAX_Y_LEN`], and lists beyond their bounds are cut (they could not be parsed back);
     /// nothing here makes any of them. An empty GetHeaders locator does not parse back.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -689,23 +776,35 @@ impl Message {
                 callee,
                 nonce,
                 ssrc,
+                ephemeral,
+                next,
+                public_key,
+                signature,
             } => {
                 b.extend_from_slice(caller);
                 b.extend_from_slice(callee);
                 b.extend_from_slice(nonce);
                 b.extend_from_slice(&ssrc.to_be_bytes());
+                write_y(&mut b, ephemeral);
+                write_y(&mut b, next);
+                b.extend_from_slice(public_key);
+                b.extend_from_slice(signature);
             }
             Message::SessionResponse {
                 caller,
                 callee,
                 nonce,
                 ssrc,
+                ephemeral,
+                next,
                 confirm,
             } => {
                 b.extend_from_slice(caller);
                 b.extend_from_slice(callee);
                 b.extend_from_slice(nonce);
                 b.extend_from_slice(&ssrc.to_be_bytes());
+                write_y(&mut b, ephemeral);
+                write_y(&mut b, next);
                 b.extend_from_slice(confirm);
             }
             Message::HandoverRequest {
@@ -728,13 +827,22 @@ impl Message {
                 counter,
                 y,
                 mac,
+            }
+            | Message::KeyRenewalReply {
+                sender,
+                counter,
+                y,
+                mac,
             } => {
-                let y = y.get(..MAX_Y_LEN).unwrap_or(y);
                 b.extend_from_slice(sender);
                 b.extend_from_slice(&counter.to_be_bytes());
-                // y.len() <= MAX_Y_LEN < u16::MAX
-                b.extend_from_slice(&(y.len() as u16).to_be_bytes());
-                b.extend_from_slice(y);
+                write_y(&mut b, y);
+                b.extend_from_slice(mac);
+            }
+            Message::PathChallenge { sender, data, mac }
+            | Message::PathResponse { sender, data, mac } => {
+                b.extend_from_slice(sender);
+                b.extend_from_slice(data);
                 b.extend_from_slice(mac);
             }
             Message::ControlAck {
@@ -770,6 +878,9 @@ pub fn mac_input(msg: &Message) -> Vec<u8> {
             | Message::HandoverRequest { .. }
             | Message::KeyRenewal { .. }
             | Message::ControlAck { .. }
+            | Message::KeyRenewalReply { .. }
+            | Message::PathChallenge { .. }
+            | Message::PathResponse { .. }
     );
     if has_tag {
         // The tag is the last field of each of these.
@@ -777,6 +888,48 @@ pub fn mac_input(msg: &Message) -> Vec<u8> {
         bytes[start..].fill(0);
     }
     bytes
+}
+
+/// The bytes a Session Request's signature covers: [`SESSION_REQUEST_LABEL`], then the whole
+/// encoded datagram without its last [`SIGNATURE_LEN`] bytes (the signature). Covers the
+/// header, both hash addresses, nonce, SSRC, both DH values and the public key. Other
+/// messages give their plain encoding.
+pub fn signing_input(msg: &Message) -> Vec<u8> {
+    let bytes = msg.to_bytes();
+    let end = if matches!(msg, Message::SessionRequest { .. }) {
+        bytes.len().saturating_sub(SIGNATURE_LEN)
+    } else {
+        bytes.len()
+    };
+    let mut out = Vec::with_capacity(SESSION_REQUEST_LABEL.len() + end);
+    out.extend_from_slice(SESSION_REQUEST_LABEL);
+    out.extend_from_slice(&bytes[..end]);
+    out
+}
+
+/// A length-prefixed DH value: `len u16` then the bytes, `len <= MAX_Y_LEN`.
+fn read_y(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u8>, WireError> {
+    let len = usize::from(r.u16(field)?);
+    if len > MAX_Y_LEN {
+        return Err(WireError::OverBound {
+            field,
+            len,
+            max: MAX_Y_LEN,
+        });
+    }
+    Ok(r.bytes(len, field)?.to_vec())
+}
+
+/// Encoded length of a DH value field (the value cut at [`MAX_Y_LEN`], plus its length).
+fn y_field_len(y: &[u8]) -> usize {
+    2 + y.len().min(MAX_Y_LEN)
+}
+
+fn write_y(b: &mut Vec<u8>, y: &[u8]) {
+    let y = y.get(..MAX_Y_LEN).unwrap_or(y);
+    // y.len() <= MAX_Y_LEN < u16::MAX
+    b.extend_from_slice(&(y.len() as u16).to_be_bytes());
+    b.extend_from_slice(y);
 }
 
 /// Largest block [`split_block`] can carry: `u16::MAX` parts of [`MAX_PART_DATA`] bytes.

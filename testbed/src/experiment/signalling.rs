@@ -247,6 +247,8 @@ fn classify(model: Model, procedure: Procedure, payload: &[u8]) -> Option<&'stat
             "tx_ack",
             "tx_relay",
             "handover_request",
+            "path_challenge",
+            "path_response",
             "control_ack",
         ],
         (Model::Binfm, Procedure::Rekey) => &[
@@ -254,6 +256,7 @@ fn classify(model: Model, procedure: Procedure, payload: &[u8]) -> Option<&'stat
             "tx_ack",
             "tx_relay",
             "key_renewal",
+            "key_renewal_reply",
             "control_ack",
         ],
         (Model::Vertical, Procedure::CallSetup) => &[

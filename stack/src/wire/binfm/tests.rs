@@ -356,42 +356,165 @@ fn session_request_and_response_fixtures() {
     b.extend_from_slice(&[0x22; 32]);
     b.extend_from_slice(&[0x33; 16]);
     b.extend_from_slice(&[0xca, 0xfe, 0xba, 0xbe]);
-    assert_eq!(b.len(), 88);
+    b.extend_from_slice(&[0, 2, 0xe1, 0xe2]); // ephemeral, 2 bytes
+    b.extend_from_slice(&[0, 1, 0x4e]); // next, 1 byte
+    b.extend_from_slice(&[0x99; 32]);
+    b.extend_from_slice(&[0x5a; 64]);
+    assert_eq!(b.len(), 191);
     let req = Message::SessionRequest {
         caller: [0x11; 32],
         callee: [0x22; 32],
         nonce: [0x33; 16],
         ssrc: 0xcafe_babe,
+        ephemeral: vec![0xe1, 0xe2],
+        next: vec![0x4e],
+        public_key: [0x99; 32],
+        signature: [0x5a; 64],
     };
     check(req.clone(), b.clone());
-    assert_eq!(mac_input(&req), b, "no tag: plain encoding");
+    assert_eq!(mac_input(&req), b, "no MAC tag: plain encoding");
+    let signed = signing_input(&req);
+    assert_eq!(
+        &signed[..SESSION_REQUEST_LABEL.len()],
+        SESSION_REQUEST_LABEL
+    );
+    assert_eq!(
+        &signed[SESSION_REQUEST_LABEL.len()..],
+        &b[..127],
+        "all but the signature"
+    );
+    // A group-14 request: 700 bytes.
+    let mut full = req.clone();
+    if let Message::SessionRequest {
+        ephemeral, next, ..
+    } = &mut full
+    {
+        *ephemeral = vec![7; 256];
+        *next = vec![8; 256];
+    }
+    assert_eq!(full.to_bytes().len(), 700);
+    let mut long = b.clone();
+    long[88..90].copy_from_slice(&513u16.to_be_bytes());
+    assert_eq!(
+        Message::parse(&long),
+        Err(WireError::OverBound {
+            field: "session request ephemeral",
+            len: 513,
+            max: 512
+        })
+    );
+    assert_eq!(
+        Message::parse(&b[..190]),
+        Err(WireError::Truncated {
+            field: "session request signature",
+            need: 64,
+            have: 63
+        })
+    );
 
     let mut b = header(10);
     b.extend_from_slice(&[0x11; 32]);
     b.extend_from_slice(&[0x22; 32]);
     b.extend_from_slice(&[0x44; 16]);
     b.extend_from_slice(&[0, 0, 0, 7]);
+    b.extend_from_slice(&[0, 1, 0xe3]);
+    b.extend_from_slice(&[0, 0]); // empty next (parses; the EN refuses it as a DH value)
     b.extend_from_slice(&[0x55; 16]);
-    assert_eq!(b.len(), 104);
+    assert_eq!(b.len(), 109);
     let resp = Message::SessionResponse {
         caller: [0x11; 32],
         callee: [0x22; 32],
         nonce: [0x44; 16],
         ssrc: 7,
+        ephemeral: vec![0xe3],
+        next: vec![],
         confirm: [0x55; 16],
     };
     check(resp.clone(), b.clone());
     let mut zeroed = b.clone();
-    zeroed[88..].fill(0);
+    zeroed[93..].fill(0);
     assert_eq!(mac_input(&resp), zeroed);
+    assert_eq!(signing_input(&resp)[SESSION_REQUEST_LABEL.len()..], b[..]);
     assert_eq!(
-        Message::parse(&b[..103]),
+        Message::parse(&b[..108]),
         Err(WireError::Truncated {
             field: "session response confirm",
             need: 16,
             have: 15
         })
     );
+    let mut full = resp;
+    if let Message::SessionResponse {
+        ephemeral, next, ..
+    } = &mut full
+    {
+        *ephemeral = vec![7; 256];
+        *next = vec![8; 256];
+    }
+    assert_eq!(full.to_bytes().len(), 620);
+}
+
+#[test]
+fn key_renewal_reply_and_path_fixtures() {
+    let mut b = header(14);
+    b.extend_from_slice(&[0x12; 32]);
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 3]);
+    b.extend_from_slice(&[0, 2, 0xb1, 0xb2]);
+    b.extend_from_slice(&[0x78; 16]);
+    assert_eq!(b.len(), 64);
+    let msg = Message::KeyRenewalReply {
+        sender: [0x12; 32],
+        counter: 3,
+        y: vec![0xb1, 0xb2],
+        mac: [0x78; 16],
+    };
+    check(msg.clone(), b.clone());
+    assert_eq!(mac_input(&msg)[..48], b[..48]);
+    assert_eq!(mac_input(&msg)[48..], [0; 16]);
+    let mut long = b.clone();
+    long[44..46].copy_from_slice(&600u16.to_be_bytes());
+    assert_eq!(
+        Message::parse(&long),
+        Err(WireError::OverBound {
+            field: "key renewal reply y",
+            len: 600,
+            max: 512
+        })
+    );
+
+    for (kind, make) in [
+        (
+            15u8,
+            (|s, d, m| Message::PathChallenge {
+                sender: s,
+                data: d,
+                mac: m,
+            }) as fn([u8; 32], [u8; 16], [u8; 16]) -> Message,
+        ),
+        (15 + 1, |s, d, m| Message::PathResponse {
+            sender: s,
+            data: d,
+            mac: m,
+        }),
+    ] {
+        let mut b = header(kind);
+        b.extend_from_slice(&[0x13; 32]);
+        b.extend_from_slice(&[0xd0; 16]);
+        b.extend_from_slice(&[0x79; 16]);
+        assert_eq!(b.len(), 68);
+        let msg = make([0x13; 32], [0xd0; 16], [0x79; 16]);
+        check(msg.clone(), b.clone());
+        assert_eq!(mac_input(&msg)[..52], b[..52]);
+        assert_eq!(mac_input(&msg)[52..], [0; 16]);
+        assert!(matches!(
+            Message::parse(&b[..67]),
+            Err(WireError::Truncated {
+                need: 16,
+                have: 15,
+                ..
+            })
+        ));
+    }
 }
 
 #[test]
@@ -446,7 +569,7 @@ fn key_renewal_and_ack_fixtures() {
     assert_eq!(
         Message::parse(&long),
         Err(WireError::OverBound {
-            field: "key renewal y length",
+            field: "key renewal y",
             len: 513,
             max: 512
         })
@@ -490,8 +613,8 @@ fn header_errors() {
         })
     );
     assert_eq!(
-        Message::parse(b"BF\x01\x0e"),
-        Err(WireError::UnknownType(14))
+        Message::parse(b"BF\x01\x11"),
+        Err(WireError::UnknownType(17))
     );
     assert_eq!(
         Message::parse(b"BF\x01").map_err(|e| e.to_string()),
@@ -628,36 +751,59 @@ fn arb_proof() -> impl Strategy<Value = TxProof> {
 }
 
 fn arb_session_message() -> impl Strategy<Value = Message> {
+    let y = || proptest::collection::vec(any::<u8>(), 0..=MAX_Y_LEN);
     let addr = || (any::<u32>(), any::<u16>()).prop_map(|(ip, p)| SocketAddrV4::new(ip.into(), p));
     prop_oneof![
         (
-            any::<[u8; 32]>(),
-            any::<[u8; 32]>(),
-            any::<[u8; 16]>(),
-            any::<u32>()
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                any::<[u8; 16]>(),
+                any::<u32>()
+            ),
+            (y(), y()),
+            (any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>())
         )
-            .prop_map(|(caller, callee, nonce, ssrc)| Message::SessionRequest {
-                caller,
-                callee,
-                nonce,
-                ssrc,
-            }),
+            .prop_map(
+                |((caller, callee, nonce, ssrc), (ephemeral, next), (pk, s1, s2))| {
+                    let mut signature = [0u8; 64];
+                    signature[..32].copy_from_slice(&s1);
+                    signature[32..].copy_from_slice(&s2);
+                    Message::SessionRequest {
+                        caller,
+                        callee,
+                        nonce,
+                        ssrc,
+                        ephemeral,
+                        next,
+                        public_key: pk,
+                        signature,
+                    }
+                }
+            ),
         (
-            any::<[u8; 32]>(),
-            any::<[u8; 32]>(),
-            any::<[u8; 16]>(),
-            any::<u32>(),
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                any::<[u8; 16]>(),
+                any::<u32>()
+            ),
+            (y(), y()),
             any::<[u8; 16]>()
         )
-            .prop_map(|(caller, callee, nonce, ssrc, confirm)| {
-                Message::SessionResponse {
-                    caller,
-                    callee,
-                    nonce,
-                    ssrc,
-                    confirm,
+            .prop_map(
+                |((caller, callee, nonce, ssrc), (ephemeral, next), confirm)| {
+                    Message::SessionResponse {
+                        caller,
+                        callee,
+                        nonce,
+                        ssrc,
+                        ephemeral,
+                        next,
+                        confirm,
+                    }
                 }
-            }),
+            ),
         (
             any::<[u8; 32]>(),
             any::<u64>(),
@@ -693,6 +839,25 @@ fn arb_session_message() -> impl Strategy<Value = Message> {
                 mac,
             }
         }),
+        (any::<[u8; 32]>(), any::<u64>(), y(), any::<[u8; 16]>()).prop_map(
+            |(sender, counter, y, mac)| Message::KeyRenewalReply {
+                sender,
+                counter,
+                y,
+                mac,
+            }
+        ),
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 16]>(),
+            any::<[u8; 16]>(),
+            any::<bool>()
+        )
+            .prop_map(|(sender, data, mac, challenge)| if challenge {
+                Message::PathChallenge { sender, data, mac }
+            } else {
+                Message::PathResponse { sender, data, mac }
+            }),
     ]
 }
 
@@ -713,7 +878,7 @@ proptest! {
 
     #[test]
     fn parse_after_valid_header_never_panics(
-        kind in 0u8..=14,
+        kind in 0u8..=17,
         body in proptest::collection::vec(any::<u8>(), 0..1300),
     ) {
         let mut data = header(kind);
