@@ -199,6 +199,10 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
                 callee: en_addr,
                 nonce: [0x33; 16],
                 ssrc: 0xcafe_babe,
+                ephemeral: en_tx.out.y.clone(),
+                next: peer_tx.out.y.clone(),
+                public_key: peer_tx.public_key,
+                signature: [0x5a; 64],
             },
         ),
         (
@@ -208,6 +212,8 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
                 callee: peer_addr,
                 nonce: [0x44; 16],
                 ssrc: 7,
+                ephemeral: peer_tx.out.y.clone(),
+                next: en_tx.out.y.clone(),
                 confirm: [0x55; 16],
             },
         ),
@@ -236,6 +242,31 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
                 sender: peer_addr,
                 counter: 2,
                 mac: [0x88; 16],
+            },
+        ),
+        (
+            "key_renewal_reply",
+            Message::KeyRenewalReply {
+                sender: peer_addr,
+                counter: 2,
+                y: en_tx.out.y.clone(),
+                mac: [0x89; 16],
+            },
+        ),
+        (
+            "path_challenge",
+            Message::PathChallenge {
+                sender: peer_addr,
+                data: [0x8a; 16],
+                mac: [0x8b; 16],
+            },
+        ),
+        (
+            "path_response",
+            Message::PathResponse {
+                sender: peer_addr,
+                data: [0x8a; 16],
+                mac: [0x8c; 16],
             },
         ),
     ];
@@ -300,7 +331,11 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
     let mut en_reg = None;
     while let Some(t) = en.poll_transmit() {
         match Message::parse(&t.payload) {
-            Ok(Message::Query { request_id, .. }) => en_query = Some(request_id),
+            Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            }) if hash_addr == peer_addr => en_query = Some(request_id),
             Ok(Message::TxSubmit { tx }) => en_reg = Some(tx),
             _ => {}
         }
@@ -363,6 +398,13 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
         &msgs[10].1.to_bytes(),
     ));
     add("roles", "en_register_call", en_records);
+    if let (Some(tx), Some(request_id)) = (&en_reg, en_query) {
+        add(
+            "roles",
+            "en_authentic_session",
+            en_session_records(tx, request_id, &peer_tx),
+        );
+    }
 
     let out_pkt = udp_packet(en_private, SN_ADDR, b"BF\x01\x03");
     let in_pkt = udp_packet(SN_ADDR, en_nat, b"BF\x01\x04");
@@ -374,6 +416,151 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
     // The vertical model: STUN, its messages, and its roles.
     vertical::seeds(&mut add);
     out
+}
+
+/// The EN's call answered by a genuine peer (a real end node with the peer's wallet): the
+/// EN's registration acknowledged, a block holding both ENs' Txs pushed, the EN's Query
+/// answered with the peer Tx's proof, then the peer's Session Response, a media frame, a Key
+/// Renewal and a Handover Request, all authentic, so the fuzzer starts from inputs that reach
+/// the code behind the signature, proof and MAC checks. The EN's datagrams are made by
+/// running a copy of the target's EN on the same records.
+fn en_session_records(en_tx: &ToallTx, request_id: u32, peer_tx: &ToallTx) -> Vec<u8> {
+    use binfm_roles::en::EndNode;
+    let mut records = Vec::new();
+    let Some(chain) = chain_with(&[peer_tx.clone(), en_tx.clone()]) else {
+        return records;
+    };
+    let (tip, _) = chain.tip();
+    let headers = Message::Headers {
+        headers: chain
+            .block(&tip)
+            .map(|b| vec![b.header.encode()])
+            .unwrap_or_default(),
+    }
+    .to_bytes();
+    let reply_for = |request_id: u32, addr: binfm_stack::wire::toall::HashAddr| {
+        let found = chain.lookup_with_proof(&addr);
+        Message::Reply {
+            request_id,
+            hash_addr: addr,
+            found: found.is_some(),
+            height: found.as_ref().map_or(0, |f| f.1),
+            confirmations: 1,
+            proof: found.as_ref().and_then(|(_, _, h, i, path)| {
+                Some(TxProof {
+                    header: h.encode(),
+                    index: u16::try_from(*i).ok()?,
+                    siblings: path.clone(),
+                })
+            }),
+            tx: found.map(|f| f.0.clone()),
+            unconfirmed: None,
+        }
+        .to_bytes()
+    };
+    let ack = Message::TxAck {
+        tx_id: en_tx.id(),
+        status: binfm_stack::wire::binfm::TxStatus::Accepted,
+        observed: SocketAddrV4::new(NAT_PUBLIC, en_tx.out.nat_port),
+    }
+    .to_bytes();
+    let reply = reply_for(request_id, peer_tx.out.hash_addr);
+    let en_at = SocketAddrV4::new(EN_PRIVATE, ports::EN);
+    let en_nat = SocketAddrV4::new(en_tx.out.nat_ip, en_tx.out.nat_port);
+    let mut en = end_node();
+    while en.poll_transmit().is_some() {}
+    let mut from_en = Vec::new();
+    for bytes in [&ack, &headers, &reply] {
+        en.handle_datagram(Time::ZERO, SN_ADDR, en_at, bytes);
+        records.extend(role_record(role::EN | role::FLAG, bytes));
+        from_en.extend(std::iter::from_fn(|| en.poll_transmit()));
+    }
+    let Some(request) = from_en.into_iter().find(|t| {
+        matches!(
+            Message::parse(&t.payload),
+            Ok(Message::SessionRequest { .. })
+        )
+    }) else {
+        return records;
+    };
+    // The peer: registered and following the chain, it gets the request, looks the EN up
+    // (the Reply proves the EN's Tx), answers.
+    let mut peer = EndNode::new(
+        roles_wallet(2, PEER_ADDR, PEER_ADDR),
+        ports::EN,
+        [22; 32],
+        660.0,
+    );
+    peer.set_chain_config(roles_chain());
+    peer.on_address(Time::ZERO, *PEER_ADDR.ip(), None, vec![SN_ADDR]);
+    peer.handle_datagram(Time::ZERO, SN_ADDR, PEER_ADDR, &headers);
+    while peer.poll_transmit().is_some() {}
+    peer.handle_datagram(Time::ZERO, en_nat, PEER_ADDR, &request.payload);
+    let mut to_en = Vec::new();
+    let drain_peer = |peer: &mut EndNode, to_en: &mut Vec<Vec<u8>>| {
+        let out: Vec<_> = std::iter::from_fn(|| peer.poll_transmit()).collect();
+        for t in out {
+            if let Ok(Message::Query {
+                request_id,
+                hash_addr,
+                ..
+            }) = Message::parse(&t.payload)
+            {
+                let reply = reply_for(request_id, hash_addr);
+                peer.handle_datagram(Time::ZERO, SN_ADDR, PEER_ADDR, &reply);
+            } else if t.dst == en_nat {
+                to_en.push(t.payload);
+            }
+        }
+    };
+    drain_peer(&mut peer, &mut to_en);
+    drain_peer(&mut peer, &mut to_en);
+    // One audio frame, a key renewal and a move of the peer.
+    peer.handle_timeout(Time::ZERO);
+    drain_peer(&mut peer, &mut to_en);
+    peer.rekey(Time::ZERO);
+    drain_peer(&mut peer, &mut to_en);
+    peer.on_address_lost();
+    peer.on_address(
+        Time::ZERO,
+        Ipv4Addr::new(198, 51, 100, 51),
+        None,
+        vec![SN_ADDR],
+    );
+    drain_peer(&mut peer, &mut to_en);
+    let mut rtp_done = false;
+    for bytes in to_en {
+        let keep = match Message::parse(&bytes) {
+            Ok(
+                Message::SessionResponse { .. }
+                | Message::KeyRenewal { .. }
+                | Message::HandoverRequest { .. },
+            ) => true,
+            Ok(_) => false,
+            Err(_) => {
+                binfm_stack::wire::rtp::is_rtp(&bytes) && !std::mem::replace(&mut rtp_done, true)
+            }
+        };
+        if keep {
+            records.extend(role_record(role::EN, &bytes));
+        }
+    }
+    records
+}
+
+/// A `roles` chain with one block mined on genesis holding `txs`.
+fn chain_with(txs: &[ToallTx]) -> Option<binfm_roles::chain::Chain<ToallTx>> {
+    use binfm_roles::chain::{Chain, MempoolConfig, pow};
+    use binfm_roles::sn::validate_tx;
+    let mut chain = Chain::new(roles_chain(), MempoolConfig::default()).ok()?;
+    for tx in txs {
+        chain.add_tx(tx.clone(), 10, &validate_tx).ok()?;
+    }
+    let mut block = chain.block_template(10, 1, 100);
+    let (nonce, _) = pow::mine(&block.header, 0, 1 << 24)?;
+    block.header.nonce = nonce;
+    chain.add_block(block, 10, &validate_tx).ok()?;
+    Some(chain)
 }
 
 /// An IPv4/UDP packet with correct checksums (etherparse builds it).
