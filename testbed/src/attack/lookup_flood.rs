@@ -3,6 +3,10 @@
 //! caller up at its super node fills its pending Queries, and the SN's per-source Query limit
 //! (keyed on the NAT's public address) is spent for every EN behind that NAT.
 //!
+//! Made-up callers cost nothing to make: each request is signed with a fresh ed25519 key
+//! whose hash is the caller it names, so it passes the signature check as a real unknown
+//! caller's would, and only the callee's limits on lookups for callers stand in its way.
+//!
 //! The spoofed sources are the free documentation addresses of the attacker's segment (the
 //! rule of the `flood` step), held by the attacker, so whatever is answered to them comes
 //! back to it and is counted.
@@ -11,6 +15,8 @@ use super::packet::{Udp, udp_packet};
 use super::{Outbox, Resolver};
 use binfm_roles::Time;
 use binfm_stack::wire::binfm::Message;
+use binfm_stack::wire::binfm::signing_input;
+use ed25519_dalek::{Signer, SigningKey};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -106,12 +112,22 @@ impl LookupFlood {
                 .copied()
                 .unwrap_or(*self.resolver.me.ip());
             let src = SocketAddrV4::new(src_ip, self.rng.random_range(1024..=u16::MAX));
-            let msg = Message::SessionRequest {
-                caller: self.rng.random(),
+            let key = SigningKey::from_bytes(&self.rng.random());
+            let public_key = key.verifying_key().to_bytes();
+            let mut msg = Message::SessionRequest {
+                caller: binfm_roles::wallet::hash_addr_of(&public_key),
                 callee: self.resolver.hash,
                 nonce: self.rng.random(),
                 ssrc: self.rng.random(),
+                ephemeral: super::group14_like(&mut self.rng),
+                next: super::group14_like(&mut self.rng),
+                public_key,
+                signature: [0; 64],
             };
+            let sig = key.sign(&signing_input(&msg)).to_bytes();
+            if let Message::SessionRequest { signature, .. } = &mut msg {
+                *signature = sig;
+            }
             let p = udp_packet(src, to, &msg.to_bytes());
             self.sent += 1;
             self.bytes_sent += p.len() as u64;

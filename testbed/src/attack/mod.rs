@@ -187,3 +187,14 @@ impl Resolver {
         true
     }
 }
+
+/// A value an attacker puts where a group-14 DH public value goes: 256 random bytes below
+/// the modulus (the first byte below 0xff; the modulus starts with 64 one bits) and above 1,
+/// so it passes the range check without the attacker spending a modular exponentiation.
+pub fn group14_like(rng: &mut impl rand::Rng) -> Vec<u8> {
+    let mut y = vec![0u8; 256];
+    rng.fill_bytes(&mut y);
+    y[0] &= 0x7f;
+    y[255] |= 0x02;
+    y
+}

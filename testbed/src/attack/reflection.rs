@@ -1,6 +1,10 @@
 //! `spoofed-session-request`: Session Requests that name a registered caller, sent to the
 //! callee's registered endpoint with the victim's address as UDP source. A callee that takes
 //! the UDP source as its peer's media address streams the call to the victim.
+//!
+//! The attacker knows what the chain publishes: the caller's hash address and its ed25519
+//! public key. It does not have the caller's signing key, so each request carries the caller's
+//! public key and a signature of random bytes, and valid-looking (in-range) DH values.
 
 use super::packet::{Udp, udp_packet};
 use super::{Outbox, Resolver};
@@ -9,7 +13,7 @@ use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::ports;
 use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::toall::HashAddr;
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -22,6 +26,7 @@ pub const REQUEST_INTERVAL: Duration = Duration::from_millis(20);
 pub struct Reflection {
     pub(super) resolver: Resolver,
     caller: HashAddr,
+    caller_key: [u8; 32],
     victim: Ipv4Addr,
     requests: u32,
     pub(super) next: Option<Time>,
@@ -41,12 +46,14 @@ pub struct Reflection {
 }
 
 impl Reflection {
-    /// `requests` requests claiming `caller`, to `callee` (looked up at `sn` from `me`), from
-    /// `victim`'s address.
+    /// `requests` requests claiming `caller` (whose public key is `caller_key`), to `callee`
+    /// (looked up at `sn` from `me`), from `victim`'s address.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: SocketAddrV4,
         sn: SocketAddrV4,
         caller: HashAddr,
+        caller_key: [u8; 32],
         callee: HashAddr,
         victim: Ipv4Addr,
         requests: u32,
@@ -55,6 +62,7 @@ impl Reflection {
         Reflection {
             resolver: Resolver::new(callee, sn, me),
             caller,
+            caller_key,
             victim,
             requests,
             next: None,
@@ -83,11 +91,17 @@ impl Reflection {
         if self.next.is_none_or(|t| t > now) {
             return;
         }
+        let mut signature = [0u8; 64];
+        self.rng.fill_bytes(&mut signature);
         let msg = Message::SessionRequest {
             caller: self.caller,
             callee: self.resolver.hash,
             nonce: self.rng.random(),
             ssrc: self.rng.random(),
+            ephemeral: super::group14_like(&mut self.rng),
+            next: super::group14_like(&mut self.rng),
+            public_key: self.caller_key,
+            signature,
         };
         let p = udp_packet(
             SocketAddrV4::new(self.victim, ports::EN),

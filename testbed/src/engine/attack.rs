@@ -12,13 +12,16 @@ use crate::events::TestbedEvent;
 use crate::topology::attack_step::{AttackSpec, Lie};
 use binfm_roles::Time;
 use binfm_roles::call_events::CallEvent;
+use binfm_roles::dh::DhSecret;
 use binfm_roles::en::events::EnEvent;
 use binfm_roles::sn::SuperNode;
 use binfm_roles::util::hex;
+use binfm_roles::wallet::Wallet;
 use binfm_stack::fabric::Dest;
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::HashAddr;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -136,6 +139,8 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
                     me,
                     self.super_node_for(segment),
                     self.hash_addr_of(caller),
+                    // Public: every Tx of the caller on the chain carries it.
+                    crate::apps::wallet_of(&self.topo, &self.topo.nodes[caller].name).public_key(),
                     self.hash_addr_of(callee),
                     victim_ip,
                     requests,
@@ -462,20 +467,36 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
                 })
             }
             (Attack::LongTermKeys(a), _) => {
-                let ens: Vec<(HashAddr, String)> = self
+                // The stolen long-term keys: each EN's first DH secret, derived as the testbed
+                // derives it, and the one it holds at the end (another after a key renewal).
+                // Never the ENs' generators, which draw the ephemerals.
+                let ens: Vec<(HashAddr, Wallet, Option<&DhSecret>)> = self
                     .topo
                     .nodes
                     .iter()
-                    .filter(|n| n.end_node.is_some())
-                    .map(|n| (self.hash_addr_of_name(&n.name), n.name.clone()))
+                    .enumerate()
+                    .filter(|(_, n)| n.end_node.is_some())
+                    .map(|(i, n)| {
+                        let first = crate::apps::wallet_of(&self.topo, &n.name);
+                        let now = self
+                            .nodes
+                            .get(i)
+                            .and_then(|x| x.role::<crate::apps::EnApp>())
+                            .map(|app| app.en.wallet().dh());
+                        (first.hash_addr(), first, now)
+                    })
                     .collect();
-                let seed = self.topo.seed;
-                let wallet_of = |h: &HashAddr| {
-                    ens.iter()
-                        .find(|(x, _)| x == h)
-                        .map(|(_, name)| crate::apps::wallet_for(seed, name))
-                };
-                let d = a.decrypt(&wallet_of);
+                let mut long_term: BTreeMap<HashAddr, Vec<&DhSecret>> = BTreeMap::new();
+                for (h, first, now) in &ens {
+                    let keys = long_term.entry(*h).or_default();
+                    keys.push(first.dh());
+                    if let Some(x) = now
+                        && x.public_bytes() != first.dh().public_bytes()
+                    {
+                        keys.push(x);
+                    }
+                }
+                let d = a.decrypt(&long_term);
                 json!({
                     "sessions_recorded": d.sessions,
                     "key_epochs_derived": d.epochs,
