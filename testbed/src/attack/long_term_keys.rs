@@ -29,6 +29,12 @@ pub const MAX_RECORDED: usize = 60_000;
 /// Candidate roots kept per key epoch of one session (the search grows with each renewal).
 pub const MAX_CANDIDATES: usize = 512;
 
+/// The callee's nonce, SSRC, setup ephemeral and announced next value.
+type Answer = ([u8; 16], u32, Vec<u8>, Vec<u8>);
+/// One key epoch's candidates: raw DH secrets (used as the root directly, as before forward
+/// secrecy) and roots derived with them.
+type Candidates = (Vec<Vec<u8>>, Vec<[u8; 32]>);
+
 /// A session seen on the wire.
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -39,8 +45,8 @@ struct Recorded {
     /// The caller's setup ephemeral and announced next value.
     caller_eph: Vec<u8>,
     caller_next: Vec<u8>,
-    /// The callee's nonce, SSRC, setup ephemeral and announced next value.
-    answer: Option<([u8; 16], u32, Vec<u8>, Vec<u8>)>,
+    /// The callee's answer.
+    answer: Option<Answer>,
 }
 
 /// A DH value sent in a Key Renewal (`reply` false) or in a Key Renewal Reply.
@@ -208,7 +214,7 @@ impl LongTermKeys {
                     }
                 }
             }
-            let mut epochs: Vec<(Vec<Vec<u8>>, Vec<[u8; 32]>)> = vec![(raw.clone(), roots)];
+            let mut epochs: Vec<Candidates> = vec![(raw.clone(), roots)];
             // Each renewal by either end: the renewing side's fresh value with the other's
             // static key (the scheme before forward secrecy), the other side's announced
             // values with the renewing side's static key.
