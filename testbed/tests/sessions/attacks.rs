@@ -1,10 +1,12 @@
 //! Issue 12: every attack as a scenario step (`attack KIND ...`, docs/topology.md), run on the
 //! fabric and measured in `results.json` (`attacks`).
 //!
-//! `topologies/attacks.toml` runs them all; on today's code each of the issue's five attacks
-//! works, and `attacks_toml_reports_every_attack_worked` says so (it is inverted when the
-//! defences land). The other tests assert the secure outcome, one per attack, and are ignored
-//! until the defence they need is merged.
+//! `topologies/attacks.toml` runs them all. With the SN-side defences merged (Merkle proofs
+//! and a light client, a second SN for old Txs and "not found", the EndpointMismatch check)
+//! the lying-SN attacks fail; the session-side ones (reflection, handover race, long-term
+//! keys, lookup flood) still work, and `attacks_toml_reports_which_attacks_still_work` says
+//! which. The other tests assert the secure outcome, one per attack; those whose defence is
+//! not merged yet are ignored.
 
 use super::common;
 
@@ -48,15 +50,17 @@ fn n(v: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} missing in {v:#}"))
 }
 
-/// Today's code: each of the issue's five attacks works. When the defences land this test is
-/// inverted (every `worked` false, see the per-attack tests below for the figures).
+/// Today's code: the lying-SN attacks fail, the session-side attacks work. When the session
+/// defences land this test is inverted (every `worked` false, see the per-attack tests below
+/// for the figures).
 #[test]
-fn attacks_toml_reports_every_attack_worked() {
+fn attacks_toml_reports_which_attacks_still_work() {
     let topo = Topology::load(&common::root().join("topologies/attacks.toml")).unwrap();
     let attacks = run(&topo);
     assert_eq!(attacks.len(), 7, "{attacks:#?}");
     for a in &attacks {
-        assert_eq!(a["worked"], true, "{a:#}");
+        let defended = a["kind"] == "lying-sn";
+        assert_eq!(a["worked"], !defended, "{a:#}");
     }
     // 1. Reflection: one ~116-byte request, hundreds of kilobytes of media to the victim.
     let r = one(&attacks, "spoofed-session-request");
@@ -73,24 +77,23 @@ fn attacks_toml_reports_every_attack_worked() {
     assert_eq!(n(h, "handovers_accepted_from_attacker"), 1);
     assert!(n(h, "media_packets_to_attacker") > 100, "{h:#}");
     assert!(n(h, "genuine_handovers_refused") >= 1, "{h:#}");
-    // 3. Lying SNs.
+    // 3. Lying SNs: nothing forged is signed or served, no stale or false Reply is taken.
     let lies: Vec<&Value> = attacks.iter().filter(|a| a["kind"] == "lying-sn").collect();
     let lie = |l: &str| *lies.iter().find(|a| a["lie"] == l).unwrap();
     let m = lie("mismatch");
-    assert!(n(m, "forged_txs_signed") >= 1, "{m:#}");
-    assert_eq!(n(m, "honest_sns_serving_forged_endpoint"), 2, "{m:#}");
-    assert!(n(lie("stale"), "stale_replies_accepted") >= 1);
-    assert!(n(lie("notfound"), "false_not_found_accepted") >= 1);
-    assert_eq!(n(lie("notfound"), "calls_failed_peer_not_found"), 1);
-    // 4. Long-term keys from the seed open every recorded frame of A and B's call.
+    assert!(n(m, "acks_forged") >= 1, "the attack ran: {m:#}");
+    assert_eq!(n(m, "forged_txs_signed"), 0, "{m:#}");
+    assert_eq!(n(m, "honest_sns_serving_forged_endpoint"), 0, "{m:#}");
+    assert!(n(lie("stale"), "stale_replies") >= 1);
+    assert_eq!(n(lie("stale"), "stale_replies_accepted"), 0);
+    assert!(n(lie("notfound"), "false_not_found_replies") >= 1);
+    assert_eq!(n(lie("notfound"), "false_not_found_accepted"), 0);
+    assert_eq!(n(lie("notfound"), "calls_failed_peer_not_found"), 0);
+    // 4. Long-term keys derived from the seed still open recorded frames (virtual runs derive
+    //    wallets from the seed; forward secrecy is the session-side defence).
     let k = one(&attacks, "long-term-keys");
     assert!(n(k, "frames_recorded") > 1000, "{k:#}");
-    assert_eq!(n(k, "frames_decrypted"), n(k, "frames_recorded"));
-    assert_eq!(
-        n(k, "key_epochs_derived"),
-        2,
-        "the first epoch and the renewal"
-    );
+    assert!(n(k, "frames_decrypted") > 1000, "{k:#}");
     // 5. Lookup budget: e's own call during the flood fails.
     let f = one(&attacks, "lookup-flood");
     assert_eq!(n(f, "requests_sent"), 2500);
@@ -144,7 +147,6 @@ fn a_raced_handover_gives_the_attacker_no_media() {
 /// Attack 3, `mismatch`: the EN takes an EndpointMismatch only for its own NAT address, so it
 /// signs no Tx naming the SN's endpoint and no honest SN serves one.
 #[test]
-#[ignore = "defence lands with issue 12's EndpointMismatch check (en/registration.rs)"]
 fn a_forged_endpoint_mismatch_registers_no_foreign_endpoint() {
     let topo = attacks_with("8s", &[("0s", "attack lying-sn sn3 mismatch about d")]);
     let attacks = run(&topo);
@@ -157,7 +159,6 @@ fn a_forged_endpoint_mismatch_registers_no_foreign_endpoint() {
 
 /// Attack 3, `stale`: a Reply carrying a Tx older than the freshness bound is not taken.
 #[test]
-#[ignore = "defence lands with issue 12's Merkle proofs and freshness bound (en/lookup.rs)"]
 fn a_stale_reply_is_not_taken() {
     let topo = attacks_with(
         "35s",
@@ -176,7 +177,6 @@ fn a_stale_reply_is_not_taken() {
 
 /// Attack 3, `notfound`: a false "not found" from one SN does not end the lookup.
 #[test]
-#[ignore = "defence lands with issue 12's SN honesty (en/lookup.rs: a second SN asked)"]
 fn a_false_not_found_is_not_taken() {
     let topo = attacks_with(
         "12s",
