@@ -101,6 +101,10 @@ struct EndNodeSpec {
     audio_out: Option<Spanned<String>>,
     #[serde(default)]
     peers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    network_hash_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    block_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +175,11 @@ pub enum RoleConfig {
         audio_out: Option<PathBuf>,
         /// Names for `binfm ctl call NAME`: name -> hash address.
         peers: BTreeMap<String, [u8; 32]>,
+        /// The network's hash rate and block interval: the light client checks block headers'
+        /// proof of work against the targets they imply (they must match the super nodes').
+        network_hash_rate: f64,
+        /// See `network_hash_rate`.
+        block_interval: Duration,
     },
     /// `[stun]`.
     Stun,
@@ -532,6 +541,21 @@ fn super_node(cx: &mut Cx<'_>, path: &Path, t: &SuperNodeSpec) -> Option<RoleCon
     })
 }
 
+/// A block interval: a duration above zero.
+fn interval(cx: &mut Cx<'_>, b: &Spanned<String>, key: &str) -> Option<Duration> {
+    match parse_duration(b.get_ref()) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            cx.err(b, format!("key `{key}`: must be more than 0"));
+            None
+        }
+        Err(e) => {
+            cx.err(b, format!("key `{key}`: {e}"));
+            None
+        }
+    }
+}
+
 fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<RoleConfig> {
     let e = t.get_ref();
     let nat_address = e
@@ -555,7 +579,17 @@ fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<Ro
             peers.insert(name.clone(), addr);
         }
     }
+    let network_hash_rate = match &e.network_hash_rate {
+        Some(h) => cx.positive(h, "end_node.network_hash_rate")?,
+        None => 2000.0,
+    };
+    let block_interval = match &e.block_interval {
+        Some(b) => interval(cx, b, "end_node.block_interval")?,
+        None => Duration::from_secs(1),
+    };
     Some(RoleConfig::EndNode {
+        network_hash_rate,
+        block_interval,
         key_file: e.key_file.as_ref().map(|k| resolve(path, k.get_ref())),
         nat_address,
         super_nodes,

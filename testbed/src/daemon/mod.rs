@@ -109,6 +109,8 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
             super_nodes,
             lease_file,
             tone_hz,
+            network_hash_rate,
+            block_interval,
             ..
         } => {
             let Some(key_file) = key_file else {
@@ -143,7 +145,14 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                 ),
                 None => rand::random(),
             };
-            let en = EndNode::new(wallet, cfg.listen.port(), role_seed, *tone_hz);
+            let mut en = EndNode::new(wallet, cfg.listen.port(), role_seed, *tone_hz);
+            en.set_chain_config(ChainConfig {
+                network_hash_rate: *network_hash_rate,
+                block_interval_ms: u64::try_from(block_interval.as_millis())
+                    .unwrap_or(1000)
+                    .max(1),
+                ..ChainConfig::default()
+            });
             (Box::new(en), None)
         }
     };

@@ -94,7 +94,7 @@ fn write_en(dir: &Path, name: &str, ip: &str, port: u16, sn: u16) {
     std::fs::write(
         dir.join(format!("{name}.toml")),
         format!(
-            "listen = \"{ip}:{port}\"\ncontrol = \"{name}.sock\"\nevents = \"{name}.jsonl\"\n\n[end_node]\nkey_file = \"{name}.key\"\nnat_address = \"{ip}\"\nsuper_nodes = [\"127.0.0.1:{sn}\"]\naudio_out = \"{name}-received.wav\"\n"
+            "listen = \"{ip}:{port}\"\ncontrol = \"{name}.sock\"\nevents = \"{name}.jsonl\"\n\n[end_node]\nkey_file = \"{name}.key\"\nnat_address = \"{ip}\"\nsuper_nodes = [\"127.0.0.1:{sn}\"]\naudio_out = \"{name}-received.wav\"\nnetwork_hash_rate = 4000\nblock_interval = \"300ms\"\n"
         ),
     )
     .unwrap();
@@ -152,7 +152,12 @@ fn daemons_register_call_with_audio_both_ways_rekey_and_a_killed_super_node_resu
     drop(a);
     drop(b);
     for n in ["a", "b"] {
-        let wav = std::fs::metadata(d.join(format!("{n}-received.wav"))).unwrap();
+        let wav = std::fs::metadata(d.join(format!("{n}-received.wav"))).unwrap_or_else(|e| {
+            let out = std::fs::read_to_string(d.join(format!("{n}.out"))).unwrap_or_default();
+            let ev = std::fs::read_to_string(d.join(format!("{n}.jsonl"))).unwrap_or_default();
+            let tail: Vec<&str> = ev.lines().rev().take(8).collect();
+            panic!("{n}-received.wav: {e}\n{out}\n{tail:#?}")
+        });
         assert!(wav.len() > 44 + 2 * 8000, "{n}: {} bytes of WAV", wav.len());
     }
     let a_events = std::fs::read_to_string(d.join("a.jsonl")).unwrap();
@@ -184,7 +189,11 @@ fn daemons_register_call_with_audio_both_ways_rekey_and_a_killed_super_node_resu
     let c = spawn_node(d, "end-node", "c");
     wait_status(d, "c", "registration", registered);
     let _b = spawn_node(d, "end-node", "b");
-    let b_again = wait_status(d, "b", "restart", |s| s["hash_addr"].is_string());
+    let b_seq = b_status["registered"]["seq"].as_u64().unwrap();
+    // Restarted, B learns its latest seq from the chain and registers with the next one.
+    let b_again = wait_status(d, "b", "registration after the restart", |s| {
+        s["registered"]["seq"].as_u64().is_some_and(|q| q > b_seq)
+    });
     assert_eq!(
         b_again["hash_addr"],
         b_addr.as_str(),
