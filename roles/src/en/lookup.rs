@@ -381,8 +381,14 @@ impl EndNode {
                 }
                 continue;
             }
-            if tries >= TRIES_PER_SN
-                && tries.is_multiple_of(TRIES_PER_SN)
+            // A second opinion (Confirm) moves on after one unanswered try: the call waits
+            // for it, and a down SN must not hold it up for a whole retransmission series.
+            let per_sn = match self.queries.get(&id).map(|q| &q.purpose) {
+                Some(Purpose::Confirm { .. }) => 1,
+                _ => TRIES_PER_SN,
+            };
+            if tries >= per_sn
+                && tries.is_multiple_of(per_sn)
                 && let Some(other) = self
                     .queries
                     .get(&id)
