@@ -180,9 +180,15 @@ impl Role for EnApp {
 /// The chain parameters of a run: the SNs' (which fix the genesis block) and the ones the
 /// end nodes' light clients check headers with.
 pub fn chain_config(topo: &Topology) -> ChainConfig {
+    chain_config_of(topo.network_hash_rate(), topo.chain.block_interval)
+}
+
+/// Chain parameters from a network hash rate and a mean block interval (at least 1 ms):
+/// what a topology's SNs use, and what a daemon's config gives.
+pub fn chain_config_of(network_hash_rate: f64, block_interval: std::time::Duration) -> ChainConfig {
     ChainConfig {
-        network_hash_rate: topo.network_hash_rate(),
-        block_interval_ms: u64::try_from(topo.chain.block_interval.as_millis())
+        network_hash_rate,
+        block_interval_ms: u64::try_from(block_interval.as_millis())
             .unwrap_or(1000)
             .max(1),
         ..ChainConfig::default()

@@ -72,8 +72,7 @@ pub fn apply(line: &str, role: &mut dyn Role, cx: &CtlContext, now: Time) -> Val
     let is_en = (role as &dyn Any).downcast_ref::<EndNode>().is_some();
     let command = match words.as_slice() {
         ["status"] => return json!({"ok": true, "status": status(role)}),
-        ["call", p] | ["hangup", p] if !is_en => {
-            let _ = p;
+        ["call" | "hangup", _] if !is_en => {
             return json!({"ok": false, "error": "only an end node places calls"});
         }
         ["call", p] => peer(p, cx).map(Command::Call),

@@ -8,11 +8,12 @@ pub mod config;
 pub mod ctl;
 pub mod end_node;
 
+use crate::apps::chain_config_of;
 use crate::events::{Record, RunEvent};
 use anyhow::{Context, bail};
 use binfm_roles::address::Lease;
+use binfm_roles::chain::MempoolConfig;
 use binfm_roles::chain::persist::{BlockLog, open_chain};
-use binfm_roles::chain::{ChainConfig, MempoolConfig};
 use binfm_roles::en::EndNode;
 use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
 use binfm_roles::vertical::location::LocationServer;
@@ -67,13 +68,7 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
             data_dir,
             reply_unconfirmed,
         } => {
-            let chain_cfg = ChainConfig {
-                network_hash_rate: *network_hash_rate,
-                block_interval_ms: u64::try_from(block_interval.as_millis())
-                    .unwrap_or(1000)
-                    .max(1),
-                ..ChainConfig::default()
-            };
+            let chain_cfg = chain_config_of(*network_hash_rate, *block_interval);
             let mut sn_cfg = SnConfig::new(*id, peers.clone(), *hash_rate, chain_cfg);
             sn_cfg.reply_unconfirmed = *reply_unconfirmed;
             match data_dir {
@@ -146,13 +141,7 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                 None => rand::random(),
             };
             let mut en = EndNode::new(wallet, cfg.listen.port(), role_seed, *tone_hz);
-            en.set_chain_config(ChainConfig {
-                network_hash_rate: *network_hash_rate,
-                block_interval_ms: u64::try_from(block_interval.as_millis())
-                    .unwrap_or(1000)
-                    .max(1),
-                ..ChainConfig::default()
-            });
+            en.set_chain_config(chain_config_of(*network_hash_rate, *block_interval));
             (Box::new(en), None)
         }
     };

@@ -861,8 +861,7 @@ fn kernel_step<W: Write>(
     match step.action {
         Action::Exec { host, argv } => {
             let name = hosts.def(host).map_or_else(String::new, |d| d.name.clone());
-            let command =
-                shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+            let command = command_text(&argv);
             let pid = match hosts.exec(index, step.line, host, &argv) {
                 Ok((pid, _, _)) => pid,
                 Err(e) => {
@@ -889,6 +888,11 @@ fn kernel_step<W: Write>(
     Ok(())
 }
 
+/// An `exec` step's command as events show it: quoted like a shell would read it back.
+fn command_text(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+}
+
 /// Logs how a program of an `exec` step ended (a DHCP client's end is in its log file).
 fn log_exit<W: Write>(
     net: &mut Network<W, Tap>,
@@ -907,8 +911,7 @@ fn log_exit<W: Write>(
     let name = hosts
         .def(exit.host)
         .map_or_else(String::new, |d| d.name.clone());
-    let command =
-        shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+    let command = command_text(argv);
     let ev = TestbedEvent::ExecEnd {
         line: step.line,
         command,

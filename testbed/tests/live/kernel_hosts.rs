@@ -3,6 +3,7 @@
 //! busybox udhcpc and cross the emulated H16 NATs.
 
 use super::*;
+use binfm_roles::util::hex;
 use binfm_testbed::topology::Topology;
 use std::path::{Path, PathBuf};
 
@@ -64,10 +65,6 @@ fn lease_env(path: &Path) -> HashMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 use std::collections::HashMap;
