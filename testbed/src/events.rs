@@ -292,6 +292,10 @@ pub struct EventLog {
     counts: BTreeMap<String, u64>,
     /// Every record, kept for the metrics at the end of the run.
     pub records: Vec<Record>,
+    /// Records read from the event logs of programs in kernel hosts (a `binfm node` daemon),
+    /// times in run time and hosts renamed to the kernel host: the results measure their
+    /// calls like the run's own. `events.jsonl` holds only the run's own records.
+    pub imported: Vec<JsonRecord>,
 }
 
 impl EventLog {
@@ -305,6 +309,7 @@ impl EventLog {
             out,
             counts: BTreeMap::new(),
             records: Vec::new(),
+            imported: Vec::new(),
         })
     }
 

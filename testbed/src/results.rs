@@ -3,9 +3,7 @@
 //! topology and seed give a byte-identical file.
 
 use crate::engine::RunView;
-use crate::events::{Record, TestbedEvent};
 use crate::topology::{Model, Topology};
-use binfm_roles::call_events::CallEvent;
 use binfm_roles::dhcp::events::DhcpClientEvent;
 use binfm_roles::echo::{EchoClient, EchoEvent};
 use binfm_roles::en::events::EnEvent;
@@ -14,7 +12,6 @@ use binfm_roles::session::audio::FRAME_PERIOD;
 use binfm_roles::sn::SuperNode;
 use binfm_roles::sn::events::SnEvent;
 use binfm_roles::util::hex;
-use binfm_roles::vertical::en::events::VerticalEvent;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -318,30 +315,12 @@ enum Step {
     RekeyDone,
 }
 
-/// A step and the peer its event names (hex or short hex).
-#[derive(Debug)]
-struct Milestone<'a> {
-    step: Step,
-    peer: &'a str,
-    /// The caller's SSRC, on [`Step::Started`].
-    ssrc: Option<u32>,
-}
-
-impl<'a> Milestone<'a> {
-    fn new(step: Step, peer: &'a str) -> Self {
-        Milestone {
-            step,
-            peer,
-            ssrc: None,
-        }
-    }
-}
-
 /// How each model's events mark its call milestones.
 #[derive(Debug)]
 struct Milestones {
-    /// The milestone a record marks, if any.
-    read: fn(&Record) -> Option<Milestone<'_>>,
+    /// The event kind of each step (every one names the peer in `peer`; `Started` carries
+    /// the caller's `ssrc`; `CallerHasKey` is the kind with `role: "caller"`).
+    kinds: [(&'static str, Step); 6],
     /// Whether [`Step::RekeyDone`] is reported by the initiator (vertical) rather than by
     /// the peer (BINFM).
     rekey_done_own_side: bool,
@@ -351,58 +330,85 @@ struct Milestones {
 }
 
 /// BINFM: `call.*`.
-fn binfm_milestone(r: &Record) -> Option<Milestone<'_>> {
-    Some(match r.role_event::<CallEvent>()? {
-        CallEvent::Started { peer, ssrc } => Milestone {
-            step: Step::Started,
-            peer,
-            ssrc: Some(*ssrc),
-        },
-        CallEvent::FirstFrame { peer, .. } => Milestone::new(Step::FirstFrame, peer),
-        CallEvent::Active {
-            peer,
-            role: "caller",
-            ..
-        } => Milestone::new(Step::CallerHasKey, peer),
-        CallEvent::HandoverAccepted { peer, .. } => Milestone::new(Step::MovedAccepted, peer),
-        CallEvent::RekeySent { peer, .. } => Milestone::new(Step::RekeySent, peer),
-        CallEvent::RekeyAccepted { peer, .. } => Milestone::new(Step::RekeyDone, peer),
-        _ => return None,
-    })
-}
-
-/// Vertical: `vertical.*`.
-fn vertical_milestone(r: &Record) -> Option<Milestone<'_>> {
-    Some(match r.role_event::<VerticalEvent>()? {
-        VerticalEvent::CallStarted { peer, ssrc } => Milestone {
-            step: Step::Started,
-            peer,
-            ssrc: Some(*ssrc),
-        },
-        VerticalEvent::FirstFrame { peer, .. } => Milestone::new(Step::FirstFrame, peer),
-        VerticalEvent::Active {
-            peer,
-            role: "caller",
-            ..
-        } => Milestone::new(Step::CallerHasKey, peer),
-        VerticalEvent::ReinviteAccepted { peer, .. } => Milestone::new(Step::MovedAccepted, peer),
-        VerticalEvent::RekeySent { peer, .. } => Milestone::new(Step::RekeySent, peer),
-        VerticalEvent::RekeyDone { peer, .. } => Milestone::new(Step::RekeyDone, peer),
-        _ => return None,
-    })
-}
-
 const BINFM_MILESTONES: Milestones = Milestones {
-    read: binfm_milestone,
+    kinds: [
+        ("call.started", Step::Started),
+        ("call.first_frame", Step::FirstFrame),
+        ("call.active", Step::CallerHasKey),
+        ("call.handover_accepted", Step::MovedAccepted),
+        ("call.rekey_sent", Step::RekeySent),
+        ("call.rekey_accepted", Step::RekeyDone),
+    ],
     rekey_done_own_side: false,
     paper_end_is_caller_key: false,
 };
 
+/// Vertical: `vertical.*`.
 const VERTICAL_MILESTONES: Milestones = Milestones {
-    read: vertical_milestone,
+    kinds: [
+        ("vertical.call_started", Step::Started),
+        ("vertical.first_frame", Step::FirstFrame),
+        ("vertical.active", Step::CallerHasKey),
+        ("vertical.reinvite_accepted", Step::MovedAccepted),
+        ("vertical.rekey_sent", Step::RekeySent),
+        ("vertical.rekey_done", Step::RekeyDone),
+    ],
     rekey_done_own_side: true,
     paper_end_is_caller_key: true,
 };
+
+/// What a record means for the call figures.
+#[derive(Debug, Clone, PartialEq)]
+enum Marked {
+    /// A call step naming a peer (its name, if it is a known end node).
+    Step {
+        step: Step,
+        peer: Option<String>,
+        ssrc: Option<u64>,
+    },
+    /// The host moved to another segment (`node.moved`).
+    Moved,
+    /// The host got an address (`dhcp.ack`; a kernel host's `kernel.lease`).
+    Address,
+}
+
+/// A record the call figures read, from the run's own log or a daemon's.
+#[derive(Debug, Clone)]
+struct Mark {
+    t: binfm_roles::Time,
+    host: String,
+    what: Marked,
+}
+
+impl Milestones {
+    /// The mark of an event of `kind` (fields read only when the kind marks something), with
+    /// peers named by `name_of`. The run's own records and a daemon's JSON lines are read
+    /// the same way, by their kind and fields as `events.jsonl` shows them.
+    fn mark(
+        &self,
+        kind: &str,
+        fields: impl FnOnce() -> Map<String, Value>,
+        name_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Marked> {
+        match kind {
+            "node.moved" => return Some(Marked::Moved),
+            "dhcp.ack" | "kernel.lease" => return Some(Marked::Address),
+            _ => {}
+        }
+        let &(_, step) = self.kinds.iter().find(|(k, _)| *k == kind)?;
+        let fields = fields();
+        if step == Step::CallerHasKey && fields.get("role").and_then(Value::as_str) != Some("caller")
+        {
+            return None;
+        }
+        let peer = fields.get("peer").and_then(Value::as_str)?;
+        Some(Marked::Step {
+            step,
+            peer: name_of(peer),
+            ssrc: fields.get("ssrc").and_then(Value::as_u64),
+        })
+    }
+}
 
 /// The calls of node `n`, whichever model its end node runs.
 fn calls_of(node: &crate::node::Node) -> Vec<CallView<'_>> {
@@ -440,6 +446,14 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             let h = crate::apps::wallet_of(topo, &n.name).hash_addr();
             (n.name.clone(), hex(&h), hex(&h[..8]))
         })
+        .chain(
+            // A daemon's own key: its registrations name it.
+            net.events.imported.iter().filter_map(|r| {
+                let h = r.fields.get("hash_addr")?.as_str()?;
+                (r.kind == "en.register" && h.len() == 64)
+                    .then(|| (r.host.clone(), h.to_owned(), h[..16].to_owned()))
+            }),
+        )
         .collect();
     let name_of = |h: &str| {
         names
@@ -447,15 +461,42 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             .find(|(_, full, short)| full == h || short == h)
             .map(|(n, _, _)| n.clone())
     };
-    let recs = &net.events.records;
+    let mut recs: Vec<Mark> = net
+        .events
+        .records
+        .iter()
+        .filter_map(|r| {
+            let what = m.mark(r.kind(), || r.event.fields_json(), &name_of)?;
+            Some(Mark {
+                t: r.t,
+                host: r.host.clone(),
+                what,
+            })
+        })
+        .collect();
+    if !net.events.imported.is_empty() {
+        recs.extend(net.events.imported.iter().filter_map(|r| {
+            let what = m.mark(&r.kind, || r.fields.clone(), &name_of)?;
+            Some(Mark {
+                t: r.t,
+                host: r.host.clone(),
+                what,
+            })
+        }));
+        recs.sort_by_key(|r| r.t); // stable: the run's own records first at equal times
+    }
     // Whether `r` marks `step` and names `peer`.
-    let at = |r: &Record, step: Step, peer: &str| {
-        (m.read)(r).is_some_and(|x| x.step == step && name_of(x.peer).as_deref() == Some(peer))
+    let at = |r: &Mark, step: Step, peer: &str| {
+        matches!(&r.what, Marked::Step { step: s, peer: Some(p), .. } if *s == step && p == peer)
     };
     let mut calls = Vec::new();
-    for (i, start, ssrc, callee) in recs.iter().enumerate().filter_map(|(i, r)| {
-        let x = (m.read)(r).filter(|x| x.step == Step::Started)?;
-        Some((i, r, x.ssrc, name_of(x.peer)))
+    for (i, start, ssrc, callee) in recs.iter().enumerate().filter_map(|(i, r)| match &r.what {
+        Marked::Step {
+            step: Step::Started,
+            peer,
+            ssrc,
+        } => Some((i, r, *ssrc, peer.clone())),
+        _ => None,
     }) {
         let caller = start.host.clone();
         let Some(callee) = callee else {
@@ -485,19 +526,18 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         };
         // Handover: each move of either end during the call.
         let mut mid = Vec::new();
-        for (j, mv) in recs.iter().enumerate().skip(i).filter(|(_, r)| {
-            matches!(r.testbed(), Some(TestbedEvent::Moved { .. }))
-                && (r.host == caller || r.host == callee)
-        }) {
+        for (j, mv) in recs
+            .iter()
+            .enumerate()
+            .skip(i)
+            .filter(|(_, r)| r.what == Marked::Moved && (r.host == caller || r.host == callee))
+        {
             let mover = &mv.host;
             let peer = if *mover == caller { &callee } else { &caller };
-            let Some(ack) = recs[j..].iter().find(|r| {
-                &r.host == mover
-                    && matches!(
-                        r.role_event::<DhcpClientEvent>(),
-                        Some(DhcpClientEvent::Ack { .. })
-                    )
-            }) else {
+            let Some(ack) = recs[j..]
+                .iter()
+                .find(|r| &r.host == mover && r.what == Marked::Address)
+            else {
                 continue;
             };
             let accepted = recs[j..]

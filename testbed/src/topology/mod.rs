@@ -99,6 +99,10 @@ pub struct Topology {
     /// file, every virtual run): derived from `seed`, so the run is reproducible. A live run
     /// sets it from the operating system unless `--reproducible-keys` is given.
     pub key_master: Option<[u8; 32]>,
+    /// The all-virtual twin a live run is compared with, when the file says what its kernel
+    /// hosts and `exec` steps are there (`twin` keys); otherwise the topology without its
+    /// kernel hosts.
+    pub twin: Option<Box<Topology>>,
 }
 
 /// A kernel host: in live mode its own network namespace `binfm-<topology>-<name>`, attached
@@ -111,6 +115,8 @@ pub struct KernelHostDef {
     pub segment: usize,
     /// How it gets its address.
     pub addressing: KernelAddressing,
+    /// The event log its program writes, relative to the run's output folder (`events`).
+    pub events: Option<PathBuf>,
     /// Line of its `[[host]]` table (for messages).
     pub line: usize,
 }

@@ -2,7 +2,7 @@
 //! the line it concerns, so `binfm check` can list all problems at once.
 
 use super::spec::{
-    EchoClientSpec, HostSpec, LinkSpec, LossSpec, PortSpec, SegmentSpec, TopologySpec,
+    EchoClientSpec, HostSpec, LinkSpec, LossSpec, PortSpec, SegmentSpec, StepSpec, TopologySpec,
 };
 use super::*;
 use binfm_stack::wire::ports;
@@ -162,6 +162,61 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             diagnostics: vec![Diagnostic { line, message }],
         }
     })?;
+    let mut topo = build_spec(&spec, text, path)?;
+    if twin_wanted(&spec) {
+        let twin = build_spec(&twin_spec(&spec), text, path).map_err(|mut e| {
+            for d in &mut e.diagnostics {
+                d.message = format!("in the all-virtual twin (`twin` keys): {}", d.message);
+            }
+            e
+        })?;
+        topo.twin = Some(Box::new(twin.without_kernel_hosts()));
+    }
+    Ok(topo)
+}
+
+/// Whether a kernel host or a step says what it is in the all-virtual twin.
+fn twin_wanted(spec: &TopologySpec) -> bool {
+    spec.host
+        .iter()
+        .any(|h| h.kernel.as_ref().is_some_and(|k| k.get_ref().twin.is_some()))
+        || spec.scenario.iter().any(|s| s.twin.is_some())
+}
+
+/// The all-virtual twin of a topology with `twin` keys: each kernel host with
+/// `twin = "end_node"` becomes a virtual end node on the same segment, each step with a `twin`
+/// becomes that step, and the other `exec` steps are left out (kernel hosts without a twin
+/// are left out later, with their steps).
+fn twin_spec(spec: &TopologySpec) -> TopologySpec {
+    let mut twin = spec.clone();
+    for h in &mut twin.host {
+        let Some(k) = &h.kernel else { continue };
+        if let Some(t) = &k.get_ref().twin
+            && t.get_ref() == "end_node"
+        {
+            h.end_node = Some(Spanned::new(k.span(), Default::default()));
+            h.kernel = None;
+        }
+    }
+    twin.scenario = spec
+        .scenario
+        .iter()
+        .filter_map(|s| match &s.twin {
+            Some(t) => Some(StepSpec {
+                at: s.at.clone(),
+                action: t.clone(),
+                twin: None,
+            }),
+            None if s.action.get_ref().trim_start().starts_with("exec ") => None,
+            None => Some(s.clone()),
+        })
+        .collect();
+    twin
+}
+
+/// Checks a parsed topology file.
+fn build_spec(spec: &TopologySpec, text: &str, path: &Path) -> Result<Topology, TopologyError> {
+    let file = path.display().to_string();
     let mut cx = Ctx {
         text,
         diags: Vec::new(),
@@ -185,7 +240,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         None => Model::Binfm,
     };
     let mut b = Builder {
-        spec: &spec,
+        spec,
         cx,
         model,
         segments: Vec::new(),
@@ -231,8 +286,8 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         });
     }
     Ok(Topology {
-        name: spec.name.into_inner(),
-        description: spec.description,
+        name: spec.name.get_ref().clone(),
+        description: spec.description.clone(),
         path: path.to_path_buf(),
         seed: spec.seed.unwrap_or(1),
         duration,
@@ -244,6 +299,7 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
         model,
         kernel_hosts,
         key_master: None,
+        twin: None,
     })
 }
 

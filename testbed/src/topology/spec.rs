@@ -5,7 +5,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// A whole topology file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopologySpec {
     pub name: Spanned<String>,
@@ -35,16 +35,20 @@ pub struct TopologySpec {
 }
 
 /// One scenario step: `at` a time, `do` a command (see docs/topology.md).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     pub at: Spanned<String>,
     #[serde(rename = "do")]
     pub action: Spanned<String>,
+    /// What the step is in the all-virtual twin run a live run is compared with (e.g. an
+    /// `exec` step that drives a daemon: `twin = "call a b"`).
+    #[serde(default)]
+    pub twin: Option<Spanned<String>>,
 }
 
 /// Network-wide blockchain settings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSpec {
     /// Mean block interval the difficulty retargets to.
@@ -91,7 +95,7 @@ link_spec!(SegmentSpec);
 link_spec!(PathSpec);
 
 /// Loss as a fraction (`0.01`) or a percentage string (`"1%"`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum LossSpec {
     Fraction(f64),
@@ -99,7 +103,7 @@ pub enum LossSpec {
 }
 
 /// A segment (LAN) or a point-to-point link.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentSpec {
     pub name: Spanned<String>,
@@ -126,7 +130,7 @@ pub struct SegmentSpec {
 }
 
 /// Link parameters between two members of a segment (both directions).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathSpec {
     pub between: Spanned<[String; 2]>,
@@ -145,7 +149,7 @@ pub struct PathSpec {
 }
 
 /// A DHCP server for a segment.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DhcpSpec {
     /// Node that runs the server (must be attached with a static address).
@@ -166,7 +170,7 @@ pub struct DhcpSpec {
 }
 
 /// An attachment of a router or NAT.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     pub segment: Spanned<String>,
@@ -174,7 +178,7 @@ pub struct PortSpec {
 }
 
 /// A NAT box.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatSpec {
     pub name: Spanned<String>,
@@ -187,7 +191,7 @@ pub struct NatSpec {
 }
 
 /// A plain router.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterSpec {
     pub name: Spanned<String>,
@@ -195,7 +199,7 @@ pub struct RouterSpec {
 }
 
 /// An end host.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
     pub name: Spanned<String>,
@@ -228,7 +232,7 @@ pub struct HostSpec {
 
 /// How a kernel host gets its address: `{ dhcp = true }` (a real DHCP client, busybox
 /// `udhcpc`) or `{ address = "a.b.c.d", gateway = "a.b.c.d" }`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
     #[serde(default)]
@@ -237,16 +241,23 @@ pub struct KernelSpec {
     pub address: Option<Spanned<String>>,
     #[serde(default)]
     pub gateway: Option<Spanned<String>>,
+    /// The JSON-lines event log its program writes (`binfm node --events`), relative to the
+    /// run's output folder; read into the results at the end of a live run.
+    #[serde(default)]
+    pub events: Option<Spanned<String>>,
+    /// `"end_node"`: in the all-virtual twin run the host is a virtual end node.
+    #[serde(default)]
+    pub twin: Option<Spanned<String>>,
 }
 
 /// A vertical-model domain server: RFC 8489 STUN on 3478 and the domain's location server
 /// on 5060 (peers: every other domain server).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainServerSpec {}
 
 /// A super node (SN): verifies, relays and mines ToALL Txs, answers Queries.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuperNodeSpec {
     /// Hashes per second of run time (default: `[chain] hash_rate`).
@@ -261,7 +272,7 @@ pub struct SuperNodeSpec {
 }
 
 /// An end node (EN): registers with its nearest SN and looks peers up.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndNodeSpec {
     /// Lookups to make: `{ peer = "b", at = "5s" }`.
@@ -270,7 +281,7 @@ pub struct EndNodeSpec {
 }
 
 /// One lookup of a peer EN's hash address.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupSpec {
     pub peer: Spanned<String>,
@@ -278,7 +289,7 @@ pub struct LookupSpec {
 }
 
 /// A UDP echo server.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EchoServerSpec {
     #[serde(default)]
@@ -286,7 +297,7 @@ pub struct EchoServerSpec {
 }
 
 /// A UDP echo client.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EchoClientSpec {
     /// `"host"`, `"host:port"` or `"a.b.c.d:port"`.

@@ -70,7 +70,33 @@ impl<'a> Builder<'a> {
                 dhcp,
                 address,
                 gateway,
+                events,
+                twin,
             } = kernel.get_ref();
+            if let Some(t) = twin
+                && t.get_ref() != "end_node"
+            {
+                cx.err(
+                    t,
+                    format!(
+                        "kernel host `{name}`: twin `{}` is not known; the one twin is \
+                         `\"end_node\"` (a virtual end node in the all-virtual twin run)",
+                        t.get_ref()
+                    ),
+                );
+            }
+            let events = events.as_ref().and_then(|e| {
+                let p = std::path::PathBuf::from(e.get_ref());
+                let inside = !e.get_ref().is_empty()
+                    && p.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_)));
+                if inside {
+                    Some(p)
+                } else {
+                    cx.err(e, format!("kernel host `{name}`: events `{}` must be a path inside the run's output folder, e.g. `\"{name}-events.jsonl\"`", e.get_ref()));
+                    None
+                }
+            });
             let addressing = match (dhcp.unwrap_or(false), address) {
                 (true, Some(a)) => {
                     cx.err(
@@ -130,6 +156,7 @@ impl<'a> Builder<'a> {
                 name,
                 segment,
                 addressing,
+                events,
                 line,
             });
         }
