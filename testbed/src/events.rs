@@ -79,7 +79,7 @@ binfm_roles::event_enum! {
         /// The run stops new work and lets in-flight work finish for `settle_ms`.
         Settle = "run.settle" { settle_ms: u64 },
         /// A live run starts in `namespace` with that many segments.
-        LiveStart = "live.start" { namespace: String, segments: u64 },
+        LiveStart = "live.start" { namespace: String, segments: u64, unix_ns: u64 },
         /// A live run ends (TUN and kernel counters).
         LiveEnd = "live.end" {
             tun_written: u64,

@@ -368,8 +368,12 @@ enum Marked {
     },
     /// The host moved to another segment (`node.moved`).
     Moved,
-    /// The host got an address (`dhcp.ack`; a kernel host's `kernel.lease`).
+    /// The host's end node has its new address: `dhcp.ack` of a virtual end node; for a
+    /// daemon in a kernel host, its `en.register` for a new address (when it read the lease).
     Address,
+    /// A kernel host's DHCP ACK passed into its namespace (`kernel.lease`): its DHCP client
+    /// then configures the address and writes the lease file the daemon reads.
+    LeaseAcked,
 }
 
 /// A record the call figures read, from the run's own log or a daemon's.
@@ -392,12 +396,14 @@ impl Milestones {
     ) -> Option<Marked> {
         match kind {
             "node.moved" => return Some(Marked::Moved),
-            "dhcp.ack" | "kernel.lease" => return Some(Marked::Address),
+            "dhcp.ack" => return Some(Marked::Address),
+            "kernel.lease" => return Some(Marked::LeaseAcked),
             _ => {}
         }
         let &(_, step) = self.kinds.iter().find(|(k, _)| *k == kind)?;
         let fields = fields();
-        if step == Step::CallerHasKey && fields.get("role").and_then(Value::as_str) != Some("caller")
+        if step == Step::CallerHasKey
+            && fields.get("role").and_then(Value::as_str) != Some("caller")
         {
             return None;
         }
@@ -476,7 +482,13 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         .collect();
     if !net.events.imported.is_empty() {
         recs.extend(net.events.imported.iter().filter_map(|r| {
-            let what = m.mark(&r.kind, || r.fields.clone(), &name_of)?;
+            let new_address = r.kind == "en.register"
+                && r.fields.get("why").and_then(Value::as_str) == Some("new_address");
+            let what = if new_address {
+                Marked::Address
+            } else {
+                m.mark(&r.kind, || r.fields.clone(), &name_of)?
+            };
             Some(Mark {
                 t: r.t,
                 host: r.host.clone(),
@@ -486,9 +498,7 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
         recs.sort_by_key(|r| r.t); // stable: the run's own records first at equal times
     }
     // Whether `r` marks `step` and names `peer`.
-    let at = |r: &Mark, step: Step, peer: &str| {
-        matches!(&r.what, Marked::Step { step: s, peer: Some(p), .. } if *s == step && p == peer)
-    };
+    let at = |r: &Mark, step: Step, peer: &str| matches!(&r.what, Marked::Step { step: s, peer: Some(p), .. } if *s == step && p == peer);
     let mut calls = Vec::new();
     for (i, start, ssrc, callee) in recs.iter().enumerate().filter_map(|(i, r)| match &r.what {
         Marked::Step {
@@ -543,7 +553,23 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             let accepted = recs[j..]
                 .iter()
                 .find(|r| &r.host == peer && r.t >= ack.t && at(r, Step::MovedAccepted, mover));
-            mid.push(json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) }));
+            let mut h = json!({ "moved": mover, "address_at_ms": ms(ack.t), "mid_call_ms": accepted.map(|a| ms(a.t - ack.t)) });
+            // A kernel host: when its DHCP ACK went in, and what its DHCP client took until
+            // the daemon had the address (not part of the scheme's mid-call time).
+            if let Some(lease) = recs[j..]
+                .iter()
+                .take_while(|r| r.t <= ack.t)
+                .find(|r| &r.host == mover && r.what == Marked::LeaseAcked)
+                && let Some(o) = h.as_object_mut()
+            {
+                o.insert("lease_acked_at_ms".into(), json!(ms(lease.t)));
+                o.insert("dhcp_client_ms".into(), json!(ms(ack.t - lease.t)));
+                o.insert(
+                    "mid_call_from_lease_ms".into(),
+                    json!(accepted.map(|a| ms(a.t - lease.t))),
+                );
+            }
+            mid.push(h);
         }
         // Key renewals of this call: each end's renewals name the other end as peer (an EN in
         // two calls renews both, and each renewal belongs to one call).

@@ -218,3 +218,80 @@ mod tests {
         assert!(load_or_create_key(&path).is_err());
     }
 }
+
+/// Notices a new lease file at once: inotify on its folder (the kernel host's DHCP script
+/// writes the file and renames it into place). A handover starts when the address changes,
+/// so waking on a timer would add up to its period to the mid-call time.
+#[derive(Debug)]
+pub struct LeaseWatch {
+    fd: Option<tokio::io::unix::AsyncFd<InotifyRaw>>,
+    name: std::ffi::OsString,
+}
+
+/// An inotify instance tokio can wait on (it owns its fd for its whole life).
+#[derive(Debug)]
+struct InotifyRaw(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyRaw {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl LeaseWatch {
+    /// Watches `path`'s folder; without inotify, [`LeaseWatch::changed`] never fires (the
+    /// daemon still checks the file once a second).
+    pub fn new(path: &Path) -> LeaseWatch {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let name = path.file_name().unwrap_or_default().to_owned();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .and_then(|i| {
+                i.add_watch(
+                    &dir,
+                    AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
+                )
+                .map(|_| i)
+            })
+            .map_err(|e| tracing::debug!("inotify on {}: {e}", dir.display()))
+            .ok()
+            .and_then(|i| {
+                // `AsyncFd::register` is `unsafe` (forbidden here); `InotifyRaw` owns its fd
+                // for its whole life, the condition it documents (as the live driver's timer).
+                #[allow(deprecated)]
+                tokio::io::unix::AsyncFd::new(InotifyRaw(i)).ok()
+            });
+        LeaseWatch { fd, name }
+    }
+
+    /// Waits until the lease file was written or renamed into place.
+    pub async fn changed(&self) {
+        let Some(fd) = &self.fd else {
+            return std::future::pending().await;
+        };
+        loop {
+            let Ok(mut guard) = fd.readable().await else {
+                return std::future::pending().await;
+            };
+            match guard.try_io(|f| f.get_ref().0.read_events().map_err(std::io::Error::from)) {
+                Ok(Ok(events)) => {
+                    if events
+                        .iter()
+                        .any(|e| e.name.as_deref() == Some(self.name.as_os_str()))
+                    {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!("inotify: {e}");
+                    return std::future::pending().await;
+                }
+                Err(_would_block) => {}
+            }
+        }
+    }
+}

@@ -327,7 +327,9 @@ async fn serve(
         RoleConfig::EndNode { lease_file, .. } => lease_file.clone(),
         _ => None,
     };
-    let mut lease_check = tokio::time::interval(std::time::Duration::from_millis(250));
+    // inotify wakes the loop when the file is written; a slow timer is the fallback.
+    let watch = lease_file.as_deref().map(end_node::LeaseWatch::new);
+    let mut lease_check = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         drain(&mut *role, &socket, &mut events, &mut log, now()).await?;
@@ -349,6 +351,7 @@ async fn serve(
                     ctl::serve_one(stream, &mut *role, &ctl_cx, now()).await;
                 }
             }
+            () = lease_changed(watch.as_ref()) => lease_check.reset_immediately(),
             _ = lease_check.tick(), if lease_file.is_some() => {
                 let Some(f) = &lease_file else { continue };
                 match end_node::read_lease(f) {
@@ -425,6 +428,13 @@ async fn drain(
     }
     events.out.flush()?;
     Ok(())
+}
+
+async fn lease_changed(watch: Option<&end_node::LeaseWatch>) {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -588,12 +588,17 @@ async fn live_main(
     }
 
     let base = Instant::now();
+    // Run time 0 on the wall clock: daemons in kernel hosts log Unix times.
+    let unix_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let _ = net.events.push(
         Time::ZERO,
         "testbed",
         TestbedEvent::LiveStart {
             namespace: ns.name().to_owned(),
             segments: names.len() as u64,
+            unix_ns: u64::try_from(unix_start.as_nanos()).unwrap_or(u64::MAX),
         },
     );
     let mut counters = LiveCounters::default();
@@ -635,6 +640,7 @@ async fn live_main(
     let interrupted = outcome?;
     finished?;
     deleted?;
+    net.events.imported = import_kernel_events(topo, &scaffold.out_dir, unix_start, announce);
     scaffold.complete(topo, net, packets, interrupted, |results| {
         if !interrupted {
             let reference = virtual_reference(topo, seed, duration)?;
@@ -1004,15 +1010,68 @@ fn inject_now<W: Write>(
     Ok(())
 }
 
+/// The event logs of the kernel hosts' programs (`events` key), in run time and named after
+/// their kernel host, for the results. A record from before the run (a daemon's log left from
+/// an earlier run) is left out; an unreadable file or line is reported and skipped.
+fn import_kernel_events(
+    topo: &Topology,
+    out_dir: &std::path::Path,
+    unix_start: std::time::Duration,
+    announce: &mut dyn FnMut(&str),
+) -> Vec<crate::events::JsonRecord> {
+    let mut out = Vec::new();
+    for k in &topo.kernel_hosts {
+        let Some(rel) = &k.events else { continue };
+        let path = out_dir.join(rel);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                announce(&format!(
+                    "live: kernel host {}: no event log {} ({e}); its calls are not in results.json",
+                    k.name,
+                    path.display()
+                ));
+                continue;
+            }
+        };
+        let mut bad = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match crate::events::JsonRecord::from_json(line) {
+                Ok(mut r) if r.t >= unix_start => {
+                    r.t -= unix_start;
+                    r.host = k.name.clone();
+                    out.push(r);
+                }
+                Ok(_) => {}
+                Err(_) => bad += 1,
+            }
+        }
+        if bad > 0 {
+            announce(&format!(
+                "live: kernel host {}: {bad} lines of {} are not events; skipped",
+                k.name,
+                path.display()
+            ));
+        }
+    }
+    out.sort_by_key(|r| r.t);
+    out
+}
+
 /// The same topology and seed in virtual time (in memory, no files): what the live run is
-/// compared with.
+/// compared with: the file's all-virtual twin if it has one, else the topology without its
+/// kernel hosts.
 fn virtual_reference(
     topo: &Topology,
     seed: u64,
     duration: Time,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut topo = topo.without_kernel_hosts();
+    let mut topo = match &topo.twin {
+        Some(t) => (**t).clone(),
+        None => topo.without_kernel_hosts(),
+    };
     topo.seed = seed;
+    topo.key_master = None;
     for n in &mut topo.nodes {
         if let Some(sn) = &mut n.super_node {
             sn.data_dir = None; // the reference run must not touch the live run's block logs

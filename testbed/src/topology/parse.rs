@@ -177,10 +177,11 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
 
 /// Whether a kernel host or a step says what it is in the all-virtual twin.
 fn twin_wanted(spec: &TopologySpec) -> bool {
-    spec.host
-        .iter()
-        .any(|h| h.kernel.as_ref().is_some_and(|k| k.get_ref().twin.is_some()))
-        || spec.scenario.iter().any(|s| s.twin.is_some())
+    spec.host.iter().any(|h| {
+        h.kernel
+            .as_ref()
+            .is_some_and(|k| k.get_ref().twin.is_some())
+    }) || spec.scenario.iter().any(|s| s.twin.is_some())
 }
 
 /// The all-virtual twin of a topology with `twin` keys: each kernel host with

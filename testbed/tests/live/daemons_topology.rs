@@ -100,4 +100,76 @@ fn daemons_in_kernel_hosts_call_hand_over_rekey_and_hang_up() {
             .iter()
             .any(|n| n.starts_with("binfm-kt-daemons"))
     );
+
+    // results.json measures the daemons' call from their event logs (`events` keys) and
+    // compares it with the all-virtual twin (`twin` keys: A and B virtual end nodes).
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let call = &results["binfm"]["calls"][0];
+    assert_eq!(
+        (call["caller"].as_str(), call["callee"].as_str()),
+        (Some("a"), Some("b"))
+    );
+    let handover = &call["handovers"][0];
+    assert_eq!(handover["moved"], "a", "{call}");
+    assert!(handover["dhcp_client_ms"].as_f64().is_some(), "{handover}");
+    let cmp = &results["live_vs_virtual"];
+    println!("daemons vs all-virtual twin: {cmp}");
+    for (key, paper) in [
+        ("pre_call_ms", 760.0),
+        ("mid_call_ms", 200.0),
+        ("rekey_ms", 200.0),
+    ] {
+        // The twin is exact; the daemons pay real scheduling, DH and syscalls on a shared
+        // machine (the 5% comparison of record is in docs/node.md, not a timed assertion).
+        assert_eq!(cmp[key]["virtual"].as_f64(), Some(paper), "{cmp}");
+        let live = cmp[key]["live"].as_f64().unwrap_or(0.0);
+        assert!(live >= paper * 0.99 && live < paper * 1.5, "{key}: {cmp}");
+    }
+
+    // tshark with the project's dissector decodes what the daemons sent, with no complaint.
+    if !common::have("tshark") {
+        println!("SKIPPED (dissector part): tshark is not installed");
+        return;
+    }
+    let capture = out.join("capture.pcapng");
+    let tshark = |filter: &str, fields: &[&str]| {
+        let mut cmd = std::process::Command::new("tshark");
+        cmd.arg("-n")
+            .arg("-X")
+            .arg(format!(
+                "lua_script:{}",
+                common::root().join("scripts/wireshark/binfm.lua").display()
+            ))
+            .arg("-r")
+            .arg(&capture)
+            .args(["-Y", filter, "-T", "fields"]);
+        for f in fields {
+            cmd.args(["-e", f]);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let sent = tshark(
+        "binfm && (ip.src == 10.1.0.100 || ip.src == 10.2.0.100 || ip.src == 10.3.0.100)",
+        &["binfm.type"],
+    );
+    let types: std::collections::BTreeSet<u32> =
+        sent.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    // TxSubmit, Query, Session Request/Response, Handover, Key Renewal and its Reply.
+    for t in [1, 3, 9, 10, 11, 12, 14] {
+        assert!(
+            types.contains(&t),
+            "type {t} not decoded from the daemons: {types:?}"
+        );
+    }
+    let problems = tshark(
+        "_ws.lua.error || _ws.malformed || binfm.truncated || binfm.malformed || binfm.trailing || binfm.bad_value",
+        &["frame.number"],
+    );
+    assert!(
+        problems.trim().is_empty(),
+        "frames with problems: {problems}"
+    );
 }
