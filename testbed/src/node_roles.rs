@@ -36,6 +36,18 @@ impl Slot {
     }
 }
 
+/// The DHCP identity of node `index` called `name`: client id (RFC 2132 option 61: a type
+/// byte, 0 = not a hardware address, then the host name) and hardware address (02:00 and the
+/// index). Anyone on the node's segment sees both in its DHCP messages.
+pub fn dhcp_client_config(name: &str, index: usize) -> ClientConfig {
+    let mut hw = [0x02u8, 0, 0, 0, 0, 0];
+    hw[2..6].copy_from_slice(&(index as u32).to_be_bytes());
+    ClientConfig {
+        client_id: [&[0u8][..], name.as_bytes()].concat(),
+        hw_addr: hw,
+    }
+}
+
 /// The roles of node `index`, in start order, and the events of their construction.
 pub fn roles_of(
     topo: &Topology,
@@ -66,15 +78,10 @@ pub fn roles_of(
         }
     }
     if def.ports.first().is_some_and(|p| p.addr.is_none()) {
-        // RFC 2132 option 61: a type byte (0 = not a hardware address) then the host name.
-        let id = [&[0u8][..], def.name.as_bytes()].concat();
-        let mut hw = [0x02u8, 0, 0, 0, 0, 0];
-        hw[2..6].copy_from_slice(&(index as u32).to_be_bytes());
-        let config = ClientConfig {
-            client_id: id,
-            hw_addr: hw,
-        };
-        slots.push(Slot::new(0, DhcpClient::new(config, seed)));
+        slots.push(Slot::new(
+            0,
+            DhcpClient::new(dhcp_client_config(&def.name, index), seed),
+        ));
     }
     if let Some(port) = def.echo_server {
         slots.push(Slot::new(0, EchoServer::new(port)));

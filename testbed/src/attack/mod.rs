@@ -14,17 +14,21 @@
 
 pub mod packet;
 
+mod dhcp_release;
 mod handover_race;
 mod long_term_keys;
 mod lookup_flood;
 mod lying_sn;
 mod reflection;
+mod rekey_injection;
 
+pub use dhcp_release::{DhcpIdentity, DhcpRelease};
 pub use handover_race::HandoverRace;
 pub use long_term_keys::LongTermKeys;
 pub use lookup_flood::LookupFlood;
 pub use lying_sn::LyingSn;
 pub use reflection::Reflection;
+pub use rekey_injection::RekeyInjection;
 
 use binfm_roles::Time;
 use binfm_stack::wire::binfm::Message;
@@ -54,6 +58,10 @@ pub enum Attack {
     LongTermKeys(LongTermKeys),
     /// `lookup-flood`.
     LookupFlood(LookupFlood),
+    /// `dhcp-release`.
+    DhcpRelease(DhcpRelease),
+    /// `rekey-injection`.
+    RekeyInjection(RekeyInjection),
 }
 
 impl Attack {
@@ -62,7 +70,11 @@ impl Attack {
         match self {
             Attack::Reflection(a) => a.resolver.send(now, out),
             Attack::LookupFlood(a) => a.resolver.send(now, out),
-            Attack::HandoverRace(_) | Attack::LyingSn(_) | Attack::LongTermKeys(_) => {}
+            Attack::HandoverRace(_)
+            | Attack::LyingSn(_)
+            | Attack::LongTermKeys(_)
+            | Attack::DhcpRelease(_)
+            | Attack::RekeyInjection(_) => {}
         }
     }
 
@@ -74,13 +86,21 @@ impl Attack {
         match self {
             Attack::HandoverRace(a) => a.on_tap(udp, out),
             Attack::LongTermKeys(a) => a.on_tap(now, udp),
+            Attack::DhcpRelease(a) => a.on_tap(now, udp, out),
+            Attack::RekeyInjection(a) => a.on_tap(now, udp, out),
             _ => {}
         }
     }
 
     /// Whether this attack sniffs its host's segment.
     pub fn taps(&self) -> bool {
-        matches!(self, Attack::HandoverRace(_) | Attack::LongTermKeys(_))
+        matches!(
+            self,
+            Attack::HandoverRace(_)
+                | Attack::LongTermKeys(_)
+                | Attack::DhcpRelease(_)
+                | Attack::RekeyInjection(_)
+        )
     }
 
     /// A packet delivered to the attacker host.
@@ -96,7 +116,11 @@ impl Attack {
             }
             Attack::LookupFlood(a) => a.on_receive(now, packet.len(), udp),
             Attack::HandoverRace(a) => a.on_receive(packet.len(), udp),
-            Attack::LyingSn(_) | Attack::LongTermKeys(_) => {}
+            // A DHCP reply to the attacker is broadcast: it sees it on the segment (tap).
+            Attack::LyingSn(_)
+            | Attack::LongTermKeys(_)
+            | Attack::DhcpRelease(_)
+            | Attack::RekeyInjection(_) => {}
         }
         let _ = out;
     }
@@ -106,6 +130,8 @@ impl Attack {
         match self {
             Attack::Reflection(a) => a.on_timeout(now, out),
             Attack::LookupFlood(a) => a.on_timeout(now, out),
+            Attack::DhcpRelease(a) => a.on_timeout(now, out),
+            Attack::RekeyInjection(a) => a.on_timeout(now, out),
             _ => {}
         }
     }
@@ -115,6 +141,8 @@ impl Attack {
         match self {
             Attack::Reflection(a) => a.poll_timeout(),
             Attack::LookupFlood(a) => a.poll_timeout(),
+            Attack::DhcpRelease(a) => a.poll_timeout(),
+            Attack::RekeyInjection(a) => a.poll_timeout(),
             _ => None,
         }
     }

@@ -6,13 +6,15 @@
 use super::{Network, RunError, Sender, What};
 use crate::attack::packet::{dst_ip, udp_of};
 use crate::attack::{
-    ATTACKER_PORT, Attack, HandoverRace, LongTermKeys, LookupFlood, LyingSn, Outbox, Reflection,
+    ATTACKER_PORT, Attack, DhcpIdentity, DhcpRelease, HandoverRace, LongTermKeys, LookupFlood,
+    LyingSn, Outbox, Reflection, RekeyInjection,
 };
 use crate::events::TestbedEvent;
 use crate::topology::attack_step::{AttackSpec, Lie};
 use binfm_roles::Time;
 use binfm_roles::call_events::CallEvent;
 use binfm_roles::dh::DhSecret;
+use binfm_roles::dhcp::events::DhcpServerEvent;
 use binfm_roles::en::events::EnEvent;
 use binfm_roles::sn::SuperNode;
 use binfm_roles::util::hex;
@@ -193,6 +195,29 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
                     sources,
                     seed,
                 ))
+            }
+            AttackSpec::DhcpRelease {
+                attacker,
+                victim,
+                spoofed,
+            } => {
+                let identity = |n: usize| {
+                    let c = crate::node_roles::dhcp_client_config(&self.topo.nodes[n].name, n);
+                    DhcpIdentity {
+                        client_id: c.client_id,
+                        hw_addr: c.hw_addr,
+                    }
+                };
+                Attack::DhcpRelease(DhcpRelease::new(
+                    addr,
+                    identity(attacker),
+                    identity(victim),
+                    spoofed,
+                    seed,
+                ))
+            }
+            AttackSpec::RekeyInjection { .. } => {
+                Attack::RekeyInjection(RekeyInjection::new(addr, seed))
             }
         };
         if !matches!(attack, Attack::LyingSn(_)) {
@@ -602,6 +627,10 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
             (Attack::LookupFlood(a), AttackSpec::LookupFlood { callee, .. }) => {
                 self.lookup_flood_result(r, a, *callee)
             }
+            (Attack::DhcpRelease(a), AttackSpec::DhcpRelease { victim, .. }) => {
+                self.dhcp_release_result(r, a, *victim)
+            }
+            (Attack::RekeyInjection(a), _) => self.rekey_injection_result(r, a),
             _ => json!({ "worked": false }),
         };
         if let (Some(o), Some(f)) = (v.as_object_mut(), figures.as_object()) {
@@ -679,6 +708,170 @@ impl<W: Write, B: super::Boundary> Network<W, B> {
             "genuine_calls_started": started,
             "genuine_calls_failed": failed,
             "worked": failed > 0,
+        })
+    }
+
+    fn dhcp_release_result(&self, r: &AttackRun, a: &DhcpRelease, victim: usize) -> Value {
+        let records = &self.events.records;
+        let after = |t: Time| t >= r.start;
+        let id_hex = |n: usize| {
+            hex(&crate::node_roles::dhcp_client_config(&self.topo.nodes[n].name, n).client_id)
+        };
+        let (victim_hex, attacker_hex) = (id_hex(victim), id_hex(r.spec.actor()));
+        let address = a.lease.map(|l| l.address);
+        let server_events = || {
+            records
+                .iter()
+                .filter(move |x| after(x.t))
+                .filter_map(|x| x.role_event::<DhcpServerEvent>())
+        };
+        let leases_freed = server_events()
+            .filter(|e| {
+                matches!(e, DhcpServerEvent::Release { client, address: ad }
+                    if *client == victim_hex && Some(*ad) == address)
+            })
+            .count();
+        let refused = server_events()
+            .filter(|e| {
+                matches!(e, DhcpServerEvent::Refused { client, address: ad, .. }
+                    if (*client == victim_hex || *client == attacker_hex) && *ad == address)
+            })
+            .count();
+        let acks: Vec<Ipv4Addr> = server_events()
+            .filter_map(|e| match e {
+                DhcpServerEvent::Ack {
+                    client,
+                    address: ad,
+                    ..
+                } if *client == attacker_hex => Some(*ad),
+                _ => None,
+            })
+            .collect();
+        let reassigned = server_events().any(|e| {
+            matches!(e, DhcpServerEvent::Ack { client, address: ad, .. }
+                if *client != victim_hex && Some(*ad) == address)
+        });
+        json!({
+            "victim": self.name_of(victim),
+            "variant": if a.spoofed() { "spoofed" } else { "own-address" },
+            "victim_address": address.map(|x| x.to_string()),
+            "dhcp_server": a.lease.map(|l| l.server.to_string()),
+            "releases_sent": a.releases_sent,
+            "releases_from": if a.spoofed() { "victim's address" } else { "attacker's address" },
+            "leases_freed": leases_freed,
+            "bind_attempts": a.bind_attempts,
+            "discovers_sent": a.discovers_sent,
+            "offers_of_victim_address": a.offers_of_victim_address,
+            "offers_of_other_addresses": a.offers_of_other_addresses,
+            "naks_to_attacker": a.naks_to_attacker,
+            "refused_by_server": refused,
+            "addresses_bound_to_attacker": acks.len(),
+            "addresses_bound": acks.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            "victim_address_reassigned": reassigned,
+            "worked": leases_freed > 0 || !acks.is_empty(),
+        })
+    }
+
+    fn rekey_injection_result(&self, r: &AttackRun, a: &RekeyInjection) -> Value {
+        let records = &self.events.records;
+        let after = |t: Time| t >= r.start;
+        let ens: Vec<(usize, HashAddr)> = self
+            .topo
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.end_node.is_some())
+            .map(|(i, n)| (i, self.hash_addr_of_name(&n.name)))
+            .collect();
+        let calls_of = |i: usize| {
+            self.nodes
+                .get(i)
+                .and_then(|x| x.role::<crate::apps::EnApp>())
+                .map(|app| app.en.calls())
+                .unwrap_or_default()
+        };
+        let count = |host: &str, pred: &dyn Fn(&CallEvent) -> bool| {
+            records
+                .iter()
+                .filter(|x| after(x.t) && x.host == host)
+                .filter(|x| x.role_event::<CallEvent>().is_some_and(pred))
+                .count()
+        };
+        // The attacked calls: an EN (the target) holding a call with a sender the attack
+        // named, and that sender.
+        let mut calls_attacked = 0;
+        let mut accepted = 0;
+        let mut refused = 0;
+        let mut replies_refused = 0;
+        let mut broken = 0;
+        let mut frames_refused = 0;
+        let mut desynced = 0;
+        for &(t, t_hash) in &ens {
+            for &(s, s_hash) in &ens {
+                if !a.senders.contains(&s_hash) || s == t {
+                    continue;
+                }
+                let Some(tc) = calls_of(t).iter().find(|c| c.peer == s_hash) else {
+                    continue;
+                };
+                calls_attacked += 1;
+                let (tn, sn) = (self.name_of(t), self.name_of(s));
+                let (t_hex, s_hex) = (hex(&t_hash), hex(&s_hash));
+                // Renewals the target applied beyond those the sender really sent it.
+                let applied = count(
+                    tn,
+                    &|e| matches!(e, CallEvent::RekeyAccepted { peer, .. } if *peer == s_hex),
+                );
+                let sent = count(
+                    sn,
+                    &|e| matches!(e, CallEvent::RekeySent { peer, .. } if *peer == t_hex),
+                );
+                accepted += applied.saturating_sub(sent);
+                // A Key Renewal refused (`from` is left out), and a Key Renewal Reply refused
+                // (`from` given): the Reply the sender resent to a replayed renewal.
+                refused += count(
+                    tn,
+                    &|e| matches!(e, CallEvent::RekeyRejected { peer: Some(p), from: None, .. } if *p == s_hex),
+                );
+                replies_refused += count(
+                    tn,
+                    &|e| matches!(e, CallEvent::RekeyRejected { peer: Some(p), from: Some(_), .. } if *p == s_hex),
+                );
+                let sc = calls_of(s).iter().find(|c| c.peer == t_hash);
+                let desync = sc.is_some_and(|sc| sc.epoch() != tc.epoch());
+                let refused_frames: u64 = tc
+                    .media
+                    .media_refused
+                    .values()
+                    .chain(sc.iter().flat_map(|sc| sc.media.media_refused.values()))
+                    .sum();
+                let consent_lost = [(tn, &s_hex), (sn, &t_hex)].iter().any(|(h, p)| {
+                    records
+                        .iter()
+                        .filter(|x| a.first_injection.is_some_and(|f| x.t >= f) && x.host == *h)
+                        .any(|x| {
+                            matches!(x.role_event::<CallEvent>(),
+                                Some(CallEvent::ConsentExpired { peer, .. }) if peer == *p)
+                        })
+                });
+                frames_refused += refused_frames;
+                desynced += usize::from(desync);
+                broken += usize::from(desync || refused_frames > 0 || consent_lost);
+            }
+        }
+        json!({
+            "renewals_injected": a.injected(),
+            "forged_injected": a.forged,
+            "tampered_injected": a.tampered,
+            "replayed_injected": a.replayed,
+            "calls_attacked": calls_attacked,
+            "renewals_refused": refused,
+            "replies_refused": replies_refused,
+            "renewals_accepted": accepted,
+            "epochs_desynced": desynced,
+            "frames_refused": frames_refused,
+            "calls_broken": broken,
+            "worked": accepted > 0 || broken > 0,
         })
     }
 }

@@ -91,6 +91,24 @@ pub enum AttackSpec {
         /// How long.
         duration: Duration,
     },
+    /// `attack dhcp-release ATTACKER VICTIM [spoofed]`: an attacker on VICTIM's LAN learns
+    /// VICTIM's lease from the DHCP exchange it sees, forges a RELEASE of it (from its own
+    /// address, or `spoofed` from VICTIM's) and asks for the address itself (INIT-REBOOT
+    /// REQUEST, then DISCOVER naming it).
+    DhcpRelease {
+        /// The attacker host (on VICTIM's segment).
+        attacker: usize,
+        /// The end node whose lease is attacked (a DHCP client).
+        victim: usize,
+        /// The RELEASE carries VICTIM's address as source instead of the attacker's.
+        spoofed: bool,
+    },
+    /// `attack rekey-injection ATTACKER`: the attacker injects Key Renewals into the calls it
+    /// sees on its segment: forged ones, tampered copies of genuine ones, and replays.
+    RekeyInjection {
+        /// The attacker host.
+        attacker: usize,
+    },
 }
 
 impl AttackSpec {
@@ -102,6 +120,8 @@ impl AttackSpec {
             AttackSpec::LyingSn { .. } => "lying-sn",
             AttackSpec::LongTermKeys { .. } => "long-term-keys",
             AttackSpec::LookupFlood { .. } => "lookup-flood",
+            AttackSpec::DhcpRelease { .. } => "dhcp-release",
+            AttackSpec::RekeyInjection { .. } => "rekey-injection",
         }
     }
 
@@ -111,7 +131,9 @@ impl AttackSpec {
             AttackSpec::SpoofedSessionRequest { attacker, .. }
             | AttackSpec::HandoverRace { attacker }
             | AttackSpec::LongTermKeys { attacker }
-            | AttackSpec::LookupFlood { attacker, .. } => attacker,
+            | AttackSpec::LookupFlood { attacker, .. }
+            | AttackSpec::DhcpRelease { attacker, .. }
+            | AttackSpec::RekeyInjection { attacker } => attacker,
             AttackSpec::LyingSn { sn, .. } => sn,
         }
     }
@@ -123,7 +145,7 @@ impl AttackSpec {
     }
 }
 
-const USAGE: &str = "use one of: attack spoofed-session-request ATTACKER VICTIM CALLEE as CALLER [xN], attack handover-race ATTACKER, attack lying-sn SN mismatch|stale|notfound about EN, attack long-term-keys ATTACKER, attack lookup-flood ATTACKER CALLEE RATE/s for DURATION";
+const USAGE: &str = "use one of: attack spoofed-session-request ATTACKER VICTIM CALLEE as CALLER [xN], attack handover-race ATTACKER, attack lying-sn SN mismatch|stale|notfound about EN, attack long-term-keys ATTACKER, attack lookup-flood ATTACKER CALLEE RATE/s for DURATION, attack dhcp-release ATTACKER VICTIM [spoofed], attack rekey-injection ATTACKER";
 
 /// Parses the words after `attack`.
 pub fn parse_step(
@@ -245,6 +267,37 @@ pub fn parse_step(
                 duration,
             })
         }
+        ["dhcp-release", a, victim, rest @ ..] => {
+            let spoofed = match rest {
+                [] => false,
+                ["spoofed"] => true,
+                _ => return Err(USAGE.into()),
+            };
+            let (a, v) = (attacker(a)?, en(victim)?);
+            let vport = nodes.get(v).and_then(|d| d.ports.first());
+            if vport.is_none_or(|p| p.addr.is_some()) {
+                return Err(format!(
+                    "`{victim}` has a static address; dhcp-release attacks a DHCP client"
+                ));
+            }
+            let aseg = nodes
+                .get(a)
+                .and_then(|d| d.ports.first())
+                .map(|p| p.segment);
+            if aseg != vport.map(|p| p.segment) {
+                return Err(format!(
+                    "the attacker must be on `{victim}`'s segment (it sniffs its DHCP exchange)"
+                ));
+            }
+            Ok(AttackSpec::DhcpRelease {
+                attacker: a,
+                victim: v,
+                spoofed,
+            })
+        }
+        ["rekey-injection", a] => Ok(AttackSpec::RekeyInjection {
+            attacker: attacker(a)?,
+        }),
         _ => Err(USAGE.into()),
     }
 }

@@ -7,11 +7,13 @@
 
 use super::common;
 
+use binfm_roles::en::events::EnEvent;
 use binfm_testbed::driver::SETTLE;
 use binfm_testbed::topology::Topology;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 /// `topologies/attacks.toml` without its scenario, with `steps` instead and `duration`.
 fn attacks_with(duration: &str, steps: &[(&str, &str)]) -> Topology {
@@ -54,7 +56,7 @@ fn n(v: &Value, key: &str) -> u64 {
 fn attacks_toml_reports_no_attack_worked() {
     let topo = Topology::load(&common::root().join("topologies/attacks.toml")).unwrap();
     let attacks = run(&topo);
-    assert_eq!(attacks.len(), 7, "{attacks:#?}");
+    assert_eq!(attacks.len(), 9, "{attacks:#?}");
     for a in &attacks {
         assert_eq!(a["worked"], false, "{a:#}");
     }
@@ -97,6 +99,21 @@ fn attacks_toml_reports_no_attack_worked() {
     assert_eq!(n(f, "requests_sent"), 2500);
     assert_eq!(n(f, "genuine_calls_started"), 1, "{f:#}");
     assert_eq!(n(f, "genuine_calls_failed"), 0, "{f:#}");
+    // 6. Key Renewal injection: forged renewals into the calls, a tampered copy and a replay
+    //    of a's renewal; none applied, no call broken.
+    let k = one(&attacks, "rekey-injection");
+    assert!(n(k, "forged_injected") >= 2, "{k:#}");
+    assert!(n(k, "tampered_injected") >= 1, "{k:#}");
+    assert!(n(k, "replayed_injected") >= 1, "{k:#}");
+    assert_eq!(n(k, "renewals_accepted"), 0, "{k:#}");
+    assert_eq!(n(k, "calls_broken"), 0, "{k:#}");
+    // 7. DHCP: eve's RELEASE of e's lease from its own address and its REQUEST for e's
+    //    address: refused, nothing freed or bound.
+    let d = one(&attacks, "dhcp-release");
+    assert_eq!(n(d, "releases_sent"), 1, "{d:#}");
+    assert!(n(d, "bind_attempts") >= 1, "{d:#}");
+    assert_eq!(n(d, "leases_freed"), 0, "{d:#}");
+    assert_eq!(n(d, "addresses_bound_to_attacker"), 0, "{d:#}");
 }
 
 /// Attack 1: with an authenticated Session Request the callee sends nothing to the victim.
@@ -229,6 +246,151 @@ fn a_lookup_flood_leaves_the_callees_own_call_working() {
     assert_eq!(n(f, "genuine_calls_started"), 1, "{f:#}");
     assert_eq!(n(f, "genuine_calls_failed"), 0, "{f:#}");
     assert_eq!(f["worked"], false);
+}
+
+/// Attack 7 (`docs/security.md` row 7): Key Renewals injected by an attacker on the public
+/// segment (forged with a random MAC, a genuine one with the attacker's DH value in it, and
+/// the genuine one replayed) are refused; the call's renewal completes and its audio goes on.
+#[test]
+fn injected_key_renewals_are_refused_and_the_call_keeps_its_audio() {
+    let topo = attacks_with(
+        "16s",
+        &[
+            ("0s", "attack rekey-injection mallory"),
+            ("3s", "call a b"),
+            ("8s", "rekey a"),
+            ("14s", "hangup a b"),
+        ],
+    );
+    let attacks = run(&topo);
+    let k = one(&attacks, "rekey-injection");
+    // One forged renewal per direction of the call, a's renewal tampered and replayed.
+    assert_eq!(n(k, "forged_injected"), 2, "the attack ran: {k:#}");
+    assert_eq!(n(k, "tampered_injected"), 1, "{k:#}");
+    assert_eq!(n(k, "replayed_injected"), 1, "{k:#}");
+    assert_eq!(n(k, "calls_attacked"), 2, "{k:#}");
+    assert_eq!(n(k, "renewals_accepted"), 0, "{k:#}");
+    assert_eq!(n(k, "calls_broken"), 0, "{k:#}");
+    assert_eq!(n(k, "epochs_desynced"), 0, "{k:#}");
+    assert_eq!(n(k, "frames_refused"), 0, "{k:#}");
+    // The forged and the tampered ones are refused (bad MAC); the replay only makes b send
+    // its Reply again, which a refuses (no renewal pending).
+    assert_eq!(n(k, "renewals_refused"), 3, "{k:#}");
+    assert_eq!(n(k, "replies_refused"), 1, "{k:#}");
+    assert_eq!(k["worked"], false);
+}
+
+/// Attack 21 (DHCP, N7): an attacker on e's LAN forges a RELEASE of e's lease from its own
+/// address and asks for e's address (INIT-REBOOT without an offer, then a DISCOVER naming
+/// it): the server frees nothing, ACKs nothing to it and offers it another address.
+#[test]
+fn a_dhcp_release_from_another_address_frees_nothing_and_binds_nothing() {
+    let topo = attacks_with("6s", &[("0s", "attack dhcp-release eve e")]);
+    let attacks = run(&topo);
+    let d = one(&attacks, "dhcp-release");
+    assert_eq!(d["variant"], "own-address");
+    assert!(
+        d["victim_address"].is_string(),
+        "the attack saw e's lease: {d:#}"
+    );
+    assert_eq!(n(d, "releases_sent"), 1, "the attack ran: {d:#}");
+    assert_eq!(n(d, "leases_freed"), 0, "{d:#}");
+    assert_eq!(n(d, "addresses_bound_to_attacker"), 0, "{d:#}");
+    assert_eq!(d["victim_address_reassigned"], false, "{d:#}");
+    // Both refused: the RELEASE (not from the bound address) and the INIT-REBOOT REQUEST
+    // (no offer, no lease); the DISCOVER got another address, which the attacker left.
+    assert_eq!(n(d, "refused_by_server"), 2, "{d:#}");
+    assert_eq!(n(d, "bind_attempts"), 1, "{d:#}");
+    assert_eq!(n(d, "discovers_sent"), 1, "{d:#}");
+    assert_eq!(n(d, "offers_of_victim_address"), 0, "{d:#}");
+    assert_eq!(n(d, "offers_of_other_addresses"), 1, "{d:#}");
+    assert_eq!(d["worked"], false);
+}
+
+/// The residual of N7, measured: a RELEASE with e's identifiers sent from e's own address
+/// cannot be told from e's (DHCP has no authentication). The server frees e's lease, then
+/// offers and ACKs e's address to the attacker; the step says so.
+#[test]
+fn a_fully_spoofed_dhcp_release_works_and_is_reported() {
+    let topo = attacks_with("6s", &[("0s", "attack dhcp-release eve e spoofed")]);
+    let attacks = run(&topo);
+    let d = one(&attacks, "dhcp-release");
+    assert_eq!(d["variant"], "spoofed");
+    assert_eq!(n(d, "releases_sent"), 1, "{d:#}");
+    assert_eq!(n(d, "leases_freed"), 1, "{d:#}");
+    assert_eq!(n(d, "offers_of_victim_address"), 1, "{d:#}");
+    assert_eq!(n(d, "addresses_bound_to_attacker"), 1, "{d:#}");
+    assert_eq!(d["addresses_bound"][0], d["victim_address"], "{d:#}");
+    assert_eq!(d["victim_address_reassigned"], true, "{d:#}");
+    assert_eq!(d["worked"], true);
+}
+
+/// Issue 12, restart (`docs/security.md` row 19, N5), on the fabric: a registers (seq 1),
+/// renews its key (seq 2), crashes and restarts with its state lost. The new start resumes
+/// its seq from the chain and registers above it, and b's call to it afterwards comes up
+/// with audio both ways.
+#[test]
+fn a_restarted_end_node_registers_above_its_old_seq_and_takes_calls() {
+    let topo = attacks_with(
+        "24s",
+        &[
+            ("3s", "rekey a"),
+            ("6s", "crash a"),
+            ("8s", "restart a"),
+            ("16s", "call b a"),
+        ],
+    );
+    let mut net = common::memory_net(&topo);
+    let stop = AtomicBool::new(false);
+    net.start().unwrap();
+    net.run_until(topo.duration, &stop).unwrap();
+    let records = &net.events.records;
+    let restart = Duration::from_secs(8);
+    let registered = |before: bool| -> Vec<u64> {
+        records
+            .iter()
+            .filter(|r| r.host == "a" && (r.t < restart) == before)
+            .filter_map(|r| match r.role_event::<EnEvent>() {
+                Some(EnEvent::Registered { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    };
+    let (old, new) = (registered(true), registered(false));
+    let old_max = old.iter().copied().max().unwrap_or(0);
+    assert_eq!(
+        old_max, 2,
+        "a registered seq 1, then 2 at the rekey: {old:?}"
+    );
+    let resumed: Vec<u64> = records
+        .iter()
+        .filter(|r| r.host == "a" && r.t >= restart)
+        .filter_map(|r| match r.role_event::<EnEvent>() {
+            Some(EnEvent::SeqResumed { seq, .. }) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        resumed.first(),
+        Some(&old_max),
+        "en.seq_resumed after the restart"
+    );
+    assert!(
+        !new.is_empty() && new.iter().all(|s| *s > old_max),
+        "registered after the restart {new:?}, above {old_max}"
+    );
+    let after_call = |host: &str, kind: &str| {
+        records
+            .iter()
+            .any(|r| r.host == host && r.t >= Duration::from_secs(16) && r.kind() == kind)
+    };
+    assert!(after_call("b", "call.active"), "b's call to a is up");
+    assert!(
+        !after_call("b", "call.failed"),
+        "b's call to a did not fail"
+    );
+    assert!(after_call("a", "call.first_frame"), "a hears b");
+    assert!(after_call("b", "call.first_frame"), "b hears a");
 }
 
 /// The attack steps change nothing when a run has none: the same topology with and without an
