@@ -17,6 +17,9 @@ pub enum RoleKind {
     SuperNode,
     /// A BINFM end node: registers, calls, hands over, renews keys (UDP 7401).
     EndNode,
+    /// The vertical model's end node: STUN, registration with its home location server,
+    /// calls with a key exchange, re-INVITE on a move, rekey (UDP 7401).
+    VerticalEndNode,
     /// The vertical model's RFC 8489 STUN server (UDP 3478).
     Stun,
     /// The vertical model's location server of one domain (UDP 5060).
@@ -29,6 +32,7 @@ impl RoleKind {
         match self {
             RoleKind::SuperNode => "super-node",
             RoleKind::EndNode => "end-node",
+            RoleKind::VerticalEndNode => "vertical-end-node",
             RoleKind::Stun => "stun",
             RoleKind::Location => "location",
         }
@@ -39,6 +43,7 @@ impl RoleKind {
         match self {
             RoleKind::SuperNode => "super_node",
             RoleKind::EndNode => "end_node",
+            RoleKind::VerticalEndNode => "vertical_end_node",
             RoleKind::Stun => "stun",
             RoleKind::Location => "location",
         }
@@ -59,6 +64,8 @@ struct FileSpec {
     super_node: Option<Spanned<SuperNodeSpec>>,
     #[serde(default)]
     end_node: Option<Spanned<EndNodeSpec>>,
+    #[serde(default)]
+    vertical_end_node: Option<Spanned<VerticalEndNodeSpec>>,
     #[serde(default)]
     stun: Option<Spanned<StunSpec>>,
     #[serde(default)]
@@ -105,6 +112,26 @@ struct EndNodeSpec {
     network_hash_rate: Option<Spanned<f64>>,
     #[serde(default)]
     block_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerticalEndNodeSpec {
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
+    location: Spanned<String>,
+    #[serde(default)]
+    stun: Option<Spanned<String>>,
+    #[serde(default)]
+    stun_by_network: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    lease_file: Option<Spanned<String>>,
+    #[serde(default)]
+    tone_hz: Option<Spanned<f64>>,
+    #[serde(default)]
+    audio_out: Option<Spanned<String>>,
+    #[serde(default)]
+    peers: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,25 +188,29 @@ pub enum RoleConfig {
     },
     /// `[end_node]`.
     EndNode {
-        /// The wallet key file (created on first start, mode 0600).
-        key_file: Option<PathBuf>,
+        /// What both end nodes take.
+        common: EnCommon,
         /// The NAT's public address (DHCP option 224), unless a lease file gives it.
         nat_address: Option<Ipv4Addr>,
         /// Super nodes, nearest first (option 225), unless a lease file gives them.
         super_nodes: Vec<SocketAddrV4>,
-        /// A udhcpc `lease.env` (`ip=`, `opt224=`, `opt225=`), read at start and watched.
-        lease_file: Option<PathBuf>,
-        /// The tone this EN sends.
-        tone_hz: f64,
-        /// Where received audio is written as WAV when the daemon ends.
-        audio_out: Option<PathBuf>,
-        /// Names for `binfm ctl call NAME`: name -> hash address.
-        peers: BTreeMap<String, [u8; 32]>,
         /// The network's hash rate and block interval: the light client checks block headers'
         /// proof of work against the targets they imply (they must match the super nodes').
         network_hash_rate: f64,
         /// See `network_hash_rate`.
         block_interval: Duration,
+    },
+    /// `[vertical_end_node]`.
+    VerticalEndNode {
+        /// What both end nodes take.
+        common: EnCommon,
+        /// The home location server (it registers there wherever it is).
+        location: SocketAddrV4,
+        /// The STUN server of a network not in `stun_by_network`.
+        stun: Option<SocketAddrV4>,
+        /// The STUN server of each network the end node may be on: (address, prefix) ->
+        /// server, in file order.
+        stun_by_network: Vec<((Ipv4Addr, u8), SocketAddrV4)>,
     },
     /// `[stun]`.
     Stun,
@@ -192,6 +223,43 @@ pub enum RoleConfig {
         /// Home domains of end nodes: vertical id (hex) -> domain.
         homes: Vec<([u8; 32], String)>,
     },
+}
+
+/// What both end nodes (BINFM and vertical) take from their table.
+#[derive(Debug, Clone)]
+pub struct EnCommon {
+    /// The key file (created on first start, mode 0600); the hash address it gives is the
+    /// end node's name in both models.
+    pub key_file: Option<PathBuf>,
+    /// A udhcpc `lease.env` (`ip=`, `opt224=`, `opt225=`), read at start and watched.
+    pub lease_file: Option<PathBuf>,
+    /// The tone this EN sends.
+    pub tone_hz: f64,
+    /// Where received audio is written as WAV when the daemon ends.
+    pub audio_out: Option<PathBuf>,
+    /// Names for `binfm ctl call NAME`: name -> hash address.
+    pub peers: BTreeMap<String, [u8; 32]>,
+}
+
+impl RoleConfig {
+    /// The end-node settings, if the role is an end node (either model).
+    pub fn en_common(&self) -> Option<&EnCommon> {
+        match self {
+            RoleConfig::EndNode { common, .. } | RoleConfig::VerticalEndNode { common, .. } => {
+                Some(common)
+            }
+            _ => None,
+        }
+    }
+
+    fn en_common_mut(&mut self) -> Option<&mut EnCommon> {
+        match self {
+            RoleConfig::EndNode { common, .. } | RoleConfig::VerticalEndNode { common, .. } => {
+                Some(common)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What is wrong with a configuration file: each problem with its line.
@@ -307,6 +375,17 @@ pub struct Overrides {
 }
 
 impl NodeConfig {
+    /// The table of the role this daemon runs.
+    fn role_table(&self) -> &'static str {
+        match self.role {
+            RoleConfig::SuperNode { .. } => "super_node",
+            RoleConfig::EndNode { .. } => "end_node",
+            RoleConfig::VerticalEndNode { .. } => "vertical_end_node",
+            RoleConfig::Stun => "stun",
+            RoleConfig::Location { .. } => "location",
+        }
+    }
+
     /// Applies command-line paths, then checks what needs both (an end node's key file and
     /// where its address comes from).
     pub fn with_overrides(mut self, o: &Overrides) -> Result<NodeConfig, ConfigError> {
@@ -321,36 +400,38 @@ impl NodeConfig {
             file: file.clone(),
             problems: vec![(None, m.to_owned())],
         };
-        match &mut self.role {
+        let table = self.role_table();
+        let static_address = match &self.role {
             RoleConfig::EndNode {
-                key_file,
                 nat_address,
                 super_nodes,
-                lease_file,
-                audio_out,
                 ..
-            } => {
+            } => nat_address.is_some() && !super_nodes.is_empty(),
+            _ => true,
+        };
+        match self.role.en_common_mut() {
+            Some(c) => {
                 if o.key_file.is_some() {
-                    key_file.clone_from(&o.key_file);
+                    c.key_file.clone_from(&o.key_file);
                 }
                 if o.lease_file.is_some() {
-                    lease_file.clone_from(&o.lease_file);
+                    c.lease_file.clone_from(&o.lease_file);
                 }
                 if o.audio_out.is_some() {
-                    audio_out.clone_from(&o.audio_out);
+                    c.audio_out.clone_from(&o.audio_out);
                 }
-                if key_file.is_none() {
-                    return Err(err(
-                        "table `[end_node]` needs `key_file` (or --key-file): where the end node's wallet key is kept",
-                    ));
+                if c.key_file.is_none() {
+                    return Err(err(&format!(
+                        "table `[{table}]` needs `key_file` (or --key-file): where the end node's key is kept"
+                    )));
                 }
-                if lease_file.is_none() && (nat_address.is_none() || super_nodes.is_empty()) {
+                if c.lease_file.is_none() && !static_address {
                     return Err(err(
                         "table `[end_node]` needs `nat_address` and `super_nodes`, or a `lease_file` (or --lease-file) that gives them",
                     ));
                 }
             }
-            _ => {
+            None => {
                 if o.key_file.is_some() || o.lease_file.is_some() || o.audio_out.is_some() {
                     return Err(err(
                         "--key-file, --lease-file and --audio-out are end-node options",
@@ -430,6 +511,10 @@ impl NodeConfig {
                 spec.super_node.as_ref().map(Spanned::span),
             ),
             (RoleKind::EndNode, spec.end_node.as_ref().map(Spanned::span)),
+            (
+                RoleKind::VerticalEndNode,
+                spec.vertical_end_node.as_ref().map(Spanned::span),
+            ),
             (RoleKind::Stun, spec.stun.as_ref().map(Spanned::span)),
             (
                 RoleKind::Location,
@@ -461,6 +546,10 @@ impl NodeConfig {
             RoleKind::EndNode => match &spec.end_node {
                 None => missing(&mut cx, kind),
                 Some(t) => end_node(&mut cx, path, t),
+            },
+            RoleKind::VerticalEndNode => match &spec.vertical_end_node {
+                None => missing(&mut cx, kind),
+                Some(t) => vertical_end_node(&mut cx, path, t.get_ref()),
             },
             RoleKind::Location => match &spec.location {
                 None => missing(&mut cx, kind),
@@ -556,6 +645,37 @@ fn interval(cx: &mut Cx<'_>, b: &Spanned<String>, key: &str) -> Option<Duration>
     }
 }
 
+/// The keys both end-node tables have.
+struct CommonKeys<'a> {
+    table: &'static str,
+    key_file: &'a Option<Spanned<String>>,
+    lease_file: &'a Option<Spanned<String>>,
+    tone_hz: &'a Option<Spanned<f64>>,
+    audio_out: &'a Option<Spanned<String>>,
+    peers: &'a BTreeMap<String, Spanned<String>>,
+}
+
+fn en_common(cx: &mut Cx<'_>, path: &Path, k: CommonKeys<'_>) -> Option<EnCommon> {
+    let table = k.table;
+    let tone_hz = match k.tone_hz {
+        Some(h) => cx.positive(h, &format!("{table}.tone_hz"))?,
+        None => 440.0,
+    };
+    let mut peers = BTreeMap::new();
+    for (name, h) in k.peers {
+        if let Some(addr) = cx.hash(h, &format!("{table}.peers.{name}")) {
+            peers.insert(name.clone(), addr);
+        }
+    }
+    Some(EnCommon {
+        key_file: k.key_file.as_ref().map(|f| resolve(path, f.get_ref())),
+        lease_file: k.lease_file.as_ref().map(|l| resolve(path, l.get_ref())),
+        tone_hz,
+        audio_out: k.audio_out.as_ref().map(|a| resolve(path, a.get_ref())),
+        peers,
+    })
+}
+
 fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<RoleConfig> {
     let e = t.get_ref();
     let nat_address = e
@@ -567,18 +687,18 @@ fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<Ro
         .iter()
         .filter_map(|s| cx.sock(s, "end_node.super_nodes"))
         .collect();
-    let lease_file = e.lease_file.as_ref().map(|l| resolve(path, l.get_ref()));
-    let _ = t;
-    let tone_hz = match &e.tone_hz {
-        Some(h) => cx.positive(h, "end_node.tone_hz")?,
-        None => 440.0,
-    };
-    let mut peers = BTreeMap::new();
-    for (name, h) in &e.peers {
-        if let Some(addr) = cx.hash(h, &format!("end_node.peers.{name}")) {
-            peers.insert(name.clone(), addr);
-        }
-    }
+    let common = en_common(
+        cx,
+        path,
+        CommonKeys {
+            table: "end_node",
+            key_file: &e.key_file,
+            lease_file: &e.lease_file,
+            tone_hz: &e.tone_hz,
+            audio_out: &e.audio_out,
+            peers: &e.peers,
+        },
+    )?;
     let network_hash_rate = match &e.network_hash_rate {
         Some(h) => cx.positive(h, "end_node.network_hash_rate")?,
         None => 2000.0,
@@ -588,16 +708,59 @@ fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<Ro
         None => Duration::from_secs(1),
     };
     Some(RoleConfig::EndNode {
+        common,
         network_hash_rate,
         block_interval,
-        key_file: e.key_file.as_ref().map(|k| resolve(path, k.get_ref())),
         nat_address,
         super_nodes,
-        lease_file,
-        tone_hz,
-        audio_out: e.audio_out.as_ref().map(|a| resolve(path, a.get_ref())),
-        peers,
     })
+}
+
+fn vertical_end_node(cx: &mut Cx<'_>, path: &Path, e: &VerticalEndNodeSpec) -> Option<RoleConfig> {
+    let location = cx.sock(&e.location, "vertical_end_node.location");
+    let stun = e
+        .stun
+        .as_ref()
+        .and_then(|s| cx.sock(s, "vertical_end_node.stun"));
+    let mut stun_by_network = Vec::new();
+    for (net, server) in &e.stun_by_network {
+        let key = format!("vertical_end_node.stun_by_network.\"{net}\"");
+        let Some(server) = cx.sock(server, &key) else {
+            continue;
+        };
+        match parse_network(net) {
+            Some(n) => stun_by_network.push((n, server)),
+            None => cx.err(
+                e.stun_by_network.get(net)?,
+                format!("key `{key}`: `{net}` is not a network like \"10.1.0.0/24\""),
+            ),
+        }
+    }
+    let common = en_common(
+        cx,
+        path,
+        CommonKeys {
+            table: "vertical_end_node",
+            key_file: &e.key_file,
+            lease_file: &e.lease_file,
+            tone_hz: &e.tone_hz,
+            audio_out: &e.audio_out,
+            peers: &e.peers,
+        },
+    )?;
+    Some(RoleConfig::VerticalEndNode {
+        common,
+        location: location?,
+        stun,
+        stun_by_network,
+    })
+}
+
+/// `a.b.c.d/len`.
+fn parse_network(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    Some((ip.parse().ok()?, len))
 }
 
 fn location(cx: &mut Cx<'_>, t: &LocationSpec) -> Option<RoleConfig> {
@@ -691,5 +854,67 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("needs `nat_address` and `super_nodes`"), "{e}");
+    }
+
+    #[test]
+    fn a_vertical_end_node_config_and_its_errors() {
+        let c = parse(
+            "listen = \"0.0.0.0:7401\"\n[vertical_end_node]\nkey_file = \"a.key\"\nlocation = \"198.51.100.21:5060\"\nstun = \"198.51.100.21:3478\"\nstun_by_network = { \"10.3.0.0/24\" = \"198.51.100.23:3478\" }\n",
+            RoleKind::VerticalEndNode,
+        )
+        .unwrap();
+        let RoleConfig::VerticalEndNode {
+            location,
+            stun,
+            stun_by_network,
+            common,
+        } = &c.role
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!(location.to_string(), "198.51.100.21:5060");
+        assert_eq!(
+            stun.map(|s| s.to_string()).as_deref(),
+            Some("198.51.100.21:3478")
+        );
+        assert_eq!(
+            stun_by_network,
+            &vec![(
+                ("10.3.0.0".parse().unwrap(), 24),
+                "198.51.100.23:3478".parse().unwrap()
+            )]
+        );
+        assert_eq!(
+            common.key_file.as_deref(),
+            Some(Path::new("/etc/binfm/a.key"))
+        );
+        let e = parse(
+            "listen = \"0.0.0.0:7401\"\n[vertical_end_node]\nkey_file = \"a.key\"\nlocation = \"198.51.100.21:5060\"\nstun_by_network = { \"10.3.0.0\" = \"198.51.100.23:3478\" }\n",
+            RoleKind::VerticalEndNode,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("x.toml:5: key `vertical_end_node.stun_by_network.\"10.3.0.0\"`: `10.3.0.0` is not a network"),
+            "{e}"
+        );
+        let e = parse(
+            "listen = \"0.0.0.0:7401\"\n[vertical_end_node]\nkey_file = \"a.key\"\n",
+            RoleKind::VerticalEndNode,
+        )
+        .unwrap_err();
+        assert!(e.contains("missing field `location`"), "{e}");
+        let e = parse(
+            "listen = \"0.0.0.0:7401\"\n[vertical_end_node]\nlocation = \"198.51.100.21:5060\"\n",
+            RoleKind::VerticalEndNode,
+        )
+        .and_then(|c| {
+            c.with_overrides(&Overrides::default())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("table `[vertical_end_node]` needs `key_file`"),
+            "{e}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 use crate::daemon::config::parse_hex32;
 use binfm_roles::en::EndNode;
 use binfm_roles::sn::SuperNode;
+use binfm_roles::vertical::en::VerticalNode;
 use binfm_roles::{Command, Role, Time};
 use serde_json::{Value, json};
 use std::any::Any;
@@ -69,7 +70,9 @@ fn peer(word: &str, cx: &CtlContext) -> Result<[u8; 32], String> {
 /// Applies one command line to the role; the JSON answer.
 pub fn apply(line: &str, role: &mut dyn Role, cx: &CtlContext, now: Time) -> Value {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let is_en = (role as &dyn Any).downcast_ref::<EndNode>().is_some();
+    let any = role as &dyn Any;
+    let is_en =
+        any.downcast_ref::<EndNode>().is_some() || any.downcast_ref::<VerticalNode>().is_some();
     let command = match words.as_slice() {
         ["status"] => return json!({"ok": true, "status": status(role)}),
         ["call" | "hangup", _] if !is_en => {
@@ -122,6 +125,14 @@ pub fn status(role: &dyn Role) -> Value {
                 "private": format!("{}:{}", tx.out.private_ip, tx.out.private_port),
                 "public": format!("{}:{}", tx.out.nat_ip, tx.out.nat_port),
             }),
+            None => Value::Null,
+        };
+    } else if let Some(en) = any.downcast_ref::<VerticalNode>() {
+        v["role"] = "vertical-end-node".into();
+        v["hash_addr"] = binfm_roles::util::hex(&en.id()).into();
+        v["mapped"] = en.mapped().map(|a| a.to_string()).into();
+        v["registered"] = match en.registered() {
+            Some(contact) => json!({ "contact": contact.to_string() }),
             None => Value::Null,
         };
     } else if let Some(sn) = any.downcast_ref::<SuperNode>() {

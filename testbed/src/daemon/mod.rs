@@ -16,6 +16,7 @@ use binfm_roles::chain::MempoolConfig;
 use binfm_roles::chain::persist::{BlockLog, open_chain};
 use binfm_roles::en::EndNode;
 use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
+use binfm_roles::vertical::en::VerticalNode;
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
 use binfm_roles::{Command, Role, Time};
@@ -99,49 +100,59 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
             }
         }
         RoleConfig::EndNode {
-            key_file,
+            common,
             nat_address,
             super_nodes,
-            lease_file,
-            tone_hz,
             network_hash_rate,
             block_interval,
-            ..
         } => {
-            let Some(key_file) = key_file else {
-                bail!("an end node needs a key file (`key_file` or --key-file)");
-            };
-            let (key, created) = end_node::load_or_create_key(key_file)?;
-            end_node::write_public(key_file, &wallet_addr(key))?;
-            let wallet = end_node::wallet(key);
-            notes.push(format!(
-                "end node: hash address {} (key {} {})",
-                binfm_roles::util::hex(&wallet.hash_addr()),
-                key_file.display(),
-                if created { "created" } else { "reused" }
-            ));
-            lease = match lease_file {
-                Some(f) => end_node::read_lease(f)?,
+            let (key, role_seed, l) = end_node_identity(cfg, common, seed, now, &mut notes)?;
+            lease = match l {
+                Some(l) => Some(l),
+                None if common.lease_file.is_some() => None,
                 None => Some(end_node::static_lease(
                     *cfg.listen.ip(),
                     *nat_address,
                     super_nodes.clone(),
                 )),
             };
-            // The role's randomness (nonces, SSRCs, ephemeral and renewed DH keys): fresh
-            // from the OS at every start, or from the configured seed and the start time, so
-            // a restart never repeats a (key, nonce) pair.
-            let role_seed = match cfg.seed {
-                Some(_) => binfm_roles::keyseed::derive(
-                    &binfm_roles::keyseed::master_from_seed(seed),
-                    "end-node role",
-                    &binfm_roles::util::hex(&key),
-                    u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
-                ),
-                None => rand::random(),
-            };
-            let mut en = EndNode::new(wallet, cfg.listen.port(), role_seed, *tone_hz);
+            let mut en = EndNode::new(
+                end_node::wallet(key),
+                cfg.listen.port(),
+                role_seed,
+                common.tone_hz,
+            );
             en.set_chain_config(chain_config_of(*network_hash_rate, *block_interval));
+            (Box::new(en), None)
+        }
+        RoleConfig::VerticalEndNode {
+            common,
+            location,
+            stun,
+            stun_by_network,
+        } => {
+            let (key, role_seed, l) = end_node_identity(cfg, common, seed, now, &mut notes)?;
+            lease = match l {
+                Some(l) => Some(l),
+                None if common.lease_file.is_some() => None,
+                None => Some(end_node::static_lease(*cfg.listen.ip(), None, Vec::new())),
+            };
+            let mut seed8 = [0u8; 8];
+            seed8.copy_from_slice(&role_seed[..8]);
+            let mut en = VerticalNode::new(
+                wallet_addr(key),
+                cfg.listen.port(),
+                *location,
+                u64::from_le_bytes(seed8),
+                common.tone_hz,
+            );
+            // Network 0: the default STUN server; network k: the k-th of `stun_by_network`
+            // (see `network_of`).
+            en.set_stun_servers(
+                std::iter::once(*stun)
+                    .chain(stun_by_network.iter().map(|(_, s)| Some(*s)))
+                    .collect(),
+            );
             (Box::new(en), None)
         }
     };
@@ -151,6 +162,67 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
         notes,
         lease,
     })
+}
+
+/// An end node's key (from its key file, created on first start), the seed of its role's
+/// randomness and its lease from the lease file, if it has one yet.
+fn end_node_identity(
+    cfg: &NodeConfig,
+    common: &config::EnCommon,
+    seed: u64,
+    now: Time,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<([u8; 32], [u8; 32], Option<Lease>)> {
+    let Some(key_file) = &common.key_file else {
+        bail!("an end node needs a key file (`key_file` or --key-file)");
+    };
+    let (key, created) = end_node::load_or_create_key(key_file)?;
+    end_node::write_public(key_file, &wallet_addr(key))?;
+    notes.push(format!(
+        "end node: hash address {} (key {} {})",
+        binfm_roles::util::hex(&wallet_addr(key)),
+        key_file.display(),
+        if created { "created" } else { "reused" }
+    ));
+    let lease = match &common.lease_file {
+        Some(f) => end_node::read_lease(f)?,
+        None => None,
+    };
+    // The role's randomness (nonces, SSRCs, ephemeral and renewed DH keys): fresh from the
+    // OS at every start, or from the configured seed and the start time, so a restart never
+    // repeats a (key, nonce) pair.
+    let role_seed = match cfg.seed {
+        Some(_) => binfm_roles::keyseed::derive(
+            &binfm_roles::keyseed::master_from_seed(seed),
+            "end-node role",
+            &binfm_roles::util::hex(&key),
+            u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+        ),
+        None => rand::random(),
+    };
+    Ok((key, role_seed, lease))
+}
+
+/// The network index a vertical end node's address is on (1 + the index of the first
+/// `stun_by_network` entry that holds it, else 0: the default STUN server); `None` for
+/// other roles, which count their addresses instead.
+fn network_of(role: &RoleConfig, address: std::net::Ipv4Addr) -> Option<usize> {
+    let RoleConfig::VerticalEndNode {
+        stun_by_network, ..
+    } = role
+    else {
+        return None;
+    };
+    let inside = |(net, len): (std::net::Ipv4Addr, u8)| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        u32::from(address) & mask == u32::from(net) & mask
+    };
+    Some(
+        stun_by_network
+            .iter()
+            .position(|(n, _)| inside(*n))
+            .map_or(0, |k| k + 1),
+    )
 }
 
 fn wallet_addr(key: [u8; 32]) -> [u8; 32] {
@@ -190,11 +262,9 @@ impl EventOut {
         };
         // An end node is named after its key file (`a.key` -> `a`), other roles after
         // their config file.
-        let named = match &cfg.role {
-            RoleConfig::EndNode {
-                key_file: Some(k), ..
-            } => k.as_path(),
-            _ => cfg.path.as_path(),
+        let named = match cfg.role.en_common().and_then(|c| c.key_file.as_ref()) {
+            Some(k) => k.as_path(),
+            None => cfg.path.as_path(),
         };
         let host = named
             .file_stem()
@@ -286,10 +356,11 @@ async fn serve(
     };
     let mut events = EventOut::open(cfg)?;
     let ctl_cx = ctl::CtlContext {
-        peers: match &cfg.role {
-            RoleConfig::EndNode { peers, .. } => peers.clone(),
-            _ => Default::default(),
-        },
+        peers: cfg
+            .role
+            .en_common()
+            .map(|c| c.peers.clone())
+            .unwrap_or_default(),
     };
     for n in &notes {
         announce(n);
@@ -314,6 +385,7 @@ async fn serve(
     let mut to = local;
     let mut current = lease;
     if let Some(l) = &current {
+        segment = network_of(&cfg.role, l.address).unwrap_or(segment);
         to = SocketAddrV4::new(l.address, local.port());
         role.handle_command(
             now(),
@@ -323,10 +395,7 @@ async fn serve(
             },
         );
     }
-    let lease_file = match &cfg.role {
-        RoleConfig::EndNode { lease_file, .. } => lease_file.clone(),
-        _ => None,
-    };
+    let lease_file = cfg.role.en_common().and_then(|c| c.lease_file.clone());
     // inotify wakes the loop when the file is written; a slow timer is the fallback.
     let watch = lease_file.as_deref().map(end_node::LeaseWatch::new);
     let mut lease_check = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -357,7 +426,7 @@ async fn serve(
                 match end_node::read_lease(f) {
                     Ok(Some(l)) if current.as_ref().is_none_or(|c| c.address != l.address) => {
                         announce(&format!("binfm node: new address {} from {}", l.address, f.display()));
-                        segment += 1;
+                        segment = network_of(&cfg.role, l.address).unwrap_or(segment + 1);
                         to = SocketAddrV4::new(l.address, local.port());
                         role.handle_command(now(), &Command::Bound { lease: l.clone(), segment });
                         current = Some(l);
@@ -370,11 +439,7 @@ async fn serve(
             _ = int.recv() => break,
         }
     }
-    if let RoleConfig::EndNode {
-        audio_out: Some(path),
-        ..
-    } = &cfg.role
-    {
+    if let Some(path) = cfg.role.en_common().and_then(|c| c.audio_out.as_ref()) {
         for p in end_node::write_audio(&*role, path)? {
             announce(&format!("binfm node: received audio in {}", p.display()));
         }
@@ -399,6 +464,7 @@ fn role_name(role: &RoleConfig) -> &'static str {
     match role {
         RoleConfig::SuperNode { .. } => "super node",
         RoleConfig::EndNode { .. } => "end node",
+        RoleConfig::VerticalEndNode { .. } => "vertical end node",
         RoleConfig::Stun => "STUN server",
         RoleConfig::Location { .. } => "location server",
     }

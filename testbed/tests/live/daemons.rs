@@ -207,3 +207,81 @@ fn daemons_register_call_with_audio_both_ways_rekey_and_a_killed_super_node_resu
     drop(c);
     let _ = sn.kill();
 }
+
+/// The vertical model as daemons: a STUN server, two location servers (domains d1 and d2,
+/// peered) and two vertical end nodes homed in different domains. A calls B (A's location
+/// server resolves B through d2), audio both ways, A renews the key, hangs up.
+#[test]
+fn vertical_daemons_stun_register_call_rekey_and_hang_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (stun, l1, l2, en) = (free_port(), free_port(), free_port(), free_port());
+    let write =
+        |name: &str, text: String| std::fs::write(d.join(format!("{name}.toml")), text).unwrap();
+    write(
+        "stun",
+        format!("listen = \"127.0.0.1:{stun}\"\nevents = \"stun.jsonl\"\n\n[stun]\n"),
+    );
+    for (name, port, domain, other, other_port) in
+        [("l1", l1, "d1", "d2", l2), ("l2", l2, "d2", "d1", l1)]
+    {
+        write(
+            name,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nevents = \"{name}.jsonl\"\n\n[location]\ndomain = \"{domain}\"\npeers = {{ {other} = \"127.0.0.1:{other_port}\" }}\n"
+            ),
+        );
+    }
+    for (name, ip, loc) in [("a", "127.0.0.2", l1), ("b", "127.0.0.3", l2)] {
+        write(
+            name,
+            format!(
+                "listen = \"{ip}:{en}\"\ncontrol = \"{name}.sock\"\nevents = \"{name}.jsonl\"\n\n[vertical_end_node]\nkey_file = \"{name}.key\"\nlocation = \"127.0.0.1:{loc}\"\nstun = \"127.0.0.1:{stun}\"\naudio_out = \"{name}-received.wav\"\n"
+            ),
+        );
+    }
+    let _stun = spawn_node(d, "stun", "stun");
+    let _l1 = spawn_node(d, "location", "l1");
+    let _l2 = spawn_node(d, "location", "l2");
+    let a = spawn_node(d, "vertical-end-node", "a");
+    let b = spawn_node(d, "vertical-end-node", "b");
+    let contact = |s: &Value| s["registered"]["contact"].as_str().is_some();
+    let a_status = wait_status(d, "a", "registration", contact);
+    let b_status = wait_status(d, "b", "registration", contact);
+    assert_eq!(a_status["role"], "vertical-end-node");
+    // On loopback the STUN server sees the EN's own address.
+    assert_eq!(
+        b_status["registered"]["contact"],
+        format!("127.0.0.3:{en}").as_str()
+    );
+    let b_addr = b_status["hash_addr"].as_str().unwrap().to_owned();
+
+    assert_eq!(ctl(d, "a", &format!("call {b_addr}"))["ok"], true);
+    let frames = |s: &Value, key: &str| s["calls"][0][key].as_u64().unwrap_or(0);
+    wait_status(d, "a", "audio both ways", |s| {
+        frames(s, "frames_sent") > 50 && frames(s, "frames_received") > 50
+    });
+    assert_eq!(ctl(d, "a", "rekey")["ok"], true);
+    wait_status(d, "b", "more audio after the rekey", |s| {
+        frames(s, "frames_received") > 100
+    });
+    assert_eq!(ctl(d, "a", &format!("hangup {b_addr}"))["ok"], true);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(a);
+    drop(b);
+    let a_events = std::fs::read_to_string(d.join("a.jsonl")).unwrap();
+    for kind in ["vertical.active", "vertical.rekey_done", "vertical.ended"] {
+        assert!(
+            a_events.contains(&format!("\"kind\":\"{kind}\"")),
+            "{kind}: {a_events}"
+        );
+    }
+    let l1_events = std::fs::read_to_string(d.join("l1.jsonl")).unwrap();
+    assert!(l1_events.contains("\"kind\":\"location."), "{l1_events}");
+    for n in ["a", "b"] {
+        let len = std::fs::metadata(d.join(format!("{n}-received.wav")))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 44 + 2 * 8000, "{n}: {len} bytes of WAV");
+    }
+}
