@@ -77,3 +77,28 @@ fn shipped_topologies_pass_the_check() {
         }
     }
 }
+
+/// `topologies/daemons.toml`'s all-virtual twin: A and B are virtual end nodes, the `exec`
+/// steps that start the daemons are gone and the ctl steps are plain steps at their times.
+#[test]
+fn the_daemons_topology_has_an_all_virtual_twin() {
+    let topo = Topology::load(&common::root().join("topologies/daemons.toml")).unwrap();
+    let twin = topo.twin.as_deref().expect("daemons.toml has `twin` keys");
+    assert!(twin.kernel_hosts.is_empty());
+    assert!(twin.require_virtual().is_ok());
+    for n in ["a", "b"] {
+        let def = twin.nodes.iter().find(|d| d.name == n).unwrap();
+        assert!(def.end_node.is_some(), "{n} is an end node in the twin");
+    }
+    let steps: Vec<(u128, String)> = twin
+        .scenario
+        .iter()
+        .map(|s| (s.at.as_millis(), format!("{:?}", s.action)))
+        .collect();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    let times: Vec<u128> = steps.iter().map(|s| s.0).collect();
+    assert_eq!(times, [3000, 10000, 20000, 28000], "{steps:?}");
+    // The live file's own steps are untouched, and its kernel hosts name their event logs.
+    assert!(topo.kernel_hosts.iter().all(|k| k.events.is_some()));
+    assert_eq!(topo.scenario.len(), 7);
+}
