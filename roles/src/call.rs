@@ -240,13 +240,13 @@ fn fresh_data<R: rand::Rng + ?Sized>(rng: &mut R) -> [u8; CHALLENGE_LEN] {
 }
 
 impl Call {
-    /// A new call. `tone_hz` is the frequency this side sends.
+    /// A new call. `audio` is what this side sends (a tone frequency converts).
     pub fn new(
         peer: HashAddr,
         role: CallRole,
         my_nonce: [u8; 16],
         my_ssrc: u32,
-        tone_hz: f64,
+        audio: impl Into<crate::session::audio::AudioSource>,
         now: Time,
     ) -> Self {
         Call {
@@ -277,7 +277,7 @@ impl Call {
             heard_peer: false,
             consent_timeout: DEFAULT_CONSENT_TIMEOUT,
             started_at: now,
-            media: MediaSession::new(my_ssrc, tone_hz, MEDIA_EVENTS),
+            media: MediaSession::new(my_ssrc, audio, MEDIA_EVENTS),
             control_refused: 0,
             frames_held: 0,
             handover_duplicates: 0,

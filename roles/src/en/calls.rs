@@ -65,7 +65,7 @@ impl EndNode {
         }
         let nonce: [u8; 16] = self.rng.random();
         let ssrc: u32 = self.rng.random();
-        let mut call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.tone_hz, now);
+        let mut call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.audio.clone(), now);
         call.set_consent_timeout(self.consent_timeout);
         self.events.push_back(
             CallEvent::Started {
@@ -402,7 +402,7 @@ impl EndNode {
             CallRole::Callee,
             my_nonce,
             my_ssrc,
-            self.tone_hz,
+            self.audio.clone(),
             now,
         );
         call.set_consent_timeout(self.consent_timeout);

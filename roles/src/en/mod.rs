@@ -87,7 +87,8 @@ pub struct EndNode {
     not_found: BTreeMap<HashAddr, (Option<Time>, u32)>,
     /// ChaCha20 keyed with the 256-bit seed: nonces, SSRCs, request ids, renewed DH keys.
     rng: ChaCha20Rng,
-    tone_hz: f64,
+    /// What its calls send (a tone unless [`EndNode::set_audio_source`] says otherwise).
+    audio: crate::session::audio::AudioSource,
     had_address_before: bool,
     /// The best header chain of our SNs (light client).
     headers: HeaderChain,
@@ -138,7 +139,7 @@ impl EndNode {
             want_unconfirmed: false,
             calls: Vec::new(),
             rng: ChaCha20Rng::from_seed(seed),
-            tone_hz,
+            audio: crate::session::audio::AudioSource::Tone(tone_hz),
             had_address_before: false,
             headers: HeaderChain::new(ChainConfig::default()),
             header_request: None,
@@ -154,6 +155,11 @@ impl EndNode {
             answered_order: VecDeque::new(),
             consent_timeout: DEFAULT_CONSENT_TIMEOUT,
         }
+    }
+
+    /// What its calls send from now on, instead of the tone given to [`EndNode::new`].
+    pub fn set_audio_source(&mut self, audio: crate::session::audio::AudioSource) {
+        self.audio = audio;
     }
 
     /// Consent freshness (RFC 7675) of new calls: with no authenticated packet from the peer

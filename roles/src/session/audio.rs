@@ -67,21 +67,63 @@ pub fn tone_frame(freq_hz: f64, index: u64) -> [u8; FRAME_SAMPLES] {
     out
 }
 
-/// The outgoing side of a call's audio: one tone frame every [`FRAME_PERIOD`]
-/// from the moment media starts. Both models' calls send with it, so their audio paths
-/// are the same by construction.
+/// What a call sends: a synthetic tone, or recorded samples played in a loop (a WAV file
+/// read with [`read_wav`]). Shared, not copied, by every call of an end node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioSource {
+    /// A continuous sine at this frequency (Hz).
+    Tone(f64),
+    /// 8 kHz samples, μ-law encoded, looped from the first one at the start of each call;
+    /// never empty.
+    Samples(std::sync::Arc<[u8]>),
+}
+
+impl From<f64> for AudioSource {
+    fn from(hz: f64) -> Self {
+        AudioSource::Tone(hz)
+    }
+}
+
+impl AudioSource {
+    /// 8 kHz 16-bit samples to send in a loop; `None` when there are none.
+    pub fn samples(pcm: &[i16]) -> Option<AudioSource> {
+        (!pcm.is_empty())
+            .then(|| AudioSource::Samples(pcm.iter().map(|&s| ulaw_encode(s)).collect()))
+    }
+
+    /// Frame `index` (20 ms) of this source.
+    pub fn frame(&self, index: u64) -> [u8; FRAME_SAMPLES] {
+        match self {
+            AudioSource::Tone(hz) => tone_frame(*hz, index),
+            AudioSource::Samples(s) => {
+                let mut out = [0u8; FRAME_SAMPLES];
+                let len = s.len() as u64;
+                let start = index.wrapping_mul(FRAME_SAMPLES as u64);
+                for (i, b) in out.iter_mut().enumerate() {
+                    let at = start.wrapping_add(i as u64) % len.max(1);
+                    *b = s.get(at as usize).copied().unwrap_or(0xff);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The outgoing side of a call's audio: one frame of its [`AudioSource`] every
+/// [`FRAME_PERIOD`] from the moment media starts. Both models' calls send with it, so their
+/// audio paths are the same by construction.
 #[derive(Debug, Clone)]
 pub struct ToneClock {
-    tone_hz: f64,
+    source: AudioSource,
     next: Option<Time>,
     index: u64,
 }
 
 impl ToneClock {
-    /// A stopped clock for a tone of `tone_hz`.
-    pub fn new(tone_hz: f64) -> Self {
+    /// A stopped clock for `source` (a tone frequency converts).
+    pub fn new(source: impl Into<AudioSource>) -> Self {
         ToneClock {
-            tone_hz,
+            source: source.into(),
             next: None,
             index: 0,
         }
@@ -110,7 +152,7 @@ impl ToneClock {
         self.index += 1;
         self.next = Some(at + FRAME_PERIOD);
         let ts = (index as u32).wrapping_mul(FRAME_SAMPLES as u32);
-        Some((ts, tone_frame(self.tone_hz, index)))
+        Some((ts, self.source.frame(index)))
     }
 }
 
@@ -144,6 +186,67 @@ pub fn write_wav(path: &Path, samples: &[i16]) -> io::Result<()> {
         w.write_all(&s.to_le_bytes())?;
     }
     w.flush()
+}
+
+/// The longest WAV file [`read_wav`] takes (about 70 minutes at 8 kHz).
+pub const MAX_WAV_BYTES: usize = 64 << 20;
+
+/// Reads 16-bit PCM mono WAV at [`SAMPLE_RATE`] (what [`write_wav`] writes); any other
+/// format is refused with what it is, so the caller can say how to convert it.
+pub fn read_wav(bytes: &[u8]) -> Result<Vec<i16>, String> {
+    if bytes.len() > MAX_WAV_BYTES {
+        return Err(format!(
+            "{} bytes: longer than the {MAX_WAV_BYTES} bytes taken",
+            bytes.len()
+        ));
+    }
+    if bytes.get(..4) != Some(b"RIFF") || bytes.get(8..12) != Some(b"WAVE") {
+        return Err("not a RIFF/WAVE file".into());
+    }
+    let mut at = 12;
+    let mut format = None;
+    while let Some(header) = bytes.get(at..at + 8) {
+        let id = &header[..4];
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let body = bytes
+            .get(at + 8..)
+            .and_then(|b| b.get(..len))
+            .ok_or_else(|| {
+                format!(
+                    "chunk `{}` runs past the end of the file",
+                    String::from_utf8_lossy(id)
+                )
+            })?;
+        match id {
+            b"fmt " => {
+                let f = |o: usize| body.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+                let rate = body
+                    .get(4..8)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                format = Some((f(0), f(2), rate, f(14)));
+            }
+            b"data" => {
+                return match format {
+                    Some((Some(1), Some(1), Some(SAMPLE_RATE), Some(16))) => Ok(body
+                        .chunks_exact(2)
+                        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                        .collect()),
+                    Some((codec, channels, rate, bits)) => Err(format!(
+                        "format {} with {} channel(s) at {} Hz, {} bits: 16-bit PCM mono at {SAMPLE_RATE} Hz is taken",
+                        codec.unwrap_or(0),
+                        channels.unwrap_or(0),
+                        rate.unwrap_or(0),
+                        bits.unwrap_or(0)
+                    )),
+                    None => Err("`data` before `fmt `".into()),
+                };
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        at += 8 + len + (len & 1);
+    }
+    Err("no `data` chunk".into())
 }
 
 /// What a receiver saw, per direction: frames received, duplicates, lost (from the extended
@@ -350,6 +453,46 @@ impl Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_wav_reads_what_write_wav_writes_and_refuses_other_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        let samples: Vec<i16> = (0..1000).map(|i| (i * 37 % 2000 - 1000) as i16).collect();
+        write_wav(&path, &samples).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(read_wav(&bytes).unwrap(), samples);
+        // Every truncation is an error, never a panic.
+        for n in 0..bytes.len() {
+            let _ = read_wav(&bytes[..n]);
+        }
+        assert!(
+            read_wav(&bytes[..100])
+                .unwrap_err()
+                .contains("runs past the end")
+        );
+        assert_eq!(read_wav(b"RIFX").unwrap_err(), "not a RIFF/WAVE file");
+        // 44.1 kHz stereo: named, refused.
+        let mut other = bytes.clone();
+        other[22] = 2;
+        other[24..28].copy_from_slice(&44_100u32.to_le_bytes());
+        let e = read_wav(&other).unwrap_err();
+        assert!(e.contains("2 channel(s) at 44100 Hz"), "{e}");
+    }
+
+    #[test]
+    fn a_sample_source_loops_from_its_first_sample() {
+        let pcm: Vec<i16> = (0..100).map(|i| i * 100).collect();
+        let src = AudioSource::samples(&pcm).unwrap();
+        let f0 = src.frame(0);
+        assert_eq!(f0[0], ulaw_encode(0));
+        assert_eq!(f0[99], ulaw_encode(9900));
+        assert_eq!(f0[100], ulaw_encode(0), "wraps around");
+        // Frame 1 starts at sample 160 = 60 of the loop.
+        assert_eq!(src.frame(1)[0], ulaw_encode(6000));
+        assert!(AudioSource::samples(&[]).is_none());
+        assert_eq!(AudioSource::from(440.0).frame(7), tone_frame(440.0, 7));
+    }
 
     #[test]
     fn ulaw_known_values() {

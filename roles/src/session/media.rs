@@ -4,7 +4,7 @@
 //! keys to install when, and what a packet under the next key means for a renewal.
 
 use super::Out;
-use super::audio::{PT_PCMU, ReceiverStats, Recording, ToneClock};
+use super::audio::{AudioSource, PT_PCMU, ReceiverStats, Recording, ToneClock};
 use super::keys::DirectionKey;
 use super::retransmit::PendingControl;
 use super::srtp::{KeyUsed, SrtpError, SrtpReceiver, SrtpSender};
@@ -79,12 +79,12 @@ pub struct MediaSession {
 }
 
 impl MediaSession {
-    /// Sends `tone_hz` under SSRC `ssrc` once started; reports events under `kinds`.
-    pub fn new(ssrc: u32, tone_hz: f64, kinds: MediaEvents) -> Self {
+    /// Sends `source` (a tone frequency converts) under SSRC `ssrc` once started; reports events under `kinds`.
+    pub fn new(ssrc: u32, source: impl Into<AudioSource>, kinds: MediaEvents) -> Self {
         MediaSession {
             ssrc,
             peer_ssrc: None,
-            tone: ToneClock::new(tone_hz),
+            tone: ToneClock::new(source),
             sender: None,
             receiver: None,
             last_rx: None,

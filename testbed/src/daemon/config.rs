@@ -107,6 +107,8 @@ struct EndNodeSpec {
     #[serde(default)]
     audio_out: Option<Spanned<String>>,
     #[serde(default)]
+    audio_in: Option<Spanned<String>>,
+    #[serde(default)]
     peers: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     network_hash_rate: Option<Spanned<f64>>,
@@ -130,6 +132,8 @@ struct VerticalEndNodeSpec {
     tone_hz: Option<Spanned<f64>>,
     #[serde(default)]
     audio_out: Option<Spanned<String>>,
+    #[serde(default)]
+    audio_in: Option<Spanned<String>>,
     #[serde(default)]
     peers: BTreeMap<String, Spanned<String>>,
 }
@@ -237,6 +241,8 @@ pub struct EnCommon {
     pub tone_hz: f64,
     /// Where received audio is written as WAV when the daemon ends.
     pub audio_out: Option<PathBuf>,
+    /// A WAV file (8 kHz 16-bit mono) sent in a loop instead of the tone.
+    pub audio_in: Option<PathBuf>,
     /// Names for `binfm ctl call NAME`: name -> hash address.
     pub peers: BTreeMap<String, [u8; 32]>,
 }
@@ -652,6 +658,7 @@ struct CommonKeys<'a> {
     lease_file: &'a Option<Spanned<String>>,
     tone_hz: &'a Option<Spanned<f64>>,
     audio_out: &'a Option<Spanned<String>>,
+    audio_in: &'a Option<Spanned<String>>,
     peers: &'a BTreeMap<String, Spanned<String>>,
 }
 
@@ -672,6 +679,7 @@ fn en_common(cx: &mut Cx<'_>, path: &Path, k: CommonKeys<'_>) -> Option<EnCommon
         lease_file: k.lease_file.as_ref().map(|l| resolve(path, l.get_ref())),
         tone_hz,
         audio_out: k.audio_out.as_ref().map(|a| resolve(path, a.get_ref())),
+        audio_in: k.audio_in.as_ref().map(|a| resolve(path, a.get_ref())),
         peers,
     })
 }
@@ -696,6 +704,7 @@ fn end_node(cx: &mut Cx<'_>, path: &Path, t: &Spanned<EndNodeSpec>) -> Option<Ro
             lease_file: &e.lease_file,
             tone_hz: &e.tone_hz,
             audio_out: &e.audio_out,
+            audio_in: &e.audio_in,
             peers: &e.peers,
         },
     )?;
@@ -745,6 +754,7 @@ fn vertical_end_node(cx: &mut Cx<'_>, path: &Path, e: &VerticalEndNodeSpec) -> O
             lease_file: &e.lease_file,
             tone_hz: &e.tone_hz,
             audio_out: &e.audio_out,
+            audio_in: &e.audio_in,
             peers: &e.peers,
         },
     )?;

@@ -153,6 +153,35 @@ pub fn parse_lease(text: &str) -> anyhow::Result<Lease> {
 }
 
 /// Writes what each call received as 8 kHz mono WAV: `path` for one call, `<stem>-<peer>.wav`
+/// The end node's `audio_in` file as what its calls send, if it has one.
+pub fn audio_source(
+    common: &super::config::EnCommon,
+) -> anyhow::Result<Option<binfm_roles::session::audio::AudioSource>> {
+    use binfm_roles::session::audio::{AudioSource, MAX_WAV_BYTES, read_wav};
+    let Some(path) = &common.audio_in else {
+        return Ok(None);
+    };
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("audio_in {}", path.display()))?
+        .len();
+    if len > MAX_WAV_BYTES as u64 {
+        bail!(
+            "audio_in {}: {len} bytes, more than the {MAX_WAV_BYTES} taken",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let samples = read_wav(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "audio_in {}: {e} (convert with `sox IN -r 8000 -c 1 -b 16 OUT.wav`)",
+            path.display()
+        )
+    })?;
+    AudioSource::samples(&samples)
+        .map(Some)
+        .ok_or_else(|| anyhow::anyhow!("audio_in {}: no samples", path.display()))
+}
+
 /// beside it for each of several. Returns the files written.
 pub fn write_audio(role: &dyn Role, path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let calls = role.calls();

@@ -123,6 +123,9 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                 common.tone_hz,
             );
             en.set_chain_config(chain_config_of(*network_hash_rate, *block_interval));
+            if let Some(audio) = end_node::audio_source(common)? {
+                en.set_audio_source(audio);
+            }
             (Box::new(en), None)
         }
         RoleConfig::VerticalEndNode {
@@ -153,6 +156,9 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                     .chain(stun_by_network.iter().map(|(_, s)| Some(*s)))
                     .collect(),
             );
+            if let Some(audio) = end_node::audio_source(common)? {
+                en.set_audio_source(audio);
+            }
             (Box::new(en), None)
         }
     };

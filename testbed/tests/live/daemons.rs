@@ -232,11 +232,19 @@ fn vertical_daemons_stun_register_call_rekey_and_hang_up() {
             ),
         );
     }
-    for (name, ip, loc) in [("a", "127.0.0.2", l1), ("b", "127.0.0.3", l2)] {
+    // B sends a WAV file (1 kHz, 0.5 s, looped) instead of its 440 Hz tone.
+    let pcm: Vec<i16> = (0..4000)
+        .map(|n| (8000.0 * (std::f64::consts::TAU * 1000.0 * f64::from(n) / 8000.0).sin()) as i16)
+        .collect();
+    binfm_roles::session::audio::write_wav(&d.join("b-source.wav"), &pcm).unwrap();
+    for (name, ip, loc, extra) in [
+        ("a", "127.0.0.2", l1, ""),
+        ("b", "127.0.0.3", l2, "audio_in = \"b-source.wav\"\n"),
+    ] {
         write(
             name,
             format!(
-                "listen = \"{ip}:{en}\"\ncontrol = \"{name}.sock\"\nevents = \"{name}.jsonl\"\n\n[vertical_end_node]\nkey_file = \"{name}.key\"\nlocation = \"127.0.0.1:{loc}\"\nstun = \"127.0.0.1:{stun}\"\naudio_out = \"{name}-received.wav\"\n"
+                "listen = \"{ip}:{en}\"\ncontrol = \"{name}.sock\"\nevents = \"{name}.jsonl\"\n\n[vertical_end_node]\nkey_file = \"{name}.key\"\nlocation = \"127.0.0.1:{loc}\"\nstun = \"127.0.0.1:{stun}\"\naudio_out = \"{name}-received.wav\"\n{extra}"
             ),
         );
     }
@@ -278,10 +286,29 @@ fn vertical_daemons_stun_register_call_rekey_and_hang_up() {
     }
     let l1_events = std::fs::read_to_string(d.join("l1.jsonl")).unwrap();
     assert!(l1_events.contains("\"kind\":\"location."), "{l1_events}");
-    for n in ["a", "b"] {
-        let len = std::fs::metadata(d.join(format!("{n}-received.wav")))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        assert!(len > 44 + 2 * 8000, "{n}: {len} bytes of WAV");
+    // What each received is the other's source: B's 1 kHz file at A, A's 440 Hz tone at B
+    // (zero crossings per second of the decoded audio, silence of lost frames aside).
+    for (n, hz) in [("a", 1000.0), ("b", 440.0)] {
+        let bytes = std::fs::read(d.join(format!("{n}-received.wav"))).unwrap_or_default();
+        let samples = binfm_roles::session::audio::read_wav(&bytes).unwrap_or_default();
+        assert!(samples.len() > 8000, "{n}: {} samples", samples.len());
+        // Frames of silence (lost frames) out; sign changes between non-zero samples.
+        let voiced: Vec<&[i16]> = samples
+            .chunks_exact(160)
+            .filter(|f| f.iter().any(|s| *s != 0))
+            .collect();
+        let mut last = 0i16;
+        let mut crossings = 0usize;
+        for &s in voiced.iter().flat_map(|f| f.iter()).filter(|s| **s != 0) {
+            if last != 0 && (last < 0) != (s < 0) {
+                crossings += 1;
+            }
+            last = s;
+        }
+        let measured = crossings as f64 / 2.0 / (voiced.len() as f64 * 0.02);
+        assert!(
+            (measured - hz).abs() < hz * 0.05,
+            "{n} received {measured:.0} Hz, wanted {hz}"
+        );
     }
 }

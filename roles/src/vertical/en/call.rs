@@ -92,7 +92,7 @@ impl VerticalCall {
         role: CallRole,
         state: VState,
         my_ssrc: u32,
-        tone_hz: f64,
+        audio: &crate::session::audio::AudioSource,
         now: Time,
     ) -> Self {
         VerticalCall {
@@ -111,7 +111,7 @@ impl VerticalCall {
             pending: None,
             send_counter: 0,
             recv_counter: 0,
-            media: MediaSession::new(my_ssrc, tone_hz, MEDIA_EVENTS),
+            media: MediaSession::new(my_ssrc, audio.clone(), MEDIA_EVENTS),
             control_refused: 0,
         }
     }

@@ -47,14 +47,7 @@ impl VerticalNode {
             });
             return;
         }
-        let call = VerticalCall::new(
-            peer,
-            CallRole::Caller,
-            VState::Stun,
-            ssrc,
-            self.tone_hz,
-            now,
-        );
+        let call = VerticalCall::new(peer, CallRole::Caller, VState::Stun, ssrc, &self.audio, now);
         self.calls.push(call);
         self.want_stun(now, AfterStun::Call(peer));
     }
@@ -128,7 +121,7 @@ impl VerticalNode {
             CallRole::Callee,
             VState::Answering,
             my_ssrc,
-            self.tone_hz,
+            &self.audio,
             now,
         );
         c.peer_addr = Some(contact);

@@ -47,6 +47,7 @@ pub use lookup::{LOOKUP_TRIES, MAX_LOOKUPS};
 pub use stun::{STUN_RTO, STUN_TRIES};
 
 use crate::event::Event;
+use crate::session::audio::AudioSource;
 use crate::{Time, Transmit};
 use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::stun::{StunMessage, is_stun};
@@ -79,7 +80,7 @@ pub struct VerticalNode {
     next_request_id: u32,
     calls: Vec<VerticalCall>,
     rng: ChaCha8Rng,
-    tone_hz: f64,
+    audio: AudioSource,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -105,7 +106,7 @@ impl VerticalNode {
             next_request_id: 1,
             calls: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
-            tone_hz,
+            audio: AudioSource::Tone(tone_hz),
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -115,6 +116,11 @@ impl VerticalNode {
     /// ([`crate::role::Command::Bound`]) runs STUN against that network's server.
     pub fn set_stun_servers(&mut self, by_network: Vec<Option<SocketAddrV4>>) {
         self.stun_by_network = by_network;
+    }
+
+    /// What its calls send from now on, instead of the tone given to [`VerticalNode::new`].
+    pub fn set_audio_source(&mut self, audio: AudioSource) {
+        self.audio = audio;
     }
 
     /// The STUN server of network `index`, if it has one.
