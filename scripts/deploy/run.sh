@@ -184,9 +184,9 @@ ctl() { # NODE COMMAND...
 }
 status() { ctl "$1" status 2>/dev/null | jq -c .status 2>/dev/null || echo null; }
 wait_for() { # SECONDS WHAT COMMAND...: until COMMAND succeeds (status 1 after SECONDS)
-    local secs=$1 what=$2 i
+    local what=$2 end=$((SECONDS + $1))
     shift 2
-    for ((i = 0; i < secs * 5; i++)); do
+    while ((SECONDS < end)); do
         "$@" && return 0
         sleep 0.2
     done
@@ -248,7 +248,7 @@ for n in en-a en-b; do
     grep -h '"kind":"en.register\(ed\)\?"\|"kind":"en.endpoint_corrected"' "$out/$n/$n.jsonl" | head -n 4
     s=$(status "$n")
     echo "$n status.registered: $(jq -c .registered <<<"$s")"
-    guess=$(grep -m1 '"kind":"en.register"' "$out/$n/$n.jsonl" | jq -r .nat)
+    guess=$(grep -m1 '"kind":"en.register"' "$out/$n/$n.jsonl" | jq -r .fields.nat)
     reg=$(jq -r .registered.public <<<"$s")
     echo "$n: H16 guess $guess, registered (learned from the SN) $reg"
     echo "$nat conntrack (udp, the kernel's mapping of the EN):"
@@ -285,6 +285,14 @@ a_addr=$(status en-a | jq -r .hash_addr)
 echo "en-a is $a_addr, en-b is $b_addr"
 height() { [ "$(status sn1 | jq -r '.height // 0')" -ge "$1" ]; }
 wait_for 30 "a block above the registrations" height 3 || die "sn1 mined no blocks"
+# The NATs' conntrack events and the UDP datagrams their own stacks found no socket for
+# (Udp NoPorts: addressed to the NAT's public address at a port no mapping or rule takes).
+for nat in nat-a nat-b; do
+    podman_ exec -d "$p-$nat" sh -c 'exec conntrack -E -p udp -o timestamp >/deploy/conntrack-events.txt 2>&1'
+done
+noports() { nsx "$1" awk '/^Udp:/ { if (h) print $3; h = 1 }' /proc/net/snmp; }
+declare -A noports_before
+for nat in nat-a nat-b; do noports_before[$nat]=$(noports "$nat"); done
 say "en-a calls en-b: binfm ctl en-a.sock call $b_addr"
 ctl en-a call "$b_addr"
 frames() { # NODE: "sent received" of its first call
@@ -311,8 +319,26 @@ done
 for nat in nat-a nat-b; do
     echo "$nat conntrack during the call:"
     podman_ exec "$p-$nat" conntrack -L -p udp 2>/dev/null | tee "$out/$nat/conntrack-call.txt"
+    echo "$nat conntrack events since the call (conntrack -E):"
+    cut -c1-200 "$out/$nat/conntrack-events.txt"
+    echo "$nat: Udp NoPorts +$(($(noports "$nat") - ${noports_before[$nat]})) since the call"
 done
-[ "$call_ok" = 1 ] && ctl en-a hangup "$b_addr"
+if [ "$call_ok" = 1 ]; then
+    # A hangup is local (BINFM sends no "bye"): each side hangs up its own end.
+    ctl en-a hangup "$b_addr"
+    ctl en-b hangup "$a_addr"
+fi
+call_events() { # NODE: its call.* events, shortened
+    jq -c 'select(.kind | startswith("call.")) | {kind, fields: (.fields | (if .peer then .peer = .peer[0:16] else . end))}' \
+        "$out/$1/$1.jsonl"
+}
+for n in en-a en-b; do
+    echo "$n call events:"
+    call_events "$n"
+done
+for n in sn1 sn2 sn3; do
+    echo "$n: $(status "$n" | jq -c '{height, tip: .tip[0:16]}')"
+done
 
 # --- 6. SIGTERM, results. -------------------------------------------------------------
 say "stopping (SIGTERM): en-a, en-b, then the super nodes"
@@ -322,11 +348,11 @@ for n in en-a en-b sn1 sn2 sn3; do
     echo "$n exit status $(podman_ inspect -f '{{.State.ExitCode}}' "$p-$n")"
 done
 for n in en-a en-b; do
-    grep -h '"kind":"call\.\(established\|ended\)"' "$out/$n/$n.jsonl" | cut -c1-400 || true
+    echo "$n: $(call_events "$n" | grep call.ended | tail -n 1)"
 done
 ls -l "$out"/en-?/*.wav 2>/dev/null || echo "no WAV written"
 for n in sn1 sn2 sn3; do
-    echo "$n: $(grep -c '"kind":"sn.block_mined"' "$out/$n/$n.jsonl" || true) blocks mined, $(grep -h 'chain\|height' "$out/$n/$n.out" | tail -n 1)"
+    echo "$n: $(grep -c '"kind":"sn.block_mined"' "$out/$n/$n.jsonl" || true) blocks mined; $(grep -h '"kind":"sn.tx_confirmed"' "$out/$n/$n.jsonl" | jq -r '"\(.fields.owner[0:16]) seq \(.fields.seq) confirmed at \(.fields.height)"' | paste -sd ';' -)"
 done
 
 cleanup_done() {
