@@ -288,13 +288,13 @@ wait_for 30 "a block above the registrations" height 3 || die "sn1 mined no bloc
 # The NATs' conntrack events and the UDP datagrams their own stacks found no socket for
 # (Udp NoPorts: addressed to the NAT's public address at a port no mapping or rule takes).
 for nat in nat-a nat-b; do
-    podman_ exec -d "$p-$nat" sh -c 'exec conntrack -E -p udp -o timestamp >/deploy/conntrack-events.txt 2>&1'
+    podman_ exec -d "$p-$nat" sh -c 'exec conntrack -E -p udp -o timestamp >/deploy/conntrack-events.txt 2>&1' >/dev/null
 done
 noports() { nsx "$1" awk '/^Udp:/ { if (h) print $3; h = 1 }' /proc/net/snmp; }
 declare -A noports_before
 for nat in nat-a nat-b; do noports_before[$nat]=$(noports "$nat"); done
 say "en-a calls en-b: binfm ctl en-a.sock call $b_addr"
-ctl en-a call "$b_addr"
+ctl en-a call "$b_addr" | jq -c .
 frames() { # NODE: "sent received" of its first call
     status "$1" | jq -r '[.calls[0].frames_sent // 0, .calls[0].frames_received // 0] | map(tostring) | join(" ")'
 }
@@ -325,8 +325,8 @@ for nat in nat-a nat-b; do
 done
 if [ "$call_ok" = 1 ]; then
     # A hangup is local (BINFM sends no "bye"): each side hangs up its own end.
-    ctl en-a hangup "$b_addr"
-    ctl en-b hangup "$a_addr"
+    echo "binfm ctl en-a.sock hangup en-b: $(ctl en-a hangup "$b_addr" | jq -c .)"
+    echo "binfm ctl en-b.sock hangup en-a: $(ctl en-b hangup "$a_addr" | jq -c .)"
 fi
 call_events() { # NODE: its call.* events, shortened
     jq -c 'select(.kind | startswith("call.")) | {kind, fields: (.fields | (if .peer then .peer = .peer[0:16] else . end))}' \
