@@ -68,6 +68,7 @@ podman_() { CONTAINERS_CONF="$work/containers.conf" podman --runtime runc --cgro
 cleanup() {
     local c n
     set +e
+    for c in $(jobs -p); do kill "$c" 2>/dev/null; done # our own background sleep, if any
     for c in "${containers[@]}"; do
         podman_ rm -f -t 2 --ignore "$c" >/dev/null 2>&1
     done
@@ -310,7 +311,8 @@ if ! wait_for 20 "audio both ways" both_ways; then
 fi
 if [ "$call_ok" = 1 ]; then
     echo "audio both ways; holding the call ${call_secs} s"
-    sleep "$call_secs"
+    sleep "$call_secs" &
+    wait $! # a signal ends the wait at once (the trap cleans up)
 fi
 for n in en-a en-b; do
     status "$n" | jq . >"$out/$n/status-in-call.json"
