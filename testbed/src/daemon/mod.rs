@@ -450,7 +450,8 @@ async fn serve(
             announce(&format!("binfm node: received audio in {}", p.display()));
         }
     }
-    // SIGTERM: hang up every call (the peers are told), stop mining, send what that
+    // SIGTERM: end every call (locally: the scheme has no hang-up message; the peer's
+    // consent freshness ends its side), stop mining, send what that
     // produced, close the files.
     let peers: Vec<_> = role.calls().iter().map(|c| c.peer).collect();
     for p in peers {
