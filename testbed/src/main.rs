@@ -107,7 +107,7 @@ enum Command {
     },
     /// Run one role as a standalone daemon on a kernel UDP socket and the real clock (see
     /// docs/node.md): `binfm node super-node --config sn1.toml`. SIGTERM or Ctrl-C ends it
-    /// cleanly (calls hung up, files flushed).
+    /// cleanly (calls ended on this side, files flushed).
     Node {
         /// The role to run.
         role: binfm_testbed::daemon::config::RoleKind,
