@@ -256,6 +256,9 @@ impl crate::role::Role for EchoClient {
     fn port(&self) -> u16 {
         self.local_port()
     }
+    fn socket_buffer(&self) -> usize {
+        crate::role::CLIENT_SOCKET_BUFFER
+    }
     /// Probes while the host has an address.
     fn handle_command(&mut self, now: Time, command: &crate::role::Command) {
         use crate::role::Command;

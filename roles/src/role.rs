@@ -48,6 +48,13 @@ pub enum Command {
     Rekey,
 }
 
+/// What a server role's socket buffers each way (see [`Role::socket_buffer`]).
+pub const SERVER_SOCKET_BUFFER: usize = 256 * 1024;
+/// What a client role's socket buffers each way: 21 full-size datagrams (a client drains its
+/// socket at every packet; small buffers let thousands of client hosts fit in memory, see
+/// docs/scale.md).
+pub const CLIENT_SOCKET_BUFFER: usize = 32 * 1024;
+
 /// A sans-IO protocol role bound to one UDP port of a host.
 ///
 /// `Any` is a supertrait so that reports can read a role's own state
@@ -55,6 +62,12 @@ pub enum Command {
 pub trait Role: std::fmt::Debug + Any {
     /// The UDP port the role receives on.
     fn port(&self) -> u16;
+
+    /// Bytes its socket should buffer each way in an emulated host (a server takes bursts,
+    /// a client little: thousands of client hosts fit in memory only with small buffers).
+    fn socket_buffer(&self) -> usize {
+        SERVER_SOCKET_BUFFER
+    }
 
     /// A command from the driver; roles ignore what does not concern them.
     fn handle_command(&mut self, now: Time, command: &Command) {

@@ -19,8 +19,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 pub const MTU: usize = 1500;
 /// Datagrams a UDP socket buffers in each direction before dropping.
 const SOCKET_PACKETS: usize = 256;
-/// Bytes a UDP socket buffers in each direction.
-const SOCKET_BYTES: usize = 256 * 1024;
 
 /// Errors of the host glue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -182,18 +180,19 @@ impl IpStack {
         self.iface.ipv4_addr()
     }
 
-    /// Opens a UDP socket on `port` (all addresses, broadcasts included).
-    pub fn bind_udp(&mut self, port: u16) -> Result<(), HostError> {
+    /// Opens a UDP socket on `port` (all addresses, broadcasts included) that buffers
+    /// `bytes` each way (and at most 256 datagrams).
+    pub fn bind_udp(&mut self, port: u16, bytes: usize) -> Result<(), HostError> {
         if self.udp.iter().any(|(p, _)| *p == port) {
             return Err(HostError::PortInUse(port));
         }
         let rx = udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
-            vec![0; SOCKET_BYTES],
+            vec![0; bytes],
         );
         let tx = udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
-            vec![0; SOCKET_BYTES],
+            vec![0; bytes],
         );
         let mut socket = udp::Socket::new(rx, tx);
         socket.bind(port).map_err(|e| HostError::Send {
@@ -319,8 +318,8 @@ mod tests {
         let mut b = IpStack::new(now, 2);
         a.set_address(Some((Ipv4Addr::new(198, 51, 100, 11), 24)), None);
         b.set_address(Some((Ipv4Addr::new(198, 51, 100, 2), 24)), None);
-        a.bind_udp(7400).unwrap();
-        b.bind_udp(7).unwrap();
+        a.bind_udp(7400, 256 * 1024).unwrap();
+        b.bind_udp(7, 256 * 1024).unwrap();
         let off_link = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 7);
         assert_eq!(
             a.send_udp(None, 7400, off_link, b"x"),
@@ -345,8 +344,8 @@ mod tests {
         let mut b = IpStack::new(now, 2);
         a.set_address(Some((Ipv4Addr::new(10, 0, 0, 1), 24)), None);
         b.set_address(Some((Ipv4Addr::new(10, 0, 0, 2), 24)), None);
-        a.bind_udp(5000).unwrap();
-        b.bind_udp(7).unwrap();
+        a.bind_udp(5000, 256 * 1024).unwrap();
+        b.bind_udp(7, 256 * 1024).unwrap();
         a.send_udp(
             None,
             5000,
@@ -359,7 +358,7 @@ mod tests {
         assert_eq!(d.payload, b"hi");
         assert_eq!(d.from, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5000));
         assert_eq!(d.to, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7));
-        assert_eq!(a.bind_udp(5000), Err(HostError::PortInUse(5000)));
+        assert_eq!(a.bind_udp(5000, 256 * 1024), Err(HostError::PortInUse(5000)));
     }
 
     #[test]
@@ -368,8 +367,8 @@ mod tests {
         let mut client = IpStack::new(now, 1);
         let mut server = IpStack::new(now, 2);
         server.set_address(Some((Ipv4Addr::new(10, 0, 0, 1), 24)), None);
-        client.bind_udp(68).unwrap();
-        server.bind_udp(67).unwrap();
+        client.bind_udp(68, 256 * 1024).unwrap();
+        server.bind_udp(67, 256 * 1024).unwrap();
         let bcast = |p| SocketAddrV4::new(Ipv4Addr::BROADCAST, p);
         client
             .send_udp(Some(Ipv4Addr::UNSPECIFIED), 68, bcast(67), b"discover")

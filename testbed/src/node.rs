@@ -150,7 +150,8 @@ impl Node {
         out.extend(self.startup_events.drain(..).map(Output::Event));
         for slot in &mut self.services {
             let udp = slot.role.port();
-            if let Err(e) = self.ports[slot.port].stack.bind_udp(udp) {
+            let bytes = slot.role.socket_buffer();
+            if let Err(e) = self.ports[slot.port].stack.bind_udp(udp, bytes) {
                 out.push(Output::Event(
                     TestbedEvent::BindFailed {
                         port: udp,

@@ -298,7 +298,7 @@ fn attack_topology(with_move: bool) -> Topology {
 fn send_from_c(net: &mut Network<Vec<u8>>, topo: &Topology, to: SocketAddrV4, payload: &[u8]) {
     let c = topo.node_index("c").unwrap();
     let stack = &mut net.nodes[c].ports[0].stack;
-    let _ = stack.bind_udp(9000);
+    let _ = stack.bind_udp(9000, 256 * 1024);
     stack.send_udp(None, 9000, to, payload).unwrap();
     net.kick(c).unwrap();
 }

@@ -564,6 +564,9 @@ impl crate::role::Role for DhcpClient {
     fn port(&self) -> u16 {
         DHCP_CLIENT
     }
+    fn socket_buffer(&self) -> usize {
+        crate::role::CLIENT_SOCKET_BUFFER
+    }
     /// Starts at the host's start and after a move (a new network needs a new lease; the
     /// restart reports `Unbound` first); releases on `Release`.
     fn handle_command(&mut self, now: Time, command: &crate::role::Command) {

@@ -31,6 +31,9 @@ impl EndNodeCommands for EndNode {
 }
 
 impl Role for EndNode {
+    fn socket_buffer(&self) -> usize {
+        crate::role::CLIENT_SOCKET_BUFFER
+    }
     fn port(&self) -> u16 {
         EndNode::port(self)
     }

@@ -8,6 +8,7 @@ use super::*;
 use binfm_stack::wire::ports;
 use toml::Spanned;
 
+mod crowd;
 mod dhcp;
 mod kernel;
 mod roles;
@@ -161,6 +162,10 @@ pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> 
             file: file.clone(),
             diagnostics: vec![Diagnostic { line, message }],
         }
+    })?;
+    let spec = crowd::expand(spec, text).map_err(|diagnostics| TopologyError {
+        file: file.clone(),
+        diagnostics,
     })?;
     let mut topo = build_spec(&spec, text, path)?;
     if twin_wanted(&spec) {

@@ -32,6 +32,32 @@ pub struct TopologySpec {
     /// `"binfm"` (default) or `"vertical"`: which scheme the ENs run.
     #[serde(default)]
     pub model: Option<Spanned<String>>,
+    /// Crowds of end nodes behind NATs (expanded into the tables above before the checks).
+    #[serde(default)]
+    pub crowd: Vec<CrowdSpec>,
+}
+
+/// `[[crowd]]`: `end_nodes` ENs over `networks` private networks (one /24 each in
+/// `subnets`), each behind a NAT on the `public` segment, moving and calling at random.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrowdSpec {
+    pub name: Spanned<String>,
+    pub end_nodes: Spanned<u32>,
+    pub networks: Spanned<u32>,
+    pub public: Spanned<String>,
+    pub subnets: Spanned<String>,
+    pub super_nodes: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub move_every: Option<Spanned<String>>,
+    #[serde(default)]
+    pub calls_per_minute: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub call_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
 }
 
 /// One scenario step: `at` a time, `do` a command (see docs/topology.md).

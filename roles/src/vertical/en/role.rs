@@ -31,6 +31,9 @@ impl EndNodeCommands for VerticalNode {
 }
 
 impl Role for VerticalNode {
+    fn socket_buffer(&self) -> usize {
+        crate::role::CLIENT_SOCKET_BUFFER
+    }
     fn port(&self) -> u16 {
         VerticalNode::port(self)
     }
