@@ -32,6 +32,9 @@ pub struct TopologySpec {
     /// `"binfm"` (default) or `"vertical"`: which scheme the ENs run.
     #[serde(default)]
     pub model: Option<Spanned<String>>,
+    /// Operation -> cost in virtual time (`dh_agree = "1.2ms"`); no table: zero.
+    #[serde(default)]
+    pub compute: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 /// One scenario step: `at` a time, `do` a command (see docs/topology.md).
