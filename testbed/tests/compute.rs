@@ -75,7 +75,10 @@ fn paper_pre_call_is_760_ms_plus_the_critical_path_of_the_compute_table() {
         + callee_sn
         + callee_response
         + caller_first_frame;
-    assert_eq!(path, 14_500_000, "2 query + 3 verify + sign + 4 keygen + 6 agree");
+    assert_eq!(
+        path, 14_500_000,
+        "2 query + 3 verify + sign + 4 keygen + 6 agree"
+    );
 
     let charged = run(&["--compute", table.to_str().unwrap()]);
     let b = &charged["binfm"];
