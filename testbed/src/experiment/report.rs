@@ -72,7 +72,7 @@ pub fn table(results: &Value, timing: &Value) -> String {
     let dh = timing["dh_keygen_plus_agree_ms_median"].as_f64();
     let _ = writeln!(
         t,
-        "\n{runs} runs per model. Pre-call ends where the paper's sums end: BINFM when the callee decrypts the caller's first frame (step (g)), vertical when the caller holds the key (step (11)). With one end point for both: caller holds the key {} / {} ms; audio flowing both ways {} / {} ms. Virtual time adds no compute time: each DH key generation + agreement costs {} ms of CPU here (median), which a live run adds per side.",
+        "\n{runs} runs per model. Pre-call ends where the paper's sums end: BINFM when the callee decrypts the caller's first frame (step (g)), vertical when the caller holds the key (step (11)). With one end point for both: caller holds the key {} / {} ms; audio flowing both ways {} / {} ms. These figures charge no compute time (below, with it): each DH key generation + agreement costs {} ms of CPU here (median), which a live run adds per side.",
         num(median(&models["binfm"]["caller_has_key_ms"])),
         num(median(&models["vertical"]["caller_has_key_ms"])),
         num(median(&models["binfm"]["first_audio_both_ways_ms"])),
@@ -87,7 +87,7 @@ pub fn table(results: &Value, timing: &Value) -> String {
 fn cost_ms(work: &binfm_roles::Work, table_ms: &Value) -> f64 {
     work.iter()
         .map(|(op, n)| f64::from(n) * table_ms[op.name()].as_f64().unwrap_or(0.0))
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// The paper's figures once more with compute time charged (`with_compute`), beside the
