@@ -31,6 +31,7 @@ use crate::session::media::{MediaEvents, MediaSession};
 use crate::session::retransmit::{CONTROL_RTO, CONTROL_TRIES, PendingControl};
 use crate::session::srtp::KeyUsed;
 use crate::util::short_hex;
+use crate::work::{Op, Work};
 use binfm_stack::wire::binfm::{CHALLENGE_LEN, Message, mac_input, signing_input};
 use binfm_stack::wire::toall::HashAddr;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -207,6 +208,8 @@ pub struct Call {
     /// A Session Response whose key confirmation failed, kept while the peer is looked up
     /// again (it may have renewed its key).
     pub saved_response: Option<Message>,
+    /// DH and signing work done since the end node last took it ([`Call::take_work`]).
+    work: Work,
 }
 
 /// Checks a Session Request's signature: SHA-256 of the carried public key must be the
@@ -282,7 +285,13 @@ impl Call {
             frames_held: 0,
             handover_duplicates: 0,
             saved_response: None,
+            work: Work::NONE,
         }
+    }
+
+    /// The DH and signing work done since the last call of this (see [`crate::work`]).
+    pub fn take_work(&mut self) -> Work {
+        self.work.take()
     }
 
     /// Sets the consent timeout (RFC 7675; default [`DEFAULT_CONSENT_TIMEOUT`]).
@@ -347,6 +356,7 @@ impl Call {
         let to = self.peer_addr?;
         let eph = DhSecret::generate(rng);
         let next = DhSecret::generate(rng);
+        self.work.add_n(Op::DhKeygen, 2);
         let mut msg = Message::SessionRequest {
             caller: me,
             callee: self.peer,
@@ -358,6 +368,7 @@ impl Call {
             signature: [0; 64],
         };
         let sig = sign(&signing_input(&msg));
+        self.work.add(Op::Sign);
         if let Message::SessionRequest { signature, .. } = &mut msg {
             *signature = sig;
         }
@@ -430,6 +441,9 @@ impl Call {
         let to = self.peer_addr.ok_or("no registered endpoint")?;
         let peer_y = self.peer_y.as_deref().ok_or("no registration")?;
         let peer_eph = self.peer_eph.as_deref().ok_or("no ephemeral")?;
+        // Counted before the modexps: a failing one costs its time too.
+        self.work.add_n(Op::DhAgree, 3);
+        self.work.add_n(Op::DhKeygen, 2);
         let ss = x.agree(peer_y).map_err(|e| e.to_string())?;
         let es = x.agree(peer_eph).map_err(|e| e.to_string())?;
         let eph = DhSecret::generate(rng);
@@ -493,6 +507,7 @@ impl Call {
         let (Some(eph), Some(peer_y)) = (&self.eph, self.peer_y.as_deref()) else {
             return Err("no keys");
         };
+        self.work.add_n(Op::DhAgree, 3);
         let ss = x.agree(peer_y).map_err(|_| "bad registered Y")?;
         let es = eph.agree(peer_y).map_err(|_| "bad registered Y")?;
         let ee = eph.agree(ephemeral).map_err(|_| "bad ephemeral")?;
@@ -904,6 +919,8 @@ impl Call {
         }
         let peer_next = self.peer_next.take().ok_or("no next value from the peer")?;
         let fresh = DhSecret::generate(rng);
+        self.work.add(Op::DhKeygen);
+        self.work.add(Op::DhAgree);
         let Ok(dh) = fresh.agree(&peer_next) else {
             return Err("bad next value");
         };
@@ -998,6 +1015,7 @@ impl Call {
         let Some(my_next) = self.my_next.take() else {
             return Err("no next value");
         };
+        self.work.add(Op::DhAgree);
         let Ok(dh) = my_next.agree(y) else {
             self.control_refused += 1;
             return Err("bad_y");
@@ -1013,6 +1031,7 @@ impl Call {
         self.prev_control = self.control.replace(keys.control);
         self.root = Some(new_root);
         let next = DhSecret::generate(rng);
+        self.work.add(Op::DhKeygen);
         let mut reply = Message::KeyRenewalReply {
             sender: me,
             counter: *counter,

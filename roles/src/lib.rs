@@ -27,10 +27,12 @@ pub mod sn;
 pub mod util;
 pub mod vertical;
 pub mod wallet;
+pub mod work;
 
 pub use binfm_stack::Time;
 pub use event::Event;
 pub use role::{Command, Role};
+pub use work::{Op, Work};
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 

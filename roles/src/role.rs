@@ -11,6 +11,7 @@
 use crate::address::{ConfigChange, Lease};
 use crate::event::Event;
 use crate::session::media::MediaSession;
+use crate::work::Work;
 use crate::{Time, Transmit};
 use binfm_stack::wire::toall::HashAddr;
 use std::any::Any;
@@ -102,6 +103,14 @@ pub trait Role: std::fmt::Debug + Any {
     /// The calls of an end node, whichever model it runs (empty for other roles).
     fn calls(&self) -> Vec<CallView<'_>> {
         Vec::new()
+    }
+
+    /// The expensive operations the role performed since this was last called (DH, ed25519,
+    /// Query handling, block validation), leaving zero behind. A virtual-time driver charges
+    /// their cost as time before the outputs of the same input leave; a live driver drops
+    /// the tally (the work took real time). Roles with no such work keep the default.
+    fn take_work(&mut self) -> Work {
+        Work::NONE
     }
 }
 

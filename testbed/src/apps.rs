@@ -175,6 +175,10 @@ impl Role for EnApp {
     fn calls(&self) -> Vec<CallView<'_>> {
         Role::calls(&self.en)
     }
+
+    fn take_work(&mut self) -> binfm_roles::Work {
+        Role::take_work(&mut self.en)
+    }
 }
 
 /// The chain parameters of a run: the SNs' (which fix the genesis block) and the ones the

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod attack;
+pub mod calibrate;
 pub mod daemon;
 pub mod driver;
 pub mod engine;

@@ -11,6 +11,7 @@ macro_rules! say {
 use anyhow::Context;
 use binfm_testbed::driver::{self, RunOptions};
 use binfm_testbed::experiment::{self, ExperimentOptions, Parts, Progress};
+use binfm_testbed::topology::compute::ComputeCosts;
 use binfm_testbed::topology::{Model, Topology, parse_duration};
 use clap::{Parser, Subcommand};
 use rand::TryRng;
@@ -68,7 +69,15 @@ enum Command {
         /// removes the occasional ms of waking from idle (docs/live.md, "Delay fidelity").
         #[arg(long, requires = "live")]
         busy_poll: bool,
+        /// What the roles' computation costs in virtual time: `zero`, `measured` (the
+        /// defaults in docs/topology.md) or a file with a `[compute]` table (what `binfm
+        /// calibrate` prints) [default: the file's `[compute]`, else zero].
+        #[arg(long, conflicts_with = "live", value_parser = parse_compute_arg)]
+        compute: Option<ComputeCosts>,
     },
+    /// Time the operations roles charge in virtual time (DH, ed25519, Query handling, block
+    /// validation) on this machine and print a `[compute]` table of the medians.
+    Calibrate,
     /// Run BINFM and the vertical model on the same topology and seeds, N runs each, and
     /// write OUT/results.json, OUT/report.md and OUT/plots/*.svg (the paper's Tables 1-3 and
     /// signalling beside the measured figures, then what the paper left out).
@@ -90,6 +99,10 @@ enum Command {
         /// Keep every run's capture and audio (default: the first run's of each model).
         #[arg(long)]
         keep_runs: bool,
+        /// The paper part runs once more with this compute table (`measured`, a file with a
+        /// `[compute]` table, or `zero` to skip that pass); the main pass keeps the file's.
+        #[arg(long, default_value = "measured", value_parser = parse_compute_arg)]
+        compute: ComputeCosts,
     },
     /// Remove every `binfm-*` network namespace left behind by a killed live run (and kill
     /// the programs still running in them).
@@ -151,6 +164,10 @@ enum Command {
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s)
+}
+
+fn parse_compute_arg(s: &str) -> Result<ComputeCosts, String> {
+    ComputeCosts::from_arg(s)
 }
 
 fn init_logging(verbose: u8) {
@@ -281,6 +298,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             only,
             scale_ens,
             keep_runs,
+            compute,
         } => {
             let topo = match load(&file) {
                 Ok(t) => t,
@@ -299,6 +317,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 parts: only,
                 keep_runs,
                 scale_ens,
+                compute,
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -383,6 +402,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Calibrate => {
+            let c = binfm_testbed::calibrate::calibrate(Default::default());
+            say!("{}", binfm_testbed::calibrate::report(&c));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Clean => {
             let removed = binfm_testbed::netns::clean()?;
             if removed.is_empty() {
@@ -402,6 +426,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             reproducible_keys,
             model,
             busy_poll,
+            compute: _,
         } => {
             let mut topo = match load_as(&file, model) {
                 Ok(t) => t,
@@ -453,11 +478,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             reproducible_keys: _,
             model,
             busy_poll: _,
+            compute,
         } => {
-            let topo = match load_as(&file, model) {
+            let mut topo = match load_as(&file, model) {
                 Ok(t) => t,
                 Err(code) => return Ok(code),
             };
+            if let Some(c) = compute {
+                topo.compute = c;
+            }
             let out_dir = out.unwrap_or_else(|| driver::default_out_dir(&topo));
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();

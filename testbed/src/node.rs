@@ -518,6 +518,16 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// The expensive operations the node's roles did since this was last called
+    /// ([`Role::take_work`]).
+    pub fn take_work(&mut self) -> binfm_roles::Work {
+        let mut w = binfm_roles::Work::NONE;
+        for s in &mut self.services {
+            w.merge(s.role.take_work());
+        }
+        w
+    }
+
     /// The roles this node runs, in start order.
     pub fn roles(&self) -> impl Iterator<Item = &dyn Role> {
         self.services.iter().map(|s| &*s.role)

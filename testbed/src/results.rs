@@ -108,7 +108,60 @@ pub fn collect(topo: &Topology, seed: u64, net: &RunView<'_>, interrupted: bool)
     {
         o.insert("attacks".into(), Value::Array(net.attacks.clone()));
     }
+    // Only runs that charge compute have the key, so the paper's runs are unchanged.
+    if !net.compute.is_zero()
+        && let Some(o) = results.as_object_mut()
+    {
+        o.insert("compute".into(), compute_results(net));
+        let dh_ms: f64 = net
+            .charged
+            .iter()
+            .map(|(w, _)| {
+                ms(net.compute.cost(&only(
+                    w,
+                    &[binfm_roles::Op::DhKeygen, binfm_roles::Op::DhAgree],
+                )))
+            })
+            .sum();
+        if let Some(m) = o
+            .get_mut(topo.model.as_str())
+            .and_then(Value::as_object_mut)
+        {
+            m.insert("dh_in_virtual_time_ms".into(), json!(dh_ms));
+        }
+    }
     results
+}
+
+/// The part of `w` that counts `ops`.
+fn only(w: &binfm_roles::Work, ops: &[binfm_roles::Op]) -> binfm_roles::Work {
+    let mut v = binfm_roles::Work::NONE;
+    for &op in ops {
+        v.add_n(op, w.count(op));
+    }
+    v
+}
+
+/// `compute` in results.json: the table charged (ms per operation) and, per node that did
+/// any, the operations charged and the virtual time they took.
+fn compute_results(net: &RunView<'_>) -> Value {
+    let nodes: Map<String, Value> = net
+        .nodes
+        .iter()
+        .zip(net.charged)
+        .filter(|(_, (w, _))| !w.is_empty())
+        .map(|(node, (w, t))| {
+            let ops: Map<String, Value> = w
+                .iter()
+                .map(|(op, n)| (op.name().to_owned(), json!(n)))
+                .collect();
+            (
+                node.name.clone(),
+                json!({ "ops": ops, "charged_ms": ms(*t) }),
+            )
+        })
+        .collect();
+    json!({ "table_ms": net.compute.to_json(), "nodes": nodes })
 }
 
 /// What each `flood` step sent and what came back to its spoofed sources.

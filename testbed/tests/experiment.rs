@@ -24,6 +24,7 @@ fn opts(dir: &std::path::Path, runs: usize) -> ExperimentOptions {
         parts: Parts::parse("paper").unwrap(),
         keep_runs: false,
         scale_ens: Vec::new(),
+        compute: binfm_testbed::topology::compute::ComputeCosts::MEASURED,
     }
 }
 

@@ -14,6 +14,7 @@ use crate::dh::validate_public;
 use crate::ratelimit::RateLimitConfig;
 use crate::session::media::rtp_ssrc;
 use crate::util::hex;
+use crate::work::Op;
 use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::toall::HashAddr;
 use rand::RngExt;
@@ -142,6 +143,7 @@ impl EndNode {
     /// authenticated with the current session key, and a new ToALL Tx with the new Y.
     pub fn rekey(&mut self, now: Time) {
         self.wallet.renew_dh(&mut self.rng);
+        self.work.add(Op::DhKeygen);
         let me = self.wallet.hash_addr();
         let mut sends = Vec::new();
         let calls = &mut self.calls;
@@ -349,6 +351,7 @@ impl EndNode {
             );
             return;
         }
+        self.work.add(Op::Verify);
         if let Err(reason) = verify_session_request(msg) {
             return self.refuse_request(reason, &caller, from);
         }

@@ -13,6 +13,7 @@ use crate::Time;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::hex;
 use crate::wallet::verify_tx;
+use crate::work::Op;
 use binfm_stack::wire::binfm::{Message, TxProof};
 use binfm_stack::wire::toall::{HashAddr, ToallTx};
 use rand::RngExt;
@@ -186,6 +187,7 @@ impl EndNode {
             if tx.out.hash_addr != hash_addr {
                 return self.reject_reply(request_id, "Tx belongs to another hash address");
             }
+            self.work.add(Op::Verify);
             if let Err(e) = verify_tx(&tx) {
                 return self.reject_reply(request_id, e.to_string());
             }

@@ -36,6 +36,7 @@ use crate::chain::{ChainConfig, HeaderChain};
 use crate::event::Event;
 use crate::ratelimit::SourceLimiter;
 use crate::wallet::Wallet;
+use crate::work::Work;
 use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::Message;
 use binfm_stack::wire::ports;
@@ -113,6 +114,8 @@ pub struct EndNode {
     answered: BTreeSet<[u8; 48]>,
     answered_order: VecDeque<[u8; 48]>,
     consent_timeout: Duration,
+    /// Signing, verifying and DH work outside the calls since [`EndNode::take_work`].
+    work: Work,
 }
 
 impl EndNode {
@@ -154,12 +157,23 @@ impl EndNode {
             answered: BTreeSet::new(),
             answered_order: VecDeque::new(),
             consent_timeout: DEFAULT_CONSENT_TIMEOUT,
+            work: Work::NONE,
         }
     }
 
     /// What its calls send from now on, instead of the tone given to [`EndNode::new`].
     pub fn set_audio_source(&mut self, audio: crate::session::audio::AudioSource) {
         self.audio = audio;
+    }
+
+    /// The expensive operations done since the last call of this, the calls' included
+    /// ([`crate::role::Role::take_work`]).
+    pub fn take_work(&mut self) -> Work {
+        let mut w = self.work.take();
+        for c in &mut self.calls {
+            w.merge(c.take_work());
+        }
+        w
     }
 
     /// Consent freshness (RFC 7675) of new calls: with no authenticated packet from the peer

@@ -8,6 +8,7 @@ use crate::Time;
 use crate::nat::h16;
 use crate::session::retransmit::{Backoff, RTO_INITIAL, RTO_MAX};
 use crate::util::{hex, millis};
+use crate::work::Op;
 use binfm_stack::wire::binfm::{Message, TxStatus, reject};
 use binfm_stack::wire::toall::ToallTx;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -95,6 +96,7 @@ impl EndNode {
     /// Renews the DH key pair and registers the new Y (key renewal, paper Figure 10).
     pub fn renew_key(&mut self, now: Time, rng: &mut impl rand::CryptoRng) {
         self.wallet.renew_dh(rng);
+        self.work.add(Op::DhKeygen);
         self.register(now, "key_renewal");
     }
 
@@ -104,6 +106,7 @@ impl EndNode {
         };
         self.wallet.set_addresses(private, nat);
         let tx = self.wallet.next_tx(millis(now));
+        self.work.add(Op::Sign);
         let tx_id = tx.id();
         self.events.push_back(
             EnEvent::Register {

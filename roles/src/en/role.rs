@@ -44,6 +44,10 @@ impl Role for EndNode {
 
     role_io!();
 
+    fn take_work(&mut self) -> crate::work::Work {
+        EndNode::take_work(self)
+    }
+
     fn calls(&self) -> Vec<CallView<'_>> {
         EndNode::calls(self)
             .iter()

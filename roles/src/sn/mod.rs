@@ -18,6 +18,7 @@ use crate::ratelimit::{RateLimitConfig, SOURCE_ENTRY_BYTES, SourceLimiter};
 use crate::reassembly::Reassembler;
 use crate::util::{hex, millis};
 use crate::wallet::{TxError as WalletTxError, verify_tx};
+use crate::work::{Op, Work};
 use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::{
     BlockPart, MAX_HEADERS, MAX_PROOF_DEPTH, Message, TxProof, TxStatus, reject, split_block,
@@ -26,6 +27,7 @@ use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::ToallTx;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Duration;
@@ -77,6 +79,16 @@ pub struct SuperNode {
     subscribers: BTreeMap<SocketAddrV4, Time>,
     /// Counters by reason of what the SN refused or dropped (names in `docs/security.md`).
     pub refused: BTreeMap<&'static str, u64>,
+    /// Verifications, Queries answered and blocks validated since the driver took them.
+    work: Work,
+}
+
+/// [`validate_tx`] that counts its calls in `n` (each is an ed25519 verification).
+fn counting_validator(n: &Cell<u32>) -> impl Fn(&ToallTx) -> Result<(), String> + '_ {
+    move |tx| {
+        n.set(n.get().saturating_add(1));
+        validate_tx(tx)
+    }
 }
 
 /// Most end-node endpoints the SN pushes headers to; the least recently registered goes first.
@@ -137,6 +149,7 @@ impl SuperNode {
             events: VecDeque::new(),
             persist: VecDeque::new(),
             refused: Default::default(),
+            work: Work::NONE,
         }
     }
 
@@ -309,6 +322,7 @@ impl SuperNode {
                     self.refuse(now, "query_rate_limited", DropSample::RateLimited { from });
                     return;
                 }
+                self.work.add(Op::Query);
                 // The latest confirmed Tx with its proof: the header of its best-chain block
                 // and its Merkle path, which the EN checks against its header chain.
                 let (found, height, confirmations, tx, proof) =
@@ -446,6 +460,7 @@ impl SuperNode {
 
     fn on_tx_submit(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
         let tx_id = tx.id();
+        self.work.add(Op::Verify);
         if let Err(e) = verify_tx(&tx) {
             self.refuse(
                 now,
@@ -548,6 +563,7 @@ impl SuperNode {
     }
 
     fn on_tx_relay(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
+        self.work.add(Op::Verify);
         if let Err(e) = verify_tx(&tx) {
             self.refuse(
                 now,
@@ -578,7 +594,12 @@ impl SuperNode {
         if known {
             return TxStatus::Duplicate;
         }
-        match self.chain.add_tx(tx.clone(), millis(now), &validate_tx) {
+        let verified = Cell::new(0);
+        let added = self
+            .chain
+            .add_tx(tx.clone(), millis(now), &counting_validator(&verified));
+        self.work.add_n(Op::Verify, verified.get());
+        match added {
             Ok(_) => {
                 self.events.push_back(SnEvent::TxAccepted {
                     owner: hex(&owner),
@@ -632,7 +653,15 @@ impl SuperNode {
     fn add_block(&mut self, now: Time, block: Block<ToallTx>, from: Option<SocketAddrV4>) {
         let hash = block.hash();
         let txs = block.txs.len();
-        match self.chain.add_block(block, millis(now), &validate_tx) {
+        let verified = Cell::new(0);
+        let added = self
+            .chain
+            .add_block(block, millis(now), &counting_validator(&verified));
+        if !matches!(added, Ok(AddOutcome::Duplicate)) {
+            self.work.add(Op::Block);
+        }
+        self.work.add_n(Op::Verify, verified.get());
+        match added {
             Ok(AddOutcome::Extended { added }) => {
                 let (_, height) = self.chain.tip();
                 let hash = hex(&hash);
@@ -852,6 +881,9 @@ impl crate::role::Role for SuperNode {
     crate::role::role_io!();
     fn poll_persist(&mut self) -> Option<Vec<u8>> {
         SuperNode::poll_persist(self)
+    }
+    fn take_work(&mut self) -> Work {
+        self.work.take()
     }
 }
 

@@ -554,6 +554,8 @@ async fn live_main(
 
     let names: Vec<String> = topo.segments.iter().map(|s| s.name.clone()).collect();
     let mut net = scaffold.network(topo, Tap::new(topo.segments.len()))?;
+    // The roles' work takes real time here: nothing is charged on top.
+    net.set_compute(crate::topology::compute::ComputeCosts::ZERO);
     attach_kernel(&mut net, topo);
     attach_kernel_hosts(&mut net, topo);
 

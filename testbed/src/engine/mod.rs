@@ -10,8 +10,9 @@
 use crate::events::EventLog;
 use crate::events::TestbedEvent;
 use crate::node::{Node, Output};
+use crate::topology::compute::ComputeCosts;
 use crate::topology::{Action, Topology};
-use binfm_roles::{Command, Time};
+use binfm_roles::{Command, Time, Work};
 use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Dest, MemberId, Segment, SegmentDrop};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -45,6 +46,12 @@ enum What {
     /// Attack `id` wakes up (scenario step `attack`).
     Attack {
         id: usize,
+    },
+    /// Node `node`'s CPU finished the work of an input: what the input produced leaves now
+    /// (`[compute]`; never scheduled when compute is free).
+    Emit {
+        node: usize,
+        outputs: Vec<Output>,
     },
 }
 
@@ -104,6 +111,10 @@ pub struct RunView<'a> {
     )>,
     /// What each attack step achieved (`results.json` `attacks`), in step order.
     pub attacks: Vec<serde_json::Value>,
+    /// What computation cost in this run (zero: nothing was charged).
+    pub compute: &'a ComputeCosts,
+    /// Per node: the operations charged, and the time they cost.
+    pub charged: &'a [(Work, Time)],
 }
 
 /// The whole emulated network: nodes, segments and the event queue.
@@ -135,6 +146,12 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     flood: flood::Floods,
     /// Attack steps.
     attack: attack::Attacks,
+    /// What each expensive operation costs (from the topology; zero in live runs).
+    compute: ComputeCosts,
+    /// Per node: until when its CPU is busy with inputs already handled.
+    busy: Vec<Time>,
+    /// Per node: the operations charged so far and their total cost.
+    charged: Vec<(Work, Time)>,
 }
 
 impl<W: Write, B: Boundary> std::fmt::Debug for Network<W, B> {
@@ -223,11 +240,14 @@ impl<W: Write, B: Boundary> Network<W, B> {
             steps: 0,
             scratch_out: Vec::new(),
             scratch_fates: Vec::new(),
-            topo,
             data_root: data_root.map(std::path::Path::to_path_buf),
             boundary,
             flood: flood::Floods::default(),
             attack: attack::Attacks::default(),
+            compute: topo.compute,
+            busy: vec![Time::ZERO; n],
+            charged: vec![(Work::NONE, Time::ZERO); n],
+            topo,
         })
     }
 
@@ -280,6 +300,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
     pub fn crash(&mut self, n: usize) {
         self.nodes[n].up = false;
         self.wake[n] = None;
+        self.busy[n] = self.now;
         let _ = self
             .events
             .push(self.now, &self.nodes[n].name, TestbedEvent::Crash {});
@@ -441,8 +462,60 @@ impl<W: Write, B: Boundary> Network<W, B> {
         });
     }
 
-    /// Handles a node's outputs and re-arms its timer.
+    /// What computation costs from now on (live runs set zero: their work takes real time).
+    pub fn set_compute(&mut self, compute: ComputeCosts) {
+        self.compute = compute;
+    }
+
+    /// Charges the work node `n`'s roles did for the input just handled: its CPU starts on
+    /// it when it is free ([`Network::busy`]), and what the input produced (datagrams and
+    /// events; not address changes) is held back until the work is done and goes out then
+    /// ([`What::Emit`]). Nothing is held back when compute is free, so such runs are exactly
+    /// as without this step.
+    fn charge(&mut self, n: usize, out: &mut Vec<Output>) {
+        let work = self.nodes[n].take_work();
+        if self.compute.is_zero() {
+            return;
+        }
+        let cost = self.compute.cost(&work);
+        let (done_work, done_cost) = &mut self.charged[n];
+        done_work.merge(work);
+        *done_cost += cost;
+        let start = self.now.max(self.busy[n]);
+        if start == self.now && cost.is_zero() {
+            return;
+        }
+        let done = start + cost;
+        self.busy[n] = done;
+        let mut later = Vec::new();
+        for o in std::mem::take(out) {
+            match o {
+                Output::AddrChanged { .. } => out.push(o),
+                o => later.push(o),
+            }
+        }
+        if !later.is_empty() {
+            self.schedule(
+                done,
+                What::Emit {
+                    node: n,
+                    outputs: later,
+                },
+            );
+        }
+    }
+
+    /// Handles a node's outputs (after charging the work that produced them) and re-arms its
+    /// timer.
     fn process(&mut self, n: usize, out: &mut Vec<Output>) -> Result<(), RunError> {
+        self.charge(n, out);
+        self.emit(n, out)?;
+        self.rearm(n);
+        Ok(())
+    }
+
+    /// Puts a node's outputs on their segments and its events in the log, now.
+    fn emit(&mut self, n: usize, out: &mut Vec<Output>) -> Result<(), RunError> {
         for o in out.drain(..) {
             match o {
                 Output::Send { port, dest, packet } => {
@@ -464,6 +537,11 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Schedules node `n`'s next wake-up at its own `poll_at`.
+    fn rearm(&mut self, n: usize) {
         let next = self.nodes[n]
             .poll_at(self.now)
             .map(|t| t.max(self.now + Time::from_micros(1)));
@@ -473,7 +551,6 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 self.schedule(at, What::Wake { node: n });
             }
         }
-        Ok(())
     }
 
     /// Handles the next event if it is due by `end`; returns false when there is none.
@@ -562,6 +639,14 @@ impl<W: Write, B: Boundary> Network<W, B> {
             What::Attack { id } => {
                 self.scratch_out = out;
                 self.attack_wake(id, ev.at)?;
+                return Ok(true);
+            }
+            What::Emit { node, outputs } => {
+                self.scratch_out = out;
+                if self.nodes[node].up {
+                    let mut outputs = outputs;
+                    self.emit(node, &mut outputs)?;
+                }
                 return Ok(true);
             }
             What::Wake { node } => {
@@ -653,6 +738,8 @@ impl<W: Write, B: Boundary> Network<W, B> {
             now: self.now,
             floods: self.floods(),
             attacks: self.attack_results(),
+            compute: &self.compute,
+            charged: &self.charged,
         }
     }
 

@@ -72,14 +72,92 @@ pub fn table(results: &Value, timing: &Value) -> String {
     let dh = timing["dh_keygen_plus_agree_ms_median"].as_f64();
     let _ = writeln!(
         t,
-        "\n{runs} runs per model. Pre-call ends where the paper's sums end: BINFM when the callee decrypts the caller's first frame (step (g)), vertical when the caller holds the key (step (11)). With one end point for both: caller holds the key {} / {} ms; audio flowing both ways {} / {} ms. Virtual time adds no compute time: each DH key generation + agreement costs {} ms of CPU here (median), which a live run adds per side.",
+        "\n{runs} runs per model. Pre-call ends where the paper's sums end: BINFM when the callee decrypts the caller's first frame (step (g)), vertical when the caller holds the key (step (11)). With one end point for both: caller holds the key {} / {} ms; audio flowing both ways {} / {} ms. These figures charge no compute time (below, with it): each DH key generation + agreement costs {} ms of CPU here (median), which a live run adds per side.",
         num(median(&models["binfm"]["caller_has_key_ms"])),
         num(median(&models["vertical"]["caller_has_key_ms"])),
         num(median(&models["binfm"]["first_audio_both_ways_ms"])),
         num(median(&models["vertical"]["first_audio_both_ways_ms"])),
         dh.map_or("–".to_owned(), |d| format!("{d:.2}")),
     );
+    with_compute(&mut t, results);
     t
+}
+
+/// What `work` costs by a `table_ms` (operation -> ms) of results.json.
+fn cost_ms(work: &binfm_roles::Work, table_ms: &Value) -> f64 {
+    work.iter()
+        .map(|(op, n)| f64::from(n) * table_ms[op.name()].as_f64().unwrap_or(0.0))
+        .fold(0.0, |a, b| a + b)
+}
+
+/// The paper's figures once more with compute time charged (`with_compute`), beside the
+/// exact ones, and what the table charges on each figure's critical path.
+fn with_compute(t: &mut String, results: &Value) {
+    let wc = &results["with_compute"];
+    if wc.is_null() {
+        return;
+    }
+    let models = &results["models"];
+    let table_ms = &wc["table_ms"];
+    let ops: Vec<String> = binfm_roles::Op::ALL
+        .iter()
+        .map(|op| format!("{} {} ms", op.name(), num3(table_ms[op.name()].as_f64())))
+        .collect();
+    let _ = writeln!(
+        t,
+        "
+With compute time charged in virtual time ({} runs per model; {}): median, and the difference from the exact figure beside what the compute table charges on the figure's critical path.
+",
+        wc["runs"].as_u64().unwrap_or(0),
+        ops.join(", ")
+    );
+    let _ = writeln!(
+        t,
+        "| metric | BINFM exact | BINFM with compute | difference (critical path) | vertical exact | vertical with compute | difference (critical path) |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+    for (key, label) in [
+        ("pre_call_ms", "pre-call, ms"),
+        ("mid_call_ms", "mid-call, ms"),
+        ("rekey_ms", "key renewal, ms"),
+    ] {
+        let mut cells = Vec::new();
+        for model in [
+            crate::topology::Model::Binfm,
+            crate::topology::Model::Vertical,
+        ] {
+            let exact = median(&models[model.as_str()][key]);
+            let charged = median(&wc[model.as_str()][key]);
+            let path = super::critical_path(model, key).map(|w| cost_ms(&w, table_ms));
+            let diff = match (exact, charged) {
+                (Some(a), Some(b)) => format!("{:+.3}", b - a),
+                _ => "–".to_owned(),
+            };
+            cells.push(format!(
+                "{} | {} | {diff} ({})",
+                num3(exact),
+                num3(charged),
+                path.map_or("–".to_owned(), |p| format!("{p:+.3}"))
+            ));
+        }
+        let _ = writeln!(t, "| {label} | {} | {} |", cells[0], cells[1]);
+    }
+    let _ = writeln!(
+        t,
+        "
+Critical paths: BINFM pre-call = 2 query + 3 verify + 1 sign + 4 dh_keygen + 6 dh_agree (the caller's SN, the caller on the Reply, the callee on the Request, the callee's SN, the callee on the Reply, the caller on the Response); vertical pre-call = 2 dh_keygen + 2 dh_agree; BINFM rekey = the peer's dh_agree + dh_keygen; vertical rekey = dh_keygen + 2 dh_agree; mid-call = nothing (events are logged when their input's work is done, so the mover's new-Tx signature precedes its lease event). A difference beyond the critical path is an input that waited for its node's CPU (a super node busy with a block, say)."
+    );
+}
+
+/// A figure with up to three decimals.
+fn num3(v: Option<f64>) -> String {
+    match v {
+        Some(x) => {
+            let s = format!("{x:.3}");
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+        None => "–".to_owned(),
+    }
 }
 
 const METHOD: &str = "## How each figure was measured

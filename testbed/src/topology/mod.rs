@@ -4,6 +4,7 @@
 //! `topologies/x.toml:14: host `a` is on segment `lan-b`, which has no DHCP server ...`.
 
 pub mod attack_step;
+pub mod compute;
 pub mod flood_step;
 mod parse;
 pub mod spec;
@@ -103,6 +104,9 @@ pub struct Topology {
     /// hosts and `exec` steps are there (`twin` keys); otherwise the topology without its
     /// kernel hosts.
     pub twin: Option<Box<Topology>>,
+    /// What each expensive operation of a role costs in virtual time (`[compute]`; zero
+    /// without the table). Live runs charge nothing: their work takes real time.
+    pub compute: compute::ComputeCosts,
 }
 
 /// A kernel host: in live mode its own network namespace `binfm-<topology>-<name>`, attached

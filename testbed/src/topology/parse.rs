@@ -1,6 +1,7 @@
 //! From the file's text to a checked [`Topology`]: every check collects a [`Diagnostic`] with
 //! the line it concerns, so `binfm check` can list all problems at once.
 
+use super::compute::ComputeCosts;
 use super::spec::{
     EchoClientSpec, HostSpec, LinkSpec, LossSpec, PortSpec, SegmentSpec, StepSpec, TopologySpec,
 };
@@ -273,6 +274,16 @@ fn build_spec(spec: &TopologySpec, text: &str, path: &Path) -> Result<Topology, 
     b.domain_servers();
     let scenario = b.scenario();
     let routes = b.routes();
+    let compute = match &spec.compute {
+        None => ComputeCosts::ZERO,
+        Some(t) => {
+            ComputeCosts::from_entries(t.get_ref().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .unwrap_or_else(|e| {
+                    b.cx.err(t, e);
+                    ComputeCosts::ZERO
+                })
+        }
+    };
     let Builder {
         mut cx,
         segments,
@@ -306,6 +317,7 @@ fn build_spec(spec: &TopologySpec, text: &str, path: &Path) -> Result<Topology, 
         kernel_hosts,
         key_master: None,
         twin: None,
+        compute,
     })
 }
 

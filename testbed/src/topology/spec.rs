@@ -35,6 +35,9 @@ pub struct TopologySpec {
     /// Crowds of end nodes behind NATs (expanded into the tables above before the checks).
     #[serde(default)]
     pub crowd: Vec<CrowdSpec>,
+    /// Operation -> cost in virtual time (`dh_agree = "1.2ms"`); no table: zero.
+    #[serde(default)]
+    pub compute: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 /// `[[crowd]]`: `end_nodes` ENs over `networks` private networks (one /24 each in

@@ -9,6 +9,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
+    // Decimal milli-, micro- and nanoseconds (`1.2ms`, `46.5us`), which humantime refuses.
+    for (suffix, per_sec) in [("ms", 1e3), ("us", 1e6), ("µs", 1e6), ("ns", 1e9)] {
+        if let Some(n) = t
+            .strip_suffix(suffix)
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            && n.is_finite()
+            && n >= 0.0
+        {
+            return Ok(Duration::from_nanos((n * 1e9 / per_sec).round() as u64));
+        }
+    }
     if let Some(secs) = t.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
         && secs.is_finite()
         && secs >= 0.0

@@ -11,6 +11,7 @@ use crate::call::CallRole;
 use crate::dh::DhSecret;
 use crate::session::keys::mac;
 use crate::util::short_hex;
+use crate::work::Op;
 use binfm_stack::wire::vertical::{Id, VmMessage, mac_input};
 use rand::RngExt;
 use std::net::SocketAddrV4;
@@ -179,6 +180,7 @@ impl VerticalNode {
             return; // a repeated InviteOk
         };
         let secret = DhSecret::generate(&mut self.rng);
+        self.work.add(Op::DhKeygen);
         let nonce: [u8; 16] = self.rng.random();
         let bytes = VmMessage::KeyExchange {
             from: self.id,

@@ -9,6 +9,7 @@ use crate::call::CallRole;
 use crate::dh::DhSecret;
 use crate::session::keys::mac;
 use crate::util::{millis_f64, short_hex};
+use crate::work::Op;
 use binfm_stack::wire::vertical::{VmMessage, mac_input};
 use rand::RngExt;
 use std::net::SocketAddrV4;
@@ -27,6 +28,7 @@ impl VerticalNode {
                 continue;
             };
             let secret = DhSecret::generate(&mut self.rng);
+            self.work.add(Op::DhKeygen);
             let nonce: [u8; 16] = self.rng.random();
             let epoch = c.epoch + 1;
             let mut msg = VmMessage::KeyExchange {
@@ -119,6 +121,8 @@ impl VerticalNode {
             }
         }
         let secret = DhSecret::generate(&mut self.rng);
+        self.work.add(Op::DhKeygen);
+        self.work.add(Op::DhAgree);
         let my_nonce: [u8; 16] = self.rng.random();
         let c = &self.calls[i];
         let shared = match secret.agree(y) {
@@ -212,6 +216,7 @@ impl VerticalNode {
             return;
         }
         let Some(own) = &c.own else { return };
+        self.work.add(Op::DhAgree);
         let shared = match own.secret.agree(y) {
             Ok(s) => s,
             Err(_) => {

@@ -48,6 +48,7 @@ pub use stun::{STUN_RTO, STUN_TRIES};
 
 use crate::event::Event;
 use crate::session::audio::AudioSource;
+use crate::work::Work;
 use crate::{Time, Transmit};
 use binfm_stack::wire::rtp::is_rtp;
 use binfm_stack::wire::stun::{StunMessage, is_stun};
@@ -83,6 +84,8 @@ pub struct VerticalNode {
     audio: AudioSource,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// DH work since [`VerticalNode::take_work`].
+    work: Work,
 }
 
 impl VerticalNode {
@@ -109,7 +112,13 @@ impl VerticalNode {
             audio: AudioSource::Tone(tone_hz),
             out: VecDeque::new(),
             events: VecDeque::new(),
+            work: Work::NONE,
         }
+    }
+
+    /// The DH work done since the last call of this ([`crate::role::Role::take_work`]).
+    pub fn take_work(&mut self) -> Work {
+        self.work.take()
     }
 
     /// The STUN server of each network, by network index, so that a lease bound on a network

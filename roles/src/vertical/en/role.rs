@@ -44,6 +44,10 @@ impl Role for VerticalNode {
 
     role_io!();
 
+    fn take_work(&mut self) -> crate::work::Work {
+        VerticalNode::take_work(self)
+    }
+
     fn calls(&self) -> Vec<CallView<'_>> {
         VerticalNode::calls(self)
             .iter()
