@@ -514,12 +514,13 @@ pub fn call_results(topo: &Topology, net: &RunView<'_>) -> Value {
             }),
         )
         .collect();
-    let name_of = |h: &str| {
-        names
-            .iter()
-            .find(|(_, full, short)| full == h || short == h)
-            .map(|(n, _, _)| n.clone())
-    };
+    // Hash address (full or short hex) -> end node, first name wins (a crowd has 10,000).
+    let mut by_hash: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (n, full, short) in &names {
+        by_hash.entry(full.as_str()).or_insert(n.as_str());
+        by_hash.entry(short.as_str()).or_insert(n.as_str());
+    }
+    let name_of = |h: &str| by_hash.get(h).map(|n| (*n).to_owned());
     let mut recs: Vec<Mark> = net
         .events
         .records
@@ -774,19 +775,24 @@ pub fn write_call_audio(
     out_dir: &Path,
 ) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
+    // End nodes by hash address, derived once (a wallet costs a DH key generation).
+    let mut names: Option<std::collections::HashMap<[u8; 32], &str>> = None;
     for node in net.nodes {
         for call in calls_of(node) {
             if call.media.recording.frames() == 0 {
                 continue;
             }
-            let from = topo
-                .nodes
-                .iter()
-                .find(|n| {
-                    n.end_node.is_some()
-                        && crate::apps::wallet_of(topo, &n.name).hash_addr() == call.peer
-                })
-                .map_or_else(|| "unknown".to_owned(), |n| n.name.clone());
+            let names = names.get_or_insert_with(|| {
+                let mut m = std::collections::HashMap::new();
+                for n in topo.nodes.iter().filter(|n| n.end_node.is_some()) {
+                    m.entry(crate::apps::wallet_of(topo, &n.name).hash_addr())
+                        .or_insert(n.name.as_str());
+                }
+                m
+            });
+            let from = names
+                .get(&call.peer)
+                .map_or_else(|| "unknown".to_owned(), |n| (*n).to_owned());
             let dir = out_dir.join("calls");
             std::fs::create_dir_all(&dir)?;
             let path = dir.join(format!("{from}-to-{}.wav", node.name));
