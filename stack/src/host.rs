@@ -127,6 +127,8 @@ pub struct IpStack {
     next_socket: usize,
     /// Address with prefix, and default gateway: what [`IpStack::send_udp`] can reach.
     reach: Option<(Ipv4Cidr, Option<Ipv4Addr>)>,
+    /// The time of the last `poll` (a send that finds its buffer full flushes at it).
+    last_poll: Instant,
 }
 
 impl std::fmt::Debug for IpStack {
@@ -155,6 +157,7 @@ impl IpStack {
             udp: Vec::new(),
             next_socket: 0,
             reach: None,
+            last_poll: instant(now),
         }
     }
 
@@ -237,12 +240,24 @@ impl IpStack {
         let mut meta =
             udp::UdpMetadata::from(IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()));
         meta.local_address = src_ip.map(IpAddress::Ipv4);
-        socket
-            .send_slice(payload, meta)
-            .map_err(|e| HostError::Send {
-                port: src_port,
-                reason: e.to_string(),
-            })
+        match socket.send_slice(payload, meta) {
+            Err(udp::SendError::BufferFull) => {
+                // A burst larger than the send buffer (a super node answering thousands of
+                // end nodes at once): move what is queued onto the link (the device queue is
+                // unbounded) and try again, as a kernel's socket would block, not drop.
+                let now = self.last_poll;
+                self.iface
+                    .poll_egress(now, &mut self.device, &mut self.sockets);
+                self.sockets
+                    .get_mut::<udp::Socket>(handle)
+                    .send_slice(payload, meta)
+            }
+            r => r,
+        }
+        .map_err(|e| HostError::Send {
+            port: src_port,
+            reason: e.to_string(),
+        })
     }
 
     /// Hands a received IP packet to the stack (processed at the next `poll`).
@@ -252,6 +267,7 @@ impl IpStack {
 
     /// Runs the stack at `now`: ingress, then egress.
     pub fn poll(&mut self, now: Time) {
+        self.last_poll = instant(now);
         self.iface
             .poll(instant(now), &mut self.device, &mut self.sockets);
     }
@@ -335,6 +351,25 @@ mod tests {
             Some(Ipv4Addr::new(198, 51, 100, 1)),
         );
         assert!(a.send_udp(None, 7400, off_link, b"x").is_ok());
+    }
+
+    #[test]
+    fn a_burst_larger_than_the_send_buffer_goes_out_whole() {
+        let now = Time::ZERO;
+        let mut a = IpStack::new(now, 1);
+        let mut b = IpStack::new(now, 2);
+        a.set_address(Some((Ipv4Addr::new(198, 51, 100, 11), 24)), None);
+        b.set_address(Some((Ipv4Addr::new(198, 51, 100, 2), 24)), None);
+        a.bind_udp(7400, 4096).unwrap();
+        b.bind_udp(7, 256 * 1024).unwrap();
+        let to = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 7);
+        // 40 datagrams of 1,000 bytes through a 4 KiB buffer, without a poll between them.
+        for i in 0..40u8 {
+            a.send_udp(None, 7400, to, &[i; 1000]).unwrap();
+        }
+        exchange(&mut a, &mut b, now);
+        let got: Vec<u8> = std::iter::from_fn(|| b.recv_udp()).map(|d| d.payload[0]).collect();
+        assert_eq!(got, (0..40).collect::<Vec<u8>>());
     }
 
     #[test]

@@ -16,8 +16,8 @@ fn crowd(n: u32, m: u32, duration: &str, extra: &str) -> Topology {
         .unwrap()
         .replace("end_nodes = 10000", &format!("end_nodes = {n}"))
         .replace("networks = 100", &format!("networks = {m}"))
-        .replace("duration = \"120s\"", &format!("duration = \"{duration}\""))
-        .replace("from = \"30s\"", &format!("from = \"10s\"\n{extra}"));
+        .replace("duration = \"180s\"", &format!("duration = \"{duration}\""))
+        .replace("from = \"60s\"", &format!("from = \"10s\"\n{extra}"));
     Topology::from_str(&text, std::path::Path::new("crowd-test.toml")).unwrap()
 }
 
@@ -41,7 +41,7 @@ fn a_crowd_expands_into_networks_nats_end_nodes_and_steps_drawn_from_the_seed() 
         .iter()
         .filter(|s| matches!(s.action, Action::Call(..)))
         .count();
-    // 40 ENs moving every 90 s on average for 50 s: about 22 moves; 80 calls a minute for
+    // 40 ENs moving every 120 s on average for 50 s: about 17 moves; 80 calls a minute for
     // 50 s: about 66 draws, fewer calls (an EN in a call skips a draw).
     assert!((8..=45).contains(&moves), "{moves} moves");
     assert!((10..=80).contains(&calls), "{calls} calls");
@@ -60,8 +60,8 @@ fn a_crowd_expands_into_networks_nats_end_nodes_and_steps_drawn_from_the_seed() 
             .unwrap()
             .replace("end_nodes = 10000", "end_nodes = 40")
             .replace("networks = 100", "networks = 4")
-            .replace("duration = \"120s\"", "duration = \"60s\"")
-            .replace("from = \"30s\"", "from = \"10s\"")
+            .replace("duration = \"180s\"", "duration = \"60s\"")
+            .replace("from = \"60s\"", "from = \"10s\"")
             .replace("seed = 1", "seed = 2"),
         std::path::Path::new("crowd-test.toml"),
     )
