@@ -153,7 +153,7 @@ pub const V_DELIVER_ALL: usize = 512;
 /// Virtual time one input can pass at most: `ADVANCE` records stop moving the clock there.
 /// A and B's call makes 100 audio frames (AES-GCM) per virtual second; the roles' longest
 /// timer is the location server's 4 s resolve timeout.
-pub const V_MAX_VIRTUAL: Duration = Duration::from_secs(10);
+pub const V_MAX_VIRTUAL: Duration = Duration::from_millis(4500);
 /// Records costing DH operations that one input runs at most (later ones are skipped): the
 /// commands `REKEY_A`, `REKEY_B`, `MOVE_A`, `READDRESS_B`, `CALL_C` (each makes the roles run
 /// a key agreement or rekey, two to four group-14 exponentiations) and the fuzzer's own
