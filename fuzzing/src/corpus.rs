@@ -13,7 +13,7 @@ use binfm_stack::wire::toall::ToallTx;
 
 use super::roles_target::{
     EN_PRIVATE, NAT_PUBLIC, PEER_ADDR, SN_ADDR, SN_PEER, dhcp_client, dhcp_server, end_node, role,
-    role_record, roles_chain, roles_wallet,
+    role_record, roles_chain, roles_en_sent, roles_wallet,
 };
 use super::srtp::{SRTP_SSRC, srtp_key};
 use super::vertical;
@@ -421,8 +421,9 @@ pub fn seeds(root: &Path) -> Vec<Seed> {
 /// The EN's call answered by a genuine peer (a real end node with the peer's wallet): the
 /// EN's registration acknowledged, a block holding both ENs' Txs pushed, the EN's Query
 /// answered with the peer Tx's proof, then the peer's Session Response, a media frame, a Key
-/// Renewal and a Handover Request, all authentic, so the fuzzer starts from inputs that reach
-/// the code behind the signature, proof and MAC checks. The EN's datagrams are made by
+/// Renewal and a Handover Request, all authentic, and the peer's Path Response to the EN's
+/// challenge of its new path, so the fuzzer starts from inputs that reach the code behind the
+/// signature, proof and MAC checks. The EN's datagrams are made by
 /// running a copy of the target's EN on the same records.
 fn en_session_records(en_tx: &ToallTx, request_id: u32, peer_tx: &ToallTx) -> Vec<u8> {
     use binfm_roles::en::EndNode;
@@ -543,6 +544,21 @@ fn en_session_records(en_tx: &ToallTx, request_id: u32, peer_tx: &ToallTx) -> Ve
         };
         if keep {
             records.extend(role_record(role::EN, &bytes));
+        }
+    }
+    // The EN (the target's own, run on these records) challenges the peer's new path; the
+    // moved peer answers, which validates the path.
+    let challenge = roles_en_sent(&records)
+        .into_iter()
+        .find(|p| matches!(Message::parse(p), Ok(Message::PathChallenge { .. })));
+    if let Some(challenge) = challenge {
+        let moved = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 51), ports::EN);
+        peer.handle_datagram(Time::ZERO, en_nat, moved, &challenge);
+        let response = std::iter::from_fn(|| peer.poll_transmit())
+            .map(|t| t.payload)
+            .find(|p| matches!(Message::parse(p), Ok(Message::PathResponse { .. })));
+        if let Some(response) = response {
+            records.extend(role_record(role::EN, &response));
         }
     }
     records

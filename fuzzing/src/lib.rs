@@ -9,8 +9,10 @@
 //!
 //! Roles are built afresh for every input (from fixed configs and seeds), so an input that
 //! crashes replays the crash on its own: a crash never depends on what ran before it.
-//! (`vertical_roles` clones its end nodes from a template built once per process from fixed
-//! seeds: the same state for every input, without paying the key agreement each time.)
+//! (`roles` clones its two wallets, and `vertical_roles` its end nodes, from templates built
+//! once per process from fixed seeds: the same state for every input, without paying the DH
+//! key generation or key agreement each time.) Both role targets bound the work one input can
+//! cause (records, virtual time, records costing DH operations; see docs/fuzzing.md).
 //!
 //! The vertical model's targets (`stun`, `vertical_message`, `vertical_roles`) live in
 //! [`vertical`].

@@ -2,6 +2,7 @@
 //! records of arbitrary datagrams, with its addresses, record format and role builders.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use binfm_roles::Time;
@@ -68,10 +69,42 @@ pub fn roles_chain() -> ChainConfig {
 }
 
 /// Wallet of the `roles` EN (`seed` 1) or its peer (`seed` 2); `nat` is its public endpoint.
+/// Both are made once per process (a wallet costs a 2048-bit DH key generation) and cloned:
+/// the same wallet every time, as if made afresh.
 pub fn roles_wallet(seed: u8, private: SocketAddrV4, nat: SocketAddrV4) -> Wallet {
-    let mut w = Wallet::from_seed([seed; 32], &mut ChaCha8Rng::seed_from_u64(u64::from(seed)));
+    static WALLETS: [OnceLock<Wallet>; 2] = [OnceLock::new(), OnceLock::new()];
+    let make = || Wallet::from_seed([seed; 32], &mut ChaCha8Rng::seed_from_u64(u64::from(seed)));
+    let mut w = match WALLETS.get(usize::from(seed).wrapping_sub(1)) {
+        Some(cell) => cell.get_or_init(make).clone(),
+        None => make(),
+    };
     w.set_addresses(private, nat);
     w
+}
+
+/// Virtual time one `roles` input can pass at most: `ADVANCE` records stop moving the clock
+/// there. It covers every timer of the roles (NAT mappings expire after 120 s, DHCP leases
+/// after 60 s, a call's consent after 30 s) and bounds the audio an active call makes.
+pub const ROLES_MAX_VIRTUAL: Duration = Duration::from_secs(150);
+
+/// Records to the EN carrying a message that costs it DH operations (Session Request and
+/// Response, Key Renewal and its Reply: one to three 2048-bit exponentiations each) that one
+/// `roles` input can deliver; later ones are skipped.
+pub const ROLES_MAX_DH_RECORDS: usize = 8;
+
+/// Whether `bytes` look like a BINFM message that costs the EN DH operations.
+fn costs_dh(bytes: &[u8]) -> bool {
+    use binfm_stack::wire::binfm::{MAGIC, msg_type};
+    bytes.get(..2) == Some(&MAGIC[..])
+        && matches!(
+            bytes.get(3),
+            Some(
+                &(msg_type::SESSION_REQUEST
+                    | msg_type::SESSION_RESPONSE
+                    | msg_type::KEY_RENEWAL
+                    | msg_type::KEY_RENEWAL_REPLY)
+            )
+        )
 }
 
 pub(crate) fn dhcp_server() -> DhcpServer {
@@ -128,11 +161,9 @@ pub(crate) fn end_node() -> EndNode {
     en
 }
 
-/// The peer's hash address, computed once (a wallet costs a DH key generation).
+/// The peer's hash address.
 fn peer_hash_addr() -> binfm_stack::wire::toall::HashAddr {
-    static PEER: std::sync::OnceLock<binfm_stack::wire::toall::HashAddr> =
-        std::sync::OnceLock::new();
-    *PEER.get_or_init(|| roles_wallet(2, PEER_ADDR, PEER_ADDR).hash_addr())
+    roles_wallet(2, PEER_ADDR, PEER_ADDR).hash_addr()
 }
 
 fn nat() -> Nat {
@@ -161,6 +192,8 @@ struct Roles {
     nat: Option<Nat>,
     /// When tracing: the kinds of the EN's events, in order.
     trace: Option<Vec<String>>,
+    /// When tracing: the datagrams the EN sent, in order.
+    sent: Option<Vec<Vec<u8>>>,
 }
 
 impl Roles {
@@ -194,7 +227,11 @@ impl Roles {
                 if en.poll_timeout().is_some_and(|t| t <= now) {
                     en.handle_timeout(now);
                 }
-                while en.poll_transmit().is_some() {}
+                while let Some(t) = en.poll_transmit() {
+                    if let Some(sent) = &mut self.sent {
+                        sent.push(t.payload);
+                    }
+                }
                 while let Some(e) = en.poll_event() {
                     if let Some(t) = &mut self.trace {
                         t.push(e.kind().to_string());
@@ -214,31 +251,44 @@ impl Roles {
 
 /// Arbitrary datagrams into a DHCP server, a DHCP client, a super node, an end node and both
 /// sides of a NAT. The input is a list of records `sel u8 | len u16 | bytes` (see [`role`]);
-/// a short last record takes what is left. Time only moves forward.
+/// a short last record takes what is left. Time only moves forward, by at most
+/// [`ROLES_MAX_VIRTUAL`]; at most 64 records and [`ROLES_MAX_DH_RECORDS`] of them costing DH
+/// operations are run.
 pub fn roles(data: &[u8]) {
     run_roles(data, false);
 }
 
 /// [`roles`], returning the kinds of the end node's events (for the corpus test).
 pub fn roles_en_events(data: &[u8]) -> Vec<String> {
-    run_roles(data, true)
+    run_roles(data, true).0
 }
 
-fn run_roles(data: &[u8], trace: bool) -> Vec<String> {
+/// [`roles`], returning the datagrams the end node sent (the seeds answer them).
+pub(crate) fn roles_en_sent(data: &[u8]) -> Vec<Vec<u8>> {
+    run_roles(data, true).1
+}
+
+fn run_roles(data: &[u8], trace: bool) -> (Vec<String>, Vec<Vec<u8>>) {
     let mut roles = Roles::default();
     if trace {
         roles.trace = Some(Vec::new());
+        roles.sent = Some(Vec::new());
     }
     let mut s = Script { rest: data };
     let mut now = Time::ZERO;
+    let mut advanced = Duration::ZERO;
     let mut records = 0;
+    let mut dh_records = 0;
     while !s.done() && records < 64 {
         records += 1;
         let sel = s.u8();
         let len = usize::from(s.u16());
         let mut bytes = s.bytes(len).to_vec();
         if sel & role::ADVANCE != 0 {
-            now += Duration::from_millis(1000 + 100 * u64::from(sel & 0x3f));
+            let step = Duration::from_millis(1000 + 100 * u64::from(sel & 0x3f))
+                .min(ROLES_MAX_VIRTUAL.saturating_sub(advanced));
+            advanced += step;
+            now += step;
         }
         let flag = sel & role::FLAG != 0;
         match (sel & 0x3f) % 6 {
@@ -268,6 +318,13 @@ fn run_roles(data: &[u8], trace: bool) -> Vec<String> {
                 }
             }
             role::EN => {
+                if costs_dh(&bytes) {
+                    dh_records += 1;
+                    if dh_records > ROLES_MAX_DH_RECORDS {
+                        roles.settle(now);
+                        continue;
+                    }
+                }
                 let from = if flag { SN_ADDR } else { PEER_ADDR };
                 let to = SocketAddrV4::new(EN_PRIVATE, ports::EN);
                 roles
@@ -290,5 +347,8 @@ fn run_roles(data: &[u8], trace: bool) -> Vec<String> {
         }
         roles.settle(now);
     }
-    roles.trace.unwrap_or_default()
+    (
+        roles.trace.unwrap_or_default(),
+        roles.sent.unwrap_or_default(),
+    )
 }

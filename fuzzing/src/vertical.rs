@@ -150,6 +150,39 @@ pub const V_STRANGER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 
 pub const V_QUEUE: usize = 256;
 /// Datagrams one `DELIVER_ALL` command routes at most.
 pub const V_DELIVER_ALL: usize = 512;
+/// Virtual time one input can pass at most: `ADVANCE` records stop moving the clock there.
+/// A and B's call makes 100 audio frames (AES-GCM) per virtual second; the roles' longest
+/// timer is the location server's 4 s resolve timeout.
+pub const V_MAX_VIRTUAL: Duration = Duration::from_millis(4500);
+/// Records costing DH operations that one input runs at most (later ones are skipped): the
+/// commands `REKEY_A`, `REKEY_B`, `MOVE_A`, `READDRESS_B`, `CALL_C` (each makes the roles run
+/// a key agreement or rekey, two to four group-14 exponentiations) and the fuzzer's own
+/// Invite, InviteOk, KeyExchange and KeyExchangeReply datagrams to an end node.
+pub const V_MAX_DH_RECORDS: usize = 6;
+
+/// Whether the record `(sel, bytes)` costs DH operations (see [`V_MAX_DH_RECORDS`]).
+fn costs_dh(sel: u8, bytes: &[u8]) -> bool {
+    use binfm_stack::wire::vertical::msg_type;
+    match (sel & 0x3f) % 6 {
+        vrole::COMMAND => matches!(
+            bytes.first().map(|op| op % 8),
+            Some(cmd::REKEY_A | cmd::REKEY_B | cmd::MOVE_A | cmd::READDRESS_B | cmd::CALL_C)
+        ),
+        vrole::CALLEE | vrole::CALLER | vrole::NEW_CALLER => {
+            VmMessage::looks_like(bytes)
+                && matches!(
+                    bytes.get(3),
+                    Some(
+                        &(msg_type::INVITE
+                            | msg_type::INVITE_OK
+                            | msg_type::KEY_EXCHANGE
+                            | msg_type::KEY_EXCHANGE_REPLY)
+                    )
+                )
+        }
+        _ => false,
+    }
+}
 
 /// Record selectors of the `vertical_roles` target (`(sel & 0x3f) % 6`).
 pub mod vrole {
@@ -387,7 +420,8 @@ pub fn vertical_roles_start_states() -> (Option<VState>, Option<VState>) {
 /// Arbitrary datagrams into a STUN server, a location server and three vertical end nodes
 /// (two in an active call, one setting a call up), plus commands that run the protocol (see
 /// [`vrole`] and [`cmd`]). The input is a list of records `sel u8 | len u16 | bytes`; a short
-/// last record takes what is left. Time only moves forward.
+/// last record takes what is left. Time only moves forward, by at most [`V_MAX_VIRTUAL`]; at
+/// most 64 records and [`V_MAX_DH_RECORDS`] of them costing DH operations are run.
 pub fn vertical_roles(data: &[u8]) {
     run_vertical_roles(data, false);
 }
@@ -408,14 +442,26 @@ fn run_vertical_roles(data: &[u8], trace: bool) -> Vec<String> {
         net.trace = Some(Vec::new());
     }
     let mut now = Time::ZERO;
+    let mut advanced = Duration::ZERO;
     let mut records = 0;
+    let mut dh_records = 0;
     while !s.done() && records < 64 {
         records += 1;
         let sel = s.u8();
         let len = usize::from(s.u16());
         let mut bytes = s.bytes(len).to_vec();
         if sel & vrole::ADVANCE != 0 {
-            now += Duration::from_millis(1000 + 100 * u64::from(sel & 0x3f));
+            let step = Duration::from_millis(1000 + 100 * u64::from(sel & 0x3f))
+                .min(V_MAX_VIRTUAL.saturating_sub(advanced));
+            advanced += step;
+            now += step;
+        }
+        if costs_dh(sel, &bytes) {
+            dh_records += 1;
+            if dh_records > V_MAX_DH_RECORDS {
+                net.settle(now);
+                continue;
+            }
         }
         let flag = sel & vrole::FLAG != 0;
         let a = en_addr(net.ip_a);

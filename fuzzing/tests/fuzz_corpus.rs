@@ -175,6 +175,7 @@ fn roles_seeds_reach_the_authenticated_session_paths() {
     assert_eq!(count("call.first_frame"), 1, "{ev:?}");
     assert_eq!(count("call.rekey_accepted"), 1, "{ev:?}");
     assert_eq!(count("call.handover_accepted"), 1, "{ev:?}");
+    assert_eq!(count("call.path_validated"), 1, "{ev:?}");
     // The committed copy is the one generated (rerun `write_seed_corpus` after a change).
     let committed = std::fs::read(root().join("fuzz/corpus/roles/seed-en_authentic_session"))
         .expect("committed seed");

@@ -69,10 +69,57 @@ fn parse_public(y: &[u8]) -> Result<U2048, DhError> {
 
 /// `base^x mod p`, constant-time in `x` (bounded to [`EXPONENT_BITS`]); `base` must be < p.
 fn pow_mod_p(base: &U2048, x: &U256) -> [u8; Y_LEN] {
+    #[cfg(fuzzing)]
+    if let Some(r) = fuzz_memo::get(base, x) {
+        return r;
+    }
     let r = FixedMontyForm::new(base, &PARAMS)
         .pow_bounded_exp(x, EXPONENT_BITS)
         .retrieve();
-    r.to_be_bytes().into()
+    let r: [u8; Y_LEN] = r.to_be_bytes().into();
+    #[cfg(fuzzing)]
+    fuzz_memo::put(base, x, r);
+    r
+}
+
+/// Fuzzing builds only (`--cfg fuzzing`, which cargo-fuzz sets; never the `binfm` binary nor
+/// `cargo test`): [`pow_mod_p`] is a pure function and the fuzz targets' roles are cloned from
+/// fixed-seed templates, so the same key agreements recur in input after input; a bounded
+/// memo makes a repeated one a lookup instead of a 2048-bit exponentiation. Results are
+/// identical, so a crash still replays without it (`fuzzing/tests/fuzz_corpus.rs`). Not
+/// constant-time: a fuzzing aid, never for real keys.
+#[cfg(fuzzing)]
+mod fuzz_memo {
+    use super::{U256, U2048, Y_LEN};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Entries kept at most (about 2.3 MB); the memo starts over when full.
+    const MAX: usize = 4096;
+
+    type Key = ([u8; Y_LEN], [u8; 32]);
+
+    thread_local! {
+        static MEMO: RefCell<HashMap<Key, [u8; Y_LEN]>> = RefCell::new(HashMap::new());
+    }
+
+    fn key(base: &U2048, x: &U256) -> Key {
+        (base.to_be_bytes().into(), x.to_be_bytes().into())
+    }
+
+    pub(super) fn get(base: &U2048, x: &U256) -> Option<[u8; Y_LEN]> {
+        MEMO.with(|m| m.borrow().get(&key(base, x)).copied())
+    }
+
+    pub(super) fn put(base: &U2048, x: &U256, r: [u8; Y_LEN]) {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= MAX {
+                m.clear();
+            }
+            m.insert(key(base, x), r);
+        });
+    }
 }
 
 /// A DH secret exponent X and its public value Y = g^X mod p (computed once).
