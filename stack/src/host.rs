@@ -368,7 +368,9 @@ mod tests {
             a.send_udp(None, 7400, to, &[i; 1000]).unwrap();
         }
         exchange(&mut a, &mut b, now);
-        let got: Vec<u8> = std::iter::from_fn(|| b.recv_udp()).map(|d| d.payload[0]).collect();
+        let got: Vec<u8> = std::iter::from_fn(|| b.recv_udp())
+            .map(|d| d.payload[0])
+            .collect();
         assert_eq!(got, (0..40).collect::<Vec<u8>>());
     }
 
@@ -393,7 +395,10 @@ mod tests {
         assert_eq!(d.payload, b"hi");
         assert_eq!(d.from, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 5000));
         assert_eq!(d.to, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7));
-        assert_eq!(a.bind_udp(5000, 256 * 1024), Err(HostError::PortInUse(5000)));
+        assert_eq!(
+            a.bind_udp(5000, 256 * 1024),
+            Err(HostError::PortInUse(5000))
+        );
     }
 
     #[test]

@@ -55,8 +55,14 @@ fn fabric(c: &mut Criterion) {
     let (a, b) = (topo.node_index("a").unwrap(), topo.node_index("b").unwrap());
     let nat_b = topo.node_index("nat-b").unwrap();
     net.start().unwrap();
-    net.nodes[a].ports[0].stack.bind_udp(6000, 256 * 1024).unwrap();
-    net.nodes[b].ports[0].stack.bind_udp(5000, 256 * 1024).unwrap();
+    net.nodes[a].ports[0]
+        .stack
+        .bind_udp(6000, 256 * 1024)
+        .unwrap();
+    net.nodes[b].ports[0]
+        .stack
+        .bind_udp(5000, 256 * 1024)
+        .unwrap();
     // b opens its mapping on nat-b (the probe itself dies at nat-a: no mapping there).
     let probe = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
     net.nodes[b].ports[0]

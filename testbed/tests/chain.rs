@@ -256,7 +256,10 @@ fn restarted_sn_recovers_from_its_data_directory_and_catches_up() {
     .to_bytes();
     let sn2_addr = topo.sn_addr(sn2).unwrap();
     let b = topo.node_index("b").unwrap();
-    net.nodes[b].ports[0].stack.bind_udp(9999, 256 * 1024).unwrap();
+    net.nodes[b].ports[0]
+        .stack
+        .bind_udp(9999, 256 * 1024)
+        .unwrap();
     net.nodes[b].ports[0]
         .stack
         .send_udp(None, 9999, sn2_addr, &query)

@@ -24,7 +24,11 @@ fn crowd(n: u32, m: u32, duration: &str, extra: &str) -> Topology {
 #[test]
 fn a_crowd_expands_into_networks_nats_end_nodes_and_steps_drawn_from_the_seed() {
     let t = crowd(40, 4, "60s", "");
-    let lans: Vec<_> = t.segments.iter().filter(|s| s.name.starts_with("c-lan")).collect();
+    let lans: Vec<_> = t
+        .segments
+        .iter()
+        .filter(|s| s.name.starts_with("c-lan"))
+        .collect();
     assert_eq!(lans.len(), 4);
     assert_eq!(lans[2].subnet.to_string(), "10.200.2.0/24");
     let ens = t.nodes.iter().filter(|n| n.end_node.is_some()).count();
@@ -45,7 +49,11 @@ fn a_crowd_expands_into_networks_nats_end_nodes_and_steps_drawn_from_the_seed() 
     // 50 s: about 66 draws, fewer calls (an EN in a call skips a draw).
     assert!((8..=45).contains(&moves), "{moves} moves");
     assert!((10..=80).contains(&calls), "{calls} calls");
-    assert!(t.scenario.iter().all(|s| s.at >= std::time::Duration::from_secs(10)));
+    assert!(
+        t.scenario
+            .iter()
+            .all(|s| s.at >= std::time::Duration::from_secs(10))
+    );
     // The same file gives the same steps; another seed others.
     let again = crowd(40, 4, "60s", "");
     let steps = |t: &Topology| {
@@ -159,8 +167,15 @@ fn a_small_crowd_registers_moves_and_calls_reproducibly() {
     assert!(moved > 5, "{moved} moves");
     let calls = v["binfm"]["calls"].as_array().unwrap();
     assert!(calls.len() > 10, "{} calls", calls.len());
-    let set_up = calls.iter().filter(|c| c["pre_call_ms"].is_number()).count();
-    assert!(set_up * 10 >= calls.len() * 8, "{set_up} of {} calls set up", calls.len());
+    let set_up = calls
+        .iter()
+        .filter(|c| c["pre_call_ms"].is_number())
+        .count();
+    assert!(
+        set_up * 10 >= calls.len() * 8,
+        "{set_up} of {} calls set up",
+        calls.len()
+    );
     // The same file and seed: the same results.json.
     let (again, _) = run();
     assert!(results == again, "results.json differs between two runs");

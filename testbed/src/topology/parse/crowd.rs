@@ -111,7 +111,12 @@ fn check(cx: &mut Ctx<'_>, c: &CrowdSpec) -> Option<Plan> {
         None => Some(default),
     };
     let move_every = dur(cx, &c.move_every, "move_every", Duration::ZERO)?;
-    let call_duration = dur(cx, &c.call_duration, "call_duration", Duration::from_secs(10))?;
+    let call_duration = dur(
+        cx,
+        &c.call_duration,
+        "call_duration",
+        Duration::from_secs(10),
+    )?;
     let from = dur(cx, &c.from, "from", Duration::from_secs(10))?;
     let calls_per_minute = c.calls_per_minute.as_ref().map_or(0.0, |r| *r.get_ref());
     if !(0.0..=60_000.0).contains(&calls_per_minute) {
@@ -125,7 +130,10 @@ fn check(cx: &mut Ctx<'_>, c: &CrowdSpec) -> Option<Plan> {
     }
     if call_duration.is_zero() && calls_per_minute > 0.0 {
         if let Some(d) = &c.call_duration {
-            cx.err(d, format!("crowd `{name}`: call_duration must be more than 0"));
+            cx.err(
+                d,
+                format!("crowd `{name}`: call_duration must be more than 0"),
+            );
         }
         return None;
     }
@@ -156,7 +164,10 @@ fn expand_one(cx: &mut Ctx<'_>, spec: &mut TopologySpec, c: &CrowdSpec, seed: u6
     let Some(pub_seg) = spec.segment.iter().find(|g| g.name.get_ref() == &public) else {
         cx.err(
             &c.public,
-            format!("crowd `{}`: public segment `{public}` is not defined", p.name),
+            format!(
+                "crowd `{}`: public segment `{public}` is not defined",
+                p.name
+            ),
         );
         return;
     };
@@ -169,7 +180,10 @@ fn expand_one(cx: &mut Ctx<'_>, spec: &mut TopologySpec, c: &CrowdSpec, seed: u6
     else {
         cx.err(
             &c.public,
-            format!("crowd `{}`: segment `{public}` has no usable subnet", p.name),
+            format!(
+                "crowd `{}`: segment `{public}` has no usable subnet",
+                p.name
+            ),
         );
         return;
     };
@@ -341,7 +355,12 @@ fn used_addresses(spec: &TopologySpec) -> BTreeSet<Ipv4Addr> {
             .dhcp
             .as_ref()
             .and_then(|d| d.get_ref().pool.get_ref().split_once('-'))
-            .and_then(|(a, b)| Some((a.trim().parse::<Ipv4Addr>().ok()?, b.trim().parse::<Ipv4Addr>().ok()?)))
+            .and_then(|(a, b)| {
+                Some((
+                    a.trim().parse::<Ipv4Addr>().ok()?,
+                    b.trim().parse::<Ipv4Addr>().ok()?,
+                ))
+            })
             && u32::from(b) >= u32::from(a)
             && u32::from(b) - u32::from(a) < 1 << 20
         {
