@@ -13,33 +13,40 @@ fn daemons_in_kernel_hosts_call_hand_over_rekey_and_hang_up() {
     }
     let _guard = lock();
     let dir = tempfile::tempdir().unwrap();
-    // The paper's story, faster: call at 3 s, move at 6 s, rekey at 9 s, hang up at 12 s.
+    // The paper's story, faster: call at 5 s (the daemons start at 0.5 s: their Txs are in
+    // a block by then unless proof of work is slow), move at 8 s, rekey at 11 s, hang up at
+    // 14 s.
     let text = std::fs::read_to_string(common::root().join("topologies/daemons.toml"))
         .unwrap()
         .replace("name = \"daemons\"", "name = \"kt-daemons\"")
-        .replace("duration = \"32s\"", "duration = \"14s\"")
-        .replace("at = \"10s\"\ndo = \"move a", "at = \"6s\"\ndo = \"move a")
+        .replace("duration = \"32s\"", "duration = \"16s\"")
+        .replace(
+            "at = \"3s\"\ndo = \"exec a -- binfm ctl {out}/a.sock call",
+            "at = \"5s\"\ndo = \"exec a -- binfm ctl {out}/a.sock call",
+        )
+        .replace("at = \"10s\"\ndo = \"move a", "at = \"8s\"\ndo = \"move a")
         .replace(
             "at = \"20s\"\ndo = \"exec a -- binfm ctl {out}/a.sock rekey",
-            "at = \"9s\"\ndo = \"exec a -- binfm ctl {out}/a.sock rekey",
+            "at = \"11s\"\ndo = \"exec a -- binfm ctl {out}/a.sock rekey",
         )
         .replace(
             "at = \"28s\"\ndo = \"exec a -- binfm ctl {out}/a.sock hangup",
-            "at = \"12s\"\ndo = \"exec a -- binfm ctl {out}/a.sock hangup",
+            "at = \"14s\"\ndo = \"exec a -- binfm ctl {out}/a.sock hangup",
         )
         .replace(
             "at = \"30s\"\ndo = \"exec b -- binfm ctl {out}/b.sock status",
-            "at = \"12500ms\"\ndo = \"exec b -- binfm ctl {out}/b.sock status",
+            "at = \"14500ms\"\ndo = \"exec b -- binfm ctl {out}/b.sock status",
         )
         .replace(
             "{topology_dir}/daemons/en.toml",
             &format!("{}/topologies/daemons/en.toml", common::root().display()),
         );
     for (from, to) in [
-        ("6s", "move a"),
-        ("9s", "rekey"),
-        ("12s", "hangup"),
-        ("12500ms", "status"),
+        ("5s", "call"),
+        ("8s", "move a"),
+        ("11s", "rekey"),
+        ("14s", "hangup"),
+        ("14500ms", "status"),
     ] {
         assert!(text.contains(&format!("at = \"{from}\"\ndo = \"")) && text.contains(to));
     }
@@ -124,7 +131,16 @@ fn daemons_in_kernel_hosts_call_hand_over_rekey_and_hang_up() {
         // machine (the 5% comparison of record is in docs/node.md, not a timed assertion).
         assert_eq!(cmp[key]["virtual"].as_f64(), Some(paper), "{cmp}");
         let live = cmp[key]["live"].as_f64().unwrap_or(0.0);
-        assert!(live >= paper * 0.99 && live < paper * 1.5, "{key}: {cmp}");
+        assert!(live >= paper * 0.99, "{key}: {cmp}");
+        // A callee whose Tx no block holds yet is looked up again a second later (real proof
+        // of work, unlike the twin's): then pre-call includes that wait, which is not the
+        // scheme's signalling.
+        let retried = key == "pre_call_ms" && a.contains("\"kind\":\"call.peer_not_found_yet\"");
+        if retried {
+            println!("{key}: {live} ms includes a lookup retry (B not yet in a block)");
+        } else {
+            assert!(live < paper * 1.5, "{key}: {cmp}");
+        }
     }
 
     // tshark with the project's dissector decodes what the daemons sent, with no complaint.
