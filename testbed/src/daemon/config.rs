@@ -2,7 +2,7 @@
 //! file's conventions (durations like `"1s"`, `a.b.c.d:port` addresses, every error with the
 //! file, line and key). Every key is documented in docs/node.md.
 
-use crate::topology::parse_duration;
+use crate::topology::{line_of, parse_duration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -248,6 +248,17 @@ pub struct EnCommon {
 }
 
 impl RoleConfig {
+    /// Which role this configures.
+    pub fn kind(&self) -> RoleKind {
+        match self {
+            RoleConfig::SuperNode { .. } => RoleKind::SuperNode,
+            RoleConfig::EndNode { .. } => RoleKind::EndNode,
+            RoleConfig::VerticalEndNode { .. } => RoleKind::VerticalEndNode,
+            RoleConfig::Stun => RoleKind::Stun,
+            RoleConfig::Location { .. } => RoleKind::Location,
+        }
+    }
+
     /// The end-node settings, if the role is an end node (either model).
     pub fn en_common(&self) -> Option<&EnCommon> {
         match self {
@@ -301,11 +312,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text.as_bytes()[..offset.min(self.text.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        line_of(self.text, offset)
     }
     fn err<T>(&mut self, at: &Spanned<T>, message: String) {
         let line = self.line(at.span().start);
@@ -381,17 +388,6 @@ pub struct Overrides {
 }
 
 impl NodeConfig {
-    /// The table of the role this daemon runs.
-    fn role_table(&self) -> &'static str {
-        match self.role {
-            RoleConfig::SuperNode { .. } => "super_node",
-            RoleConfig::EndNode { .. } => "end_node",
-            RoleConfig::VerticalEndNode { .. } => "vertical_end_node",
-            RoleConfig::Stun => "stun",
-            RoleConfig::Location { .. } => "location",
-        }
-    }
-
     /// Applies command-line paths, then checks what needs both (an end node's key file and
     /// where its address comes from).
     pub fn with_overrides(mut self, o: &Overrides) -> Result<NodeConfig, ConfigError> {
@@ -406,7 +402,7 @@ impl NodeConfig {
             file: file.clone(),
             problems: vec![(None, m.to_owned())],
         };
-        let table = self.role_table();
+        let table = self.role.kind().table();
         let static_address = match &self.role {
             RoleConfig::EndNode {
                 nat_address,
@@ -488,13 +484,7 @@ impl NodeConfig {
     pub fn parse(text: &str, path: &Path, kind: RoleKind) -> Result<NodeConfig, ConfigError> {
         let file = path.display().to_string();
         let spec: FileSpec = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| {
-                text.as_bytes()[..s.start.min(text.len())]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1
-            });
+            let line = e.span().map(|s| line_of(text, s.start));
             let mut message = e.message().trim().to_owned();
             if message.starts_with("unknown field") || message.starts_with("missing field") {
                 message.push_str("; see docs/node.md for the keys");

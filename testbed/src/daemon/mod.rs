@@ -106,24 +106,17 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
             network_hash_rate,
             block_interval,
         } => {
-            let (key, role_seed, l) = end_node_identity(cfg, common, seed, now, &mut notes)?;
-            lease = match l {
-                Some(l) => Some(l),
-                None if common.lease_file.is_some() => None,
-                None => Some(end_node::static_lease(
-                    *cfg.listen.ip(),
-                    *nat_address,
-                    super_nodes.clone(),
-                )),
-            };
+            let start = EndNodeStart::new(cfg, common, seed, now, *nat_address, super_nodes)?;
+            notes.push(start.note);
+            lease = start.lease;
             let mut en = EndNode::new(
-                end_node::wallet(key),
+                start.wallet,
                 cfg.listen.port(),
-                role_seed,
+                start.role_seed,
                 common.tone_hz,
             );
             en.set_chain_config(chain_config_of(*network_hash_rate, *block_interval));
-            if let Some(audio) = end_node::audio_source(common)? {
+            if let Some(audio) = start.audio {
                 en.set_audio_source(audio);
             }
             (Box::new(en), None)
@@ -134,16 +127,13 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
             stun,
             stun_by_network,
         } => {
-            let (key, role_seed, l) = end_node_identity(cfg, common, seed, now, &mut notes)?;
-            lease = match l {
-                Some(l) => Some(l),
-                None if common.lease_file.is_some() => None,
-                None => Some(end_node::static_lease(*cfg.listen.ip(), None, Vec::new())),
-            };
+            let start = EndNodeStart::new(cfg, common, seed, now, None, &[])?;
+            notes.push(start.note);
+            lease = start.lease;
             let mut seed8 = [0u8; 8];
-            seed8.copy_from_slice(&role_seed[..8]);
+            seed8.copy_from_slice(&start.role_seed[..8]);
             let mut en = VerticalNode::new(
-                wallet_addr(key),
+                start.wallet.hash_addr(),
                 cfg.listen.port(),
                 *location,
                 u64::from_le_bytes(seed8),
@@ -156,7 +146,7 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                     .chain(stun_by_network.iter().map(|(_, s)| Some(*s)))
                     .collect(),
             );
-            if let Some(audio) = end_node::audio_source(common)? {
+            if let Some(audio) = start.audio {
                 en.set_audio_source(audio);
             }
             (Box::new(en), None)
@@ -170,43 +160,71 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
     })
 }
 
-/// An end node's key (from its key file, created on first start), the seed of its role's
-/// randomness and its lease from the lease file, if it has one yet.
-fn end_node_identity(
-    cfg: &NodeConfig,
-    common: &config::EnCommon,
-    seed: u64,
-    now: Time,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<([u8; 32], [u8; 32], Option<Lease>)> {
-    let Some(key_file) = &common.key_file else {
-        bail!("an end node needs a key file (`key_file` or --key-file)");
-    };
-    let (key, created) = end_node::load_or_create_key(key_file)?;
-    end_node::write_public(key_file, &wallet_addr(key))?;
-    notes.push(format!(
-        "end node: hash address {} (key {} {})",
-        binfm_roles::util::hex(&wallet_addr(key)),
-        key_file.display(),
-        if created { "created" } else { "reused" }
-    ));
-    let lease = match &common.lease_file {
-        Some(f) => end_node::read_lease(f)?,
-        None => None,
-    };
-    // The role's randomness (nonces, SSRCs, ephemeral and renewed DH keys): fresh from the
-    // OS at every start, or from the configured seed and the start time, so a restart never
-    // repeats a (key, nonce) pair.
-    let role_seed = match cfg.seed {
-        Some(_) => binfm_roles::keyseed::derive(
-            &binfm_roles::keyseed::master_from_seed(seed),
-            "end-node role",
-            &binfm_roles::util::hex(&key),
-            u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
-        ),
-        None => rand::random(),
-    };
-    Ok((key, role_seed, lease))
+/// What both end-node daemons start from.
+struct EndNodeStart {
+    /// From the key file (created on first start): the identity in both models.
+    wallet: binfm_roles::wallet::Wallet,
+    /// Seed of the role's randomness.
+    role_seed: [u8; 32],
+    /// From the lease file (`None` until it exists), or the configured address.
+    lease: Option<Lease>,
+    /// The `audio_in` file, if any.
+    audio: Option<binfm_roles::session::audio::AudioSource>,
+    /// The line to print at start.
+    note: String,
+}
+
+impl EndNodeStart {
+    /// Without a lease file the address is `listen`'s, with `nat` and `super_nodes` (the
+    /// BINFM end node's config keys; none for the vertical one).
+    fn new(
+        cfg: &NodeConfig,
+        common: &config::EnCommon,
+        seed: u64,
+        now: Time,
+        nat: Option<std::net::Ipv4Addr>,
+        super_nodes: &[SocketAddrV4],
+    ) -> anyhow::Result<EndNodeStart> {
+        let Some(key_file) = &common.key_file else {
+            bail!("an end node needs a key file (`key_file` or --key-file)");
+        };
+        let (key, created) = end_node::load_or_create_key(key_file)?;
+        let wallet = end_node::wallet(key);
+        end_node::write_public(key_file, &wallet.hash_addr())?;
+        let note = format!(
+            "end node: hash address {} (key {} {})",
+            binfm_roles::util::hex(&wallet.hash_addr()),
+            key_file.display(),
+            if created { "created" } else { "reused" }
+        );
+        let lease = match &common.lease_file {
+            Some(f) => end_node::read_lease(f)?,
+            None => Some(end_node::static_lease(
+                *cfg.listen.ip(),
+                nat,
+                super_nodes.to_vec(),
+            )),
+        };
+        // The role's randomness (nonces, SSRCs, ephemeral and renewed DH keys): fresh from
+        // the OS at every start, or from the configured seed and the start time, so a
+        // restart never repeats a (key, nonce) pair.
+        let role_seed = match cfg.seed {
+            Some(_) => binfm_roles::keyseed::derive(
+                &binfm_roles::keyseed::master_from_seed(seed),
+                "end-node role",
+                &binfm_roles::util::hex(&key),
+                u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+            ),
+            None => rand::random(),
+        };
+        Ok(EndNodeStart {
+            wallet,
+            role_seed,
+            lease,
+            audio: end_node::audio_source(common)?,
+            note,
+        })
+    }
 }
 
 /// The network index a vertical end node's address is on (1 + the index of the first
@@ -229,10 +247,6 @@ fn network_of(role: &RoleConfig, address: std::net::Ipv4Addr) -> Option<usize> {
             .position(|(n, _)| inside(*n))
             .map_or(0, |k| k + 1),
     )
-}
-
-fn wallet_addr(key: [u8; 32]) -> [u8; 32] {
-    end_node::wallet(key).hash_addr()
 }
 
 /// Runs `binfm node`: binds the socket, serves until SIGTERM/SIGINT. `announce` gets the

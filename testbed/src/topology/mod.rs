@@ -20,7 +20,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use units::{parse_duration, parse_rate};
+pub use units::{line_of, parse_duration, parse_rate};
 
 /// Default virtual duration of a run.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);

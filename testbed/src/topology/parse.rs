@@ -24,12 +24,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        line_of(self.text, offset)
     }
 
     fn err<T>(&mut self, span: &Spanned<T>, message: impl Into<String>) {
@@ -148,13 +143,7 @@ struct Builder<'a> {
 pub(super) fn build(text: &str, path: &Path) -> Result<Topology, TopologyError> {
     let file = path.display().to_string();
     let spec: TopologySpec = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| {
-            text.as_bytes()[..s.start.min(text.len())]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        });
+        let line = e.span().map(|s| line_of(text, s.start));
         let mut message = e.message().trim().to_owned();
         if message.starts_with("unknown field") {
             message.push_str("; see docs/topology.md for the keys each table takes");

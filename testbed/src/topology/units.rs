@@ -1,7 +1,17 @@
-//! Durations and rates as written in topology files (`40ms`, `10Mbit`). A leaf module: the
-//! parser and the scenario steps both read them.
+//! Durations and rates as written in topology files (`40ms`, `10Mbit`), and the line of a
+//! byte offset for their errors. A leaf module: the topology parser, the scenario steps and
+//! the daemons' configuration read them.
 
 use std::time::Duration;
+
+/// The 1-based line of byte `offset` of `text` (a TOML span's start), for error messages.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
 
 /// Parses a duration such as `40ms`, `1.5s`, `2min` (humantime syntax; also a bare `0`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

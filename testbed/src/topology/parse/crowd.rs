@@ -65,14 +65,16 @@ struct Plan {
 fn check(cx: &mut Ctx<'_>, c: &CrowdSpec) -> Option<Plan> {
     let name = c.name.get_ref().clone();
     let n = *c.end_nodes.get_ref();
-    if !(1..=MAX_END_NODES).contains(&n) {
+    let n_ok = (1..=MAX_END_NODES).contains(&n);
+    if !n_ok {
         cx.err(
             &c.end_nodes,
             format!("crowd `{name}`: end_nodes must be 1 to {MAX_END_NODES}"),
         );
     }
     let m = *c.networks.get_ref();
-    if !(1..=MAX_NETWORKS).contains(&m) || m > n {
+    let m_ok = (1..=MAX_NETWORKS).contains(&m) && m <= n;
+    if !m_ok {
         cx.err(
             &c.networks,
             format!("crowd `{name}`: networks must be 1 to {MAX_NETWORKS} and at most end_nodes"),
@@ -137,6 +139,9 @@ fn check(cx: &mut Ctx<'_>, c: &CrowdSpec) -> Option<Plan> {
         }
         return None;
     }
+    if !(n_ok && m_ok) {
+        return None;
+    }
     Some(Plan {
         name,
         end_nodes: n,
@@ -151,12 +156,6 @@ fn check(cx: &mut Ctx<'_>, c: &CrowdSpec) -> Option<Plan> {
 
 fn expand_one(cx: &mut Ctx<'_>, spec: &mut TopologySpec, c: &CrowdSpec, seed: u64, run: Duration) {
     let Some(p) = check(cx, c) else { return };
-    if !(1..=MAX_END_NODES).contains(&p.end_nodes)
-        || !(1..=MAX_NETWORKS).contains(&p.networks)
-        || p.networks > p.end_nodes
-    {
-        return;
-    }
     let at = c.name.span();
     let s = |v: String| Spanned::new(at.clone(), v);
     let public = c.public.get_ref().clone();
