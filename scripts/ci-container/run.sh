@@ -25,6 +25,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
+# shellcheck source=../lib/podman.sh
+. "$repo/scripts/lib/podman.sh"
 
 suite=${BINFM_CI_SUITE:-bookworm}
 packages=iproute2,procps,iputils-ping,netcat-openbsd,util-linux,udhcpc,tshark
@@ -33,12 +35,6 @@ packages=iproute2,procps,iputils-ping,netcat-openbsd,util-linux,udhcpc,tshark
 # "sysctl: permission denied").
 live_flags=(--cap-add NET_ADMIN --cap-add SYS_ADMIN --device /dev/net/tun
     --security-opt systempaths=unconfined)
-
-say() { printf '\n== %s\n' "$*"; }
-die() {
-    printf 'run.sh: %s\n' "$*" >&2
-    exit 1
-}
 
 [ "$(id -u)" = 0 ] || die "needs root (rootful podman, debootstrap)"
 for cmd in podman runc debootstrap cargo; do
@@ -60,11 +56,7 @@ trap 'exit 130' INT
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
 
-# Our own containers.conf: crun/runc may not raise RLIMIT_NOFILE here ("setrlimit ...
-# Operation not permitted"), so no default ulimits. runc and cgroupfs: crun refuses the
-# host's hybrid cgroup layout.
-printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
-podman_() { CONTAINERS_CONF="$work/containers.conf" podman --runtime runc --cgroup-manager cgroupfs "$@"; }
+podman_conf
 
 # run_in NAME LOG PODMAN-RUN-ARGS...: one container named by us (removed on every exit path),
 # its output shown and kept in $work/LOG; sets $status to its exit status.
@@ -79,33 +71,12 @@ run_in() {
     set -e
 }
 
-root_ns_state() {
-    ip -o link show | sed 's/ qlen [0-9]*//'
-    ip route show
-    ip -6 route show 2>/dev/null || true
-    sysctl -n net.ipv4.ip_forward
-    if command -v nft >/dev/null; then nft list ruleset 2>/dev/null || true; fi
-}
 root_ns_state >"$work/root-before"
 
 # 1. The image.
 tag=$(printf '%s %s' "$suite" "$packages" | sha256sum | cut -c1-12)
 image="localhost/binfm-live:$suite-$tag"
-if podman_ image exists "$image"; then
-    say "image $image (cached)"
-else
-    mirror=${BINFM_CI_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p; s/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\(http[^[:space:]]*\).*/\2/p' \
-        /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n 1 || true)}
-    [ -n "$mirror" ] || die "no Debian mirror found in the apt sources; set BINFM_CI_MIRROR"
-    say "building $image: debootstrap $suite from $mirror"
-    debootstrap --variant=minbase --include="$packages" "$suite" "$work/rootfs" "$mirror" \
-        >"$work/debootstrap.log" 2>&1 || {
-        tail -n 20 "$work/debootstrap.log" >&2
-        die "debootstrap failed"
-    }
-    tar -C "$work/rootfs" -c . | podman_ import --quiet - "$image" >/dev/null
-    rm -rf --one-file-system "$work/rootfs"
-fi
+debootstrap_image "$image" "$suite" "$packages" "${BINFM_CI_MIRROR:-}" BINFM_CI_MIRROR
 
 # 2. The binaries, built on the host.
 say "building the live test binary (cargo test -p binfm-testbed --test live --no-run)"

@@ -40,11 +40,8 @@ bin=${BINFM_DEPLOY_BIN:-$repo/target/release/binfm}
 call_secs=${BINFM_DEPLOY_CALL_SECS:-20}
 full_cone=${BINFM_DEPLOY_FULL_CONE:-1}
 
-say() { printf '\n== %s\n' "$*"; }
-die() {
-    printf 'run.sh: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=../lib/podman.sh
+. "$repo/scripts/lib/podman.sh"
 
 [ "$(id -u)" = 0 ] || die "needs root (rootful podman, ip netns, debootstrap)"
 for cmd in podman runc debootstrap jq ip; do
@@ -60,10 +57,7 @@ nodes=(sn1 sn2 sn3 nat-a nat-b en-a en-b)
 namespaces=()
 containers=()
 
-# Our own containers.conf: no default ulimits (runc may not raise RLIMIT_NOFILE here); runc
-# and cgroupfs (crun refuses the host's hybrid cgroup layout).
-printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
-podman_() { CONTAINERS_CONF="$work/containers.conf" podman --runtime runc --cgroup-manager cgroupfs "$@"; }
+podman_conf
 
 cleanup() {
     local c n
@@ -82,34 +76,17 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-root_ns_state() {
-    ip -o link show | sed 's/ qlen [0-9]*//'
-    ip route show
-    ip -6 route show 2>/dev/null || true
-    sysctl -n net.ipv4.ip_forward
-    if command -v nft >/dev/null; then nft list ruleset 2>/dev/null || true; fi
+# The root namespace's state (scripts/lib/podman.sh) and this run's namespaces, if any.
+root_state() {
+    root_ns_state
     ip netns list | grep "^$p-" || true
 }
-root_ns_state >"$out/root-before"
+root_state >"$out/root-before"
 
 # --- 1. The images. ---------------------------------------------------------------------
 tag=$(printf '%s %s' "$suite" "$packages" | sha256sum | cut -c1-12)
 base="localhost/binfm-deploy-base:$suite-$tag"
-if podman_ image exists "$base"; then
-    say "base image $base (cached)"
-else
-    mirror=${BINFM_DEPLOY_MIRROR:-$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p; s/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\(http[^[:space:]]*\).*/\2/p' \
-        /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n 1 || true)}
-    [ -n "$mirror" ] || die "no Debian mirror found in the apt sources; set BINFM_DEPLOY_MIRROR"
-    say "building $base: debootstrap --variant=minbase --include=$packages $suite from $mirror"
-    debootstrap --variant=minbase --include="$packages" "$suite" "$work/rootfs" "$mirror" \
-        >"$work/debootstrap.log" 2>&1 || {
-        tail -n 20 "$work/debootstrap.log" >&2
-        die "debootstrap failed"
-    }
-    tar -C "$work/rootfs" -c . | podman_ import --quiet - "$base" >/dev/null
-    rm -rf --one-file-system "$work/rootfs"
-fi
+debootstrap_image "$base" "$suite" "$packages" "${BINFM_DEPLOY_MIRROR:-}" BINFM_DEPLOY_MIRROR
 image="localhost/binfm-deploy:$(sha256sum "$bin" | cut -c1-12)"
 if podman_ image exists "$image"; then
     say "image $image (cached)"
@@ -365,7 +342,7 @@ cleanup_done() {
     namespaces=()
 }
 cleanup_done
-root_ns_state >"$out/root-after"
+root_state >"$out/root-after"
 diff -u "$out/root-before" "$out/root-after" || die "the root network namespace changed"
 say "root namespace unchanged (ip -o link, ip route, ip -6 route, ip_forward, nft ruleset, no $p-* namespace left)"
 [ "$call_ok" = 1 ] || die "the call had no audio both ways (outputs in $out)"
