@@ -323,12 +323,28 @@ fn name_hash(name: &str) -> u64 {
     })
 }
 
-/// Every address the file gives a node or a kernel, as written.
-fn used_addresses(spec: &TopologySpec) -> BTreeSet<Ipv4Addr> {
-    let mut used = BTreeSet::new();
-    let add = |used: &mut BTreeSet<Ipv4Addr>, s: &Spanned<String>| {
+/// Addresses a crowd's NAT may not take.
+#[derive(Default)]
+struct Taken {
+    /// Given to a node or a kernel in the file.
+    addresses: BTreeSet<Ipv4Addr>,
+    /// DHCP pools, first and last address.
+    pools: Vec<(u32, u32)>,
+}
+
+impl Taken {
+    fn contains(&self, a: &Ipv4Addr) -> bool {
+        let n = u32::from(*a);
+        self.addresses.contains(a) || self.pools.iter().any(|&(lo, hi)| (lo..=hi).contains(&n))
+    }
+}
+
+/// Every address the file gives a node or a kernel, as written, and every DHCP pool.
+fn used_addresses(spec: &TopologySpec) -> Taken {
+    let mut used = Taken::default();
+    let add = |used: &mut Taken, s: &Spanned<String>| {
         if let Ok(a) = s.get_ref().trim().parse() {
-            used.insert(a);
+            used.addresses.insert(a);
         }
     };
     for h in &spec.host {
@@ -360,10 +376,8 @@ fn used_addresses(spec: &TopologySpec) -> BTreeSet<Ipv4Addr> {
                     b.trim().parse::<Ipv4Addr>().ok()?,
                 ))
             })
-            && u32::from(b) >= u32::from(a)
-            && u32::from(b) - u32::from(a) < 1 << 20
         {
-            used.extend((u32::from(a)..=u32::from(b)).map(Ipv4Addr::from));
+            used.pools.push((u32::from(a), u32::from(b)));
         }
     }
     for h in &spec.host {
