@@ -5,7 +5,8 @@
 //! in BINFM a registration that waited longest is the likeliest to be stale, and its EN
 //! re-sends on its own timer. An optional per-owner interval limits how often one owner can
 //! get a tx accepted (the rate-limit hook; the caller's validator can add any other policy).
-//! Order is arrival order, kept in a `BTreeMap`, so templates are deterministic.
+//! Order is the arrival order of each owner's first pending tx (a replacement keeps its
+//! place), kept in a `BTreeMap`, so templates are deterministic.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -211,13 +212,15 @@ impl<T: ChainTx> Mempool<T> {
             return Err(MempoolError::NoCapacity);
         }
         let owner = tx.owner();
+        // A replacement keeps the place of the owner's first pending tx: an EN that moves
+        // again while waiting does not go to the back of the queue.
+        if let Some(p) = self.by_owner.get_mut(&owner) {
+            let old = std::mem::replace(&mut p.tx, tx);
+            return Ok(MempoolAdd::Replaced { old: old.id() });
+        }
         let arrival = self.next_arrival;
         self.next_arrival += 1;
-        if let Some(old) = self.by_owner.insert(owner, Pending { tx, arrival }) {
-            self.order.remove(&old.arrival);
-            self.order.insert(arrival, owner);
-            return Ok(MempoolAdd::Replaced { old: old.tx.id() });
-        }
+        self.by_owner.insert(owner, Pending { tx, arrival });
         self.order.insert(arrival, owner);
         if self.by_owner.len() > self.config.max_txs
             && let Some((_, oldest)) = self.order.pop_first()
@@ -280,9 +283,9 @@ mod tests {
             })
         );
         assert_eq!(m.len(), 2);
-        // Replacement moves the owner to the back.
+        // Replacement keeps the owner's place (first arrival).
         let order: Vec<(u8, u64)> = m.template(10).iter().map(|t| (t.owner[0], t.seq)).collect();
-        assert_eq!(order, vec![(2, 1), (1, 3)]);
+        assert_eq!(order, vec![(1, 3), (2, 1)]);
         assert_eq!(
             m.add(DummyTx::new(3, 4), Some(4), 0),
             Err(MempoolError::StaleSeq { seq: 4, latest: 4 })
