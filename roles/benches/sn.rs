@@ -1,6 +1,6 @@
 //! Query -> Reply handling in the super node: parse the Query, look the hash address up in
 //! the Tx Search Table, encode the Reply (with the 417-byte Tx), for an SN holding 1,000
-//! registered ENs.
+//! registered ENs; and the ingest path: TxSubmit datagrams in, TxAcks out, in Tx/s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binfm_roles::Time;
@@ -87,5 +87,74 @@ fn sn_query(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sn_query);
+/// An SN's ingest path: batches of `TxSubmit` datagrams from distinct ENs (valid, signed,
+/// NAT endpoint = source) into `handle_datagram`, then everything drained (TxAcks, events),
+/// with mining on at the paper's rate (2,000 H/s, 1 s blocks): the SN's work per accepted
+/// Tx. Each EN re-registers (a higher seq) every 2,048 Txs, so the pool stays at 2,048 owners
+/// and blocks get mined as the virtual clock advances 1 ms per batch. Signing happens outside
+/// the timed part.
+fn sn_ingest(c: &mut Criterion) {
+    const CROWD: u32 = 2048;
+    const BATCH: usize = 256;
+    let chain = ChainConfig {
+        network_hash_rate: 2000.0,
+        ..ChainConfig::default()
+    };
+    let mut cfg = SnConfig::new(1, vec![], 2000.0, chain);
+    cfg.tx_limit = None;
+    let mut sn = SuperNode::new(cfg, 1).unwrap();
+    let sn_addr = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 11), 7400);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let mut wallets: Vec<(Wallet, SocketAddrV4)> = (0..CROWD)
+        .map(|i| {
+            let mut seed = [1u8; 32];
+            seed[..4].copy_from_slice(&i.to_be_bytes());
+            let mut w = Wallet::from_seed(seed, &mut rng);
+            let ep = SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + i), 7401);
+            w.set_addresses(ep, ep);
+            (w, ep)
+        })
+        .collect();
+    let mut now = Time::from_millis(10);
+    sn.start(now);
+    let mut next = 0usize;
+    let mut accepted = 0u64;
+    let mut group = c.benchmark_group("sn");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("ingest_tx_submit_256", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let batch: Vec<(SocketAddrV4, Vec<u8>)> = (0..BATCH)
+                    .map(|_| {
+                        let (w, ep) = &mut wallets[next % CROWD as usize];
+                        next += 1;
+                        let tx = w.next_tx(now.as_millis() as u64);
+                        (*ep, Message::TxSubmit { tx }.to_bytes())
+                    })
+                    .collect();
+                now += Time::from_millis(1);
+                let t0 = std::time::Instant::now();
+                if sn.poll_timeout().is_some_and(|t| t <= now) {
+                    sn.handle_timeout(now);
+                }
+                for (from, bytes) in &batch {
+                    sn.handle_datagram(now, *from, sn_addr, bytes);
+                }
+                while sn.poll_transmit().is_some() {}
+                while let Some(ev) = sn.poll_event() {
+                    if matches!(ev, binfm_roles::sn::events::SnEvent::TxAccepted { .. }) {
+                        accepted += 1;
+                    }
+                }
+                total += t0.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+    assert!(accepted > 0 && sn.refused.is_empty(), "{:?}", sn.refused);
+}
+
+criterion_group!(benches, sn_query, sn_ingest);
 criterion_main!(benches);
