@@ -180,7 +180,10 @@ impl Role for EnApp {
 /// The chain parameters of a run: the SNs' (which fix the genesis block) and the ones the
 /// end nodes' light clients check headers with.
 pub fn chain_config(topo: &Topology) -> ChainConfig {
-    chain_config_of(topo.network_hash_rate(), topo.chain.block_interval)
+    ChainConfig {
+        max_block_bytes: topo.chain.block_bytes,
+        ..chain_config_of(topo.network_hash_rate(), topo.chain.block_interval)
+    }
 }
 
 /// Chain parameters from a network hash rate and a mean block interval (at least 1 ms):
@@ -228,6 +231,7 @@ pub fn sn_role(
         .collect();
     let mut cfg = SnConfig::new(index as u32, peers, sn_def.hash_rate, chain_cfg);
     cfg.reply_unconfirmed = topo.chain.reply_unconfirmed;
+    cfg.max_block_txs = topo.chain.block_txs;
     let mut recovered = None;
     let (sn, log) = match &sn_def.data_dir {
         Some(dir) => {

@@ -16,11 +16,22 @@ pub const BLOCK_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 120;
 /// Offset of the nonce in the encoded header.
 pub const NONCE_OFFSET: usize = 112;
-/// Largest encoded block: it must fit in one UDP datagram (65,507 bytes) with room for the
-/// message framing, so relaying a block never needs fragmentation logic.
+/// Default largest encoded block ([`ChainConfig::max_block_bytes`]): about 140 ToALL Txs,
+/// and one UDP datagram (65,507 bytes) with room for the message framing.
+///
+/// [`ChainConfig::max_block_bytes`]: crate::chain::ChainConfig::max_block_bytes
 pub const MAX_BLOCK_BYTES: usize = 60_000;
-/// Most txs a block can hold (each costs at least its 4-byte length prefix).
-pub const MAX_TXS_PER_BLOCK: usize = (MAX_BLOCK_BYTES - HEADER_LEN - 4) / 4;
+/// Most txs a default-sized block can hold (each costs at least its 4-byte length prefix).
+pub const MAX_TXS_PER_BLOCK: usize = max_txs_in(MAX_BLOCK_BYTES);
+/// Largest block size a configuration may choose (8 MB): bounds the decoder, the block log's
+/// records and the SN's reassembly buffers. Blocks above a datagram travel in parts
+/// (`BlockPart`).
+pub const BLOCK_BYTES_CEILING: usize = 8_000_000;
+
+/// Most txs a block of `max_bytes` can hold (each costs at least its 4-byte length prefix).
+pub const fn max_txs_in(max_bytes: usize) -> usize {
+    max_bytes.saturating_sub(HEADER_LEN + 4) / 4
+}
 
 /// A block header; its hash is SHA-256 of [`BlockHeader::encode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +106,8 @@ pub enum DecodeError {
         /// Bytes left.
         have: usize,
     },
-    /// The input is longer than [`MAX_BLOCK_BYTES`].
-    #[error("block of {bytes} bytes exceeds the {MAX_BLOCK_BYTES}-byte limit")]
+    /// The input is longer than the block size limit.
+    #[error("block of {bytes} bytes exceeds the block size limit")]
     TooLarge {
         /// Input length.
         bytes: usize,
@@ -220,7 +231,12 @@ impl<T: ChainTx> Block<T> {
     /// the tx count against the bytes left (each tx needs its 4-byte length), every length
     /// against the input, and trailing bytes are refused.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_BLOCK_BYTES {
+        Self::decode_max(bytes, MAX_BLOCK_BYTES)
+    }
+
+    /// [`Block::decode`] with the chain's configured size limit `max_bytes`.
+    pub fn decode_max(bytes: &[u8], max_bytes: usize) -> Result<Self, DecodeError> {
+        if bytes.len() > max_bytes.min(BLOCK_BYTES_CEILING) {
             return Err(DecodeError::TooLarge { bytes: bytes.len() });
         }
         let mut r = Reader { buf: bytes, pos: 0 };

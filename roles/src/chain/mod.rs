@@ -18,7 +18,10 @@ pub mod pow;
 pub mod search_table;
 pub mod store;
 
-pub use block::{BLOCK_VERSION, Block, BlockHeader, DecodeError, HEADER_LEN, MAX_BLOCK_BYTES};
+pub use block::{
+    BLOCK_BYTES_CEILING, BLOCK_VERSION, Block, BlockHeader, DecodeError, HEADER_LEN,
+    MAX_BLOCK_BYTES,
+};
 pub use headers::{HeaderAdd, HeaderChain, HeaderError};
 pub use mempool::{Mempool, MempoolAdd, MempoolConfig, MempoolError};
 pub use search_table::SearchTable;
@@ -125,7 +128,8 @@ impl<T: ChainTx> Chain<T> {
         validate: TxValidator<'_, T>,
     ) -> Result<MempoolAdd, TxError> {
         let bytes = tx.encode().len();
-        if bytes + 4 > MAX_BLOCK_BYTES - HEADER_LEN - 4 {
+        let max = self.store.config().max_block_bytes;
+        if bytes + 4 > max.saturating_sub(HEADER_LEN + 4) {
             return Err(TxError::TooLarge { bytes });
         }
         validate(&tx).map_err(TxError::Invalid)?;
@@ -134,14 +138,15 @@ impl<T: ChainTx> Chain<T> {
     }
 
     /// An unmined block on the best tip: up to `max_txs` mempool txs (arrival order) that fit
-    /// in [`MAX_BLOCK_BYTES`], the target the retarget rule expects, and time
+    /// in [`ChainConfig::max_block_bytes`], the target the retarget rule expects, and time
     /// `max(now_ms, median time past + 1)`. Mine it with [`pow::mine`].
     pub fn block_template(&self, now_ms: u64, miner_id: u32, max_txs: usize) -> Block<T> {
+        let max = self.store.config().max_block_bytes;
         let mut size = HEADER_LEN + 4;
         let mut txs = Vec::new();
         for tx in self.mempool.template(max_txs) {
             let len = 4 + tx.encode().len();
-            if size + len > MAX_BLOCK_BYTES {
+            if size + len > max {
                 break;
             }
             size += len;

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::block::{Block, MAX_BLOCK_BYTES};
+use super::block::{BLOCK_BYTES_CEILING, Block};
 use super::mempool::MempoolConfig;
 use super::store::{BlockError, ChainConfig, ConfigError};
 use super::{Chain, ChainTx, TxValidator};
@@ -108,7 +108,7 @@ impl BlockLog {
 
     /// Appends one record and waits for it to reach the disk (`sync_data`).
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), PersistError> {
-        if bytes.len() > MAX_BLOCK_BYTES {
+        if bytes.len() > BLOCK_BYTES_CEILING {
             return Err(PersistError::TooLarge(bytes.len()));
         }
         let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + bytes.len());
@@ -139,7 +139,7 @@ fn parse_records(data: &[u8]) -> (Vec<Vec<u8>>, usize) {
         len.copy_from_slice(&head[..4]);
         crc.copy_from_slice(&head[4..]);
         let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_BLOCK_BYTES {
+        if len > BLOCK_BYTES_CEILING {
             break;
         }
         let start = pos + RECORD_HEADER_LEN;
@@ -177,7 +177,8 @@ pub fn open_chain<T: ChainTx>(
             record,
             reason,
         };
-        let block = Block::<T>::decode(bytes).map_err(|e| bad(e.to_string()))?;
+        let block = Block::<T>::decode_max(bytes, config.max_block_bytes)
+            .map_err(|e| bad(e.to_string()))?;
         chain
             .add_block(block, now_ms, validate)
             .map_err(|e: BlockError| bad(e.to_string()))?;

@@ -135,15 +135,17 @@ pub struct SnMemory {
     pub query_limit_sources_max: usize,
     /// Datagrams, events and blocks queued for the driver (drained after every input).
     pub queued: usize,
+    /// `ChainConfig::max_block_bytes`: the size an orphan or a reassembly may reach.
+    pub max_block_bytes: usize,
 }
 
 impl SnMemory {
     /// Upper estimate of the bytes held now: every pending Tx and orphan counted at its
-    /// largest size ([`MAX_TX_BYTES`], `MAX_BLOCK_BYTES`), reassembly at its real size.
+    /// largest size ([`MAX_TX_BYTES`], `max_block_bytes`), reassembly at its real size.
     pub fn bytes(&self) -> usize {
         self.mempool_txs * MAX_TX_BYTES
             + self.mempool_rate_owners * 40
-            + self.orphans * crate::chain::MAX_BLOCK_BYTES
+            + self.orphans * self.max_block_bytes
             + self.reassembly_bytes
             + (self.tx_limit_sources + self.query_limit_sources) * SOURCE_ENTRY_BYTES
     }
@@ -153,8 +155,8 @@ impl SnMemory {
     pub fn bytes_bound(&self) -> usize {
         self.mempool_max * MAX_TX_BYTES
             + self.mempool_rate_owners_max * 40
-            + self.orphans_max * crate::chain::MAX_BLOCK_BYTES
-            + self.reassembly_blocks_max * crate::chain::MAX_BLOCK_BYTES
+            + self.orphans_max * self.max_block_bytes
+            + self.reassembly_blocks_max * self.max_block_bytes
             + (self.tx_limit_sources_max + self.query_limit_sources_max) * SOURCE_ENTRY_BYTES
     }
 

@@ -117,6 +117,7 @@ impl SuperNode {
 
     /// A super node around a chain recovered from its data directory.
     pub fn with_chain(cfg: SnConfig, chain: Chain<ToallTx>, seed: u64) -> Self {
+        let max_block_bytes = cfg.chain.max_block_bytes;
         SuperNode {
             tx_limiter: cfg.tx_limit.map(SourceLimiter::new),
             query_limiter: cfg.query_limit.map(SourceLimiter::new),
@@ -126,11 +127,7 @@ impl SuperNode {
             chain,
             rng: ChaCha8Rng::seed_from_u64(seed),
             job: None,
-            reassembly: Reassembler::new(
-                64,
-                crate::chain::MAX_BLOCK_BYTES,
-                Duration::from_secs(10),
-            ),
+            reassembly: Reassembler::new(64, max_block_bytes, Duration::from_secs(10)),
             next_announce: Time::ZERO,
             started: false,
             out: VecDeque::new(),
@@ -182,6 +179,7 @@ impl SuperNode {
             query_limit_sources,
             query_limit_sources_max,
             queued: self.out.len() + self.events.len() + self.persist.len(),
+            max_block_bytes: self.cfg.chain.max_block_bytes,
         }
     }
 
@@ -615,7 +613,7 @@ impl SuperNode {
         let Some(bytes) = self.reassembly.push(now, &part) else {
             return;
         };
-        match Block::<ToallTx>::decode(&bytes) {
+        match Block::<ToallTx>::decode_max(&bytes, self.cfg.chain.max_block_bytes) {
             Ok(block) => self.add_block(now, block, Some(from)),
             Err(e) => {
                 *self.refused.entry("block_malformed").or_default() += 1;

@@ -270,6 +270,8 @@ pub fn scale(
             en_counts: vec![n],
             seed: topo.seed,
             block_interval: topo.chain.block_interval,
+            block_bytes: topo.chain.block_bytes,
+            block_txs: topo.chain.block_txs,
             // First registrations at about 500/s in all (2/s per crowd address), under the
             // SN's per-source Tx limit.
             register_window: Duration::from_secs_f64((n as f64 / 500.0).max(5.0)),

@@ -27,6 +27,10 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
 /// Default mean block interval (the paper assumes 1 s).
 pub const DEFAULT_BLOCK_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `[chain] block_bytes`: 60,000 bytes, one datagram, about 140 ToALL Txs.
+pub const DEFAULT_BLOCK_BYTES: usize = binfm_roles::chain::MAX_BLOCK_BYTES;
+/// Default `[chain] block_txs`.
+pub const DEFAULT_BLOCK_TXS: usize = 500;
 /// Default hash rate of a super node, in hashes per second of run time. Low on purpose:
 /// mining is real hashing, and a run should stay fast in wall time.
 pub const DEFAULT_HASH_RATE: f64 = 2000.0;
@@ -228,6 +232,10 @@ pub struct ChainDef {
     pub block_interval: Duration,
     /// Replies may carry the newest unconfirmed Tx.
     pub reply_unconfirmed: bool,
+    /// Largest encoded block (`ChainConfig::max_block_bytes`).
+    pub block_bytes: usize,
+    /// Most Txs per mined block (`SnConfig::max_block_txs`).
+    pub block_txs: usize,
 }
 
 /// A super node.

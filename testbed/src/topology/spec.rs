@@ -60,6 +60,12 @@ pub struct ChainSpec {
     /// Replies also carry the newest unconfirmed Tx (flagged), when the asker wants it.
     #[serde(default)]
     pub reply_unconfirmed: Option<bool>,
+    /// Largest encoded block in bytes (a consensus rule shared by every SN).
+    #[serde(default)]
+    pub block_bytes: Option<u64>,
+    /// Most Txs an SN puts in a block it mines.
+    #[serde(default)]
+    pub block_txs: Option<u64>,
 }
 
 /// Link emulation parameters as written (segments, links and per-pair paths carry the same

@@ -1,7 +1,9 @@
 //! The chain parameters, their genesis block and their sanity check.
 
 use crate::chain::ChainTx;
-use crate::chain::block::{BLOCK_VERSION, Block, BlockHeader};
+use crate::chain::block::{
+    BLOCK_BYTES_CEILING, BLOCK_VERSION, Block, BlockHeader, HEADER_LEN, MAX_BLOCK_BYTES,
+};
 use crate::chain::pow::target_for_hashes;
 
 /// Chain parameters; every SN of a run must use the same ones (they fix the genesis hash).
@@ -20,11 +22,14 @@ pub struct ChainConfig {
     pub max_orphans: usize,
     /// How far a block time may be ahead of the receiver's clock.
     pub max_future_ms: u64,
+    /// Largest encoded block (header included), at most [`BLOCK_BYTES_CEILING`]: a consensus
+    /// rule, so every SN of a run must share it.
+    pub max_block_bytes: usize,
 }
 
 impl Default for ChainConfig {
     /// Genesis at 0 ms, 100,000 hashes/s in total, 1 s blocks, retarget every 10 blocks,
-    /// 256 orphans, 2 s of allowed clock lead.
+    /// 256 orphans, 2 s of allowed clock lead, 60,000-byte blocks.
     fn default() -> Self {
         ChainConfig {
             genesis_time_ms: 0,
@@ -33,6 +38,7 @@ impl Default for ChainConfig {
             retarget_interval: 10,
             max_orphans: 256,
             max_future_ms: 2000,
+            max_block_bytes: MAX_BLOCK_BYTES,
         }
     }
 }
@@ -69,6 +75,9 @@ impl ChainConfig {
         if self.max_orphans == 0 {
             return Err(ConfigError::MaxOrphans);
         }
+        if !(HEADER_LEN + 4..=BLOCK_BYTES_CEILING).contains(&self.max_block_bytes) {
+            return Err(ConfigError::MaxBlockBytes(self.max_block_bytes));
+        }
         Ok(())
     }
 }
@@ -88,4 +97,7 @@ pub enum ConfigError {
     /// No room for orphans.
     #[error("max_orphans must be at least 1")]
     MaxOrphans,
+    /// Block size limit below an empty block or above [`BLOCK_BYTES_CEILING`].
+    #[error("max_block_bytes must be 124..=8000000, got {0}")]
+    MaxBlockBytes(usize),
 }

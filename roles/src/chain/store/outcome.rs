@@ -39,9 +39,9 @@ pub enum BlockError {
     /// The header hash is above the header's target.
     #[error("proof of work does not meet the block's target")]
     BadPow,
-    /// More than [`MAX_BLOCK_BYTES`] encoded or too many txs.
+    /// More than [`ChainConfig::max_block_bytes`] encoded or too many txs.
     ///
-    /// [`MAX_BLOCK_BYTES`]: crate::chain::MAX_BLOCK_BYTES
+    /// [`ChainConfig::max_block_bytes`]: crate::chain::ChainConfig::max_block_bytes
     #[error("block of {bytes} bytes / {txs} txs exceeds the limits")]
     Oversized {
         /// Encoded size.

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{BlockError, ChainStore};
-use crate::chain::block::{BLOCK_VERSION, Block, MAX_BLOCK_BYTES, MAX_TXS_PER_BLOCK};
+use crate::chain::block::{BLOCK_VERSION, Block, max_txs_in};
 use crate::chain::pow::meets_target;
 use crate::chain::{ChainTx, Hash, TxValidator};
 
@@ -22,14 +22,15 @@ impl<T: ChainTx> ChainStore<T> {
         if !meets_target(hash, &h.target) {
             return Err(BlockError::BadPow);
         }
-        if block.txs.len() > MAX_TXS_PER_BLOCK {
+        let max_bytes = self.config.max_block_bytes;
+        if block.txs.len() > max_txs_in(max_bytes) {
             return Err(BlockError::Oversized {
                 bytes: 0,
                 txs: block.txs.len(),
             });
         }
         let bytes = block.encoded_len();
-        if bytes > MAX_BLOCK_BYTES {
+        if bytes > max_bytes {
             return Err(BlockError::Oversized {
                 bytes,
                 txs: block.txs.len(),

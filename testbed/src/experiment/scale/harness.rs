@@ -38,10 +38,12 @@ impl<'a> Harness<'a> {
             block_interval_ms: u64::try_from(cfg.block_interval.as_millis())
                 .unwrap_or(1000)
                 .max(1),
+            max_block_bytes: cfg.block_bytes,
             ..ChainConfig::default()
         };
-        // The SN as a topology builds it (default mempool, 500 Txs per block at most).
-        let sn_cfg = SnConfig::new(1, vec![], cfg.hash_rate, chain);
+        // The SN as a topology builds it (default mempool, the topology's block limits).
+        let mut sn_cfg = SnConfig::new(1, vec![], cfg.hash_rate, chain);
+        sn_cfg.max_block_txs = cfg.block_txs;
         let sn = SuperNode::new(sn_cfg, point_seed)
             .map_err(|e| anyhow::anyhow!("scale: super node config: {e}"))?;
         Ok(Harness {

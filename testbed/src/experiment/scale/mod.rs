@@ -106,6 +106,10 @@ pub struct ScaleConfig {
     pub t_i: Duration,
     /// Mean block interval the chain aims at (default 1 s).
     pub block_interval: Duration,
+    /// Largest block in bytes (default 60,000, the topology default).
+    pub block_bytes: usize,
+    /// Most Txs per block (default 500, the topology default).
+    pub block_txs: usize,
     /// The SN's hash rate in hashes per second of virtual time (default 2,000, the topology
     /// default); it is also the network hash rate (one SN).
     pub hash_rate: f64,
@@ -125,6 +129,8 @@ impl Default for ScaleConfig {
             query_rate: 50.0,
             t_i: Duration::from_millis(40),
             block_interval: Duration::from_secs(1),
+            block_bytes: crate::topology::DEFAULT_BLOCK_BYTES,
+            block_txs: crate::topology::DEFAULT_BLOCK_TXS,
             hash_rate: crate::topology::DEFAULT_HASH_RATE,
             register_window: Duration::from_secs(5),
             max_warmup: Duration::from_secs(600),

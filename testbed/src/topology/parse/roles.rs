@@ -35,14 +35,33 @@ impl<'a> Builder<'a> {
                     .and_then(|d| cx.duration(d, "block_interval"))
                     .unwrap_or(DEFAULT_BLOCK_INTERVAL),
                 reply_unconfirmed: c.reply_unconfirmed.unwrap_or(false),
+                block_bytes: c
+                    .block_bytes
+                    .map_or(DEFAULT_BLOCK_BYTES, |b| usize::try_from(b).unwrap_or(0)),
+                block_txs: c
+                    .block_txs
+                    .map_or(DEFAULT_BLOCK_TXS, |b| usize::try_from(b).unwrap_or(0)),
             },
             None => ChainDef {
                 block_interval: DEFAULT_BLOCK_INTERVAL,
                 reply_unconfirmed: false,
+                block_bytes: DEFAULT_BLOCK_BYTES,
+                block_txs: DEFAULT_BLOCK_TXS,
             },
         };
         if chain.block_interval.is_zero() {
             cx.err_plain("[chain] block_interval must be above zero");
+        }
+        let ceiling = binfm_roles::chain::BLOCK_BYTES_CEILING;
+        let floor = binfm_roles::chain::HEADER_LEN + 4;
+        if !(floor..=ceiling).contains(&chain.block_bytes) {
+            cx.err_plain(format!(
+                "[chain] block_bytes must be {floor}..={ceiling}, got {}",
+                chain.block_bytes
+            ));
+        }
+        if chain.block_txs == 0 {
+            cx.err_plain("[chain] block_txs must be at least 1");
         }
         chain
     }
