@@ -175,10 +175,7 @@ impl<T: ChainTx> Template<T> {
     fn update_path(&mut self, index: usize) {
         let mut level = 0;
         let mut i = index;
-        loop {
-            let Some(nodes) = self.levels.get(level) else {
-                break;
-            };
+        while let Some(nodes) = self.levels.get(level) {
             if nodes.len() <= 1 {
                 self.levels.truncate(level + 1);
                 break;
