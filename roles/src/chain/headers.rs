@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use super::block::{BLOCK_VERSION, BlockHeader};
-use super::pow::{meets_target, retarget, work};
+use super::pow::{beats, meets_target, retarget, work};
 use super::store::MEDIAN_TIME_SPAN;
 use super::{ChainConfig, Hash};
 
@@ -233,8 +233,9 @@ impl HeaderChain {
         };
         let new_work = entry.work;
         self.entries.insert(hash, entry);
-        let tip_work = self.entries.get(&self.tip().0).map_or(0, |e| e.work);
-        if new_work <= tip_work {
+        let (tip_hash, _) = self.tip();
+        let tip_work = self.entries.get(&tip_hash).map_or(0, |e| e.work);
+        if !beats(new_work, &hash, tip_work, &tip_hash) {
             return Ok(HeaderAdd::SideChain);
         }
         // Rebuild the best chain down to where the new branch meets it.
@@ -366,8 +367,14 @@ mod tests {
             .add_block(b2.clone(), 3000, &ok)
             .unwrap_or_else(|e| panic!("{e}"));
         let b3 = child(chain.store(), &b2h, 3500, 2, vec![]);
-        assert_eq!(hc.add(b2.header, 10_000), Ok(HeaderAdd::SideChain));
-        assert_eq!(hc.best_height(&b2h), None);
+        // Equal work: the lower hash is best (the SNs' fork choice, `pow::beats`).
+        if b2h < old_tip {
+            assert_eq!(hc.add(b2.header, 10_000), Ok(HeaderAdd::NewTip));
+            assert_eq!(hc.best_height(&b2h), Some(2));
+        } else {
+            assert_eq!(hc.add(b2.header, 10_000), Ok(HeaderAdd::SideChain));
+            assert_eq!(hc.best_height(&b2h), None);
+        }
         assert_eq!(hc.add(b3.header, 10_000), Ok(HeaderAdd::NewTip));
         assert_eq!(hc.tip(), (b3.hash(), 3));
         assert_eq!(hc.best_height(&b2h), Some(2));

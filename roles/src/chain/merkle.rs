@@ -33,7 +33,7 @@ pub fn merkle_root(ids: &[Hash]) -> Hash {
     level.first().copied().unwrap_or([0; 32])
 }
 
-fn parent(left: &Hash, right: &Hash) -> Hash {
+pub(super) fn parent(left: &Hash, right: &Hash) -> Hash {
     let mut h = Sha256::new();
     h.update(left);
     h.update(right);

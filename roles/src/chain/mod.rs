@@ -17,6 +17,7 @@ pub mod persist;
 pub mod pow;
 pub mod search_table;
 pub mod store;
+pub mod template;
 
 pub use block::{
     BLOCK_BYTES_CEILING, BLOCK_VERSION, Block, BlockHeader, DecodeError, HEADER_LEN,
@@ -26,6 +27,7 @@ pub use headers::{HeaderAdd, HeaderChain, HeaderError};
 pub use mempool::{Mempool, MempoolAdd, MempoolConfig, MempoolError};
 pub use search_table::SearchTable;
 pub use store::{AddOutcome, BlockError, ChainConfig, ChainStore, ConfigError};
+pub use template::{Template, TemplateUpdate};
 
 /// A SHA-256 output: block hashes, tx ids, hash addresses, targets.
 pub type Hash = [u8; 32];
@@ -141,6 +143,13 @@ impl<T: ChainTx> Chain<T> {
     /// in [`ChainConfig::max_block_bytes`], the target the retarget rule expects, and time
     /// `max(now_ms, median time past + 1)`. Mine it with [`pow::mine`].
     pub fn block_template(&self, now_ms: u64, miner_id: u32, max_txs: usize) -> Block<T> {
+        let (txs, _) = self.template_txs(max_txs);
+        self.store.template_on_tip(now_ms, miner_id, txs)
+    }
+
+    /// The longest prefix of the mempool order that fits the block limits, and whether the
+    /// mempool holds more.
+    fn template_txs(&self, max_txs: usize) -> (Vec<T>, bool) {
         let max = self.store.config().max_block_bytes;
         let mut size = HEADER_LEN + 4;
         let mut txs = Vec::new();
@@ -152,7 +161,32 @@ impl<T: ChainTx> Chain<T> {
             size += len;
             txs.push(tx);
         }
-        self.store.template_on_tip(now_ms, miner_id, txs)
+        let full = txs.len() < self.mempool.len();
+        (txs, full)
+    }
+
+    /// [`Chain::block_template`] as a [`Template`] that follows later mempool additions
+    /// incrementally ([`Template::offer`]); rebuild it on a new tip.
+    pub fn template(&self, now_ms: u64, miner_id: u32, max_txs: usize) -> Template<T> {
+        let (txs, full) = self.template_txs(max_txs);
+        let floor = self
+            .store
+            .template_on_tip(0, miner_id, Vec::new())
+            .header
+            .time_ms;
+        let mut header = self
+            .store
+            .template_on_tip(now_ms, miner_id, Vec::new())
+            .header;
+        header.time_ms = now_ms.max(floor);
+        Template::new(
+            header,
+            floor,
+            txs,
+            full,
+            self.store.config().max_block_bytes,
+            max_txs,
+        )
     }
 
     /// Best tip hash and height.

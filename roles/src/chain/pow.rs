@@ -37,6 +37,14 @@ pub fn work(target: &Hash) -> u128 {
     w.to_u128_saturating()
 }
 
+/// Fork choice: whether a tip with cumulative work `work` and hash `hash` is better than the
+/// current tip (`tip_work`, `tip_hash`). More work wins; at equal work the lower hash wins, so
+/// two super nodes that saw two competing blocks in opposite order still settle on the same
+/// tip once each has both (first-seen would keep them split until the next block).
+pub fn beats(work: u128, hash: &Hash, tip_work: u128, tip_hash: &Hash) -> bool {
+    work > tip_work || (work == tip_work && hash < tip_hash)
+}
+
 /// The target at which a block takes `expected_hashes` hashes on average:
 /// `2^256 / expected_hashes - 1`, clamped to `[1, MAX_TARGET]`. Whole numbers below 2^64
 /// are exact (`work(target_for_hashes(n)) == n`); other values go through one IEEE-754

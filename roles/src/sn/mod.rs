@@ -42,12 +42,61 @@ pub use config::{
     validate_tx,
 };
 
-/// A block found by hashing, waiting for the moment the hash rate says it is found.
+/// Nonces hashed ahead per slice of the mining job.
+const SLICE_HASHES: u64 = 256;
+
+/// The mining job: a template on the tip, hashed at the SN's rate from `start` on. Hash `k`
+/// (nonce `start_nonce + k`) is done at `start + (k + 1) / hash_rate`. The SN hashes ahead in
+/// slices of [`SLICE_HASHES`]; when the template changes at `t` (a new Tx), the hashes done by
+/// `t` stay (they failed on the old header) and the rest of the slice is hashed again on the
+/// new header: the miner continues its nonce range, nothing is re-solved.
 #[derive(Debug)]
 struct Job {
-    block: Option<Block<ToallTx>>,
-    found_at: Time,
-    tries: u64,
+    template: crate::chain::Template<ToallTx>,
+    start: Time,
+    start_nonce: u64,
+    /// Hashes done on the current header so far (all failed except maybe `found`).
+    hashed: u64,
+    /// Winning hash index, if the hashed range holds one.
+    found: Option<u64>,
+    /// The template changed at this time and the hashing after it is not redone yet.
+    dirty_since: Option<Time>,
+}
+
+impl Job {
+    fn time_of(&self, k: u64, rate: f64) -> Time {
+        self.start + Duration::from_secs_f64(((k + 1) as f64 / rate).max(1e-6))
+    }
+
+    /// Hashes done by `t`.
+    fn hashes_by(&self, t: Time, rate: f64) -> u64 {
+        (t.saturating_sub(self.start).as_secs_f64() * rate).floor() as u64
+    }
+
+    /// Hashes the current header for hash indices `self.hashed..end`.
+    fn hash_to(&mut self, end: u64) {
+        if self.found.is_some() || end <= self.hashed {
+            return;
+        }
+        let tries = end - self.hashed;
+        let start = self.start_nonce.wrapping_add(self.hashed);
+        match pow::mine(self.template.header(), start, tries) {
+            Some((_, n)) => {
+                self.found = Some(self.hashed + n - 1);
+                self.hashed += n;
+            }
+            None => self.hashed = end,
+        }
+    }
+
+    /// When the job next needs the SN: the winning hash's time, or the end of the slice.
+    fn wake_at(&self, rate: f64) -> Time {
+        match (self.dirty_since, self.found) {
+            (Some(t), _) => t,
+            (None, Some(k)) => self.time_of(k, rate),
+            (None, None) => self.time_of(self.hashed.saturating_sub(1), rate),
+        }
+    }
 }
 
 /// What a refusal reason reported last (see [`DROP_EVENT_INTERVAL`]).
@@ -246,33 +295,67 @@ impl SuperNode {
         }
     }
 
-    /// Makes a new block template on the best tip and solves it (real hashing).
+    /// Makes a new block template on the best tip (a new tip, or at the start) and hashes
+    /// its first slice (real hashing from a random nonce).
     fn retemplate(&mut self, now: Time) {
         if !self.cfg.mine || !self.started {
             return;
         }
-        let mut block =
-            self.chain
-                .block_template(millis(now), self.cfg.miner_id, self.cfg.max_block_txs);
-        let expected =
-            self.cfg.chain.network_hash_rate * self.cfg.chain.block_interval_ms as f64 / 1000.0;
-        // Bound the hashing of one template; if it fails, try a new one at that moment.
-        let max_tries = ((expected * 20.0) as u64).max(1000);
-        let start: u64 = self.rng.random();
-        let (block, tries) = match pow::mine(&block.header, start, max_tries) {
-            Some((nonce, tries)) => {
-                block.header.nonce = nonce;
-                (Some(block), tries)
-            }
-            None => (None, max_tries),
+        let template = self
+            .chain
+            .template(millis(now), self.cfg.miner_id, self.cfg.max_block_txs);
+        let mut job = Job {
+            template,
+            start: now,
+            start_nonce: self.rng.random(),
+            hashed: 0,
+            found: None,
+            dirty_since: None,
         };
-        let secs = tries as f64 / self.cfg.hash_rate;
-        let found_at = now + Duration::from_secs_f64(secs.max(1e-6));
-        self.job = Some(Job {
-            block,
-            found_at,
-            tries,
-        });
+        job.hash_to(SLICE_HASHES);
+        self.job = Some(job);
+    }
+
+    /// Follows a Tx the mempool just took in the mining job's template (no re-solve: the
+    /// hashing after `now` is redone on the new header when the SN next settles).
+    fn template_offer(&mut self, now: Time, tx: &ToallTx, added: &crate::chain::MempoolAdd) {
+        let Some(job) = &mut self.job else {
+            return;
+        };
+        let rate = self.cfg.hash_rate;
+        // A block already due at `now` keeps its header; the Tx waits for the next one.
+        if job.dirty_since.is_none() && job.found.is_some_and(|k| job.time_of(k, rate) <= now) {
+            return;
+        }
+        match job.template.offer(tx, added) {
+            crate::chain::TemplateUpdate::Unchanged => {}
+            crate::chain::TemplateUpdate::Changed => {
+                job.template.set_time(millis(now));
+                job.dirty_since.get_or_insert(now);
+            }
+            crate::chain::TemplateUpdate::Rebuild => {
+                let template =
+                    self.chain
+                        .template(millis(now), self.cfg.miner_id, self.cfg.max_block_txs);
+                job.template = template;
+                job.dirty_since.get_or_insert(now);
+            }
+        }
+    }
+
+    /// Redoes the hashing after the template's last change (the rest of the slice).
+    fn settle_job(&mut self) {
+        let rate = self.cfg.hash_rate;
+        let Some(job) = &mut self.job else {
+            return;
+        };
+        let Some(since) = job.dirty_since.take() else {
+            return;
+        };
+        let end = job.hashed.max(job.hashes_by(since, rate) + 1);
+        job.found = None;
+        job.hashed = job.hashes_by(since, rate).min(job.hashed);
+        job.hash_to(end.max(job.hashed + 1));
     }
 
     /// Handles a datagram on the SN port.
@@ -592,20 +675,17 @@ impl SuperNode {
         if known {
             return TxStatus::Duplicate;
         }
-        let verified = Cell::new(0);
-        let added = self
-            .chain
-            .add_tx(tx.clone(), millis(now), &counting_validator(&verified));
-        self.work.add_n(Op::Verify, verified.get());
-        match added {
-            Ok(_) => {
+        // Both callers ran `verify_tx` already: checking the signature twice doubled the
+        // SN's cost per Tx.
+        match self.chain.add_tx(tx.clone(), millis(now), &|_| Ok(())) {
+            Ok(added) => {
                 self.events.push_back(SnEvent::TxAccepted {
                     owner: hex(&owner),
                     seq: tx.out.seq,
                     relayed_by,
                 });
                 self.flood(&Message::TxRelay { tx: tx.clone() }, relayed_by);
-                self.retemplate(now);
+                self.template_offer(now, tx, &added);
                 TxStatus::Accepted
             }
             Err(e) => {
@@ -785,18 +865,25 @@ impl SuperNode {
         if !self.started {
             return;
         }
-        if self.job.as_ref().is_some_and(|j| j.found_at <= now) {
-            if let Some(job) = self.job.take() {
-                match job.block {
-                    Some(block) => {
-                        let _ = job.tries;
-                        self.add_block(now, block, None);
+        self.settle_job();
+        let rate = self.cfg.hash_rate;
+        while let Some(job) = &mut self.job {
+            match job.found {
+                Some(k) if job.time_of(k, rate) <= now => {
+                    let block = job.template.block(job.start_nonce.wrapping_add(k));
+                    self.job = None;
+                    self.add_block(now, block, None);
+                    if self.job.is_none() {
+                        self.retemplate(now);
                     }
-                    None => self.retemplate(now),
+                    break;
                 }
-            }
-            if self.job.is_none() {
-                self.retemplate(now);
+                // The slice is hashed through by now: hash the next one.
+                None if job.time_of(job.hashed.saturating_sub(1), rate) <= now => {
+                    let end = job.hashed + SLICE_HASHES;
+                    job.hash_to(end);
+                }
+                _ => break,
             }
         }
         if self.next_announce <= now {
@@ -820,7 +907,7 @@ impl SuperNode {
         if !self.started {
             return None;
         }
-        let job = self.job.as_ref().map(|j| j.found_at);
+        let job = self.job.as_ref().map(|j| j.wake_at(self.cfg.hash_rate));
         let r = self.reassembly.poll_timeout();
         [job, Some(self.next_announce), r]
             .into_iter()
@@ -830,11 +917,13 @@ impl SuperNode {
 
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.settle_job();
         self.out.pop_front()
     }
 
     /// Next event.
     pub fn poll_event(&mut self) -> Option<SnEvent> {
+        self.settle_job();
         self.events.pop_front()
     }
 

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::block::Block;
-use super::pow::work;
+use super::pow::{beats, work};
 use super::search_table::SearchTable;
 use super::{ChainTx, Hash, TxValidator};
 
@@ -213,13 +213,15 @@ impl<T: ChainTx> ChainStore<T> {
                 }
             }
         }
+        let (mut best_hash, _) = self.tip();
         let mut best_work = self.tip_work();
         let mut winner = None;
         for h in &connected {
             if let Some(e) = self.entries.get(h)
-                && e.work > best_work
+                && beats(e.work, h, best_work, &best_hash)
             {
                 best_work = e.work;
+                best_hash = *h;
                 winner = Some(*h);
             }
         }

@@ -388,18 +388,32 @@ fn reorg_to_more_work_rebuilds_search_table() {
     assert_eq!(add(&mut s, b1, 5000), Ok(AddOutcome::SideChain));
     let b2 = child(&s, &h_b1, 2100, 2, vec![DummyTx::new(1, 7)]);
     let h_b2 = b2.hash();
-    // Equal work: the first-seen tip stays.
-    assert_eq!(add(&mut s, b2, 5000), Ok(AddOutcome::SideChain));
-    assert_eq!(s.tip(), (h_a2, 2));
+    // Equal work: the lower hash is the tip, whichever came first.
+    let outcome = add(&mut s, b2, 5000);
+    if h_b2 < h_a2 {
+        assert_eq!(
+            outcome,
+            Ok(AddOutcome::Reorg {
+                removed: vec![h_a2, h_a1],
+                added: vec![h_b1, h_b2]
+            })
+        );
+        assert_eq!(s.tip(), (h_b2, 2));
+    } else {
+        assert_eq!(outcome, Ok(AddOutcome::SideChain));
+        assert_eq!(s.tip(), (h_a2, 2));
+    }
     let b3 = child(&s, &h_b2, 3100, 2, vec![]);
     let h_b3 = b3.hash();
-    assert_eq!(
-        add(&mut s, b3, 5000),
-        Ok(AddOutcome::Reorg {
+    let expected = if h_b2 < h_a2 {
+        AddOutcome::Extended { added: vec![h_b3] }
+    } else {
+        AddOutcome::Reorg {
             removed: vec![h_a2, h_a1],
-            added: vec![h_b1, h_b2, h_b3]
-        })
-    );
+            added: vec![h_b1, h_b2, h_b3],
+        }
+    };
+    assert_eq!(add(&mut s, b3, 5000), Ok(expected));
     assert_eq!(s.tip(), (h_b3, 3));
     assert!(s.is_on_best_chain(&h_b1) && !s.is_on_best_chain(&h_a1));
     // The incrementally updated table equals one rebuilt from the best chain.
@@ -488,4 +502,21 @@ fn check_block_needs_a_known_parent() {
     b.header.prev = [5; 32];
     mine_block(&mut b);
     assert_eq!(s.check_block(&b, 1000, &ok), Err(BlockError::UnknownParent));
+}
+
+#[test]
+fn two_stores_seeing_competing_blocks_in_opposite_order_agree_on_the_lower_hash() {
+    let (mut s1, mut s2) = (store(), store());
+    let g = s1.genesis();
+    let a = child(&s1, &g, 1000, 1, vec![DummyTx::new(1, 1)]);
+    let b = child(&s1, &g, 1001, 2, vec![DummyTx::new(2, 1)]);
+    let (ha, hb) = (a.hash(), b.hash());
+    assert_ne!(ha, hb);
+    add(&mut s1, a.clone(), 5000).unwrap_or_else(|e| panic!("{e}"));
+    add(&mut s1, b.clone(), 5000).unwrap_or_else(|e| panic!("{e}"));
+    add(&mut s2, b, 5000).unwrap_or_else(|e| panic!("{e}"));
+    add(&mut s2, a, 5000).unwrap_or_else(|e| panic!("{e}"));
+    // With first-seen, s1 would keep `a` and s2 `b`.
+    assert_eq!(s1.tip(), s2.tip());
+    assert_eq!(s1.tip(), (ha.min(hb), 1));
 }
