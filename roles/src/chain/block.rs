@@ -5,6 +5,7 @@
 //! nonce u64`. The nonce comes last so the first 64 bytes (one SHA-256 block) are the same
 //! for every try (see [`super::pow::mine`]). Block: `header | tx_count u32 | (len u32 | tx)*`.
 
+use binfm_stack::wire::binfm::MAX_PROOF_DEPTH;
 use sha2::{Digest, Sha256};
 
 use super::merkle::merkle_root;
@@ -27,6 +28,11 @@ pub const MAX_TXS_PER_BLOCK: usize = max_txs_in(MAX_BLOCK_BYTES);
 /// records and the SN's reassembly buffers. Blocks above a datagram travel in parts
 /// (`BlockPart`).
 pub const BLOCK_BYTES_CEILING: usize = 8_000_000;
+
+/// Most txs in any block, a consensus rule: 2^[`MAX_PROOF_DEPTH`], so every Tx on the chain
+/// has a Merkle path a Reply can carry (an SN could not prove a Tx of a larger block, and its
+/// ENs would refuse the Reply).
+pub const MAX_BLOCK_TXS: usize = 1 << MAX_PROOF_DEPTH;
 
 /// Most txs a block of `max_bytes` can hold (each costs at least its 4-byte length prefix).
 pub const fn max_txs_in(max_bytes: usize) -> usize {

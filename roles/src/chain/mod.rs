@@ -21,7 +21,7 @@ pub mod template;
 
 pub use block::{
     BLOCK_BYTES_CEILING, BLOCK_VERSION, Block, BlockHeader, DecodeError, HEADER_LEN,
-    MAX_BLOCK_BYTES,
+    MAX_BLOCK_BYTES, MAX_BLOCK_TXS,
 };
 pub use headers::{HeaderAdd, HeaderChain, HeaderError};
 pub use mempool::{Mempool, MempoolAdd, MempoolConfig, MempoolError};
@@ -150,6 +150,7 @@ impl<T: ChainTx> Chain<T> {
     /// The longest prefix of the mempool order that fits the block limits, and whether the
     /// mempool holds more.
     fn template_txs(&self, max_txs: usize) -> (Vec<T>, bool) {
+        let max_txs = max_txs.min(MAX_BLOCK_TXS);
         let max = self.store.config().max_block_bytes;
         let mut size = HEADER_LEN + 4;
         let mut txs = Vec::new();
@@ -185,7 +186,7 @@ impl<T: ChainTx> Chain<T> {
             txs,
             full,
             self.store.config().max_block_bytes,
-            max_txs,
+            max_txs.min(MAX_BLOCK_TXS),
         )
     }
 

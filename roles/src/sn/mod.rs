@@ -21,7 +21,8 @@ use crate::wallet::{TxError as WalletTxError, verify_tx};
 use crate::work::{Op, Work};
 use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::{
-    BlockPart, MAX_HEADERS, MAX_PROOF_DEPTH, Message, TxProof, TxStatus, reject, split_block,
+    BlockPart, MAX_HEADERS, MAX_PROOF_DEPTH, MAX_REPLY_LEN, Message, TxProof, TxStatus, reject,
+    split_block,
 };
 use binfm_stack::wire::ports;
 use binfm_stack::wire::toall::ToallTx;
@@ -144,6 +145,16 @@ fn counting_validator(n: &Cell<u32>) -> impl Fn(&ToallTx) -> Result<(), String> 
 pub const MAX_SUBSCRIBERS: usize = 1024;
 /// How long a registration keeps an endpoint subscribed to header pushes.
 pub const SUBSCRIPTION_TTL: Duration = Duration::from_secs(120);
+
+/// Keeps a Reply within [`MAX_REPLY_LEN`]: a deep proof (a block of more than 256 Txs) and two
+/// Txs do not fit, so the unconfirmed Tx is left out; the confirmed, provable one stays.
+fn fit_reply(reply: &mut Message) {
+    if reply.buffer_len() > MAX_REPLY_LEN
+        && let Message::Reply { unconfirmed, .. } = reply
+    {
+        *unconfirmed = None;
+    }
+}
 
 /// The counter name of a Tx that failed [`verify_tx`].
 fn invalid_reason(e: WalletTxError) -> &'static str {
@@ -455,7 +466,7 @@ impl SuperNode {
                     };
                     self.refuse(now, "query_unknown_address", sample);
                 }
-                let reply = Message::Reply {
+                let mut reply = Message::Reply {
                     request_id,
                     hash_addr,
                     found,
@@ -465,6 +476,7 @@ impl SuperNode {
                     unconfirmed,
                     proof,
                 };
+                fit_reply(&mut reply);
                 self.send(from, &reply);
             }
             Message::GetHeaders { locator } => {

@@ -368,3 +368,36 @@ mod unconfirmed_tests {
         }
     }
 }
+
+#[test]
+fn a_reply_with_a_deep_proof_leaves_the_unconfirmed_tx_out_and_fits_1280_bytes() {
+    let mut w = wallet();
+    let (confirmed, pending) = (w.next_tx(0), w.next_tx(0));
+    let reply = |depth: usize| Message::Reply {
+        request_id: 1,
+        hash_addr: w.hash_addr(),
+        found: true,
+        height: 3,
+        confirmations: 1,
+        tx: Some(confirmed.clone()),
+        unconfirmed: Some(pending.clone()),
+        proof: Some(TxProof {
+            header: [0; binfm_stack::wire::binfm::BLOCK_HEADER_LEN],
+            index: 0,
+            siblings: vec![[1; 32]; depth],
+        }),
+    };
+    for depth in [0, 8, 9, MAX_PROOF_DEPTH] {
+        let mut r = reply(depth);
+        fit_reply(&mut r);
+        assert!(r.buffer_len() <= MAX_REPLY_LEN, "depth {depth}");
+        let Message::Reply {
+            unconfirmed, proof, ..
+        } = &r
+        else {
+            unreachable!()
+        };
+        assert_eq!(unconfirmed.is_some(), depth <= 8, "depth {depth}");
+        assert_eq!(proof.as_ref().map(|p| p.siblings.len()), Some(depth));
+    }
+}

@@ -22,7 +22,9 @@ use super::toall::{HashAddr, MAX_Y_LEN, ToallTx};
 
 pub mod proof;
 
-pub use proof::{BLOCK_HEADER_LEN, MAX_HEADERS, MAX_LOCATOR, MAX_PROOF_DEPTH, RawHeader, TxProof};
+pub use proof::{
+    BLOCK_HEADER_LEN, MAX_HEADERS, MAX_LOCATOR, MAX_PROOF_DEPTH, MAX_REPLY_LEN, RawHeader, TxProof,
+};
 
 /// First two bytes of every BINFM datagram.
 pub const MAGIC: [u8; 2] = *b"BF";

@@ -1,6 +1,6 @@
 //! Tests of the block store: validation, orphans, fork choice, reorgs and retargeting.
 
-use super::super::block::BlockHeader;
+use super::super::block::{BlockHeader, MAX_BLOCK_TXS};
 use super::super::pow::{MAX_TARGET, meets_target, mine};
 use super::super::test_util::*;
 use super::*;
@@ -519,4 +519,31 @@ fn two_stores_seeing_competing_blocks_in_opposite_order_agree_on_the_lower_hash(
     // With first-seen, s1 would keep `a` and s2 `b`.
     assert_eq!(s1.tip(), s2.tip());
     assert_eq!(s1.tip(), (ha.min(hb), 1));
+}
+
+#[test]
+fn a_block_above_max_block_txs_is_refused_and_one_at_the_limit_has_provable_txs() {
+    let mut s = ChainStore::new(ChainConfig {
+        max_block_bytes: 1_000_000,
+        ..easy_config()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let g = s.genesis();
+    let txs = |n: usize| {
+        (0..n)
+            .map(|i| DummyTx::new(i as u8, i as u64 + 1))
+            .collect()
+    };
+    let over = child(&s, &g, 1000, 1, txs(MAX_BLOCK_TXS + 1));
+    assert!(over.encoded_len() < 1_000_000);
+    assert!(matches!(
+        add(&mut s, over, 5000),
+        Err(BlockError::Oversized { .. })
+    ));
+    let full = child(&s, &g, 1000, 1, txs(MAX_BLOCK_TXS));
+    let ids: Vec<Hash> = full.txs.iter().map(ChainTx::id).collect();
+    add(&mut s, full, 5000).unwrap_or_else(|e| panic!("{e}"));
+    let path = crate::chain::merkle::merkle_path(&ids, MAX_BLOCK_TXS - 1)
+        .unwrap_or_else(|| panic!("no path"));
+    assert_eq!(path.len(), binfm_stack::wire::binfm::MAX_PROOF_DEPTH);
 }

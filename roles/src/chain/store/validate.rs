@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{BlockError, ChainStore};
-use crate::chain::block::{BLOCK_VERSION, Block, max_txs_in};
+use crate::chain::block::{BLOCK_VERSION, Block, MAX_BLOCK_TXS, max_txs_in};
 use crate::chain::pow::meets_target;
 use crate::chain::{ChainTx, Hash, TxValidator};
 
@@ -23,7 +23,7 @@ impl<T: ChainTx> ChainStore<T> {
             return Err(BlockError::BadPow);
         }
         let max_bytes = self.config.max_block_bytes;
-        if block.txs.len() > max_txs_in(max_bytes) {
+        if block.txs.len() > max_txs_in(max_bytes).min(MAX_BLOCK_TXS) {
             return Err(BlockError::Oversized {
                 bytes: 0,
                 txs: block.txs.len(),

@@ -17,11 +17,15 @@ use super::super::codec::{Reader, WireError};
 
 /// Encoded length of a block header.
 pub const BLOCK_HEADER_LEN: usize = 120;
-/// Most siblings in a proof. A valid ToALL Tx is 417 bytes, so a block (at most 60,000 bytes)
-/// holds at most 142 of them: a Merkle tree of depth 8. With it a Reply carrying two Txs and a
-/// proof stays below 1,280 bytes of UDP payload (1,266 at most), like a BlockPart: no IP
-/// fragmentation on any path here.
-pub const MAX_PROOF_DEPTH: usize = 8;
+/// Most siblings in a proof: a Merkle tree of depth 12, so a block holds at most 4,096 Txs
+/// (`chain::MAX_BLOCK_TXS`, a consensus rule), enough for 1,000 Txs a second at 1 s blocks
+/// with room. A Reply with one Tx and the deepest proof is 977 bytes of UDP payload; with a
+/// second (unconfirmed) Tx as well it would be 1,394, so an SN leaves the unconfirmed Tx out
+/// of a Reply that would pass [`MAX_REPLY_LEN`] (it does for proofs of depth 9 or more).
+pub const MAX_PROOF_DEPTH: usize = 12;
+/// Largest Reply an SN sends (bytes of UDP payload): like a BlockPart, below 1,280 bytes, so
+/// no IP fragmentation on any path here.
+pub const MAX_REPLY_LEN: usize = 1_280;
 /// Most headers in one Headers message (8 × 120 bytes: the datagram stays below 1,280 bytes).
 pub const MAX_HEADERS: usize = 8;
 /// Most hashes in a GetHeaders locator.

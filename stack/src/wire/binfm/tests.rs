@@ -216,16 +216,22 @@ fn reply_with_proof_fixture_and_bounds() {
         Message::parse(&no_tx),
         Err(WireError::BadValue { .. })
     ));
-    // The largest Reply (two Txs of a full-size Y and the deepest proof) stays below 1,280
-    // bytes of UDP payload, as a BlockPart does.
+    // Reply sizes against MAX_REPLY_LEN (a full-size Y makes a 417-byte Tx): one Tx and the
+    // deepest proof fit; two Txs fit with proofs of up to 8 levels (the SN leaves the
+    // unconfirmed Tx out of deeper ones).
     let big = crate::wire::toall::tests::small_tx();
-    let deepest = TxProof {
+    let proof = |depth| TxProof {
         header: [0; BLOCK_HEADER_LEN],
         index: 255,
-        siblings: vec![[0; 32]; MAX_PROOF_DEPTH],
+        siblings: vec![[0; 32]; depth],
     };
-    let size = 4 + 49 + 2 * big.buffer_len().max(417) + deepest.buffer_len();
-    assert!(size < 1280, "{size}");
+    let tx_len = big.buffer_len().max(417);
+    let one = 4 + 49 + tx_len + proof(MAX_PROOF_DEPTH).buffer_len();
+    assert_eq!(one, 977);
+    let two_at_8 = 4 + 49 + 2 * tx_len + proof(8).buffer_len();
+    assert!(two_at_8 <= MAX_REPLY_LEN, "{two_at_8}");
+    let two_at_9 = 4 + 49 + 2 * tx_len + proof(9).buffer_len();
+    assert!(two_at_9 > MAX_REPLY_LEN, "{two_at_9}");
 }
 
 #[test]

@@ -60,8 +60,13 @@ impl<'a> Builder<'a> {
                 chain.block_bytes
             ));
         }
-        if chain.block_txs == 0 {
-            cx.err_plain("[chain] block_txs must be at least 1");
+        let most = binfm_roles::chain::MAX_BLOCK_TXS;
+        if !(1..=most).contains(&chain.block_txs) {
+            cx.err_plain(format!(
+                "[chain] block_txs must be 1..={most} (a Reply's Merkle proof has at most {} levels), got {}",
+                binfm_stack::wire::binfm::MAX_PROOF_DEPTH,
+                chain.block_txs
+            ));
         }
         chain
     }
