@@ -8,6 +8,7 @@ use binfm_roles::chain::{ChainConfig, MempoolConfig};
 use binfm_roles::en::EndNode;
 use binfm_roles::event::Event;
 use binfm_roles::keyseed;
+use binfm_roles::ratelimit::RateLimitConfig;
 use binfm_roles::role::CallView;
 use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
 use binfm_roles::wallet::Wallet;
@@ -236,6 +237,14 @@ pub fn sn_role(
     let mut cfg = SnConfig::new(index as u32, peers, sn_def.hash_rate, chain_cfg);
     cfg.reply_unconfirmed = topo.chain.reply_unconfirmed;
     cfg.max_block_txs = topo.chain.block_txs;
+    let per_source = |limit: &mut Option<RateLimitConfig>, rate: Option<u32>| {
+        if let (Some(l), Some(rate)) = (limit.as_mut(), rate) {
+            l.rate_per_s = rate;
+            l.burst = rate.saturating_mul(2);
+        }
+    };
+    per_source(&mut cfg.tx_limit, sn_def.tx_per_source);
+    per_source(&mut cfg.query_limit, sn_def.queries_per_source);
     let mut recovered = None;
     let (sn, log) = match &sn_def.data_dir {
         Some(dir) => {

@@ -180,3 +180,43 @@ fn a_small_crowd_registers_moves_and_calls_reproducibly() {
     let (again, _) = run();
     assert!(results == again, "results.json differs between two runs");
 }
+
+#[test]
+fn super_node_per_source_limits_come_from_the_topology() {
+    // 60 ENs behind one NAT share one source address: at the default 10 TxSubmits a second
+    // (bursts of 20) their first registrations hit the limit; at 100 a second they do not.
+    let limited = |sn_table: &str| {
+        let text = std::fs::read_to_string(common::root().join("topologies/crowd.toml"))
+            .unwrap()
+            .replace("end_nodes = 10000", "end_nodes = 60")
+            .replace("networks = 100", "networks = 1")
+            .replace("duration = \"180s\"", "duration = \"8s\"")
+            .replace("from = \"60s\"", "from = \"10s\"")
+            .replace(
+                "super_node = { tx_per_source = 200, queries_per_source = 500 }",
+                sn_table,
+            );
+        let topo = Topology::from_str(&text, std::path::Path::new("crowd-test.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RunOptions {
+            out_dir: dir.path().to_path_buf(),
+            seed: None,
+            duration: None,
+        };
+        run_virtual(&topo, &opts, &AtomicBool::new(false)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap())
+                .unwrap();
+        (1..=3)
+            .map(|i| {
+                v["chain"]["super_nodes"][format!("sn{i}")]["refused"]["tx_rate_limited"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum::<u64>()
+    };
+    let default = limited("super_node = {}");
+    let raised = limited("super_node = { tx_per_source = 100 }");
+    assert!(default > 0, "the default limit refused nothing");
+    assert_eq!(raised, 0);
+}

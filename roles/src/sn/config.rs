@@ -133,6 +133,10 @@ pub struct SnMemory {
     pub query_limit_sources: usize,
     /// `query_limit.max_sources` (0 when disabled).
     pub query_limit_sources_max: usize,
+    /// End-node endpoints subscribed to header pushes, and their limit.
+    pub subscribers: usize,
+    /// [`super::MAX_SUBSCRIBERS`].
+    pub subscribers_max: usize,
     /// Datagrams, events and blocks queued for the driver (drained after every input).
     pub queued: usize,
     /// `ChainConfig::max_block_bytes`: the size an orphan or a reassembly may reach.
@@ -148,6 +152,7 @@ impl SnMemory {
             + self.orphans * self.max_block_bytes
             + self.reassembly_bytes
             + (self.tx_limit_sources + self.query_limit_sources) * SOURCE_ENTRY_BYTES
+            + self.subscribers * super::subscribers::SUBSCRIBER_BYTES
     }
 
     /// The same estimate with every structure at its limit: what packets can make the SN
@@ -158,6 +163,7 @@ impl SnMemory {
             + self.orphans_max * self.max_block_bytes
             + self.reassembly_blocks_max * self.max_block_bytes
             + (self.tx_limit_sources_max + self.query_limit_sources_max) * SOURCE_ENTRY_BYTES
+            + self.subscribers_max * super::subscribers::SUBSCRIBER_BYTES
     }
 
     /// Whether every structure is within its limit.
@@ -168,5 +174,6 @@ impl SnMemory {
             && self.reassembly_blocks <= self.reassembly_blocks_max
             && self.tx_limit_sources <= self.tx_limit_sources_max
             && self.query_limit_sources <= self.query_limit_sources_max
+            && self.subscribers <= self.subscribers_max
     }
 }

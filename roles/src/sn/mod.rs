@@ -35,8 +35,11 @@ use std::time::Duration;
 
 mod config;
 pub mod events;
+mod subscribers;
 
 use events::{DropSample, SnEvent};
+pub use subscribers::MAX_SUBSCRIBERS;
+use subscribers::Subscribers;
 
 pub use config::{
     DEFAULT_QUERY_LIMIT, DEFAULT_TX_LIMIT, DROP_EVENT_INTERVAL, MAX_TX_BYTES, SnConfig, SnMemory,
@@ -123,10 +126,9 @@ pub struct SuperNode {
     tx_limiter: Option<SourceLimiter>,
     query_limiter: Option<SourceLimiter>,
     drop_reports: BTreeMap<&'static str, DropReport>,
-    /// End nodes that registered here (the source of an accepted Tx) and when they last
-    /// did: they get the best chain's new headers pushed (at most [`MAX_SUBSCRIBERS`], each
-    /// for [`SUBSCRIPTION_TTL`]).
-    subscribers: BTreeMap<SocketAddrV4, Time>,
+    /// End nodes that registered here (the source of an accepted Tx): they get the best
+    /// chain's new headers pushed.
+    subscribers: Subscribers,
     /// Counters by reason of what the SN refused or dropped (names in `docs/security.md`).
     pub refused: BTreeMap<&'static str, u64>,
     /// Verifications, Queries answered and blocks validated since the driver took them.
@@ -140,11 +142,6 @@ fn counting_validator(n: &Cell<u32>) -> impl Fn(&ToallTx) -> Result<(), String> 
         validate_tx(tx)
     }
 }
-
-/// Most end-node endpoints the SN pushes headers to; the least recently registered goes first.
-pub const MAX_SUBSCRIBERS: usize = 1024;
-/// How long a registration keeps an endpoint subscribed to header pushes.
-pub const SUBSCRIPTION_TTL: Duration = Duration::from_secs(120);
 
 /// Keeps a Reply within [`MAX_REPLY_LEN`]: a deep proof (a block of more than 256 Txs) and two
 /// Txs do not fit, so the unconfirmed Tx is left out; the confirmed, provable one stays.
@@ -194,7 +191,7 @@ impl SuperNode {
             tx_limiter: cfg.tx_limit.map(SourceLimiter::new),
             query_limiter: cfg.query_limit.map(SourceLimiter::new),
             drop_reports: BTreeMap::new(),
-            subscribers: BTreeMap::new(),
+            subscribers: Subscribers::default(),
             cfg,
             chain,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -251,6 +248,8 @@ impl SuperNode {
             tx_limit_sources_max,
             query_limit_sources,
             query_limit_sources_max,
+            subscribers: self.subscribers.len(),
+            subscribers_max: MAX_SUBSCRIBERS,
             queued: self.out.len() + self.events.len() + self.persist.len(),
             max_block_bytes: self.cfg.chain.max_block_bytes,
         }
@@ -448,7 +447,7 @@ impl SuperNode {
                 // A registered EN asking about an address not (yet) on the chain is honest
                 // (its own latest seq after a start, a peer not registered yet): reported,
                 // not counted as a refusal like a Query from an unknown source.
-                if found || self.subscribers.contains_key(&from) {
+                if found || self.subscribers.contains(&from) {
                     self.events.push_back(SnEvent::Query {
                         peer,
                         found,
@@ -483,7 +482,7 @@ impl SuperNode {
                 // Answered only to a registered end node (a subscriber), within the Query
                 // limit: a GetHeaders is small and its answer up to 970 bytes, so an
                 // unknown (possibly spoofed) source gets nothing to reflect.
-                if !self.subscribers.contains_key(&from) {
+                if !self.subscribers.contains(&from) {
                     self.refuse(now, "get_headers_unknown", DropSample::RateLimited { from });
                     return;
                 }
@@ -595,7 +594,7 @@ impl SuperNode {
         }
         let status = self.offer_tx(now, &tx, None);
         if matches!(status, TxStatus::Accepted | TxStatus::Duplicate) {
-            self.subscribe(now, from);
+            self.subscribers.subscribe(now, from, tx.out.hash_addr);
         }
         self.send(
             from,
@@ -607,26 +606,9 @@ impl SuperNode {
         );
     }
 
-    /// Pushes header updates to `ep` from now on (for [`SUBSCRIPTION_TTL`]).
-    fn subscribe(&mut self, now: Time, ep: SocketAddrV4) {
-        if !self.subscribers.contains_key(&ep) && self.subscribers.len() >= MAX_SUBSCRIBERS {
-            let oldest = self
-                .subscribers
-                .iter()
-                .min_by_key(|(a, t)| (**t, **a))
-                .map(|(a, _)| *a);
-            if let Some(a) = oldest {
-                self.subscribers.remove(&a);
-            }
-        }
-        self.subscribers.insert(ep, now);
-    }
-
     /// Sends the headers of blocks that joined the best chain (the last [`MAX_HEADERS`] of
-    /// them; an EN that misses more asks with GetHeaders) to every live subscriber.
-    fn push_headers(&mut self, now: Time, added: &[Hash]) {
-        self.subscribers
-            .retain(|_, t| now.saturating_sub(*t) < SUBSCRIPTION_TTL);
+    /// them; an EN that misses more asks with GetHeaders) to every subscriber.
+    fn push_headers(&mut self, added: &[Hash]) {
         if self.subscribers.is_empty() {
             return;
         }
@@ -640,7 +622,7 @@ impl SuperNode {
             return;
         }
         let payload = Message::Headers { headers }.to_bytes();
-        for &to in self.subscribers.keys() {
+        for &to in self.subscribers.endpoints() {
             self.out.push_back(Transmit {
                 src_ip: None,
                 src_port: ports::SN,
@@ -765,7 +747,7 @@ impl SuperNode {
                     None => SnEvent::BlockMined { hash, height, txs },
                 });
                 self.confirmed(&added);
-                self.push_headers(now, &added);
+                self.push_headers(&added);
                 self.relay_connected(from);
                 self.retemplate(now);
             }
@@ -778,7 +760,7 @@ impl SuperNode {
                     hash: hex(&hash),
                 });
                 self.confirmed(&added);
-                self.push_headers(now, &added);
+                self.push_headers(&added);
                 // Txs of the abandoned branch went back to our mempool; flood them again so
                 // any SN can confirm them (peers on the other side never saw them).
                 let back: Vec<ToallTx> = removed

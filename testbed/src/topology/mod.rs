@@ -252,6 +252,10 @@ pub struct SuperNodeDef {
     pub data_dir: Option<PathBuf>,
     /// Peer SN node indices.
     pub peers: Vec<usize>,
+    /// TxSubmits per second per source address (`roles::sn::DEFAULT_TX_LIMIT` if `None`).
+    pub tx_per_source: Option<u32>,
+    /// Queries per second per source address (`roles::sn::DEFAULT_QUERY_LIMIT` if `None`).
+    pub queries_per_source: Option<u32>,
 }
 
 /// An end node.

@@ -304,6 +304,12 @@ pub struct SuperNodeSpec {
     /// Peer SNs (default: every other SN).
     #[serde(default)]
     pub peers: Option<Spanned<Vec<String>>>,
+    /// TxSubmits per second one source address may send (bursts of twice that).
+    #[serde(default)]
+    pub tx_per_source: Option<Spanned<u32>>,
+    /// Queries per second one source address may send (bursts of twice that).
+    #[serde(default)]
+    pub queries_per_source: Option<Spanned<u32>>,
 }
 
 /// An end node (EN): registers with its nearest SN and looks peers up.

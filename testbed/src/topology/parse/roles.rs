@@ -131,10 +131,28 @@ impl<'a> Builder<'a> {
                         .collect(),
                 };
                 let data_dir = spec_sn.data_dir.as_ref().map(PathBuf::from);
+                let mut per_source = |key: &str, v: &Option<Spanned<u32>>| {
+                    let v = v.as_ref()?;
+                    if *v.get_ref() == 0 {
+                        cx.err(
+                            v,
+                            format!(
+                                "super node `{}`: {key} must be at least 1 per second",
+                                nodes[idx].name
+                            ),
+                        );
+                    }
+                    Some(*v.get_ref())
+                };
+                let tx_per_source = per_source("tx_per_source", &spec_sn.tx_per_source);
+                let queries_per_source =
+                    per_source("queries_per_source", &spec_sn.queries_per_source);
                 nodes[idx].super_node = Some(SuperNodeDef {
                     hash_rate,
                     data_dir,
                     peers,
+                    tx_per_source,
+                    queries_per_source,
                 });
             }
             if let Some(en) = &h.end_node {
