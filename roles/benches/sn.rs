@@ -93,7 +93,7 @@ fn sn_query(c: &mut Criterion) {
 /// Tx. Each EN re-registers (a higher seq) every 2,048 Txs, so the pool stays at 2,048 owners
 /// and blocks get mined as the virtual clock advances 1 ms per batch. Signing happens outside
 /// the timed part.
-fn sn_ingest(c: &mut Criterion) {
+fn sn_ingest_with(c: &mut Criterion, name: &str, burst: bool) {
     const CROWD: u32 = 2048;
     const BATCH: usize = 256;
     let chain = ChainConfig {
@@ -121,7 +121,7 @@ fn sn_ingest(c: &mut Criterion) {
     let mut accepted = 0u64;
     let mut group = c.benchmark_group("sn");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("ingest_tx_submit_256", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = std::time::Duration::ZERO;
             for _ in 0..iters {
@@ -138,8 +138,14 @@ fn sn_ingest(c: &mut Criterion) {
                 if sn.poll_timeout().is_some_and(|t| t <= now) {
                     sn.handle_timeout(now);
                 }
-                for (from, bytes) in &batch {
-                    sn.handle_datagram(now, *from, sn_addr, bytes);
+                if burst {
+                    let refs: Vec<(SocketAddrV4, &[u8])> =
+                        batch.iter().map(|(f, d)| (*f, &d[..])).collect();
+                    sn.handle_datagrams(now, &refs);
+                } else {
+                    for (from, bytes) in &batch {
+                        sn.handle_datagram(now, *from, sn_addr, bytes);
+                    }
                 }
                 while sn.poll_transmit().is_some() {}
                 while let Some(ev) = sn.poll_event() {
@@ -156,5 +162,16 @@ fn sn_ingest(c: &mut Criterion) {
     assert!(accepted > 0 && sn.refused.is_empty(), "{:?}", sn.refused);
 }
 
-criterion_group!(benches, sn_query, sn_ingest);
+/// The ingest path, one datagram at a time (`handle_datagram`).
+fn sn_ingest(c: &mut Criterion) {
+    sn_ingest_with(c, "ingest_tx_submit_256", false);
+}
+
+/// The ingest path, the 256 datagrams as one burst (`handle_datagrams`: one batch
+/// verification), as the daemon hands over what it read from its socket at once.
+fn sn_ingest_burst(c: &mut Criterion) {
+    sn_ingest_with(c, "ingest_tx_submit_256_burst", true);
+}
+
+criterion_group!(benches, sn_query, sn_ingest, sn_ingest_burst);
 criterion_main!(benches);

@@ -196,6 +196,11 @@ pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
         .map_err(|_| TxError::BadSignature)
 }
 
+/// [`verify_tx`] of each Tx, in order.
+pub fn verify_txs(txs: &[&ToallTx]) -> Vec<Result<(), TxError>> {
+    txs.iter().map(|tx| verify_tx(tx)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

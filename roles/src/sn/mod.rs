@@ -17,7 +17,7 @@ use crate::chain::{
 use crate::ratelimit::{RateLimitConfig, SOURCE_ENTRY_BYTES, SourceLimiter};
 use crate::reassembly::Reassembler;
 use crate::util::{hex, millis};
-use crate::wallet::{TxError as WalletTxError, verify_tx};
+use crate::wallet::{TxError as WalletTxError, verify_tx, verify_txs};
 use crate::work::{Op, Work};
 use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::{
@@ -141,6 +141,14 @@ fn counting_validator(n: &Cell<u32>) -> impl Fn(&ToallTx) -> Result<(), String> 
         n.set(n.get().saturating_add(1));
         validate_tx(tx)
     }
+}
+
+/// What [`SuperNode::handle_datagrams`] decided for a datagram ahead of handling it: the
+/// per-source limit's answer for a TxSubmit and the Tx's verification.
+#[derive(Debug, Default)]
+struct Checked {
+    allowed: Option<bool>,
+    verdict: Option<Result<(), WalletTxError>>,
 }
 
 /// Keeps a Reply within [`MAX_REPLY_LEN`]: a deep proof (a block of more than 256 Txs) and two
@@ -376,7 +384,64 @@ impl SuperNode {
         _to: SocketAddrV4,
         data: &[u8],
     ) {
-        let msg = match Message::parse(data) {
+        let msg = Message::parse(data);
+        self.handle_message(now, from, msg, Checked::default());
+    }
+
+    /// Handles a burst of datagrams that arrived together, as [`SuperNode::handle_datagram`]
+    /// on each in order would, with the same outputs, but verifies the burst's Txs with one
+    /// batch verification ([`verify_txs`]): the per-source Tx limit is applied first, in
+    /// order, so only Txs that get past it are verified (a flood costs no more than before).
+    pub fn handle_datagrams(&mut self, now: Time, burst: &[(SocketAddrV4, &[u8])]) {
+        let mut msgs: Vec<_> = burst
+            .iter()
+            .map(|(from, data)| (*from, Message::parse(data), Checked::default()))
+            .collect();
+        let mut to_verify = Vec::new();
+        for (i, (from, msg, checked)) in msgs.iter_mut().enumerate() {
+            match msg {
+                Ok(Message::TxSubmit { tx }) => {
+                    let allowed = self.tx_allowed(now, *from);
+                    checked.allowed = Some(allowed);
+                    if allowed {
+                        to_verify.push((i, &*tx));
+                    }
+                }
+                Ok(Message::TxRelay { tx }) if self.cfg.peers.contains(from) => {
+                    to_verify.push((i, &*tx));
+                }
+                _ => {}
+            }
+        }
+        let txs: Vec<&ToallTx> = to_verify.iter().map(|(_, tx)| *tx).collect();
+        let verdicts = verify_txs(&txs);
+        let index: Vec<usize> = to_verify.iter().map(|(i, _)| *i).collect();
+        for (i, verdict) in index.into_iter().zip(verdicts) {
+            if let Some((_, _, checked)) = msgs.get_mut(i) {
+                checked.verdict = Some(verdict);
+            }
+        }
+        for (from, msg, checked) in msgs {
+            self.handle_message(now, from, msg, checked);
+        }
+    }
+
+    /// Whether the per-source Tx limit lets a TxSubmit from `from` through (and counts it).
+    fn tx_allowed(&mut self, now: Time, from: SocketAddrV4) -> bool {
+        match &mut self.tx_limiter {
+            Some(l) => l.allow(*from.ip(), millis(now)),
+            None => true,
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        msg: Result<Message, binfm_stack::wire::codec::WireError>,
+        checked: Checked,
+    ) {
+        let msg = match msg {
             Ok(m) => m,
             Err(e) => {
                 self.refuse(
@@ -393,15 +458,21 @@ impl SuperNode {
         let from_peer = self.cfg.peers.contains(&from);
         match msg {
             Message::TxSubmit { tx } => {
-                if let Some(l) = &mut self.tx_limiter
-                    && !l.allow(*from.ip(), millis(now))
-                {
+                let allowed = match checked.allowed {
+                    Some(a) => a,
+                    None => self.tx_allowed(now, from),
+                };
+                if !allowed {
                     self.refuse(now, "tx_rate_limited", DropSample::RateLimited { from });
                     return;
                 }
-                self.on_tx_submit(now, from, tx)
+                let verdict = checked.verdict.unwrap_or_else(|| verify_tx(&tx));
+                self.on_tx_submit(now, from, tx, verdict)
             }
-            Message::TxRelay { tx } if from_peer => self.on_tx_relay(now, from, tx),
+            Message::TxRelay { tx } if from_peer => {
+                let verdict = checked.verdict.unwrap_or_else(|| verify_tx(&tx));
+                self.on_tx_relay(now, from, tx, verdict)
+            }
             Message::Query {
                 request_id,
                 hash_addr,
@@ -550,10 +621,16 @@ impl SuperNode {
         }
     }
 
-    fn on_tx_submit(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
+    fn on_tx_submit(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        tx: ToallTx,
+        verdict: Result<(), WalletTxError>,
+    ) {
         let tx_id = tx.id();
         self.work.add(Op::Verify);
-        if let Err(e) = verify_tx(&tx) {
+        if let Err(e) = verdict {
             self.refuse(
                 now,
                 invalid_reason(e),
@@ -637,9 +714,15 @@ impl SuperNode {
         self.subscribers.len()
     }
 
-    fn on_tx_relay(&mut self, now: Time, from: SocketAddrV4, tx: ToallTx) {
+    fn on_tx_relay(
+        &mut self,
+        now: Time,
+        from: SocketAddrV4,
+        tx: ToallTx,
+        verdict: Result<(), WalletTxError>,
+    ) {
         self.work.add(Op::Verify);
-        if let Err(e) = verify_tx(&tx) {
+        if let Err(e) = verdict {
             self.refuse(
                 now,
                 invalid_reason(e),
@@ -960,6 +1043,9 @@ impl crate::role::Role for SuperNode {
         }
     }
     crate::role::role_io!();
+    fn handle_datagrams(&mut self, now: Time, _to: SocketAddrV4, burst: &[(SocketAddrV4, &[u8])]) {
+        SuperNode::handle_datagrams(self, now, burst);
+    }
     fn poll_persist(&mut self) -> Option<Vec<u8>> {
         SuperNode::poll_persist(self)
     }

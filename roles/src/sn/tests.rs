@@ -401,3 +401,76 @@ fn a_reply_with_a_deep_proof_leaves_the_unconfirmed_tx_out_and_fits_1280_bytes()
         assert_eq!(proof.as_ref().map(|p| p.siblings.len()), Some(depth));
     }
 }
+
+#[test]
+fn a_burst_handled_at_once_gives_what_handling_each_datagram_gives() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let crowd = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 7401);
+    let mut burst: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
+    let mut owners = Vec::new();
+    for i in 0..40u32 {
+        let mut seed = [3u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let mut w = Wallet::from_seed(seed, &mut rng);
+        // The first 30 from distinct addresses; the last 10 share one with 20 more below.
+        let ep = if i < 30 {
+            SocketAddrV4::new(Ipv4Addr::from(0x0a00_0100 + i), 7401)
+        } else {
+            crowd
+        };
+        w.set_addresses(ep, ep);
+        let mut tx = w.next_tx(0);
+        if i == 7 {
+            tx.signature[3] ^= 1; // a bad signature inside the batch
+        }
+        owners.push(w.hash_addr());
+        burst.push((ep, Message::TxSubmit { tx }.to_bytes()));
+        if i == 12 {
+            burst.push((EN_ADDR, vec![0xde, 0xad]));
+            let q = Message::Query {
+                request_id: 5,
+                hash_addr: owners[3],
+                want_unconfirmed: true,
+            };
+            burst.push((EN_ADDR, q.to_bytes()));
+        }
+        if i == 20 {
+            // A relayed Tx from the peer SN.
+            let mut r = Wallet::from_seed([0x44; 32], &mut rng);
+            r.set_addresses(EN_ADDR, EN_ADDR);
+            burst.push((PEER, Message::TxRelay { tx: r.next_tx(0) }.to_bytes()));
+        }
+    }
+    // 20 more from the shared address: past its burst of 20, the limit refuses some.
+    for i in 0..20u32 {
+        let mut seed = [5u8; 32];
+        seed[..4].copy_from_slice(&i.to_be_bytes());
+        let mut w = Wallet::from_seed(seed, &mut rng);
+        w.set_addresses(crowd, crowd);
+        burst.push((crowd, Message::TxSubmit { tx: w.next_tx(0) }.to_bytes()));
+    }
+    let outputs = |s: &mut SuperNode| {
+        let tx: Vec<_> = std::iter::from_fn(|| s.poll_transmit())
+            .map(|t| (t.dst, t.payload))
+            .collect();
+        let ev: Vec<_> = std::iter::from_fn(|| s.poll_event())
+            .map(|e| format!("{e:?}"))
+            .collect();
+        (tx, ev, s.refused.clone())
+    };
+    let now = Time::from_millis(50);
+    let mut one = sn();
+    for (from, data) in &burst {
+        one.handle_datagram(now, *from, SN_ADDR, data);
+    }
+    let mut all = sn();
+    let refs: Vec<(SocketAddrV4, &[u8])> = burst.iter().map(|(f, d)| (*f, &d[..])).collect();
+    all.handle_datagrams(now, &refs);
+    let (a, b) = (outputs(&mut one), outputs(&mut all));
+    assert_eq!(a, b);
+    assert_eq!(a.2.get("tx_rate_limited"), Some(&10), "{:?}", a.2);
+    assert_eq!(a.2.get("tx_bad_signature"), Some(&1), "{:?}", a.2);
+    assert_eq!(a.2.get("malformed"), Some(&1), "{:?}", a.2);
+    // 60 submitted, 1 bad signature, 10 over the limit; plus the relayed one.
+    assert_eq!(one.chain().mempool().len(), 60 - 1 - 10 + 1);
+}

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 
 /// The most a datagram can be (UDP over IPv4).
 const MAX_DATAGRAM: usize = 65_535;
+/// Most datagrams read from the socket before the role handles them as one burst.
+const MAX_BURST: usize = 256;
 
 /// A role ready to serve, with what its driver needs besides the socket.
 #[derive(Debug)]
@@ -420,6 +422,7 @@ async fn serve(
     let watch = lease_file.as_deref().map(end_node::LeaseWatch::new);
     let mut lease_check = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut burst: Vec<(SocketAddrV4, Vec<u8>)> = Vec::with_capacity(MAX_BURST);
     loop {
         drain(&mut *role, &socket, &mut events, &mut log, now()).await?;
         let wake = role.poll_timeout().map(|t| clock.instant_of(t));
@@ -427,8 +430,22 @@ async fn serve(
             r = socket.recv_from(&mut buf) => {
                 match r {
                     Ok((n, SocketAddr::V4(from))) => {
-                        let payload = buf.get(..n).unwrap_or_default();
-                        role.handle_datagram(now(), from, to, payload);
+                        burst.clear();
+                        burst.push((from, buf.get(..n).unwrap_or_default().to_vec()));
+                        // What else is queued already arrived together: one burst (a super
+                        // node verifies its Txs in one batch).
+                        while burst.len() < MAX_BURST {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((n, SocketAddr::V4(from))) => {
+                                    burst.push((from, buf.get(..n).unwrap_or_default().to_vec()));
+                                }
+                                Ok(_) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let refs: Vec<(SocketAddrV4, &[u8])> =
+                            burst.iter().map(|(f, d)| (*f, &d[..])).collect();
+                        role.handle_datagrams(now(), to, &refs);
                     }
                     Ok(_) => {}
                     Err(e) => tracing::debug!("receiving: {e}"),
