@@ -24,6 +24,9 @@ use std::time::Duration;
 pub const FRESH_BLOCKS: u64 = 10;
 /// Wait before asking for headers again when an answer did not come.
 pub const HEADER_RETRY: Duration = Duration::from_millis(500);
+/// How often a registered EN behind a NAT sends its SN a GetHeaders when nothing else
+/// happens (`EndNode::keepalive_due`): half the 2 minutes a NAT keeps an idle mapping.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a proof showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,26 @@ impl EndNode {
             .into(),
         );
         self.send(sn, Message::GetHeaders { locator }.to_bytes());
+    }
+
+    /// Every [`KEEPALIVE_INTERVAL`] while registered from behind a NAT, a GetHeaders to the
+    /// SN: it keeps the NAT's mapping of the registered endpoint alive (a mapping expires
+    /// after 2 minutes without outbound traffic, RFC 4787 REQ-5, and then the NAT drops an
+    /// incoming Session Request and every header push), and it catches up on headers whose
+    /// pushes were lost.
+    pub(super) fn keepalive_due(&mut self, now: Time) {
+        let Some(at) = self.keepalive_at else { return };
+        if at > now {
+            return;
+        }
+        if let (Some(_), Some(_), Some(sn)) = (&self.registered, self.nat_public, self.super_node())
+        {
+            self.keepalive_at = Some(now + KEEPALIVE_INTERVAL);
+            self.header_request = None;
+            self.request_headers(now, sn);
+        } else {
+            self.keepalive_at = None;
+        }
     }
 
     /// Headers from one of our super nodes, oldest first.

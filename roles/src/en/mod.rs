@@ -78,6 +78,8 @@ pub struct EndNode {
     sn_index: usize,
     reg: Option<Registration>,
     registered: Option<ToallTx>,
+    /// When the next NAT keepalive (a GetHeaders) is due, while registered.
+    keepalive_at: Option<Time>,
     queries: BTreeMap<u32, PendingQuery>,
     results: VecDeque<(u32, HashAddr, Option<PeerInfo>)>,
     out: VecDeque<Transmit>,
@@ -134,6 +136,7 @@ impl EndNode {
             sn_index: 0,
             reg: None,
             registered: None,
+            keepalive_at: None,
             queries: BTreeMap::new(),
             results: VecDeque::new(),
             not_found: BTreeMap::new(),
@@ -311,6 +314,7 @@ impl EndNode {
         self.calls_due(now);
         self.registration_due(now);
         self.queries_due(now);
+        self.keepalive_due(now);
     }
 
     /// Next retransmission time.
@@ -319,7 +323,10 @@ impl EndNode {
         let q = self.queries.values().map(|q| q.backoff.next()).min();
         let calls = self.calls.iter().filter_map(Call::poll_timeout).min();
         let again = self.not_found.values().filter_map(|e| e.0).min();
-        [reg, q, calls, again].into_iter().flatten().min()
+        [reg, q, calls, again, self.keepalive_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next datagram to send.

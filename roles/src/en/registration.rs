@@ -3,6 +3,7 @@
 //! backoff, failing over to the next SN of the DHCP list after [`TRIES_PER_SN`] tries.
 
 use super::events::EnEvent;
+use super::light::KEEPALIVE_INTERVAL;
 use super::{EndNode, Purpose};
 use crate::Time;
 use crate::nat::h16;
@@ -170,6 +171,7 @@ impl EndNode {
                     .into(),
                 );
                 self.registered = self.reg.take().map(|r| r.tx);
+                self.keepalive_at = Some(now + KEEPALIVE_INTERVAL);
             }
             TxStatus::EndpointMismatch => {
                 let guessed = self.nat;

@@ -1062,3 +1062,48 @@ fn callee_lookups_are_limited_per_source_and_per_caller() {
     assert_eq!(queries, REQUEST_CALLER_LIMIT.burst as usize);
     assert_eq!(b.requests_refused.get("caller_rate_limited"), Some(&26));
 }
+
+#[test]
+fn a_registered_end_node_behind_a_nat_keeps_its_mapping_alive_with_get_headers() {
+    let keepalives = |nat: Option<Ipv4Addr>| {
+        let private = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 100), ports::EN);
+        let chain = TestChain::new();
+        let mut en = chain.en(wallet(1, private), 1, 440.0);
+        en.on_address(Time::ZERO, *private.ip(), nat, vec![SN]);
+        let tx = std::iter::from_fn(|| en.poll_transmit())
+            .find_map(|t| match Message::parse(&t.payload) {
+                Ok(Message::TxSubmit { tx }) => Some(tx),
+                _ => None,
+            })
+            .expect("registers");
+        let observed = SocketAddrV4::new(tx.out.nat_ip, tx.out.nat_port);
+        let ack = Message::TxAck {
+            tx_id: tx.id(),
+            status: TxStatus::Accepted,
+            observed,
+        };
+        en.handle_datagram(Time::from_millis(80), SN, private, &ack.to_bytes());
+        let mut at = Vec::new();
+        while let Some(t) = en.poll_timeout() {
+            if t > Time::from_secs(200) {
+                break;
+            }
+            en.handle_timeout(t);
+            for s in std::iter::from_fn(|| en.poll_transmit()) {
+                if s.dst == SN
+                    && matches!(Message::parse(&s.payload), Ok(Message::GetHeaders { .. }))
+                {
+                    at.push(t.as_millis());
+                }
+            }
+        }
+        at
+    };
+    // Every 60 s after the registration was accepted: within the NAT's 2-minute idle timeout.
+    assert_eq!(
+        keepalives(Some(Ipv4Addr::new(198, 51, 100, 1))),
+        vec![60_080, 120_080, 180_080]
+    );
+    // Without a NAT there is no mapping to keep.
+    assert!(keepalives(None).is_empty());
+}
