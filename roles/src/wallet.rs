@@ -2,18 +2,19 @@
 //! hash address), its current DH secret, its sequence number and its current addresses. It
 //! issues signed ToALL Txs; it never stores the chain (the SNs do).
 //!
-//! [`verify_tx`] is the stateless half of Tx validity that every SN runs on receipt; the
-//! sequence rule needs chain state and lives with the chain, which reports it as
-//! [`TxError::StaleSeq`].
+//! [`verify_tx`] is the stateless half of Tx validity that every SN runs on receipt
+//! ([`verify_txs`] for many Txs at once, with one ed25519 batch); the sequence rule needs
+//! chain state and lives with the chain, which reports it as [`TxError::StaleSeq`].
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use binfm_stack::wire::binfm::reject;
 use binfm_stack::wire::toall::{DH_GROUP_MODP2048, HashAddr, ToallTx, TxOut};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use crate::dh::{DhError, DhSecret, validate_public};
+use crate::ed25519::{Prepared, SigError, verify_prepared};
 
 /// Hash address of an ed25519 public key: its full SHA-256.
 pub fn hash_addr_of(public_key: &[u8; 32]) -> HashAddr {
@@ -138,7 +139,7 @@ pub enum TxError {
     /// The signature does not verify over the TxOut bytes.
     #[error("Tx signature does not verify")]
     BadSignature,
-    /// The public key is not a valid ed25519 point.
+    /// The public key is not a canonical encoding of a curve point, or is of small order.
     #[error("Tx public key is not a valid ed25519 key")]
     BadPublicKey,
     /// Group other than 14.
@@ -171,29 +172,73 @@ impl TxError {
     }
 }
 
-/// Stateless validity: SHA-256(public key) == hash address, group is 14, `1 < Y < p-1`, and
-/// the signature over the exact TxOut bytes verifies (strict ed25519: no small-order keys,
-/// no malleable signatures, so one key cannot sign two encodings of "the same" Tx). Cheap
-/// checks first; the signature last.
-pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
+impl From<SigError> for TxError {
+    fn from(e: SigError) -> Self {
+        if e.is_key_error() {
+            TxError::BadPublicKey
+        } else {
+            TxError::BadSignature
+        }
+    }
+}
+
+/// The checks of [`verify_tx`] before the signature: SHA-256(public key) == hash address,
+/// group 14, `1 < Y < p-1`.
+fn check_fields(tx: &ToallTx) -> Result<(), TxError> {
     if hash_addr_of(&tx.public_key) != tx.out.hash_addr {
         return Err(TxError::AddressMismatch);
     }
     if tx.out.dh_group != DH_GROUP_MODP2048 {
         return Err(TxError::BadDhGroup);
     }
-    validate_public(&tx.out.y).map_err(TxError::BadY)?;
-    let key = VerifyingKey::from_bytes(&tx.public_key).map_err(|_| TxError::BadPublicKey)?;
-    // A small-order ("weak") key would let one signature verify for many messages; refuse it
-    // once here. With weak keys gone, `verify` (which rejects non-canonical s and compares R
-    // by its encoding) is as strict as we need, and it skips `verify_strict`'s extra
-    // decompression of R: about 20% faster, which the SNs feel on every relayed Tx.
-    if key.is_weak() {
-        return Err(TxError::BadPublicKey);
+    validate_public(&tx.out.y).map_err(TxError::BadY)
+}
+
+/// The fields checks, then the key and signature encodings (the equation is left to do).
+fn prepare(tx: &ToallTx) -> Result<Prepared, TxError> {
+    check_fields(tx)?;
+    Ok(Prepared::new(
+        &tx.public_key,
+        &tx.out.signing_bytes(),
+        &tx.signature,
+    )?)
+}
+
+/// Stateless validity: SHA-256(public key) == hash address, group is 14, `1 < Y < p-1`, and
+/// the signature over the exact TxOut bytes verifies under the chain's ed25519 rule
+/// ([`crate::ed25519`]: canonical encodings, no small-order key or `R`, `s < l`, cofactored
+/// equation). Cheap checks first; the signature last. The same rule as [`verify_txs`], so a
+/// Tx is valid or not whether it is checked alone or in a batch.
+pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
+    Ok(prepare(tx)?.verify()?)
+}
+
+/// [`verify_tx`] for many Txs at once (a block, a burst of submissions): one result per Tx,
+/// in order, each exactly what [`verify_tx`] says for it. The cheap checks run per Tx; the
+/// signatures of the Txs that pass them are verified in one ed25519 batch, and only if the
+/// batch fails one by one (see [`crate::ed25519::verify_prepared`]). Allocation is linear in
+/// `txs.len()`: callers pass bounded slices.
+pub fn verify_txs(txs: &[&ToallTx]) -> Vec<Result<(), TxError>> {
+    let mut results = Vec::with_capacity(txs.len());
+    let mut prepared = Vec::with_capacity(txs.len());
+    let mut index = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        match prepare(tx) {
+            Ok(p) => {
+                results.push(Ok(()));
+                prepared.push(p);
+                index.push(i);
+            }
+            Err(e) => results.push(Err(e)),
+        }
     }
-    let sig = Signature::from_bytes(&tx.signature);
-    key.verify(&tx.out.signing_bytes(), &sig)
-        .map_err(|_| TxError::BadSignature)
+    let refs: Vec<&Prepared> = prepared.iter().collect();
+    for (i, r) in index.into_iter().zip(verify_prepared(&refs)) {
+        if let Some(slot) = results.get_mut(i) {
+            *slot = r.map_err(TxError::from);
+        }
+    }
+    results
 }
 
 #[cfg(test)]
@@ -291,7 +336,7 @@ mod tests {
                 k[0] = i;
                 k
             })
-            .find(|k| VerifyingKey::from_bytes(k).is_err())
+            .find(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_err())
             .expect("some non-point");
         tx.public_key = bad;
         tx.out.hash_addr = hash_addr_of(&bad);
@@ -318,6 +363,86 @@ mod tests {
         let mut tx = wallet(1).next_tx(0);
         tx.out.dh_group = 15;
         assert_eq!(verify_tx(&tx), Err(TxError::BadDhGroup));
+    }
+
+    /// Spoils a valid Tx, and the error that gives.
+    type Spoiler = (fn(&mut ToallTx), TxError);
+
+    /// Every way a Tx can fail [`verify_tx`], applied to a valid Tx.
+    fn spoilers() -> Vec<Spoiler> {
+        vec![
+            (|t| t.out.hash_addr[3] ^= 1, TxError::AddressMismatch),
+            (|t| t.out.dh_group = 15, TxError::BadDhGroup),
+            (
+                |t| t.out.y = vec![0; 256],
+                TxError::BadY(DhError::OutOfRange),
+            ),
+            (|t| t.out.nat_port ^= 1, TxError::BadSignature),
+            (|t| t.signature[40] ^= 4, TxError::BadSignature),
+            (
+                |t| {
+                    // A small-order key that hashes to the Tx's address.
+                    t.public_key = [0; 32];
+                    t.public_key[0] = 1;
+                    t.out.hash_addr = hash_addr_of(&t.public_key);
+                },
+                TxError::BadPublicKey,
+            ),
+        ]
+    }
+
+    #[test]
+    fn verify_txs_says_what_verify_tx_says_for_each_tx() {
+        assert_eq!(verify_txs(&[]), vec![]);
+        let mut wallets: Vec<Wallet> = (1..=4).map(wallet).collect();
+        let txs: Vec<ToallTx> = (0..24).map(|i| wallets[i % 4].next_tx(i as u64)).collect();
+        let refs: Vec<&ToallTx> = txs.iter().collect();
+        assert_eq!(verify_txs(&refs), vec![Ok(()); 24]);
+        assert_eq!(verify_txs(&refs[..1]), vec![Ok(())]);
+        for (spoil, want) in spoilers() {
+            for at in [0, 11, 23] {
+                let mut some = txs.clone();
+                spoil(&mut some[at]);
+                let refs: Vec<&ToallTx> = some.iter().collect();
+                let mut expect = vec![Ok(()); 24];
+                expect[at] = Err(want);
+                assert_eq!(verify_txs(&refs), expect, "{want} at {at}");
+                let alone: Vec<_> = some.iter().map(verify_tx).collect();
+                assert_eq!(alone, expect, "{want} at {at}, alone");
+            }
+        }
+        // All spoilers at once, between valid Txs.
+        let mut some = txs.clone();
+        let mut expect = vec![Ok(()); 24];
+        for (i, (spoil, want)) in spoilers().into_iter().enumerate() {
+            spoil(&mut some[2 * i + 1]);
+            expect[2 * i + 1] = Err(want);
+        }
+        let refs: Vec<&ToallTx> = some.iter().collect();
+        assert_eq!(verify_txs(&refs), expect);
+    }
+
+    #[test]
+    fn a_small_order_point_added_to_r_by_anyone_else_is_a_bad_signature() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        let tx = wallet(1).next_tx(0);
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&tx.signature[..32]);
+        let r = CompressedEdwardsY(r)
+            .decompress()
+            .unwrap_or_else(|| panic!("R decodes"));
+        let mut all = vec![tx.clone()];
+        for t in &EIGHT_TORSION[1..] {
+            let mut v = tx.clone();
+            v.signature[..32].copy_from_slice(&(r + t).compress().to_bytes());
+            assert_eq!(verify_tx(&v), Err(TxError::BadSignature));
+            all.push(v);
+        }
+        let refs: Vec<&ToallTx> = all.iter().collect();
+        let mut expect = vec![Err(TxError::BadSignature); 8];
+        expect[0] = Ok(());
+        assert_eq!(verify_txs(&refs), expect);
     }
 
     #[test]
