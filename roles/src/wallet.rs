@@ -422,6 +422,30 @@ mod tests {
         assert_eq!(verify_txs(&refs), expect);
     }
 
+    /// The owner signs `tx.out` again with nonce `r` and the order-8 point added to `R`:
+    /// valid (cofactored rule), but not the signature `next_tx` made.
+    fn resigned_with_torsion(w: &Wallet, tx: &ToallTx, r: u64) -> ToallTx {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::{EdwardsPoint, Scalar};
+        use sha2::Sha512;
+        let a = w.signing.to_scalar();
+        let r = Scalar::from(r) * Scalar::from(0x9e37_79b9_7f4a_7c15u64);
+        let r_bytes = (EdwardsPoint::mul_base(&r) + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        let h: [u8; 64] = Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(tx.public_key)
+            .chain_update(tx.out.signing_bytes())
+            .finalize()
+            .into();
+        let s = r + Scalar::from_bytes_mod_order_wide(&h) * a;
+        let mut t = tx.clone();
+        t.signature[..32].copy_from_slice(&r_bytes);
+        t.signature[32..].copy_from_slice(s.as_bytes());
+        t
+    }
+
     #[test]
     fn a_small_order_point_added_to_r_by_anyone_else_is_a_bad_signature() {
         use curve25519_dalek::constants::EIGHT_TORSION;
@@ -443,6 +467,77 @@ mod tests {
         let mut expect = vec![Err(TxError::BadSignature); 8];
         expect[0] = Ok(());
         assert_eq!(verify_txs(&refs), expect);
+    }
+
+    /// The owner can sign one TxOut twice (with any nonce, here with torsion in `R`, which
+    /// the cofactored rule accepts): two valid Txs with different ids but the same owner and
+    /// seq. The chain keeps one: the mempool refuses the second as not above the pending
+    /// seq, a block holding both is refused, and once one is confirmed the other is stale.
+    #[test]
+    fn a_second_signature_of_the_same_tx_by_its_owner_is_refused_by_the_chain_as_a_repeat() {
+        use crate::chain::{
+            BlockError, Chain, ChainConfig, ChainTx, MempoolConfig, MempoolError,
+            TxError as ChainTxError, pow,
+        };
+        use crate::sn::{BatchValidator, validate_tx};
+
+        let mut w = wallet(1);
+        let tx = w.next_tx(0);
+        let twin = resigned_with_torsion(&w, &tx, 77);
+        assert_eq!(verify_tx(&twin), Ok(()));
+        assert_eq!(verify_txs(&[&tx, &twin]), vec![Ok(()), Ok(())]);
+        assert_ne!(twin.id(), tx.id());
+        assert_eq!((twin.owner(), twin.seq()), (tx.owner(), tx.seq()));
+
+        let config = ChainConfig {
+            network_hash_rate: 4.0,
+            ..ChainConfig::default()
+        };
+        let mut chain: Chain<ToallTx> =
+            Chain::new(config, MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mine = |mut b: crate::chain::Block<ToallTx>| {
+            let (nonce, _) =
+                pow::mine(&b.header, 0, 1 << 24).unwrap_or_else(|| panic!("easy target"));
+            b.header.nonce = nonce;
+            b
+        };
+        chain
+            .add_tx(tx.clone(), 10, &validate_tx)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            chain.add_tx(twin.clone(), 10, &validate_tx),
+            Err(ChainTxError::Mempool(MempoolError::NotAbovePending {
+                seq: 1,
+                pending: 1
+            }))
+        );
+        // A block holding both: the second is a stale seq.
+        let mut both = chain.block_template(1000, 1, 10);
+        assert_eq!(both.txs, vec![tx.clone()]);
+        both = crate::chain::Block::new(both.header, vec![tx.clone(), twin.clone()]);
+        assert_eq!(
+            chain.add_block(mine(both), 1000, &BatchValidator::new()),
+            Err(BlockError::StaleSeq {
+                index: 1,
+                seq: 1,
+                latest: 1
+            })
+        );
+        let block = mine(chain.block_template(1000, 1, 10));
+        chain
+            .add_block(block, 1000, &BatchValidator::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            chain.lookup(&tx.owner()).map(|(t, _)| t.id()),
+            Some(tx.id())
+        );
+        assert_eq!(
+            chain.add_tx(twin, 1100, &validate_tx),
+            Err(ChainTxError::Mempool(MempoolError::StaleSeq {
+                seq: 1,
+                latest: 1
+            }))
+        );
     }
 
     #[test]

@@ -38,8 +38,8 @@ pub mod events;
 use events::{DropSample, SnEvent};
 
 pub use config::{
-    DEFAULT_QUERY_LIMIT, DEFAULT_TX_LIMIT, DROP_EVENT_INTERVAL, MAX_TX_BYTES, SnConfig, SnMemory,
-    validate_tx,
+    BatchValidator, DEFAULT_QUERY_LIMIT, DEFAULT_TX_LIMIT, DROP_EVENT_INTERVAL, MAX_TX_BYTES,
+    SnConfig, SnMemory, validate_tx,
 };
 
 /// A block found by hashing, waiting for the moment the hash rate says it is found.
