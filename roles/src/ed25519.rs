@@ -36,7 +36,9 @@
 //! points) and than RFC 8032 (which accepts small-order `A` and `R`); the Session Request
 //! signature (`call.rs`) keeps ed25519-dalek's `verify_strict`, which no batch needs.
 
-use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use std::sync::LazyLock;
+
+use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -100,13 +102,52 @@ fn y_is_canonical(b: &[u8; 32]) -> bool {
     !(b[31] & 0x7f == 0x7f && b[1..31].iter().all(|&x| x == 0xff) && b[0] >= 0xed)
 }
 
+/// The `y` coordinates (encoded, sign bit clear) of the 8 points of small order: 1, -1, 0
+/// and the two of order 8. Derived from curve25519-dalek's torsion points at first use.
+static SMALL_ORDER_Y: LazyLock<Vec<[u8; 32]>> = LazyLock::new(|| {
+    let mut ys: Vec<[u8; 32]> = EIGHT_TORSION
+        .iter()
+        .map(|t| {
+            let mut y = t.compress().to_bytes();
+            y[31] &= 0x7f;
+            y
+        })
+        .collect();
+    ys.sort_unstable();
+    ys.dedup();
+    ys
+});
+
+/// Whether the encoding's `y` is that of a point of small order. Every encoding with such a
+/// `y` (either sign bit) decodes to a point of small order, and every point of small order
+/// has one: the same answer as decoding and [`EdwardsPoint::is_small_order`], without the
+/// decoding and the three doublings.
+fn has_small_order_y(b: &[u8; 32]) -> bool {
+    let mut y = *b;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
+}
+
+/// Why 32 bytes are not an acceptable point.
+enum PointError {
+    /// `y ≥ p`, or not the `y` of a curve point.
+    Encoding,
+    /// A point of small order.
+    SmallOrder,
+}
+
 /// A canonical, decodable point not of small order. (`x = 0` with the sign bit set, the
 /// other non-canonical encoding, only happens for `y = ±1`, both of small order.)
-fn decode_point(b: &[u8; 32]) -> Result<EdwardsPoint, ()> {
+fn decode_point(b: &[u8; 32]) -> Result<EdwardsPoint, PointError> {
     if !y_is_canonical(b) {
-        return Err(());
+        return Err(PointError::Encoding);
     }
-    CompressedEdwardsY(*b).decompress().ok_or(())
+    if has_small_order_y(b) {
+        return Err(PointError::SmallOrder);
+    }
+    CompressedEdwardsY(*b)
+        .decompress()
+        .ok_or(PointError::Encoding)
 }
 
 impl Prepared {
@@ -117,18 +158,18 @@ impl Prepared {
         message: &[u8],
         signature: &[u8; 64],
     ) -> Result<Prepared, SigError> {
-        let a = decode_point(public_key).map_err(|()| SigError::KeyEncoding)?;
-        if a.is_small_order() {
-            return Err(SigError::WeakKey);
-        }
+        let a = decode_point(public_key).map_err(|e| match e {
+            PointError::Encoding => SigError::KeyEncoding,
+            PointError::SmallOrder => SigError::WeakKey,
+        })?;
         let mut r_bytes = [0u8; 32];
         r_bytes.copy_from_slice(&signature[..32]);
         let mut s_bytes = [0u8; 32];
         s_bytes.copy_from_slice(&signature[32..]);
-        let r = decode_point(&r_bytes).map_err(|()| SigError::REncoding)?;
-        if r.is_small_order() {
-            return Err(SigError::SmallOrderR);
-        }
+        let r = decode_point(&r_bytes).map_err(|e| match e {
+            PointError::Encoding => SigError::REncoding,
+            PointError::SmallOrder => SigError::SmallOrderR,
+        })?;
         let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
             .ok_or(SigError::NonCanonicalS)?;
         let h: [u8; 64] = Sha512::new()

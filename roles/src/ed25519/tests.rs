@@ -1,5 +1,4 @@
 use super::*;
-use curve25519_dalek::constants::EIGHT_TORSION;
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use proptest::prelude::*;
 
@@ -319,6 +318,37 @@ fn non_canonical_encodings_are_refused_for_the_key_and_for_r() {
     b[0] = 0xec;
     b[31] = 0x7f;
     assert!(y_is_canonical(&b));
+}
+
+#[test]
+fn small_order_is_recognised_by_y_exactly_as_by_decoding() {
+    // The five y of the eight torsion points; each y with either sign bit decodes to a
+    // point of small order, which the check by y refuses as the key and as R.
+    assert_eq!(SMALL_ORDER_Y.len(), 5);
+    let good = item(2);
+    for t in &EIGHT_TORSION {
+        for sign in [0u8, 0x80] {
+            let mut b = t.compress().to_bytes();
+            b[31] = (b[31] & 0x7f) | sign;
+            let p = CompressedEdwardsY(b)
+                .decompress()
+                .unwrap_or_else(|| panic!("a torsion y decodes with either sign"));
+            assert!(p.is_small_order());
+            assert!(has_small_order_y(&b));
+            let mut as_key = good.clone();
+            as_key.pk = b;
+            assert_eq!(as_key.verify(), Err(SigError::WeakKey));
+            let mut as_r = good.clone();
+            as_r.sig[..32].copy_from_slice(&b);
+            assert_eq!(as_r.verify(), Err(SigError::SmallOrderR));
+        }
+    }
+    // And no point of large order is taken for one: the keys and R of 300 signatures.
+    for it in items(300) {
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&it.sig[..32]);
+        assert!(!has_small_order_y(&it.pk) && !has_small_order_y(&r));
+    }
 }
 
 #[test]
