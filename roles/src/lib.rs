@@ -14,6 +14,7 @@ pub mod dh;
 pub mod dhcp;
 pub mod discard;
 pub mod echo;
+pub mod ed25519;
 pub mod en;
 pub mod event;
 pub mod keyseed;

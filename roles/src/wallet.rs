@@ -2,18 +2,19 @@
 //! hash address), its current DH secret, its sequence number and its current addresses. It
 //! issues signed ToALL Txs; it never stores the chain (the SNs do).
 //!
-//! [`verify_tx`] is the stateless half of Tx validity that every SN runs on receipt; the
-//! sequence rule needs chain state and lives with the chain, which reports it as
-//! [`TxError::StaleSeq`].
+//! [`verify_tx`] is the stateless half of Tx validity that every SN runs on receipt
+//! ([`verify_txs`] for many Txs at once, with one ed25519 batch); the sequence rule needs
+//! chain state and lives with the chain, which reports it as [`TxError::StaleSeq`].
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use binfm_stack::wire::binfm::reject;
 use binfm_stack::wire::toall::{DH_GROUP_MODP2048, HashAddr, ToallTx, TxOut};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use crate::dh::{DhError, DhSecret, validate_public};
+use crate::ed25519::{Prepared, SigError, verify_prepared};
 
 /// Hash address of an ed25519 public key: its full SHA-256.
 pub fn hash_addr_of(public_key: &[u8; 32]) -> HashAddr {
@@ -138,7 +139,7 @@ pub enum TxError {
     /// The signature does not verify over the TxOut bytes.
     #[error("Tx signature does not verify")]
     BadSignature,
-    /// The public key is not a valid ed25519 point.
+    /// The public key is not a canonical encoding of a curve point, or is of small order.
     #[error("Tx public key is not a valid ed25519 key")]
     BadPublicKey,
     /// Group other than 14.
@@ -171,34 +172,73 @@ impl TxError {
     }
 }
 
-/// Stateless validity: SHA-256(public key) == hash address, group is 14, `1 < Y < p-1`, and
-/// the signature over the exact TxOut bytes verifies (strict ed25519: no small-order keys,
-/// no malleable signatures, so one key cannot sign two encodings of "the same" Tx). Cheap
-/// checks first; the signature last.
-pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
+impl From<SigError> for TxError {
+    fn from(e: SigError) -> Self {
+        if e.is_key_error() {
+            TxError::BadPublicKey
+        } else {
+            TxError::BadSignature
+        }
+    }
+}
+
+/// The checks of [`verify_tx`] before the signature: SHA-256(public key) == hash address,
+/// group 14, `1 < Y < p-1`.
+fn check_fields(tx: &ToallTx) -> Result<(), TxError> {
     if hash_addr_of(&tx.public_key) != tx.out.hash_addr {
         return Err(TxError::AddressMismatch);
     }
     if tx.out.dh_group != DH_GROUP_MODP2048 {
         return Err(TxError::BadDhGroup);
     }
-    validate_public(&tx.out.y).map_err(TxError::BadY)?;
-    let key = VerifyingKey::from_bytes(&tx.public_key).map_err(|_| TxError::BadPublicKey)?;
-    // A small-order ("weak") key would let one signature verify for many messages; refuse it
-    // once here. With weak keys gone, `verify` (which rejects non-canonical s and compares R
-    // by its encoding) is as strict as we need, and it skips `verify_strict`'s extra
-    // decompression of R: about 20% faster, which the SNs feel on every relayed Tx.
-    if key.is_weak() {
-        return Err(TxError::BadPublicKey);
-    }
-    let sig = Signature::from_bytes(&tx.signature);
-    key.verify(&tx.out.signing_bytes(), &sig)
-        .map_err(|_| TxError::BadSignature)
+    validate_public(&tx.out.y).map_err(TxError::BadY)
 }
 
-/// [`verify_tx`] of each Tx, in order.
+/// The fields checks, then the key and signature encodings (the equation is left to do).
+fn prepare(tx: &ToallTx) -> Result<Prepared, TxError> {
+    check_fields(tx)?;
+    Ok(Prepared::new(
+        &tx.public_key,
+        &tx.out.signing_bytes(),
+        &tx.signature,
+    )?)
+}
+
+/// Stateless validity: SHA-256(public key) == hash address, group is 14, `1 < Y < p-1`, and
+/// the signature over the exact TxOut bytes verifies under the chain's ed25519 rule
+/// ([`crate::ed25519`]: canonical encodings, no small-order key or `R`, `s < l`, cofactored
+/// equation). Cheap checks first; the signature last. The same rule as [`verify_txs`], so a
+/// Tx is valid or not whether it is checked alone or in a batch.
+pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
+    Ok(prepare(tx)?.verify()?)
+}
+
+/// [`verify_tx`] for many Txs at once (a block, a burst of submissions): one result per Tx,
+/// in order, each exactly what [`verify_tx`] says for it. The cheap checks run per Tx; the
+/// signatures of the Txs that pass them are verified in one ed25519 batch, and only if the
+/// batch fails one by one (see [`crate::ed25519::verify_prepared`]). Allocation is linear in
+/// `txs.len()`: callers pass bounded slices.
 pub fn verify_txs(txs: &[&ToallTx]) -> Vec<Result<(), TxError>> {
-    txs.iter().map(|tx| verify_tx(tx)).collect()
+    let mut results = Vec::with_capacity(txs.len());
+    let mut prepared = Vec::with_capacity(txs.len());
+    let mut index = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        match prepare(tx) {
+            Ok(p) => {
+                results.push(Ok(()));
+                prepared.push(p);
+                index.push(i);
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    let refs: Vec<&Prepared> = prepared.iter().collect();
+    for (i, r) in index.into_iter().zip(verify_prepared(&refs)) {
+        if let Some(slot) = results.get_mut(i) {
+            *slot = r.map_err(TxError::from);
+        }
+    }
+    results
 }
 
 #[cfg(test)]
@@ -296,7 +336,7 @@ mod tests {
                 k[0] = i;
                 k
             })
-            .find(|k| VerifyingKey::from_bytes(k).is_err())
+            .find(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_err())
             .expect("some non-point");
         tx.public_key = bad;
         tx.out.hash_addr = hash_addr_of(&bad);
@@ -323,6 +363,181 @@ mod tests {
         let mut tx = wallet(1).next_tx(0);
         tx.out.dh_group = 15;
         assert_eq!(verify_tx(&tx), Err(TxError::BadDhGroup));
+    }
+
+    /// Spoils a valid Tx, and the error that gives.
+    type Spoiler = (fn(&mut ToallTx), TxError);
+
+    /// Every way a Tx can fail [`verify_tx`], applied to a valid Tx.
+    fn spoilers() -> Vec<Spoiler> {
+        vec![
+            (|t| t.out.hash_addr[3] ^= 1, TxError::AddressMismatch),
+            (|t| t.out.dh_group = 15, TxError::BadDhGroup),
+            (
+                |t| t.out.y = vec![0; 256],
+                TxError::BadY(DhError::OutOfRange),
+            ),
+            (|t| t.out.nat_port ^= 1, TxError::BadSignature),
+            (|t| t.signature[40] ^= 4, TxError::BadSignature),
+            (
+                |t| {
+                    // A small-order key that hashes to the Tx's address.
+                    t.public_key = [0; 32];
+                    t.public_key[0] = 1;
+                    t.out.hash_addr = hash_addr_of(&t.public_key);
+                },
+                TxError::BadPublicKey,
+            ),
+        ]
+    }
+
+    #[test]
+    fn verify_txs_says_what_verify_tx_says_for_each_tx() {
+        assert_eq!(verify_txs(&[]), vec![]);
+        let mut wallets: Vec<Wallet> = (1..=4).map(wallet).collect();
+        let txs: Vec<ToallTx> = (0..24).map(|i| wallets[i % 4].next_tx(i as u64)).collect();
+        let refs: Vec<&ToallTx> = txs.iter().collect();
+        assert_eq!(verify_txs(&refs), vec![Ok(()); 24]);
+        assert_eq!(verify_txs(&refs[..1]), vec![Ok(())]);
+        for (spoil, want) in spoilers() {
+            for at in [0, 11, 23] {
+                let mut some = txs.clone();
+                spoil(&mut some[at]);
+                let refs: Vec<&ToallTx> = some.iter().collect();
+                let mut expect = vec![Ok(()); 24];
+                expect[at] = Err(want);
+                assert_eq!(verify_txs(&refs), expect, "{want} at {at}");
+                let alone: Vec<_> = some.iter().map(verify_tx).collect();
+                assert_eq!(alone, expect, "{want} at {at}, alone");
+            }
+        }
+        // All spoilers at once, between valid Txs.
+        let mut some = txs.clone();
+        let mut expect = vec![Ok(()); 24];
+        for (i, (spoil, want)) in spoilers().into_iter().enumerate() {
+            spoil(&mut some[2 * i + 1]);
+            expect[2 * i + 1] = Err(want);
+        }
+        let refs: Vec<&ToallTx> = some.iter().collect();
+        assert_eq!(verify_txs(&refs), expect);
+    }
+
+    /// The owner signs `tx.out` again with nonce `r` and the order-8 point added to `R`:
+    /// valid (cofactored rule), but not the signature `next_tx` made.
+    fn resigned_with_torsion(w: &Wallet, tx: &ToallTx, r: u64) -> ToallTx {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::{EdwardsPoint, Scalar};
+        use sha2::Sha512;
+        let a = w.signing.to_scalar();
+        let r = Scalar::from(r) * Scalar::from(0x9e37_79b9_7f4a_7c15u64);
+        let r_bytes = (EdwardsPoint::mul_base(&r) + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        let h: [u8; 64] = Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(tx.public_key)
+            .chain_update(tx.out.signing_bytes())
+            .finalize()
+            .into();
+        let s = r + Scalar::from_bytes_mod_order_wide(&h) * a;
+        let mut t = tx.clone();
+        t.signature[..32].copy_from_slice(&r_bytes);
+        t.signature[32..].copy_from_slice(s.as_bytes());
+        t
+    }
+
+    #[test]
+    fn a_small_order_point_added_to_r_by_anyone_else_is_a_bad_signature() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        let tx = wallet(1).next_tx(0);
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&tx.signature[..32]);
+        let r = CompressedEdwardsY(r)
+            .decompress()
+            .unwrap_or_else(|| panic!("R decodes"));
+        let mut all = vec![tx.clone()];
+        for t in &EIGHT_TORSION[1..] {
+            let mut v = tx.clone();
+            v.signature[..32].copy_from_slice(&(r + t).compress().to_bytes());
+            assert_eq!(verify_tx(&v), Err(TxError::BadSignature));
+            all.push(v);
+        }
+        let refs: Vec<&ToallTx> = all.iter().collect();
+        let mut expect = vec![Err(TxError::BadSignature); 8];
+        expect[0] = Ok(());
+        assert_eq!(verify_txs(&refs), expect);
+    }
+
+    /// The owner can sign one TxOut twice (with any nonce, here with torsion in `R`, which
+    /// the cofactored rule accepts): two valid Txs with different ids but the same owner and
+    /// seq. The chain keeps one: the mempool refuses the second as not above the pending
+    /// seq, a block holding both is refused, and once one is confirmed the other is stale.
+    #[test]
+    fn a_second_signature_of_the_same_tx_by_its_owner_is_refused_by_the_chain_as_a_repeat() {
+        use crate::chain::{
+            BlockError, Chain, ChainConfig, ChainTx, MempoolConfig, MempoolError,
+            TxError as ChainTxError, pow,
+        };
+        use crate::sn::{BatchValidator, validate_tx};
+
+        let mut w = wallet(1);
+        let tx = w.next_tx(0);
+        let twin = resigned_with_torsion(&w, &tx, 77);
+        assert_eq!(verify_tx(&twin), Ok(()));
+        assert_eq!(verify_txs(&[&tx, &twin]), vec![Ok(()), Ok(())]);
+        assert_ne!(twin.id(), tx.id());
+        assert_eq!((twin.owner(), twin.seq()), (tx.owner(), tx.seq()));
+
+        let config = ChainConfig {
+            network_hash_rate: 4.0,
+            ..ChainConfig::default()
+        };
+        let mut chain: Chain<ToallTx> =
+            Chain::new(config, MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mine = |mut b: crate::chain::Block<ToallTx>| {
+            let (nonce, _) =
+                pow::mine(&b.header, 0, 1 << 24).unwrap_or_else(|| panic!("easy target"));
+            b.header.nonce = nonce;
+            b
+        };
+        chain
+            .add_tx(tx.clone(), 10, &validate_tx)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            chain.add_tx(twin.clone(), 10, &validate_tx),
+            Err(ChainTxError::Mempool(MempoolError::NotAbovePending {
+                seq: 1,
+                pending: 1
+            }))
+        );
+        // A block holding both: the second is a stale seq.
+        let mut both = chain.block_template(1000, 1, 10);
+        assert_eq!(both.txs, vec![tx.clone()]);
+        both = crate::chain::Block::new(both.header, vec![tx.clone(), twin.clone()]);
+        assert_eq!(
+            chain.add_block(mine(both), 1000, &BatchValidator::new()),
+            Err(BlockError::StaleSeq {
+                index: 1,
+                seq: 1,
+                latest: 1
+            })
+        );
+        let block = mine(chain.block_template(1000, 1, 10));
+        chain
+            .add_block(block, 1000, &BatchValidator::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            chain.lookup(&tx.owner()).map(|(t, _)| t.id()),
+            Some(tx.id())
+        );
+        assert_eq!(
+            chain.add_tx(twin, 1100, &validate_tx),
+            Err(ChainTxError::Mempool(MempoolError::StaleSeq {
+                seq: 1,
+                latest: 1
+            }))
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use binfm_roles::event::Event;
 use binfm_roles::keyseed;
 use binfm_roles::ratelimit::RateLimitConfig;
 use binfm_roles::role::CallView;
-use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
+use binfm_roles::sn::{BatchValidator, SnConfig, SuperNode};
 use binfm_roles::wallet::Wallet;
 use binfm_roles::{Command, Role, Time, Transmit};
 use binfm_stack::wire::ports;
@@ -258,7 +258,7 @@ pub fn sn_role(
                 chain_cfg,
                 MempoolConfig::default(),
                 now_ms,
-                &validate_tx,
+                &BatchValidator::new(),
             )
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -4,7 +4,8 @@
 //!
 //! Everything is generic over [`ChainTx`] so the ToALL Tx (written elsewhere) plugs in; the
 //! chain itself only knows a tx's id, owner and sequence number. Stateless validity
-//! (signature, hash address = SHA-256(pubkey)) is the caller's closure, [`TxValidator`].
+//! (signature, hash address = SHA-256(pubkey)) is the caller's [`ValidateTx`] (a closure,
+//! or a type that checks a whole block's txs at once).
 //!
 //! Sans-IO except [`persist`]: time is an argument (`now_ms`), nothing reads a clock or uses
 //! an RNG, and block/tx order never depends on hash-map iteration, so a run is reproducible.
@@ -33,8 +34,31 @@ pub use template::{Template, TemplateUpdate};
 pub type Hash = [u8; 32];
 
 /// Stateless tx check supplied by the caller (signature, address = SHA-256(pubkey), ...).
-/// The chain adds the sequence rule itself.
-pub type TxValidator<'a, T> = &'a dyn Fn(&T) -> Result<(), String>;
+/// The chain adds the sequence rule itself. Any `Fn(&T) -> Result<(), String>` is one and
+/// checks a block's txs one by one; a type can check them all at once instead (the SN's
+/// `sn::BatchValidator`: one ed25519 batch per block).
+pub trait ValidateTx<T> {
+    /// Checks one tx (one offered for the mempool).
+    fn validate(&self, tx: &T) -> Result<(), String>;
+
+    /// Checks all txs of a block: the first invalid one (its index and the reason
+    /// [`ValidateTx::validate`] gives for it), or `None`. Must agree with `validate` on every
+    /// tx; the default calls it on each tx in order and stops at the first refusal.
+    fn first_invalid(&self, txs: &[T]) -> Option<(usize, String)> {
+        txs.iter()
+            .enumerate()
+            .find_map(|(i, tx)| self.validate(tx).err().map(|reason| (i, reason)))
+    }
+}
+
+impl<T, F: Fn(&T) -> Result<(), String> + ?Sized> ValidateTx<T> for F {
+    fn validate(&self, tx: &T) -> Result<(), String> {
+        self(tx)
+    }
+}
+
+/// How the chain's methods take the caller's [`ValidateTx`].
+pub type TxValidator<'a, T> = &'a dyn ValidateTx<T>;
 
 /// What the chain needs from a transaction type.
 pub trait ChainTx: Clone + std::fmt::Debug {
@@ -134,7 +158,7 @@ impl<T: ChainTx> Chain<T> {
         if bytes + 4 > max.saturating_sub(HEADER_LEN + 4) {
             return Err(TxError::TooLarge { bytes });
         }
-        validate(&tx).map_err(TxError::Invalid)?;
+        validate.validate(&tx).map_err(TxError::Invalid)?;
         let confirmed = self.store.search_table().latest_seq(&tx.owner());
         Ok(self.mempool.add(tx, confirmed, now_ms)?)
     }

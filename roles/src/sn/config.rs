@@ -1,6 +1,8 @@
 //! Super node settings, the Tx type the chain is generic over, and the memory report.
 
 use super::*;
+use crate::chain::ValidateTx;
+use crate::wallet::verify_txs;
 
 /// Default per-source limit on `TxSubmit`: 10 per second, bursts of 20, 4096 sources.
 /// Honest ENs register on a new address or a new key, a few times per minute at most; many
@@ -49,6 +51,51 @@ impl ChainTx for ToallTx {
 /// The stateless validity check of a ToALL Tx, as the chain wants it.
 pub fn validate_tx(tx: &ToallTx) -> Result<(), String> {
     verify_tx(tx).map_err(|e| e.to_string())
+}
+
+/// [`validate_tx`] that checks a block's Txs all at once: their signatures in one ed25519
+/// batch ([`crate::wallet::verify_txs`]; the same rule and the same reasons as
+/// `validate_tx`, at about half the cost per signature). Optionally counts the Txs it
+/// checks (each is an ed25519 verification, batched or not).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchValidator<'a> {
+    counter: Option<&'a Cell<u32>>,
+}
+
+impl<'a> BatchValidator<'a> {
+    /// A validator that counts nothing.
+    pub fn new() -> Self {
+        BatchValidator::default()
+    }
+
+    /// A validator that adds the number of Txs it checks to `counter`.
+    pub fn counting(counter: &'a Cell<u32>) -> Self {
+        BatchValidator {
+            counter: Some(counter),
+        }
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(c) = self.counter {
+            c.set(c.get().saturating_add(u32::try_from(n).unwrap_or(u32::MAX)));
+        }
+    }
+}
+
+impl ValidateTx<ToallTx> for BatchValidator<'_> {
+    fn validate(&self, tx: &ToallTx) -> Result<(), String> {
+        self.count(1);
+        validate_tx(tx)
+    }
+
+    fn first_invalid(&self, txs: &[ToallTx]) -> Option<(usize, String)> {
+        self.count(txs.len());
+        let refs: Vec<&ToallTx> = txs.iter().collect();
+        verify_txs(&refs)
+            .into_iter()
+            .enumerate()
+            .find_map(|(i, r)| r.err().map(|e| (i, e.to_string())))
+    }
 }
 
 /// Super node settings.

@@ -15,7 +15,7 @@ use binfm_roles::address::Lease;
 use binfm_roles::chain::MempoolConfig;
 use binfm_roles::chain::persist::{BlockLog, open_chain};
 use binfm_roles::en::EndNode;
-use binfm_roles::sn::{SnConfig, SuperNode, validate_tx};
+use binfm_roles::sn::{BatchValidator, SnConfig, SuperNode};
 use binfm_roles::vertical::en::VerticalNode;
 use binfm_roles::vertical::location::LocationServer;
 use binfm_roles::vertical::stun::StunServer;
@@ -81,7 +81,7 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
                         chain_cfg,
                         MempoolConfig::default(),
                         u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
-                        &validate_tx,
+                        &BatchValidator::new(),
                     )
                     .map_err(|e| anyhow::anyhow!("data directory {}: {e}", dir.display()))?;
                     let (tip, height) = chain.tip();

@@ -75,8 +75,8 @@ impl<T: ChainTx> ChainStore<T> {
                 median_ms,
             });
         }
-        for (index, tx) in block.txs.iter().enumerate() {
-            validate(tx).map_err(|reason| BlockError::InvalidTx { index, reason })?;
+        if let Some((index, reason)) = validate.first_invalid(&block.txs) {
+            return Err(BlockError::InvalidTx { index, reason });
         }
         let owners: HashSet<Hash> = block.txs.iter().map(ChainTx::owner).collect();
         let mut latest = self.branch_latest_seqs(&h.prev, &owners);
