@@ -5,10 +5,10 @@ use super::crowd::{
     PROBER_ADDR, SN_ADDR, crowd_endpoint, crowd_private, exp_delay, later, millis, nanos,
 };
 use super::{Action, Harness, Member, PendingQuery, ScaleConfig, Scheduled};
-use crate::apps::wallet_for;
 use binfm_roles::Time;
 use binfm_roles::chain::ChainConfig;
 use binfm_roles::sn::{SnConfig, SuperNode};
+use binfm_roles::wallet::Wallet;
 use binfm_stack::wire::binfm::{Message, TxStatus};
 use binfm_stack::wire::toall::HashAddr;
 use rand::{RngExt, SeedableRng};
@@ -19,11 +19,18 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 impl<'a> Harness<'a> {
-    pub(super) fn new(cfg: &'a ScaleConfig, n: usize, point_seed: u64) -> anyhow::Result<Self> {
-        let members = (0..n)
-            .map(|i| Member {
-                wallet: wallet_for(cfg.seed, &format!("scale-en-{i}")),
-                endpoint: crowd_endpoint(0),
+    /// The harness of a point of `wallets.len()` ENs (fresh wallets, see [`super::Wallets`]).
+    pub(super) fn new(
+        cfg: &'a ScaleConfig,
+        wallets: Vec<Wallet>,
+        point_seed: u64,
+    ) -> anyhow::Result<Self> {
+        let n = wallets.len();
+        let members = wallets
+            .into_iter()
+            .map(|wallet| Member {
+                wallet,
+                endpoint: crowd_endpoint(0, cfg.crowd_addrs),
                 sent_at: Vec::new(),
                 confirmed_seq: 0,
             })
@@ -84,6 +91,7 @@ impl<'a> Harness<'a> {
             tx_cpu_ns: Vec::new(),
             confirm_delay_ns: Vec::new(),
             sn_cpu_total: Duration::ZERO,
+            sn_cpu_measure: Duration::ZERO,
         })
     }
 
@@ -170,7 +178,7 @@ impl<'a> Harness<'a> {
     fn register(&mut self, i: u32) {
         let k = self.next_endpoint;
         self.next_endpoint += 1;
-        let endpoint = crowd_endpoint(k);
+        let endpoint = crowd_endpoint(k, self.cfg.crowd_addrs);
         self.by_endpoint.insert(endpoint, i);
         let now = self.now;
         let Some(m) = self.members.get_mut(i as usize) else {
@@ -302,6 +310,9 @@ impl<'a> Harness<'a> {
                 self.sn.handle_datagram(self.now, from, SN_ADDR, &payload);
                 let spent = t0.elapsed();
                 self.sn_cpu_total += spent;
+                if measuring {
+                    self.sn_cpu_measure += spent;
+                }
                 match query {
                     Some(id) => {
                         if let Some(q) = self.pending.get_mut(&id) {
@@ -410,7 +421,11 @@ impl<'a> Harness<'a> {
             } else {
                 let t0 = Instant::now();
                 self.sn.handle_timeout(self.now);
-                self.sn_cpu_total += t0.elapsed();
+                let spent = t0.elapsed();
+                self.sn_cpu_total += spent;
+                if self.measure_from.is_some() && self.now < self.measure_until {
+                    self.sn_cpu_measure += spent;
+                }
                 self.drain_sn();
             }
         }
