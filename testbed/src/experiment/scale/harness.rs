@@ -6,7 +6,7 @@ use super::crowd::{
 };
 use super::{Action, Harness, Member, PendingQuery, ScaleConfig, Scheduled};
 use binfm_roles::Time;
-use binfm_roles::chain::ChainConfig;
+use binfm_roles::chain::{ChainConfig, HEADER_LEN, MAX_BLOCK_TXS};
 use binfm_roles::sn::{SnConfig, SuperNode};
 use binfm_roles::wallet::Wallet;
 use binfm_stack::wire::binfm::{Message, TxStatus};
@@ -32,6 +32,7 @@ impl<'a> Harness<'a> {
                 wallet,
                 endpoint: crowd_endpoint(0, cfg.crowd_addrs),
                 sent_at: Vec::new(),
+                in_block: Vec::new(),
                 confirmed_seq: 0,
             })
             .collect::<Vec<_>>();
@@ -92,6 +93,8 @@ impl<'a> Harness<'a> {
             confirm_delay_ns: Vec::new(),
             sn_cpu_total: Duration::ZERO,
             sn_cpu_measure: Duration::ZERO,
+            measure_blocks: 0,
+            fill_sum: 0.0,
         })
     }
 
@@ -144,6 +147,17 @@ impl<'a> Harness<'a> {
                 .iter()
                 .map(|tx| (tx.out.hash_addr, tx.out.seq))
                 .collect();
+            if self.measure_from.is_some() && self.now < self.measure_until {
+                // How full the block is: its Txs over what blocks of its Txs' size hold.
+                let largest = block.txs.iter().map(|t| t.to_bytes().len()).max();
+                let fill = largest.map_or(0.0, |len| {
+                    let by_bytes = self.cfg.block_bytes.saturating_sub(HEADER_LEN + 4) / (4 + len);
+                    let cap = by_bytes.min(self.cfg.block_txs).clamp(1, MAX_BLOCK_TXS);
+                    owners.len() as f64 / cap as f64
+                });
+                self.measure_blocks += 1;
+                self.fill_sum += fill.min(1.0);
+            }
             for (owner, seq) in owners {
                 self.txs_confirmed += 1;
                 let Some(&i) = self.by_owner.get(&owner) else {
@@ -156,6 +170,13 @@ impl<'a> Harness<'a> {
                     self.confirmed_members.push(i);
                 }
                 m.confirmed_seq = m.confirmed_seq.max(seq);
+                if let Some(flag) = usize::try_from(seq)
+                    .ok()
+                    .and_then(|s| s.checked_sub(1))
+                    .and_then(|s| m.in_block.get_mut(s))
+                {
+                    *flag = true;
+                }
                 let sent = usize::try_from(seq)
                     .ok()
                     .and_then(|s| s.checked_sub(1))
@@ -188,6 +209,7 @@ impl<'a> Harness<'a> {
         m.wallet.set_addresses(crowd_private(k), endpoint);
         let tx = m.wallet.next_tx(millis(now));
         m.sent_at.push(now);
+        m.in_block.push(false);
         self.txs_submitted += 1;
         let payload = Message::TxSubmit { tx }.to_bytes();
         self.schedule(

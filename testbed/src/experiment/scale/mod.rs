@@ -86,9 +86,10 @@ mod crowd;
 mod harness;
 mod report;
 
+pub use crate::procstat::resident_bytes;
 pub use crowd::{DEFAULT_CROWD_ADDRS, MAX_CROWD_ADDRS};
 use report::run_point;
-pub use report::{peak_resident_bytes, resident_bytes, run_point_with};
+pub use report::run_point_with;
 
 /// Settings of the scale experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +205,8 @@ struct Member {
     endpoint: SocketAddrV4,
     /// When each Tx was sent, by seq - 1.
     sent_at: Vec<Time>,
+    /// Whether each Tx (by seq - 1) reached a best-chain block.
+    in_block: Vec<bool>,
     /// Latest seq in a block of the best chain (0: none yet).
     confirmed_seq: u64,
 }
@@ -260,6 +263,9 @@ struct Harness<'a> {
     sn_cpu_total: Duration,
     /// SN time during the measurement phase only.
     sn_cpu_measure: Duration,
+    /// Blocks mined during the measurement, and the sum of their fill (0..1).
+    measure_blocks: u64,
+    fill_sum: f64,
 }
 
 /// Fresh wallets of one seed (`wallet_for(seed, "scale-en-<i>")`), made once and copied into

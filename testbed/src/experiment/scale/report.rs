@@ -2,34 +2,11 @@
 //! point's JSON object.
 
 use super::{Harness, ScaleConfig, Wallets};
+use crate::procstat::resident_bytes;
 use binfm_stack::wire::toall::ToallTx;
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
-
-/// The process's resident set size (`VmRSS` of /proc/self/status), if the platform has it.
-pub fn resident_bytes() -> Option<u64> {
-    status_bytes("VmRSS:")
-}
-
-/// The process's peak resident set size so far (`VmHWM` of /proc/self/status).
-pub fn peak_resident_bytes() -> Option<u64> {
-    status_bytes("VmHWM:")
-}
-
-/// A `kB` figure of /proc/self/status, in bytes.
-fn status_bytes(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kb: u64 = line
-        .trim_start_matches(key)
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    kb.checked_mul(1024)
-}
+use std::time::{Duration, Instant};
 
 /// Median and 99th percentile (nearest rank) of nanosecond samples, in `unit` nanoseconds.
 fn summary(samples: &mut [u64], unit: f64) -> Value {
@@ -46,12 +23,54 @@ fn summary(samples: &mut [u64], unit: f64) -> Value {
     })
 }
 
+/// The end of the measurement left out of `tx_fate`: three block intervals, at most half
+/// the measurement.
+pub(super) fn fate_tail(cfg: &ScaleConfig) -> Duration {
+    (cfg.block_interval * 3).min(cfg.duration / 2)
+}
+
 /// In-memory size of a Tx (struct plus its heap-allocated Y).
 fn tx_mem(tx: &ToallTx) -> u64 {
     (std::mem::size_of::<ToallTx>() + tx.out.y.capacity()) as u64
 }
 
 impl Harness<'_> {
+    /// What became of the Txs sent during the measurement but before its last
+    /// [`fate_tail`] (so each had time to reach a block): in a block, superseded (never in a
+    /// block, but a later Tx of the same EN is), or still pending at the end.
+    fn tx_fate(&self) -> Value {
+        let Some(from) = self.measure_from else {
+            return Value::Null;
+        };
+        let tail = fate_tail(self.cfg);
+        let until = self
+            .measure_until
+            .checked_sub(tail)
+            .unwrap_or(from)
+            .max(from);
+        let (mut sent, mut confirmed, mut superseded) = (0u64, 0u64, 0u64);
+        for m in &self.members {
+            for (i, (&at, &in_block)) in m.sent_at.iter().zip(&m.in_block).enumerate() {
+                if at < from || at >= until {
+                    continue;
+                }
+                sent += 1;
+                if in_block {
+                    confirmed += 1;
+                } else if m.confirmed_seq > i as u64 + 1 {
+                    superseded += 1;
+                }
+            }
+        }
+        json!({
+            "window_s": until.saturating_sub(from).as_secs_f64(),
+            "sent": sent,
+            "confirmed": confirmed,
+            "superseded": superseded,
+            "pending": sent - confirmed - superseded,
+        })
+    }
+
     /// The SN's memory estimated from its own structures.
     fn accounted(&self) -> (u64, Value) {
         let chain = self.sn.chain();
@@ -202,6 +221,13 @@ fn run_crowd(
         "offered_tx_per_s": h.moves as f64 / measured_s,
         "confirmed_tx_per_s": h.measured_confirmed as f64 / measured_s,
         "confirm_delay_ms": summary(&mut h.confirm_delay_ns, 1e6),
+        "tx_fate": h.tx_fate(),
+        "measure_blocks": h.measure_blocks,
+        "block_fill": if h.measure_blocks > 0 {
+            json!(h.fill_sum / h.measure_blocks as f64)
+        } else {
+            Value::Null
+        },
         "blocks": blocks,
         "mempool_at_end": h.sn.chain().mempool().len(),
         "mempool_evicted": h.sn.chain().mempool().evicted(),
