@@ -83,9 +83,9 @@ enum Command {
     /// write OUT/results.json, OUT/report.md and OUT/plots/*.svg (the paper's Tables 1-3 and
     /// signalling beside the measured figures, then what the paper left out).
     ///
-    /// `--only capacity` runs the capacity study (docs/scale.md, "Capacity study"): about
-    /// 25 minutes on two cores for its default sweeps, plus the full-fabric crowds of
-    /// `--capacity-crowd` (minutes and GBs each), so `all` leaves it out.
+    /// `--only capacity` runs the capacity study (docs/scale.md, "Capacity study"): 43
+    /// minutes on a shared two-core machine with its default sweeps and crowds (10,000 ENs on
+    /// the full fabric: 5 GB), so `all` leaves it out.
     Experiment {
         /// Topology file with a `call` and (for mid-call figures) a `move` and a `rekey`.
         file: PathBuf,

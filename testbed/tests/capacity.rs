@@ -177,3 +177,16 @@ fn tiny_sweeps_write_every_figure_and_are_reproducible() {
             == std::fs::read(d2.path().join("results.json")).unwrap()
     );
 }
+
+#[test]
+fn all_leaves_the_capacity_study_out_unless_named() {
+    let all = Parts::parse("all").unwrap();
+    assert!(all.paper && all.block_interval && all.loss && all.scale && !all.capacity);
+    for s in ["capacity,all", "all,capacity"] {
+        let p = Parts::parse(s).unwrap();
+        assert!(p.capacity && p.paper && p.scale, "{s}");
+    }
+    let only = Parts::parse("capacity").unwrap();
+    assert!(only.capacity && !only.paper && !only.scale);
+    assert!(Parts::parse("capacit").is_err());
+}

@@ -42,6 +42,8 @@ struct Panel {
     x_log: bool,
     y_log: bool,
     series: Vec<Series>,
+    /// Where the legend goes (default upper left).
+    legend: Option<SeriesLabelPosition>,
 }
 
 fn tf(v: f64, log: bool) -> Option<f64> {
@@ -52,14 +54,30 @@ fn tf(v: f64, log: bool) -> Option<f64> {
     }
 }
 
+/// A tick label: on a log axis only at 1, 2 and 5 times a power of ten (other ticks stay
+/// unlabelled), whole numbers without decimals.
 fn label(v: f64, log: bool) -> String {
-    let x = if log { 10f64.powf(v) } else { v };
-    if x.abs() >= 10.0 {
+    let x = if log {
+        let m = 10f64.powf(v - v.floor());
+        let Some(k) = [1.0, 2.0, 5.0, 10.0]
+            .into_iter()
+            .find(|&k| (m / k - 1.0).abs() < 0.025)
+        else {
+            return String::new();
+        };
+        k * 10f64.powf(v.floor())
+    } else {
+        v
+    };
+    if (x - x.round()).abs() < 1e-6 * x.abs().max(1.0) && x.abs() >= 1.0 || x == 0.0 {
+        format!("{:.0}", x.round())
+    } else if x.abs() >= 10.0 {
         format!("{x:.0}")
     } else if x.abs() >= 1.0 {
         format!("{x:.1}")
     } else {
-        format!("{x:.2}")
+        let digits = (-x.abs().log10()).ceil().max(1.0) as usize;
+        format!("{x:.digits$}")
     }
 }
 
@@ -113,8 +131,12 @@ fn draw(
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err(path))?;
     let (xl, yl) = (p.x_log, p.y_log);
+    // Log axes get many ticks so that 1, 2 and 5 times each power of ten is among them.
     chart
         .configure_mesh()
+        .x_labels(if xl { 40 } else { 10 })
+        .y_labels(if yl { 40 } else { 10 })
+        .light_line_style(WHITE)
         .x_desc(p.x_desc.as_str())
         .y_desc(p.y_desc.as_str())
         .x_label_formatter(&|v| label(*v, xl))
@@ -150,7 +172,7 @@ fn draw(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(p.legend.clone().unwrap_or(SeriesLabelPosition::UpperLeft))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 12))
@@ -296,6 +318,7 @@ fn blocks(points: &[Value], path: &Path) -> anyhow::Result<()> {
             x_log: false,
             y_log: false,
             series: tx,
+            legend: None,
         },
         Panel {
             title: "Confirmation delay (TxSubmit to block)".into(),
@@ -304,6 +327,7 @@ fn blocks(points: &[Value], path: &Path) -> anyhow::Result<()> {
             x_log: false,
             y_log: true,
             series: delay,
+            legend: None,
         },
     ];
     figure(
@@ -355,7 +379,11 @@ fn outdated(points: &[Value], path: &Path) -> anyhow::Result<()> {
         let q = f(&p["queries"])?;
         (q > 0.0).then(|| f(&p["replies_outdated"]).unwrap_or(0.0) / q * 100.0)
     };
-    let fill = |_: usize, p: &Value| Some(f(&p["block_fill"])? * 100.0);
+    // The Txs offered during the measurement over what the blocks mined in it could hold.
+    let load = |_: usize, p: &Value| {
+        let room = f(&p["measure_blocks"])? * f(&p["txs_per_block"])?;
+        (room > 0.0).then(|| f(&p["moves"]).unwrap_or(0.0) / room)
+    };
     let panels = [
         Panel {
             title: "Replies naming an endpoint the EN has left".into(),
@@ -364,14 +392,16 @@ fn outdated(points: &[Value], path: &Path) -> anyhow::Result<()> {
             x_log: true,
             y_log: false,
             series: ens_series(points, share, ""),
+            legend: None,
         },
         Panel {
-            title: "Block fill (95% and more: the chain falls behind)".into(),
+            title: "Load on the chain (1 and more: it falls behind)".into(),
             x_desc: "ENs (log)".into(),
-            y_desc: "% of what a block holds".into(),
+            y_desc: "Txs offered / what the blocks mined hold (log)".into(),
             x_log: true,
-            y_log: false,
-            series: ens_series(points, fill, ""),
+            y_log: true,
+            series: ens_series(points, load, ""),
+            legend: Some(SeriesLabelPosition::LowerRight),
         },
     ];
     figure(
@@ -401,6 +431,7 @@ fn sn(points: &[Value], walls: &[Value], dur: f64, path: &Path) -> anyhow::Resul
             x_log: true,
             y_log: false,
             series: ens_series(points, per_tx, ""),
+            legend: None,
         },
         Panel {
             title: "SN CPU per second of measurement".into(),
@@ -409,6 +440,7 @@ fn sn(points: &[Value], walls: &[Value], dur: f64, path: &Path) -> anyhow::Resul
             x_log: true,
             y_log: true,
             series: ens_series(points, share, ""),
+            legend: Some(SeriesLabelPosition::LowerRight),
         },
         Panel {
             title: "SN memory".into(),
@@ -417,6 +449,7 @@ fn sn(points: &[Value], walls: &[Value], dur: f64, path: &Path) -> anyhow::Resul
             x_log: true,
             y_log: true,
             series: memory,
+            legend: Some(SeriesLabelPosition::LowerRight),
         },
     ];
     figure(path, "(c) SN CPU and memory against EN count", &panels, 3)
@@ -451,6 +484,7 @@ fn crowd(points: &[Value], walls: &[Value], path: &Path) -> anyhow::Result<()> {
                     points: xy("process_cpu_s", 1.0),
                 },
             ],
+            legend: None,
         },
         Panel {
             title: "Peak resident memory (VmHWM)".into(),
@@ -464,6 +498,7 @@ fn crowd(points: &[Value], walls: &[Value], path: &Path) -> anyhow::Result<()> {
                 dashed: false,
                 points: xy("peak_resident_bytes", 1e9),
             }],
+            legend: None,
         },
     ];
     figure(

@@ -5,9 +5,14 @@
 use serde_json::Value;
 use std::fmt::Write as _;
 
-/// The chain falls behind when the blocks of the measurement are on average at least this
-/// full (`block_fill`): every block takes what it can hold and Txs wait for later ones.
-pub const FULL: f64 = 0.95;
+/// The load on the chain: the Txs offered during the measurement (`moves`) over what the
+/// blocks mined in it could hold (`measure_blocks` × `txs_per_block`). At 1 or more the chain
+/// falls behind: every block is full and Txs wait (or are evicted) whatever the luck of the
+/// block times.
+pub fn load(p: &Value) -> Option<f64> {
+    let room = f(&p["measure_blocks"])? * f(&p["txs_per_block"])?;
+    (room > 0.0).then(|| f(&p["moves"]).unwrap_or(0.0) / room)
+}
 
 /// Utilisation a deployment should plan blocks for (block times are exponential).
 pub const PLAN_UTILISATION: f64 = 0.8;
@@ -45,7 +50,7 @@ pub fn served(p: &Value) -> Option<f64> {
 }
 
 fn keeps_up(p: &Value) -> bool {
-    f(&p["block_fill"]).is_some_and(|x| x < FULL)
+    load(p).is_some_and(|x| x < 1.0)
 }
 
 fn fill_pct(p: &Value) -> String {
@@ -139,21 +144,23 @@ fn blocks(r: &mut String, c: &Value, timing: &Value) {
     }
     let _ = writeln!(
         r,
-        "\n| block interval | blocks | Txs a block holds | chain capacity, Tx/s | offered Tx/s | confirmed Tx/s | block fill | Txs served | confirmation median / p99, s | largest block, Txs | SN CPU per s measured |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n| block interval | blocks | Txs a block holds | chain capacity, Tx/s | offered Tx/s | load | confirmed Tx/s | block fill | Txs served | Txs evicted | confirmation median / p99, s | largest block, Txs | SN CPU per s measured |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (k, p) in points.iter().enumerate() {
         let w = wall(timing, "blocks", k);
         let _ = writeln!(
             r,
-            "| {} s | {} | {} | {} | {} | {} | {}% | {}% | {} / {} | {} | {} |",
+            "| {} s | {} | {} | {} | {} | {} | {} | {}% | {}% | {} | {} / {} | {} | {} |",
             n(f(&p["block_interval_s"])),
             p["block_config"].as_str().unwrap_or("–"),
             p["txs_per_block"],
             n(f(&p["chain_tx_per_s"])),
             n(f(&p["offered_tx_per_s"])),
+            n(load(p)),
             n(f(&p["confirmed_tx_per_s"])),
             fill_pct(p),
             served_pct(p),
+            p["mempool_evicted"],
             n(secs(&p["confirm_delay_ms"]["median"])),
             n(secs(&p["confirm_delay_ms"]["p99"])),
             p["sn_accounted"]["largest_block_txs"],
@@ -162,8 +169,8 @@ fn blocks(r: &mut String, c: &Value, timing: &Value) {
     }
     let _ = writeln!(
         r,
-        "\nChain capacity = Txs a block holds ÷ block interval (the mean; block times are exponential). Block fill is the mean, over the blocks of the measurement, of the Txs a block took over the Txs it could hold; the chain falls behind when it is {:.0}% or more (every block full, Txs waiting for later ones). A Tx is served when it reached a block or was superseded by a later Tx of the same EN that did (counted over the measurement less its last three block intervals); confirmed Tx/s counts only Txs that reached a block, so it is below the offered load by the Txs an EN replaced (it moved again before a block took the first) even when the chain keeps up. Confirmation delay counts Txs sent during the measurement and confirmed before it ended, so when the chain falls behind, the p99 is capped by the measurement's length. \"SN CPU per s measured\" is the SN's wall-clock time during the measurement over its virtual length: above 1, one core could not run this SN in real time.\n\n![blocks](plots/capacity_blocks.svg)\n",
-        FULL * 100.0
+        "\nChain capacity = Txs a block holds ÷ block interval (the mean; block times are exponential). Load is the Txs offered during the measurement over what the blocks mined in it could hold (block times are random, so this counts the blocks there were): at 1 or more the chain falls behind. Block fill is the mean, over the blocks of the measurement, of the Txs a block took over the Txs it could hold (below 100% even when behind: the first blocks of the measurement find a short queue). Txs evicted: the mempool holds at most {} Txs (one per EN) and drops the oldest for a new one, so when the chain is behind a Tx not in a block within about that many Txs' arrival time is lost, which also caps the confirmation delay. A Tx is served when it reached a block or was superseded by a later Tx of the same EN that did (counted over the measurement less its last three block intervals); confirmed Tx/s counts only Txs that reached a block, so it is below the offered load by the Txs an EN replaced (it moved again before a block took the first) even when the chain keeps up. Confirmation delay counts Txs sent during the measurement and confirmed before it ended, so when the chain falls behind, the p99 is capped by the measurement's length. \"SN CPU per s measured\" is the SN's wall-clock time during the measurement over its virtual length: above 1, one core could not run this SN in real time.\n\n![blocks](plots/capacity_blocks.svg)\n",
+        binfm_roles::chain::MempoolConfig::default().max_txs
     );
 }
 
@@ -204,9 +211,14 @@ fn blocks_sentence(interval: f64, row: &[&Value]) -> String {
             .collect();
         let _ = write!(
             s,
-            "blocks of {} Txs fall behind the offered {} Tx/s: they are full ({}% on average) and confirm {} Tx/s against a capacity of {}",
+            "blocks of {} Txs fall behind the offered {} Tx/s ({} times what the blocks mined could hold): they are {}% full on average and confirm {} Tx/s against a capacity of {}, and {}% of Txs are served",
             sizes.join(", "),
             n(Some(offered)),
+            behind
+                .iter()
+                .map(|p| n(load(p)))
+                .collect::<Vec<_>>()
+                .join(", "),
             behind
                 .iter()
                 .map(|p| fill_pct(p))
@@ -214,15 +226,21 @@ fn blocks_sentence(interval: f64, row: &[&Value]) -> String {
                 .join(", "),
             list(&behind, "confirmed_tx_per_s"),
             list(&behind, "chain_tx_per_s"),
+            behind
+                .iter()
+                .map(|p| served_pct(p))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
     }
     match first_up {
         Some(p) => {
             let _ = write!(
                 s,
-                "{}from blocks of {} Txs on, blocks have room ({}% full on average) and confirmed Tx/s follows the offered load: {} Tx/s confirmed, {}% of Txs served, confirmation median / p99 {}",
+                "{}from blocks of {} Txs on the chain keeps up (load {}, blocks {}% full on average) and confirmed Tx/s follows the offered load: {} Tx/s confirmed, {}% of Txs served, confirmation median / p99 {}",
                 if behind.is_empty() { "" } else { "; " },
                 p["txs_per_block"],
+                n(load(p)),
                 fill_pct(p),
                 n(f(&p["confirmed_tx_per_s"])),
                 served_pct(p),
@@ -281,10 +299,10 @@ fn ens(r: &mut String, c: &Value) {
             .filter(|p| !keeps_up(p))
             .map(|p| {
                 format!(
-                    "{} ENs moving every {} s (blocks {}% full, {} of {} Tx/s confirmed, {}% of Txs served, {}% of Replies outdated)",
+                    "{} ENs moving every {} s (load {}, {} of {} Tx/s confirmed, {}% of Txs served, {}% of Replies outdated)",
                     p["ens"],
                     n(f(&p["move_interval_s"])),
-                    fill_pct(p),
+                    n(load(p)),
                     n(f(&p["confirmed_tx_per_s"])),
                     n(f(&p["offered_tx_per_s"])),
                     served_pct(p),
@@ -306,17 +324,18 @@ fn ens(r: &mut String, c: &Value) {
     }
     let _ = writeln!(
         r,
-        "\n| ENs | move interval | blocks | registered at the start | offered Tx/s | confirmed Tx/s | block fill | Txs served | confirmation median / p99, s | Replies outdated | Txs evicted from the mempool |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n| ENs | move interval | blocks | registered at the start | offered Tx/s | load | confirmed Tx/s | block fill | Txs served | confirmation median / p99, s | Replies outdated | Txs evicted from the mempool |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for p in points {
         let _ = writeln!(
             r,
-            "| {} | {} s | {} | {} | {} | {} | {}% | {}% | {} / {} | {}% | {} |",
+            "| {} | {} s | {} | {} | {} | {} | {} | {}% | {}% | {} / {} | {}% | {} |",
             p["ens"],
             n(f(&p["move_interval_s"])),
             p["block_config"].as_str().unwrap_or("–"),
             p["members_confirmed"],
             n(f(&p["offered_tx_per_s"])),
+            n(load(p)),
             n(f(&p["confirmed_tx_per_s"])),
             fill_pct(p),
             served_pct(p),
@@ -379,16 +398,31 @@ fn sn_sentence(points: &[Value], timing: &Value, cfg: &Value) -> Option<String> 
         x.total_cmp(&y)
     })?;
     let share = cpu_share(wall(timing, "ens", k), cfg)?;
+    let w = wall(timing, "ens", k);
+    let median_us = f(&w["sn_tx_cpu_us"]["median"]);
+    let at_median = median_us
+        .zip(f(&busiest["offered_tx_per_s"]))
+        .map(|(us, o)| us * o / 1e6);
+    let evicted = busiest["mempool_evicted"].as_u64().unwrap_or(0);
+    let why = if evicted > 0 {
+        format!(
+            "; the Txs at the median would take {} s per second, the rest is in the slow ones (p99 {} µs): {evicted} Txs evicted another from the full mempool, and each such Tx makes the SN rebuild its block template (`Template::offer`)",
+            n(at_median),
+            n(f(&w["sn_tx_cpu_us"]["p99"])),
+        )
+    } else {
+        String::new()
+    };
     Some(format!(
-        "The SN is busiest at {} ENs moving every {} s with {} blocks: {} s of CPU per second ({} offered Tx/s, {} µs per Tx median){}. Its accounted memory grows with the Txs the chain holds, up to {} MB at {} ENs moving every {} s with {} blocks.",
+        "The SN is busiest at {} ENs moving every {} s with {} blocks: {} s of CPU per second ({} offered Tx/s, {} µs per Tx median{why}){}. Its accounted memory grows with the Txs the chain holds, up to {} MB at {} ENs moving every {} s with {} blocks.",
         busiest["ens"],
         n(f(&busiest["move_interval_s"])),
         busiest["block_config"].as_str().unwrap_or("–"),
         n(Some(share)),
         n(f(&busiest["offered_tx_per_s"])),
-        n(f(&wall(timing, "ens", k)["sn_tx_cpu_us"]["median"])),
+        n(median_us),
         if share > 1.0 {
-            ": more than one core, so a real SN would fall behind before the chain does"
+            ": more than one core, so an SN on one core of this machine could not keep up in real time"
         } else {
             ": within one core"
         },
@@ -479,14 +513,15 @@ fn reading(r: &mut String, c: &Value, timing: &Value) {
         for (k, p) in &at {
             let w = wall(timing, "ens", *k);
             parts.push(format!(
-                "every {} s with {} blocks: blocks {}% full, {} of {} Tx/s confirmed, {}% of Txs served, {}% of Replies outdated, SN CPU {} s per s",
+                "every {} s with {} blocks: load {}, {} of {} Tx/s confirmed, {}% of Txs served, {}% of Replies outdated, {} Txs evicted, SN CPU {} s per s",
                 n(f(&p["move_interval_s"])),
                 p["block_config"].as_str().unwrap_or("–"),
-                fill_pct(p),
+                n(load(p)),
                 n(f(&p["confirmed_tx_per_s"])),
                 n(f(&p["offered_tx_per_s"])),
                 served_pct(p),
                 n(pct(p)),
+                p["mempool_evicted"],
                 n(cpu_share(w, cfg)),
             ));
         }
@@ -506,10 +541,50 @@ fn reading(r: &mut String, c: &Value, timing: &Value) {
                 "nothing measured here limits: the chain keeps up and the SN stays within one core"
             }
         };
+        let evicting: Vec<String> = at
+            .iter()
+            .filter(|(_, p)| keeps_up(p) && p["mempool_evicted"].as_u64().unwrap_or(0) > 0)
+            .map(|(_, p)| {
+                format!(
+                    "{} Txs at {} s moves with {} blocks",
+                    p["mempool_evicted"],
+                    n(f(&p["move_interval_s"])),
+                    p["block_config"].as_str().unwrap_or("–")
+                )
+            })
+            .collect();
+        let mempool = if evicting.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Even where the chain keeps up, the mempool's limit of {} Txs evicts ({}): a few seconds without a block fill it.",
+                binfm_roles::chain::MempoolConfig::default().max_txs,
+                evicting.join(", ")
+            )
+        };
         let _ = writeln!(
             r,
-            "- **{en} ENs** moving {}. So at {en} ENs {verdict}.",
+            "- **{en} ENs** moving {}. So at {en} ENs {verdict}.{mempool}",
             parts.join("; "),
+        );
+    }
+    let crowd = arr(&c["crowd"]);
+    let walls = arr(&timing["capacity"]["crowd"]);
+    if let Some((p, w)) = crowd.iter().zip(walls).next_back()
+        && let (Some(en), Some(peak), Some(wall_s), Some(virt)) = (
+            f(&p["ens"]),
+            f(&w["peak_resident_bytes"]),
+            f(&w["wall_s"]),
+            f(&p["virtual_s"]),
+        )
+    {
+        let _ = writeln!(
+            r,
+            "- **The full-fabric testbed** (every EN a host with its IP stack, part (d)) took {:.2} GB and {} s of wall time per virtual second at {en:.0} ENs, {} kB per EN; at that rate 100,000 ENs would need about {:.0} GB (a linear extrapolation, not a run), so the role-level harness is what measures 100,000.",
+            peak / 1e9,
+            n(Some(wall_s / virt)),
+            n(Some(peak / en / 1e3)),
+            peak / en * 100_000.0 / 1e9,
         );
     }
     let _ = writeln!(

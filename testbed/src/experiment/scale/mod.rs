@@ -7,7 +7,8 @@
 //! IP stacks and DHCP would not fit): one real [`SuperNode`] (the measured SN, no peers,
 //! mining with the configured hash rate) and a *crowd* of N ENs. Each crowd member has a
 //! real wallet ([`wallet_for`] of the run seed and the name `scale-en-<i>`) and a distinct
-//! public source endpoint in 203.0.113.0/24 (spread over its 254 addresses); a prober sends
+//! public source endpoint in 203.0.113.0/24 (spread over its 254 addresses; `crowd_addrs`
+//! above 254 spreads it over that many addresses of 198.18.0.0/15); a prober sends
 //! Queries from 198.51.100.50. Every datagram between the crowd and the SN takes exactly
 //! `t_i` one way; nothing is lost.
 //!
@@ -34,6 +35,15 @@
 //!   block per `block_interval` can carry, the chain is saturated;
 //! * `confirm_delay_ms` {median, p99}: TxSubmit sent → block holding it, for Txs sent during
 //!   the measurement and confirmed before its end (virtual);
+//! * `tx_fate` {window_s, sent, confirmed, superseded, pending}: the Txs sent during the
+//!   measurement but before its last three block intervals (at most half of it), each in a
+//!   block, superseded (never in a block, but a later Tx of the same EN is: the mempool
+//!   replaced it) or still pending at the end;
+//! * `measure_blocks` (blocks mined during the measurement) and `block_fill`: the mean over
+//!   them of the Txs a block took over what it could hold (the block limits over its largest
+//!   Tx); near 1 when every block is full, i.e. the chain is behind;
+//! * `sn_refused` {reason: count}: what the SN refused (e.g. `tx_rate_limited`: the per-source
+//!   Tx limit, which applies per crowd address);
 //! * `queries`, `replies_found`, `replies_not_found`, `replies_outdated` (found, but the Tx
 //!   names an endpoint the member has left: its newer Tx is not in a block yet),
 //!   `replies_malformed`, `unrouted` (datagrams with no addressee: expected 0);
@@ -41,7 +51,7 @@
 //!   sending). It is exactly 2·T_I and nothing else: virtual time has no processing model,
 //!   the SN answers at the instant the Query arrives;
 //! * `sn_accounted_bytes` and `sn_accounted` {blocks, block_txs, block_wire_bytes,
-//!   blocks_bytes, tst_entries, tst_bytes, mempool_txs, mempool_bytes,
+//!   largest_block_txs, blocks_bytes, tst_entries, tst_bytes, mempool_txs, mempool_bytes,
 //!   side_or_orphan_blocks}: the SN's memory estimated from its own structures (best-chain
 //!   blocks with their Txs, the Tx Search Table's copy of every best-chain Tx plus one slot
 //!   per address, the mempool's pending Txs; struct sizes plus each Tx's heap-allocated Y,
@@ -57,6 +67,7 @@
 //! * `sn_tx_cpu_us` {median, p99}: SN time per TxSubmit, which includes verifying the Tx and
 //!   re-solving the block template (real hashing) that the SN does on every new Tx;
 //!   `sn_cpu_s`: all the SN's time in the point (Queries, Txs, mining timers);
+//!   `sn_measure_cpu_s`: the same during the measurement only;
 //! * `sn_resident_bytes`: process RSS (`VmRSS`) right after the point finishes minus the RSS
 //!   before the SN and the crowd were built. It includes the crowd's own state (wallets,
 //!   endpoint map: `crowd_resident_bytes` is the RSS growth while building the wallets), and
