@@ -14,6 +14,7 @@ pub mod flood;
 pub mod netns;
 pub mod node;
 pub mod node_roles;
+pub mod procstat;
 pub mod results;
 pub mod timed;
 pub mod topology;

@@ -38,7 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a topology and write OUT/capture.pcapng, OUT/events.jsonl and OUT/results.json.
+    /// Run a topology and write OUT/capture.pcapng, OUT/events.jsonl, OUT/results.json and
+    /// OUT/timing.json (wall time, CPU time and peak resident memory of the run).
     Run {
         /// Topology file, e.g. topologies/lan-nat.toml.
         file: PathBuf,
@@ -81,6 +82,10 @@ enum Command {
     /// Run BINFM and the vertical model on the same topology and seeds, N runs each, and
     /// write OUT/results.json, OUT/report.md and OUT/plots/*.svg (the paper's Tables 1-3 and
     /// signalling beside the measured figures, then what the paper left out).
+    ///
+    /// `--only capacity` runs the capacity study (docs/scale.md, "Capacity study"): 43
+    /// minutes on a shared two-core machine with its default sweeps and crowds (10,000 ENs on
+    /// the full fabric: 5 GB), so `all` leaves it out.
     Experiment {
         /// Topology file with a `call` and (for mid-call figures) a `move` and a `rekey`.
         file: PathBuf,
@@ -90,12 +95,23 @@ enum Command {
         /// Output folder [default: out/<topology name>-experiment/].
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Parts to run: any of paper, blocks, loss, scale (comma-separated), or all.
+        /// Parts to run: any of paper, blocks, loss, scale, capacity (comma-separated), or
+        /// all (= paper, blocks, loss, scale: the capacity study is not in it).
         #[arg(long, default_value = "all", value_parser = Parts::parse)]
         only: Parts,
         /// ENs per point of the scale part.
         #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000")]
         scale_ens: Vec<usize>,
+        /// Capacity part: crowd sizes of its EN sweep (outdated Replies, SN CPU and memory).
+        #[arg(long, value_parser = parse_counts, default_value = "1000,10000,100000")]
+        capacity_ens: Counts,
+        /// Capacity part: crowd sizes run on the full fabric, each a child `binfm run` (10,000
+        /// takes minutes and about 5 GB); empty ("") to skip.
+        #[arg(long, value_parser = parse_counts, default_value = "1000,3000,10000")]
+        capacity_crowd: Counts,
+        /// Capacity part: virtual time of each full-fabric crowd run.
+        #[arg(long, value_parser = parse_duration_arg, default_value = "120s")]
+        capacity_crowd_duration: std::time::Duration,
         /// Keep every run's capture and audio (default: the first run's of each model).
         #[arg(long)]
         keep_runs: bool,
@@ -164,6 +180,25 @@ enum Command {
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s)
+}
+
+/// A comma-separated list of counts; empty for none.
+#[derive(Debug, Clone)]
+struct Counts(Vec<usize>);
+
+fn parse_counts(s: &str) -> Result<Counts, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            w.replace('_', "")
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("`{w}` is not a positive count"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Counts)
 }
 
 fn parse_compute_arg(s: &str) -> Result<ComputeCosts, String> {
@@ -297,6 +332,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             only,
             scale_ens,
+            capacity_ens,
+            capacity_crowd,
+            capacity_crowd_duration,
             keep_runs,
             compute,
         } => {
@@ -318,6 +356,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep_runs,
                 scale_ens,
                 compute,
+                capacity: experiment::capacity::CapacityConfig {
+                    en_counts: capacity_ens.0,
+                    crowd: capacity_crowd.0,
+                    crowd_duration: capacity_crowd_duration,
+                    ..Default::default()
+                },
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -327,10 +371,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            // Without a terminal (a log file, CI) the bar is hidden: each finished step is a
+            // line on stderr instead.
+            let hidden = bar.is_hidden();
+            let started = std::time::Instant::now();
             let mut on_progress = |p: Progress| match p {
                 Progress::Total(n) => bar.set_length(n),
                 Progress::Step(s) => {
                     bar.inc(1);
+                    if hidden {
+                        eprintln!(
+                            "[{:>7.1} s] {}/{} {s}",
+                            started.elapsed().as_secs_f64(),
+                            bar.position(),
+                            bar.length().unwrap_or(0)
+                        );
+                    }
                     bar.set_message(s);
                 }
                 Progress::Note(s) => bar.set_message(s),
@@ -460,7 +516,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     ""
                 }
             );
-            for f in ["capture.pcapng", "events.jsonl", "results.json"] {
+            driver::write_timing(&s)?;
+            for f in [
+                "capture.pcapng",
+                "events.jsonl",
+                "results.json",
+                "timing.json",
+            ] {
                 say!("  {}", s.out_dir.join(f).display());
             }
             Ok(if s.interrupted {
@@ -512,7 +574,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     ""
                 }
             );
-            for f in ["capture.pcapng", "events.jsonl", "results.json"] {
+            driver::write_timing(&s)?;
+            for f in [
+                "capture.pcapng",
+                "events.jsonl",
+                "results.json",
+                "timing.json",
+            ] {
                 say!("  {}", s.out_dir.join(f).display());
             }
             Ok(if s.interrupted {

@@ -25,6 +25,7 @@ fn opts(dir: &std::path::Path, runs: usize) -> ExperimentOptions {
         keep_runs: false,
         scale_ens: Vec::new(),
         compute: binfm_testbed::topology::compute::ComputeCosts::MEASURED,
+        capacity: Default::default(),
     }
 }
 

@@ -64,6 +64,26 @@ pub struct RunSummary {
     pub records: Vec<crate::events::Record>,
 }
 
+/// Writes `timing.json` into a finished run's output folder: what the run cost this
+/// machine, kept apart from the deterministic `results.json`: `wall_s` (the run's wall
+/// time), `process_cpu_s` and `peak_resident_bytes` (this process's CPU time and peak RSS,
+/// `VmHWM`, so far: everything `binfm run` did), with `virtual_s`, `packets`, `events` and
+/// `interrupted` to say what that cost bought.
+pub fn write_timing(s: &RunSummary) -> anyhow::Result<PathBuf> {
+    let path = s.out_dir.join("timing.json");
+    let v = serde_json::json!({
+        "wall_s": s.wall.as_secs_f64(),
+        "process_cpu_s": crate::procstat::cpu_seconds(),
+        "peak_resident_bytes": crate::procstat::peak_resident_bytes(),
+        "virtual_s": s.virtual_time.as_secs_f64(),
+        "packets": s.packets,
+        "events": s.events,
+        "interrupted": s.interrupted,
+    });
+    crate::results::write_json(&path, &v)?;
+    Ok(path)
+}
+
 /// The default output folder of a topology: `out/<name>/`.
 pub fn default_out_dir(topo: &Topology) -> PathBuf {
     Path::new("out").join(&topo.name)

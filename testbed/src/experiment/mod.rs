@@ -9,6 +9,7 @@
 //! `results.json`, so that file stays reproducible.
 
 pub mod beyond;
+pub mod capacity;
 pub mod plots;
 pub mod report;
 pub mod scale;
@@ -42,24 +43,28 @@ pub struct Parts {
     pub loss: bool,
     /// (c) Query latency and SN memory for 10 to 10,000 ENs.
     pub scale: bool,
+    /// The capacity study (tens of minutes; not in `all`).
+    pub capacity: bool,
 }
 
 impl Parts {
-    /// Everything.
+    /// What `all` runs: every part but the capacity study.
     pub const ALL: Parts = Parts {
         paper: true,
         block_interval: true,
         loss: true,
         scale: true,
+        capacity: false,
     };
 
-    /// Parses `paper,blocks,loss,scale` (any subset).
+    /// Parses `paper,blocks,loss,scale,capacity` (any subset); `all` is the first four.
     pub fn parse(s: &str) -> Result<Parts, String> {
         let mut p = Parts {
             paper: false,
             block_interval: false,
             loss: false,
             scale: false,
+            capacity: false,
         };
         for w in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match w {
@@ -67,10 +72,16 @@ impl Parts {
                 "blocks" => p.block_interval = true,
                 "loss" => p.loss = true,
                 "scale" => p.scale = true,
-                "all" => p = Parts::ALL,
+                "capacity" => p.capacity = true,
+                "all" => {
+                    p = Parts {
+                        capacity: p.capacity,
+                        ..Parts::ALL
+                    }
+                }
                 _ => {
                     return Err(format!(
-                        "unknown part `{w}`; choose from paper, blocks, loss, scale, all"
+                        "unknown part `{w}`; choose from paper, blocks, loss, scale, capacity, all"
                     ));
                 }
             }
@@ -94,6 +105,8 @@ pub struct ExperimentOptions {
     pub scale_ens: Vec<usize>,
     /// The paper part runs once more with this compute table (skipped when zero).
     pub compute: crate::topology::compute::ComputeCosts,
+    /// Sweeps of the capacity part.
+    pub capacity: capacity::CapacityConfig,
 }
 
 /// Runs per point of the loss sweep at most (six points of full calls); the block-interval
@@ -515,6 +528,9 @@ pub fn run_experiment(
     if opts.parts.scale {
         total += opts.scale_ens.len() as u64;
     }
+    if opts.parts.capacity {
+        total += opts.capacity.steps() as u64;
+    }
     progress(Progress::Total(total));
     let mut timing = Map::new();
     let mut results = Map::new();
@@ -603,6 +619,15 @@ pub fn run_experiment(
         interrupted |= stopped;
         timing.insert("scale_wall_s".into(), json!(t.elapsed().as_secs_f64()));
     }
+    if opts.parts.capacity && !interrupted {
+        let t = Instant::now();
+        let (v, wall, stopped) =
+            capacity::run(topo, &opts.capacity, &opts.out_dir, stop, progress)?;
+        beyond_results.insert("capacity".into(), v);
+        timing.insert("capacity".into(), wall);
+        interrupted |= stopped;
+        timing.insert("capacity_wall_s".into(), json!(t.elapsed().as_secs_f64()));
+    }
     if !beyond_results.is_empty() {
         results.insert("beyond".into(), Value::Object(beyond_results));
     }
@@ -621,6 +646,7 @@ pub fn run_experiment(
     crate::results::write_json(&tpath, &timing)?;
     files.push(tpath);
     files.extend(plots::write_all(&results, topo, &opts.out_dir)?);
+    files.extend(capacity::write_plots(&results, &timing, &opts.out_dir)?);
     let table = report::table(&results, &timing);
     let md = report::markdown(topo, &results, &timing, &table);
     let mpath = opts.out_dir.join("report.md");

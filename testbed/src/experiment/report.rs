@@ -355,6 +355,7 @@ pub fn markdown(topo: &Topology, results: &Value, timing: &Value, table: &str) -
         }
         let _ = writeln!(r);
     }
+    r.push_str(&super::capacity::markdown(results, timing));
     let _ = writeln!(
         r,
         "## Files\n\n- `results.json`: every metric of every run and the summaries (byte-identical for the same topology and seeds)\n- `timing.json`: wall-clock figures of this machine\n- `runs/<model>/seed-<n>/`: each run's events, results, and for the first seed its capture and the call as WAV\n- `plots/*.svg`"

@@ -17,18 +17,30 @@ pub(super) const PROBER_ADDR: SocketAddrV4 =
     SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 50), ports::EN);
 /// Ports used per crowd address (1024..61024).
 const PORTS_PER_ADDR: u64 = 60_000;
-/// Crowd addresses: 203.0.113.1 ..= 203.0.113.254.
-const CROWD_ADDRS: u64 = 254;
+/// The default number of crowd addresses: 203.0.113.1 ..= 203.0.113.254.
+pub const DEFAULT_CROWD_ADDRS: u32 = 254;
+/// Most crowd addresses: 198.18.0.1 ..= 198.19.255.254 (the benchmarking block, RFC 2544),
+/// used when a run asks for more than [`DEFAULT_CROWD_ADDRS`].
+pub const MAX_CROWD_ADDRS: u32 = (1 << 17) - 2;
+/// 198.18.0.0.
+const WIDE_BASE: u32 = 0xc612_0000;
 
-/// Public endpoint number `k` of the crowd (wraps after 15.24 million endpoints). Endpoints
-/// go round the 254 addresses first, so each address carries about N / 254 ENs: the SN's
-/// per-source Tx limit (10/s, `roles::sn`) applies per address, as it would to the ENs
-/// behind one NAT.
-pub(super) fn crowd_endpoint(k: u64) -> SocketAddrV4 {
-    let k = k % (PORTS_PER_ADDR * CROWD_ADDRS);
-    let host = u8::try_from(1 + k % CROWD_ADDRS).unwrap_or(254);
-    let port = u16::try_from(1024 + k / CROWD_ADDRS).unwrap_or(u16::MAX);
-    SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, host), port)
+/// Public endpoint number `k` of a crowd spread over `addrs` source addresses (wraps after
+/// 60,000 endpoints per address). Endpoints go round the addresses first, so each address
+/// carries about N / `addrs` ENs: the SN's per-source Tx limit (10/s, `roles::sn`) applies
+/// per address, as it would to the ENs behind one NAT. Up to 254 addresses the crowd is in
+/// 203.0.113.0/24, above that in 198.18.0.0/15 (`addrs` is clamped to
+/// 1..=[`MAX_CROWD_ADDRS`]).
+pub(super) fn crowd_endpoint(k: u64, addrs: u32) -> SocketAddrV4 {
+    let addrs = u64::from(addrs.clamp(1, MAX_CROWD_ADDRS));
+    let k = k % (PORTS_PER_ADDR * addrs);
+    let port = u16::try_from(1024 + k / addrs).unwrap_or(u16::MAX);
+    if addrs <= u64::from(DEFAULT_CROWD_ADDRS) {
+        let host = u8::try_from(1 + k % addrs).unwrap_or(254);
+        return SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, host), port);
+    }
+    let host = u32::try_from(1 + k % addrs).unwrap_or(1);
+    SocketAddrV4::new(Ipv4Addr::from(WIDE_BASE + host), port)
 }
 
 /// Private address behind the (implicit) NAT for endpoint `k`: somewhere in 10.0.0.0/8.

@@ -5,10 +5,10 @@ use super::crowd::{
     PROBER_ADDR, SN_ADDR, crowd_endpoint, crowd_private, exp_delay, later, millis, nanos,
 };
 use super::{Action, Harness, Member, PendingQuery, ScaleConfig, Scheduled};
-use crate::apps::wallet_for;
 use binfm_roles::Time;
-use binfm_roles::chain::ChainConfig;
+use binfm_roles::chain::{ChainConfig, HEADER_LEN, MAX_BLOCK_TXS};
 use binfm_roles::sn::{SnConfig, SuperNode};
+use binfm_roles::wallet::Wallet;
 use binfm_stack::wire::binfm::{Message, TxStatus};
 use binfm_stack::wire::toall::HashAddr;
 use rand::{RngExt, SeedableRng};
@@ -19,12 +19,20 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 impl<'a> Harness<'a> {
-    pub(super) fn new(cfg: &'a ScaleConfig, n: usize, point_seed: u64) -> anyhow::Result<Self> {
-        let members = (0..n)
-            .map(|i| Member {
-                wallet: wallet_for(cfg.seed, &format!("scale-en-{i}")),
-                endpoint: crowd_endpoint(0),
+    /// The harness of a point of `wallets.len()` ENs (fresh wallets, see [`super::Wallets`]).
+    pub(super) fn new(
+        cfg: &'a ScaleConfig,
+        wallets: Vec<Wallet>,
+        point_seed: u64,
+    ) -> anyhow::Result<Self> {
+        let n = wallets.len();
+        let members = wallets
+            .into_iter()
+            .map(|wallet| Member {
+                wallet,
+                endpoint: crowd_endpoint(0, cfg.crowd_addrs),
                 sent_at: Vec::new(),
+                in_block: Vec::new(),
                 confirmed_seq: 0,
             })
             .collect::<Vec<_>>();
@@ -84,6 +92,9 @@ impl<'a> Harness<'a> {
             tx_cpu_ns: Vec::new(),
             confirm_delay_ns: Vec::new(),
             sn_cpu_total: Duration::ZERO,
+            sn_cpu_measure: Duration::ZERO,
+            measure_blocks: 0,
+            fill_sum: 0.0,
         })
     }
 
@@ -136,6 +147,17 @@ impl<'a> Harness<'a> {
                 .iter()
                 .map(|tx| (tx.out.hash_addr, tx.out.seq))
                 .collect();
+            if self.measure_from.is_some() && self.now < self.measure_until {
+                // How full the block is: its Txs over what blocks of its Txs' size hold.
+                let largest = block.txs.iter().map(|t| t.to_bytes().len()).max();
+                let fill = largest.map_or(0.0, |len| {
+                    let by_bytes = self.cfg.block_bytes.saturating_sub(HEADER_LEN + 4) / (4 + len);
+                    let cap = by_bytes.min(self.cfg.block_txs).clamp(1, MAX_BLOCK_TXS);
+                    owners.len() as f64 / cap as f64
+                });
+                self.measure_blocks += 1;
+                self.fill_sum += fill.min(1.0);
+            }
             for (owner, seq) in owners {
                 self.txs_confirmed += 1;
                 let Some(&i) = self.by_owner.get(&owner) else {
@@ -148,6 +170,13 @@ impl<'a> Harness<'a> {
                     self.confirmed_members.push(i);
                 }
                 m.confirmed_seq = m.confirmed_seq.max(seq);
+                if let Some(flag) = usize::try_from(seq)
+                    .ok()
+                    .and_then(|s| s.checked_sub(1))
+                    .and_then(|s| m.in_block.get_mut(s))
+                {
+                    *flag = true;
+                }
                 let sent = usize::try_from(seq)
                     .ok()
                     .and_then(|s| s.checked_sub(1))
@@ -170,7 +199,7 @@ impl<'a> Harness<'a> {
     fn register(&mut self, i: u32) {
         let k = self.next_endpoint;
         self.next_endpoint += 1;
-        let endpoint = crowd_endpoint(k);
+        let endpoint = crowd_endpoint(k, self.cfg.crowd_addrs);
         self.by_endpoint.insert(endpoint, i);
         let now = self.now;
         let Some(m) = self.members.get_mut(i as usize) else {
@@ -180,6 +209,7 @@ impl<'a> Harness<'a> {
         m.wallet.set_addresses(crowd_private(k), endpoint);
         let tx = m.wallet.next_tx(millis(now));
         m.sent_at.push(now);
+        m.in_block.push(false);
         self.txs_submitted += 1;
         let payload = Message::TxSubmit { tx }.to_bytes();
         self.schedule(
@@ -302,6 +332,9 @@ impl<'a> Harness<'a> {
                 self.sn.handle_datagram(self.now, from, SN_ADDR, &payload);
                 let spent = t0.elapsed();
                 self.sn_cpu_total += spent;
+                if measuring {
+                    self.sn_cpu_measure += spent;
+                }
                 match query {
                     Some(id) => {
                         if let Some(q) = self.pending.get_mut(&id) {
@@ -410,7 +443,11 @@ impl<'a> Harness<'a> {
             } else {
                 let t0 = Instant::now();
                 self.sn.handle_timeout(self.now);
-                self.sn_cpu_total += t0.elapsed();
+                let spent = t0.elapsed();
+                self.sn_cpu_total += spent;
+                if self.measure_from.is_some() && self.now < self.measure_until {
+                    self.sn_cpu_measure += spent;
+                }
                 self.drain_sn();
             }
         }

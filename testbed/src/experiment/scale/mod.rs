@@ -7,7 +7,8 @@
 //! IP stacks and DHCP would not fit): one real [`SuperNode`] (the measured SN, no peers,
 //! mining with the configured hash rate) and a *crowd* of N ENs. Each crowd member has a
 //! real wallet ([`wallet_for`] of the run seed and the name `scale-en-<i>`) and a distinct
-//! public source endpoint in 203.0.113.0/24 (spread over its 254 addresses); a prober sends
+//! public source endpoint in 203.0.113.0/24 (spread over its 254 addresses; `crowd_addrs`
+//! above 254 spreads it over that many addresses of 198.18.0.0/15); a prober sends
 //! Queries from 198.51.100.50. Every datagram between the crowd and the SN takes exactly
 //! `t_i` one way; nothing is lost.
 //!
@@ -34,6 +35,15 @@
 //!   block per `block_interval` can carry, the chain is saturated;
 //! * `confirm_delay_ms` {median, p99}: TxSubmit sent → block holding it, for Txs sent during
 //!   the measurement and confirmed before its end (virtual);
+//! * `tx_fate` {window_s, sent, confirmed, superseded, pending}: the Txs sent during the
+//!   measurement but before its last three block intervals (at most half of it), each in a
+//!   block, superseded (never in a block, but a later Tx of the same EN is: the mempool
+//!   replaced it) or still pending at the end;
+//! * `measure_blocks` (blocks mined during the measurement) and `block_fill`: the mean over
+//!   them of the Txs a block took over what it could hold (the block limits over its largest
+//!   Tx); near 1 when every block is full, i.e. the chain is behind;
+//! * `sn_refused` {reason: count}: what the SN refused (e.g. `tx_rate_limited`: the per-source
+//!   Tx limit, which applies per crowd address);
 //! * `queries`, `replies_found`, `replies_not_found`, `replies_outdated` (found, but the Tx
 //!   names an endpoint the member has left: its newer Tx is not in a block yet),
 //!   `replies_malformed`, `unrouted` (datagrams with no addressee: expected 0);
@@ -41,7 +51,7 @@
 //!   sending). It is exactly 2·T_I and nothing else: virtual time has no processing model,
 //!   the SN answers at the instant the Query arrives;
 //! * `sn_accounted_bytes` and `sn_accounted` {blocks, block_txs, block_wire_bytes,
-//!   blocks_bytes, tst_entries, tst_bytes, mempool_txs, mempool_bytes,
+//!   largest_block_txs, blocks_bytes, tst_entries, tst_bytes, mempool_txs, mempool_bytes,
 //!   side_or_orphan_blocks}: the SN's memory estimated from its own structures (best-chain
 //!   blocks with their Txs, the Tx Search Table's copy of every best-chain Tx plus one slot
 //!   per address, the mempool's pending Txs; struct sizes plus each Tx's heap-allocated Y,
@@ -57,6 +67,7 @@
 //! * `sn_tx_cpu_us` {median, p99}: SN time per TxSubmit, which includes verifying the Tx and
 //!   re-solving the block template (real hashing) that the SN does on every new Tx;
 //!   `sn_cpu_s`: all the SN's time in the point (Queries, Txs, mining timers);
+//!   `sn_measure_cpu_s`: the same during the measurement only;
 //! * `sn_resident_bytes`: process RSS (`VmRSS`) right after the point finishes minus the RSS
 //!   before the SN and the crowd were built. It includes the crowd's own state (wallets,
 //!   endpoint map: `crowd_resident_bytes` is the RSS growth while building the wallets), and
@@ -86,8 +97,10 @@ mod crowd;
 mod harness;
 mod report;
 
-pub use report::resident_bytes;
+pub use crate::procstat::resident_bytes;
+pub use crowd::{DEFAULT_CROWD_ADDRS, MAX_CROWD_ADDRS};
 use report::run_point;
+pub use report::run_point_with;
 
 /// Settings of the scale experiment.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +130,10 @@ pub struct ScaleConfig {
     pub register_window: Duration,
     /// Longest warm-up (virtual) before the measurement starts anyway (default 600 s).
     pub max_warmup: Duration,
+    /// Source addresses the crowd is spread over (default 254, in 203.0.113.0/24; above
+    /// that in 198.18.0.0/15, at most [`MAX_CROWD_ADDRS`]). The SN's per-source Tx limit
+    /// (10/s, bursts of 20) applies per address.
+    pub crowd_addrs: u32,
 }
 
 impl Default for ScaleConfig {
@@ -134,6 +151,7 @@ impl Default for ScaleConfig {
             hash_rate: crate::topology::DEFAULT_HASH_RATE,
             register_window: Duration::from_secs(5),
             max_warmup: Duration::from_secs(600),
+            crowd_addrs: DEFAULT_CROWD_ADDRS,
         }
     }
 }
@@ -144,6 +162,7 @@ pub const WALL_CLOCK_KEYS: &[&str] = &[
     "sn_query_cpu_us",
     "sn_tx_cpu_us",
     "sn_cpu_s",
+    "sn_measure_cpu_s",
     "query_latency_ms",
     "sn_resident_bytes",
     "crowd_resident_bytes",
@@ -155,12 +174,15 @@ pub const WALL_CLOCK_KEYS: &[&str] = &[
 /// part that is identical for the same seed.
 pub fn strip_wall_clock(result: &mut Value) {
     if let Some(points) = result.get_mut("points").and_then(Value::as_array_mut) {
-        for p in points {
-            if let Some(obj) = p.as_object_mut() {
-                for k in WALL_CLOCK_KEYS {
-                    obj.remove(*k);
-                }
-            }
+        points.iter_mut().for_each(strip_point);
+    }
+}
+
+/// Removes the [`WALL_CLOCK_KEYS`] from one point.
+pub fn strip_point(point: &mut Value) {
+    if let Some(obj) = point.as_object_mut() {
+        for k in WALL_CLOCK_KEYS {
+            obj.remove(*k);
         }
     }
 }
@@ -194,6 +216,8 @@ struct Member {
     endpoint: SocketAddrV4,
     /// When each Tx was sent, by seq - 1.
     sent_at: Vec<Time>,
+    /// Whether each Tx (by seq - 1) reached a best-chain block.
+    in_block: Vec<bool>,
     /// Latest seq in a block of the best chain (0: none yet).
     confirmed_seq: u64,
 }
@@ -248,6 +272,106 @@ struct Harness<'a> {
     tx_cpu_ns: Vec<u64>,
     confirm_delay_ns: Vec<u64>,
     sn_cpu_total: Duration,
+    /// SN time during the measurement phase only.
+    sn_cpu_measure: Duration,
+    /// Blocks mined during the measurement, and the sum of their fill (0..1).
+    measure_blocks: u64,
+    fill_sum: f64,
+}
+
+/// Fresh wallets of one seed (`wallet_for(seed, "scale-en-<i>")`), made once and copied into
+/// every point that needs them: a wallet costs a DH key generation (about 0.75 ms), so
+/// 100,000 take over a minute to make but a fraction of a second to copy. Points of one
+/// seed share the first N of the same list, so a point's crowd is the same as with wallets
+/// made for it alone.
+#[derive(Debug)]
+pub struct Wallets {
+    seed: u64,
+    made: Vec<Wallet>,
+}
+
+impl Wallets {
+    /// No wallets made yet.
+    pub fn new(seed: u64) -> Self {
+        Wallets {
+            seed,
+            made: Vec::new(),
+        }
+    }
+
+    /// The seed the wallets are made from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Wallets made so far.
+    pub fn len(&self) -> usize {
+        self.made.len()
+    }
+
+    /// Whether none was made yet.
+    pub fn is_empty(&self) -> bool {
+        self.made.is_empty()
+    }
+
+    /// Copies of the first `n` wallets, making the missing ones (a progress line every
+    /// 10,000); `None` if `stop` was set while making them.
+    pub(crate) fn first(
+        &mut self,
+        n: usize,
+        progress: &mut dyn FnMut(&str),
+        stop: &AtomicBool,
+    ) -> Option<Vec<Wallet>> {
+        self.make(n, progress, stop)?;
+        Some(self.made[..n].to_vec())
+    }
+
+    /// The first `n` wallets without a copy, for a single point.
+    pub(crate) fn into_first(
+        mut self,
+        n: usize,
+        progress: &mut dyn FnMut(&str),
+        stop: &AtomicBool,
+    ) -> Option<Vec<Wallet>> {
+        self.make(n, progress, stop)?;
+        self.made.truncate(n);
+        Some(self.made)
+    }
+
+    fn make(&mut self, n: usize, progress: &mut dyn FnMut(&str), stop: &AtomicBool) -> Option<()> {
+        self.made.reserve(n.saturating_sub(self.made.len()));
+        while self.made.len() < n {
+            let i = self.made.len();
+            if i.is_multiple_of(1000) {
+                if stop.load(AtomicOrdering::Relaxed) {
+                    return None;
+                }
+                if i > 0 && i.is_multiple_of(10_000) {
+                    progress(&format!("scale: {i}/{n} wallets made"));
+                }
+            }
+            self.made
+                .push(crate::apps::wallet_for(self.seed, &format!("scale-en-{i}")));
+        }
+        Some(())
+    }
+}
+
+/// Refuses settings a point cannot run with.
+fn check(cfg: &ScaleConfig) -> anyhow::Result<()> {
+    if !(cfg.query_rate.is_finite() && cfg.query_rate >= 0.0) {
+        anyhow::bail!("scale: query_rate must be a non-negative number of Queries per second");
+    }
+    if !(cfg.hash_rate.is_finite() && cfg.hash_rate > 0.0) {
+        anyhow::bail!("scale: hash_rate must be a positive number of hashes per second");
+    }
+    if cfg.move_interval.is_zero() {
+        anyhow::bail!("scale: move_interval must be above zero");
+    }
+    if !(1..=MAX_CROWD_ADDRS).contains(&cfg.crowd_addrs) {
+        anyhow::bail!("scale: crowd_addrs must be 1 to {MAX_CROWD_ADDRS}");
+    }
+    Ok(())
 }
 
 /// Runs the scale experiment: one point per entry of `cfg.en_counts`, in order. `progress`
@@ -261,15 +385,7 @@ pub fn run_scale(
     progress: &mut dyn FnMut(&str),
     stop: &AtomicBool,
 ) -> anyhow::Result<Value> {
-    if !(cfg.query_rate.is_finite() && cfg.query_rate >= 0.0) {
-        anyhow::bail!("scale: query_rate must be a non-negative number of Queries per second");
-    }
-    if !(cfg.hash_rate.is_finite() && cfg.hash_rate > 0.0) {
-        anyhow::bail!("scale: hash_rate must be a positive number of hashes per second");
-    }
-    if cfg.move_interval.is_zero() {
-        anyhow::bail!("scale: move_interval must be above zero");
-    }
+    check(cfg)?;
     let mut points = Vec::new();
     let mut stopped = false;
     for (index, &n) in cfg.en_counts.iter().enumerate() {
@@ -309,6 +425,7 @@ pub fn run_scale(
             "hash_rate": cfg.hash_rate,
             "register_window_s": cfg.register_window.as_secs_f64(),
             "max_warmup_s": cfg.max_warmup.as_secs_f64(),
+            "crowd_addrs": cfg.crowd_addrs,
         },
         "stopped": stopped,
         "points": points,

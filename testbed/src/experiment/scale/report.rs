@@ -1,25 +1,12 @@
 //! What a point reports: latency summaries, the SN's accounted and resident memory, and the
 //! point's JSON object.
 
-use super::{Harness, ScaleConfig};
+use super::{Harness, ScaleConfig, Wallets};
+use crate::procstat::resident_bytes;
 use binfm_stack::wire::toall::ToallTx;
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
-
-/// The process's resident set size (`VmRSS` of /proc/self/status), if the platform has it.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    kb.checked_mul(1024)
-}
+use std::time::{Duration, Instant};
 
 /// Median and 99th percentile (nearest rank) of nanosecond samples, in `unit` nanoseconds.
 fn summary(samples: &mut [u64], unit: f64) -> Value {
@@ -36,17 +23,60 @@ fn summary(samples: &mut [u64], unit: f64) -> Value {
     })
 }
 
+/// The end of the measurement left out of `tx_fate`: three block intervals, at most half
+/// the measurement.
+pub(super) fn fate_tail(cfg: &ScaleConfig) -> Duration {
+    (cfg.block_interval * 3).min(cfg.duration / 2)
+}
+
 /// In-memory size of a Tx (struct plus its heap-allocated Y).
 fn tx_mem(tx: &ToallTx) -> u64 {
     (std::mem::size_of::<ToallTx>() + tx.out.y.capacity()) as u64
 }
 
 impl Harness<'_> {
+    /// What became of the Txs sent during the measurement but before its last
+    /// [`fate_tail`] (so each had time to reach a block): in a block, superseded (never in a
+    /// block, but a later Tx of the same EN is), or still pending at the end.
+    fn tx_fate(&self) -> Value {
+        let Some(from) = self.measure_from else {
+            return Value::Null;
+        };
+        let tail = fate_tail(self.cfg);
+        let until = self
+            .measure_until
+            .checked_sub(tail)
+            .unwrap_or(from)
+            .max(from);
+        let (mut sent, mut confirmed, mut superseded) = (0u64, 0u64, 0u64);
+        for m in &self.members {
+            for (i, (&at, &in_block)) in m.sent_at.iter().zip(&m.in_block).enumerate() {
+                if at < from || at >= until {
+                    continue;
+                }
+                sent += 1;
+                if in_block {
+                    confirmed += 1;
+                } else if m.confirmed_seq > i as u64 + 1 {
+                    superseded += 1;
+                }
+            }
+        }
+        json!({
+            "window_s": until.saturating_sub(from).as_secs_f64(),
+            "sent": sent,
+            "confirmed": confirmed,
+            "superseded": superseded,
+            "pending": sent - confirmed - superseded,
+        })
+    }
+
     /// The SN's memory estimated from its own structures.
     fn accounted(&self) -> (u64, Value) {
         let chain = self.sn.chain();
         let (_, tip) = chain.tip();
         let mut blocks = 0u64;
+        let mut largest = 0u64;
         let mut block_txs = 0u64;
         let mut wire = 0u64;
         let mut blocks_bytes = 0u64;
@@ -61,6 +91,7 @@ impl Harness<'_> {
             };
             blocks += 1;
             block_txs += block.txs.len() as u64;
+            largest = largest.max(block.txs.len() as u64);
             wire += block.encoded_len() as u64;
             let txs: u64 = block.txs.iter().map(tx_mem).sum();
             // Block struct + its hash key, height and work in the store's map.
@@ -87,6 +118,7 @@ impl Harness<'_> {
             json!({
                 "blocks": blocks,
                 "block_txs": block_txs,
+                "largest_block_txs": largest,
                 "block_wire_bytes": wire,
                 "blocks_bytes": blocks_bytes,
                 "tst_entries": tst_entries,
@@ -100,7 +132,8 @@ impl Harness<'_> {
     }
 }
 
-/// Runs one point; `None` if stopped.
+/// Runs point number `index` of a [`super::run_scale`] run (its wallets made for it alone);
+/// `None` if stopped.
 pub(super) fn run_point(
     cfg: &ScaleConfig,
     n: usize,
@@ -108,11 +141,59 @@ pub(super) fn run_point(
     progress: &mut dyn FnMut(&str),
     stop: &AtomicBool,
 ) -> anyhow::Result<Option<Value>> {
+    let point_seed = cfg.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let wall = Instant::now();
     let rss_before = resident_bytes();
     progress(&format!("scale {n} ENs: making {n} wallets"));
-    let point_seed = cfg.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut h = Harness::new(cfg, n, point_seed)?;
+    let Some(crowd) = Wallets::new(cfg.seed).into_first(n, progress, stop) else {
+        return Ok(None);
+    };
+    run_crowd(cfg, crowd, point_seed, (wall, rss_before), progress, stop)
+}
+
+/// Runs one point of `n` ENs with `point_seed` (registration and move times, Query targets,
+/// the SN's nonces), its wallets copied from `wallets` (made there first if missing; their
+/// seed must be `cfg.seed`); `None` if stopped. The point's object is described in the
+/// module documentation; `cfg.en_counts` is not used.
+pub fn run_point_with(
+    cfg: &ScaleConfig,
+    n: usize,
+    point_seed: u64,
+    wallets: &mut Wallets,
+    progress: &mut dyn FnMut(&str),
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<Value>> {
+    super::check(cfg)?;
+    if wallets.seed() != cfg.seed {
+        anyhow::bail!(
+            "scale: wallets of seed {} for a run of seed {}",
+            wallets.seed(),
+            cfg.seed
+        );
+    }
+    let wall = Instant::now();
+    let rss_before = resident_bytes();
+    if wallets.len() < n {
+        progress(&format!("scale {n} ENs: making {n} wallets"));
+    }
+    let Some(crowd) = wallets.first(n, progress, stop) else {
+        return Ok(None);
+    };
+    run_crowd(cfg, crowd, point_seed, (wall, rss_before), progress, stop)
+}
+
+/// Runs a point of these fresh wallets; `start` is when the point started (wall clock, RSS).
+fn run_crowd(
+    cfg: &ScaleConfig,
+    crowd: Vec<binfm_roles::wallet::Wallet>,
+    point_seed: u64,
+    start: (Instant, Option<u64>),
+    progress: &mut dyn FnMut(&str),
+    stop: &AtomicBool,
+) -> anyhow::Result<Option<Value>> {
+    let (wall, rss_before) = start;
+    let n = crowd.len();
+    let mut h = Harness::new(cfg, crowd, point_seed)?;
     let rss_crowd = resident_bytes();
     if !h.run(progress, stop) {
         return Ok(None);
@@ -140,6 +221,13 @@ pub(super) fn run_point(
         "offered_tx_per_s": h.moves as f64 / measured_s,
         "confirmed_tx_per_s": h.measured_confirmed as f64 / measured_s,
         "confirm_delay_ms": summary(&mut h.confirm_delay_ns, 1e6),
+        "tx_fate": h.tx_fate(),
+        "measure_blocks": h.measure_blocks,
+        "block_fill": if h.measure_blocks > 0 {
+            json!(h.fill_sum / h.measure_blocks as f64)
+        } else {
+            Value::Null
+        },
         "blocks": blocks,
         "mempool_at_end": h.sn.chain().mempool().len(),
         "mempool_evicted": h.sn.chain().mempool().evicted(),
@@ -154,6 +242,8 @@ pub(super) fn run_point(
         "query_latency_ms": summary(&mut h.latency_ns, 1e6),
         "sn_tx_cpu_us": summary(&mut h.tx_cpu_ns, 1e3),
         "sn_cpu_s": h.sn_cpu_total.as_secs_f64(),
+        "sn_measure_cpu_s": h.sn_cpu_measure.as_secs_f64(),
+        "sn_refused": h.sn.refused.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "sn_accounted_bytes": accounted_bytes,
         "sn_accounted": accounted,
         "sn_resident_bytes": delta(rss_after, rss_before),
