@@ -275,6 +275,11 @@ pub fn scale(
             // First registrations at about 500/s in all (2/s per crowd address), under the
             // SN's per-source Tx limit.
             register_window: Duration::from_secs_f64((n as f64 / 500.0).max(5.0)),
+            // At most 25 ENs a source address (moving every 30 s: under 1 Tx/s each, as
+            // behind a small NAT), so the SN's per-source Tx limit refuses none.
+            crowd_addrs: u32::try_from(n.div_ceil(25))
+                .unwrap_or(u32::MAX)
+                .max(super::scale::DEFAULT_CROWD_ADDRS),
             ..super::scale::ScaleConfig::default()
         };
         let mut r =
