@@ -2,9 +2,9 @@
 //! emulation.
 
 use crate::Time;
+use crate::fasthash::{FastMap, FastSet};
 use crate::netem::{Channel, Fate, LinkParams};
 use smoltcp::wire::Ipv4Cidr;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// Index of a member within its segment.
@@ -68,13 +68,14 @@ pub struct Segment {
     seed: u64,
     default_params: LinkParams,
     /// Per-pair overrides, keyed by (lower member, higher member); symmetric.
-    paths: HashMap<(MemberId, MemberId), LinkParams>,
+    paths: FastMap<(MemberId, MemberId), LinkParams>,
     members: Vec<Member>,
-    by_addr: HashMap<Ipv4Addr, MemberId>,
+    /// Address (as a number) -> member.
+    by_addr: FastMap<u32, MemberId>,
     /// Directed channels, created on first use.
-    channels: HashMap<(MemberId, MemberId), Channel>,
+    channels: FastMap<(MemberId, MemberId), Channel>,
     /// Pairs (lower, higher) cut by a partition.
-    cut: std::collections::HashSet<(MemberId, MemberId)>,
+    cut: FastSet<(MemberId, MemberId)>,
 }
 
 impl Segment {
@@ -87,11 +88,11 @@ impl Segment {
             index: index as u64,
             seed,
             default_params: params,
-            paths: HashMap::new(),
+            paths: FastMap::default(),
             members: Vec::new(),
-            by_addr: HashMap::new(),
-            channels: HashMap::new(),
-            cut: std::collections::HashSet::new(),
+            by_addr: FastMap::default(),
+            channels: FastMap::default(),
+            cut: FastSet::default(),
         }
     }
 
@@ -187,13 +188,13 @@ impl Segment {
             return;
         };
         if let Some(old) = m.addr.take()
-            && self.by_addr.get(&old) == Some(&member)
+            && self.by_addr.get(&u32::from(old)) == Some(&member)
         {
-            self.by_addr.remove(&old);
+            self.by_addr.remove(&u32::from(old));
         }
         m.addr = addr;
         if let Some(a) = addr {
-            self.by_addr.insert(a, member);
+            self.by_addr.insert(u32::from(a), member);
         }
     }
 
@@ -202,13 +203,13 @@ impl Segment {
     /// them). An alias stays until the address is given to another member.
     pub fn add_alias(&mut self, member: MemberId, addr: Ipv4Addr) {
         if member < self.members.len() {
-            self.by_addr.insert(addr, member);
+            self.by_addr.insert(u32::from(addr), member);
         }
     }
 
     /// The member holding `addr`, if any.
     pub fn resolve(&self, addr: Ipv4Addr) -> Option<MemberId> {
-        self.by_addr.get(&addr).copied()
+        self.by_addr.get(&u32::from(addr)).copied()
     }
 
     /// Whether `addr` is a broadcast address on this segment.
@@ -255,12 +256,22 @@ impl Segment {
     }
 
     fn channel(&mut self, from: MemberId, to: MemberId) -> &mut Channel {
-        let params = self.params(from, to).clone();
-        let id = (self.index << 42) | ((from as u64) << 21) | to as u64;
-        let seed = self.seed;
-        self.channels
-            .entry((from, to))
-            .or_insert_with(|| Channel::new(params, seed, id))
+        let Segment {
+            channels,
+            paths,
+            default_params,
+            index,
+            seed,
+            ..
+        } = self;
+        channels.entry((from, to)).or_insert_with(|| {
+            let params = paths
+                .get(&(from.min(to), from.max(to)))
+                .unwrap_or(default_params)
+                .clone();
+            let id = (*index << 42) | ((from as u64) << 21) | to as u64;
+            Channel::new(params, *seed, id)
+        })
     }
 }
 
