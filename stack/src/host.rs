@@ -280,12 +280,16 @@ impl IpStack {
 
     /// Runs the stack at `now`: ingress, then egress. An idle stack is not polled: with an
     /// empty receive queue and empty send buffers smoltcp's poll does nothing.
+    #[inline]
     pub fn poll(&mut self, now: Time) {
         let now = instant(now);
         self.last_poll = now;
-        if self.idle {
-            return;
+        if !self.idle {
+            self.poll_busy(now);
         }
+    }
+
+    fn poll_busy(&mut self, now: Instant) {
         self.iface.poll(now, &mut self.device, &mut self.sockets);
         self.rx_ready = true;
         self.idle = self.device.rx.is_empty()
@@ -293,6 +297,7 @@ impl IpStack {
     }
 
     /// Takes the next packet the stack transmitted.
+    #[inline]
     pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
         self.device.tx.pop_front()
     }
@@ -339,10 +344,15 @@ impl IpStack {
     }
 
     /// When the stack next needs `poll` without new input.
+    #[inline]
     pub fn poll_at(&mut self, now: Time) -> Option<Time> {
         if self.idle {
             return None;
         }
+        self.poll_at_busy(now)
+    }
+
+    fn poll_at_busy(&mut self, now: Time) -> Option<Time> {
         self.iface
             .poll_at(instant(now), &self.sockets)
             .map(|i| Time::from_micros(u64::try_from(i.total_micros()).unwrap_or(0)))

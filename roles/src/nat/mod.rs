@@ -253,11 +253,13 @@ impl Nat {
 
     /// When [`Nat::handle_timeout`] should next be called. May be earlier than a real expiry
     /// (a refreshed mapping's old deadline), never later.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Time> {
         self.expiry.peek().map(|Reverse((t, _, _))| *t)
     }
 
     /// Next event: `nat.mapping_created`, `nat.mapping_expired`, `nat.drop`.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<NatEvent> {
         self.events.pop_front()
     }

@@ -72,8 +72,11 @@ pub struct Segment {
     members: Vec<Member>,
     /// Address (as a number) -> member.
     by_addr: FastMap<u32, MemberId>,
-    /// Directed channels, created on first use.
-    channels: FastMap<(MemberId, MemberId), Channel>,
+    /// Directed channels, created on first use, with their (from, to) pair: the index is the
+    /// channel's id ([`Transmission::channel`]).
+    channels: Vec<((MemberId, MemberId), Channel)>,
+    /// (from, to) -> index in `channels`.
+    channel_ids: FastMap<(MemberId, MemberId), usize>,
     /// Pairs (lower, higher) cut by a partition.
     cut: FastSet<(MemberId, MemberId)>,
 }
@@ -91,7 +94,8 @@ impl Segment {
             paths: FastMap::default(),
             members: Vec::new(),
             by_addr: FastMap::default(),
-            channels: FastMap::default(),
+            channels: Vec::new(),
+            channel_ids: FastMap::default(),
             cut: FastSet::default(),
         }
     }
@@ -145,15 +149,16 @@ impl Segment {
     pub fn set_path(&mut self, a: MemberId, b: MemberId, params: LinkParams) {
         self.paths.insert((a.min(b), a.max(b)), params.clone());
         for key in [(a, b), (b, a)] {
-            if let Some(ch) = self.channels.get_mut(&key) {
-                ch.set_params(params.clone());
+            if let Some(&id) = self.channel_ids.get(&key) {
+                self.channels[id].1.set_params(params.clone());
             }
         }
     }
 
     /// Replaces the default parameters (and those of existing channels without an override).
     pub fn set_default_params(&mut self, params: LinkParams) {
-        for (&(a, b), ch) in self.channels.iter_mut() {
+        for ((a, b), ch) in self.channels.iter_mut() {
+            let (a, b) = (*a, *b);
             if !self.paths.contains_key(&(a.min(b), a.max(b))) {
                 ch.set_params(params.clone());
             }
@@ -168,7 +173,7 @@ impl Segment {
         for p in self.paths.values_mut() {
             p.loss = loss;
         }
-        for ch in self.channels.values_mut() {
+        for (_, ch) in self.channels.iter_mut() {
             let mut p = ch.params().clone();
             p.loss = loss;
             ch.set_params(p);
@@ -217,7 +222,7 @@ impl Segment {
         addr == Ipv4Addr::BROADCAST || self.subnet.broadcast() == Some(addr)
     }
 
-    /// Sends a packet of `len` bytes from `from` at `now`; appends one `(member, fate)` per
+    /// Sends a packet of `len` bytes from `from` at `now`; appends one [`Transmission`] per
     /// receiver to `out` (several for a broadcast).
     pub fn transmit(
         &mut self,
@@ -225,19 +230,21 @@ impl Segment {
         from: MemberId,
         dest: Dest,
         len: usize,
-        out: &mut Vec<(MemberId, Result<Time, SegmentDrop>)>,
+        out: &mut Vec<Transmission>,
     ) {
+        let drop = |to, reason| Transmission {
+            to,
+            fate: Err(reason),
+            channel: usize::MAX,
+        };
         match dest {
             Dest::Unicast(addr) => match self.resolve(addr).filter(|&to| self.members[to].attached)
             {
                 Some(to) if to != from && self.is_cut(from, to) => {
-                    out.push((to, Err(SegmentDrop::Partitioned)))
+                    out.push(drop(to, SegmentDrop::Partitioned))
                 }
-                Some(to) if to != from => {
-                    let fate = self.channel(from, to).send(now, len);
-                    out.push((to, fate_result(fate)));
-                }
-                _ => out.push((from, Err(SegmentDrop::NoNeighbour))),
+                Some(to) if to != from => out.push(self.send(now, from, to, len)),
+                _ => out.push(drop(from, SegmentDrop::NoNeighbour)),
             },
             Dest::Broadcast => {
                 for to in 0..self.members.len() {
@@ -245,48 +252,65 @@ impl Segment {
                         continue;
                     }
                     if self.is_cut(from, to) {
-                        out.push((to, Err(SegmentDrop::Partitioned)));
+                        out.push(drop(to, SegmentDrop::Partitioned));
                     } else {
-                        let fate = self.channel(from, to).send(now, len);
-                        out.push((to, fate_result(fate)));
+                        out.push(self.send(now, from, to, len));
                     }
                 }
             }
         }
     }
 
-    fn channel(&mut self, from: MemberId, to: MemberId) -> &mut Channel {
+    /// A packet into the channel from `from` to `to` (created on first use).
+    fn send(&mut self, now: Time, from: MemberId, to: MemberId, len: usize) -> Transmission {
         let Segment {
             channels,
+            channel_ids,
             paths,
             default_params,
             index,
             seed,
             ..
         } = self;
-        channels.entry((from, to)).or_insert_with(|| {
+        let channel = *channel_ids.entry((from, to)).or_insert_with(|| {
             let params = paths
                 .get(&(from.min(to), from.max(to)))
                 .unwrap_or(default_params)
                 .clone();
             let id = (*index << 42) | ((from as u64) << 21) | to as u64;
-            Channel::new(params, *seed, id)
-        })
+            channels.push(((from, to), Channel::new(params, *seed, id)));
+            channels.len() - 1
+        });
+        let fate = match channels[channel].1.send(now, len) {
+            Fate::Deliver(t) => Ok(t),
+            Fate::Lost => Err(SegmentDrop::Lost),
+            Fate::QueueFull => Err(SegmentDrop::QueueFull),
+        };
+        Transmission { to, fate, channel }
     }
 }
 
-fn fate_result(f: Fate) -> Result<Time, SegmentDrop> {
-    match f {
-        Fate::Deliver(t) => Ok(t),
-        Fate::Lost => Err(SegmentDrop::Lost),
-        Fate::QueueFull => Err(SegmentDrop::QueueFull),
-    }
+/// What became of a transmitted packet for one receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmission {
+    /// The receiving member (the sender itself for `NoNeighbour`).
+    pub to: MemberId,
+    /// Delivered at this time, or why not.
+    pub fate: Result<Time, SegmentDrop>,
+    /// The channel that carried it: an index, per segment, in order of first use
+    /// (`usize::MAX` when no channel was involved). A channel hands out delivery times in
+    /// sending order unless its link reorders.
+    pub channel: usize,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn fates(out: &[Transmission]) -> Vec<(MemberId, Result<Time, SegmentDrop>)> {
+        out.iter().map(|t| (t.to, t.fate)).collect()
+    }
 
     fn seg() -> Segment {
         let subnet = Ipv4Cidr::new(Ipv4Addr::new(10, 1, 0, 0), 24);
@@ -318,7 +342,7 @@ mod tests {
             60,
             &mut out,
         );
-        assert_eq!(out, vec![(b, Ok(Duration::from_millis(40)))]);
+        assert_eq!(fates(&out), vec![(b, Ok(Duration::from_millis(40)))]);
         out.clear();
         s.transmit(
             Duration::ZERO,
@@ -327,7 +351,7 @@ mod tests {
             60,
             &mut out,
         );
-        assert_eq!(out, vec![(b, Err(SegmentDrop::NoNeighbour))]);
+        assert_eq!(fates(&out), vec![(b, Err(SegmentDrop::NoNeighbour))]);
     }
 
     #[test]
@@ -348,7 +372,7 @@ mod tests {
             );
         }
         assert_eq!(
-            out,
+            fates(&out),
             vec![
                 (sink, Ok(Duration::from_millis(1))),
                 (sink, Ok(Duration::from_millis(1)))
@@ -365,7 +389,7 @@ mod tests {
         let c = s.add_member(2, 0, None);
         let mut out = Vec::new();
         s.transmit(Duration::ZERO, a, Dest::Broadcast, 300, &mut out);
-        let to: Vec<_> = out.iter().map(|(m, _)| *m).collect();
+        let to: Vec<_> = out.iter().map(|t| t.to).collect();
         assert_eq!(to, vec![b, c]);
         assert!(s.is_broadcast(Ipv4Addr::new(10, 1, 0, 255)));
         assert!(s.is_broadcast(Ipv4Addr::BROADCAST));
@@ -380,8 +404,8 @@ mod tests {
         s.set_cut(b, a, true);
         let mut out = Vec::new();
         s.transmit(Duration::ZERO, a, Dest::Broadcast, 60, &mut out);
-        assert_eq!(out[0], (b, Err(SegmentDrop::Partitioned)));
-        assert!(out[1].1.is_ok(), "c is not cut");
+        assert_eq!(fates(&out)[0], (b, Err(SegmentDrop::Partitioned)));
+        assert!(out[1].fate.is_ok(), "c is not cut");
         s.heal();
         out.clear();
         s.transmit(
@@ -391,7 +415,7 @@ mod tests {
             60,
             &mut out,
         );
-        assert!(out[0].1.is_ok());
+        assert!(out[0].fate.is_ok());
         let _ = c;
     }
 
