@@ -292,8 +292,7 @@ impl IpStack {
     fn poll_busy(&mut self, now: Instant) {
         self.iface.poll(now, &mut self.device, &mut self.sockets);
         self.rx_ready = true;
-        self.idle = self.device.rx.is_empty()
-            && self.iface.poll_at(now, &self.sockets).is_none();
+        self.idle = self.device.rx.is_empty() && self.iface.poll_at(now, &self.sockets).is_none();
     }
 
     /// Takes the next packet the stack transmitted.

@@ -260,7 +260,11 @@ mod tests {
             let mut expected = Channel::new(noisy.clone(), 11, 5);
             expected.rng = reference;
             for i in skipped..skipped + 300 {
-                assert_eq!(lazy.send(ms(i), 100), expected.send(ms(i), 100), "after {skipped}");
+                assert_eq!(
+                    lazy.send(ms(i), 100),
+                    expected.send(ms(i), 100),
+                    "after {skipped}"
+                );
             }
         }
     }

@@ -226,34 +226,32 @@ mod tests {
         let mut reference = BinaryHeap::new();
         let mut q = EventQueue::new(3);
         let mut x: u64 = 0x1234_5678;
-        let mut order = 0;
         let mut last = [[0u64; 4]; 3];
         let (mut got, mut want) = (Vec::new(), Vec::new());
         let mut now = 0u64;
-        for i in 0..5000u32 {
+        for (order, i) in (1..).zip(0..5000u32) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let (seg, ch) = ((x % 3) as usize, ((x >> 8) % 4) as usize);
             // Mostly in-order lane times, sometimes earlier (reordering).
-            let at = if x % 11 == 0 {
+            let at = if x.is_multiple_of(11) {
                 now + (x >> 20) % 5
             } else {
                 last[seg][ch].max(now) + (x >> 24) % 3
             };
             last[seg][ch] = last[seg][ch].max(at);
-            order += 1;
             reference.push(Timed {
                 at: Time::from_micros(at),
                 order,
                 item: i,
             });
-            if x % 5 == 0 {
+            if x.is_multiple_of(5) {
                 q.push(Time::from_micros(at), i);
             } else {
                 q.push_lane(Time::from_micros(at), seg, ch, i);
             }
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 now += 1;
                 let end = Time::from_micros(now);
                 while reference.peek().is_some_and(|t| t.at <= end) {
