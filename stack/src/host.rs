@@ -12,6 +12,7 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -51,6 +52,39 @@ pub struct Datagram {
     pub to: SocketAddrV4,
     /// Payload.
     pub payload: Vec<u8>,
+}
+
+thread_local! {
+    /// Buffers of packets a stack has taken in, for the packets stacks send: the same buffers
+    /// go round (a packet usually ends in another stack of the same run and thread) instead of
+    /// a malloc and a free per packet. Holds at most [`SPARE_MAX`] buffers.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread.
+const SPARE_MAX: usize = 1024;
+
+/// A zeroed buffer of `len` bytes, spare if one is at hand.
+fn packet_buffer(len: usize) -> Vec<u8> {
+    match SPARE.with_borrow_mut(Vec::pop) {
+        Some(mut b) => {
+            b.clear();
+            b.resize(len, 0);
+            b
+        }
+        None => vec![0; len],
+    }
+}
+
+/// Keeps `b` (a consumed packet of at most an MTU or so) for [`packet_buffer`].
+fn recycle(b: Vec<u8>) {
+    if b.capacity() <= 2 * MTU {
+        SPARE.with_borrow_mut(|s| {
+            if s.len() < SPARE_MAX {
+                s.push(b);
+            }
+        });
+    }
 }
 
 /// In-memory device: two packet queues.
@@ -95,7 +129,9 @@ struct RxToken {
 
 impl phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.buffer)
+        let r = f(&self.buffer);
+        recycle(self.buffer);
+        r
     }
 }
 
@@ -106,7 +142,7 @@ struct TxToken<'a> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buffer = vec![0; len];
+        let mut buffer = packet_buffer(len);
         let r = f(&mut buffer);
         self.queue.push_back(buffer);
         r
