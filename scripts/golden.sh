@@ -21,7 +21,8 @@ for arg in "$@"; do
 done
 
 cargo build --release --quiet
-bin=target/release/binfm
+# The binary cargo just built (CARGO_TARGET_DIR moves it out of ./target).
+bin=${CARGO_TARGET_DIR:-target}/release/binfm
 golden=scripts/golden.sha256
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

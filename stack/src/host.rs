@@ -12,6 +12,7 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -51,6 +52,39 @@ pub struct Datagram {
     pub to: SocketAddrV4,
     /// Payload.
     pub payload: Vec<u8>,
+}
+
+thread_local! {
+    /// Buffers of packets a stack has taken in, for the packets stacks send: the same buffers
+    /// go round (a packet usually ends in another stack of the same run and thread) instead of
+    /// a malloc and a free per packet. Holds at most [`SPARE_MAX`] buffers.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread.
+const SPARE_MAX: usize = 1024;
+
+/// A zeroed buffer of `len` bytes, spare if one is at hand.
+fn packet_buffer(len: usize) -> Vec<u8> {
+    match SPARE.with_borrow_mut(Vec::pop) {
+        Some(mut b) => {
+            b.clear();
+            b.resize(len, 0);
+            b
+        }
+        None => vec![0; len],
+    }
+}
+
+/// Keeps `b` (a consumed packet of at most an MTU or so) for [`packet_buffer`].
+fn recycle(b: Vec<u8>) {
+    if b.capacity() <= 2 * MTU {
+        SPARE.with_borrow_mut(|s| {
+            if s.len() < SPARE_MAX {
+                s.push(b);
+            }
+        });
+    }
 }
 
 /// In-memory device: two packet queues.
@@ -95,7 +129,9 @@ struct RxToken {
 
 impl phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.buffer)
+        let r = f(&self.buffer);
+        recycle(self.buffer);
+        r
     }
 }
 
@@ -106,7 +142,7 @@ struct TxToken<'a> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buffer = vec![0; len];
+        let mut buffer = packet_buffer(len);
         let r = f(&mut buffer);
         self.queue.push_back(buffer);
         r
@@ -129,6 +165,13 @@ pub struct IpStack {
     reach: Option<(Ipv4Cidr, Option<Ipv4Addr>)>,
     /// The time of the last `poll` (a send that finds its buffer full flushes at it).
     last_poll: Instant,
+    /// Nothing to do: the receive queue is empty and no socket has a datagram to send, so a
+    /// smoltcp poll would change nothing and `poll_at` is `None` (smoltcp's own answer, read
+    /// after the last real poll). Cleared by everything that gives the stack work.
+    idle: bool,
+    /// A socket may hold received datagrams (set by a poll, cleared when `recv_udp` finds
+    /// none), so that `recv_udp` on a quiet stack does not visit every socket.
+    rx_ready: bool,
 }
 
 impl std::fmt::Debug for IpStack {
@@ -158,11 +201,15 @@ impl IpStack {
             next_socket: 0,
             reach: None,
             last_poll: instant(now),
+            idle: true,
+            rx_ready: false,
         }
     }
 
     /// Sets (or removes) the address and the default gateway.
     pub fn set_address(&mut self, addr: Option<(Ipv4Addr, u8)>, gateway: Option<Ipv4Addr>) {
+        // A datagram smoltcp could not route may become routable.
+        self.idle = false;
         self.iface.update_ip_addrs(|addrs| {
             addrs.clear();
             if let Some((a, len)) = addr {
@@ -236,6 +283,7 @@ impl IpStack {
         if !routable {
             return Err(HostError::NoRoute(dst));
         }
+        self.idle = false;
         let socket = self.sockets.get_mut::<udp::Socket>(handle);
         let mut meta =
             udp::UdpMetadata::from(IpEndpoint::new(IpAddress::Ipv4(*dst.ip()), dst.port()));
@@ -262,23 +310,51 @@ impl IpStack {
 
     /// Hands a received IP packet to the stack (processed at the next `poll`).
     pub fn push_rx(&mut self, packet: Vec<u8>) {
+        self.idle = false;
         self.device.rx.push_back(packet);
     }
 
-    /// Runs the stack at `now`: ingress, then egress.
+    /// Runs the stack at `now`: ingress, then egress. An idle stack is not polled: with an
+    /// empty receive queue and empty send buffers smoltcp's poll does nothing.
+    #[inline]
     pub fn poll(&mut self, now: Time) {
-        self.last_poll = instant(now);
-        self.iface
-            .poll(instant(now), &mut self.device, &mut self.sockets);
+        let now = instant(now);
+        self.last_poll = now;
+        if !self.idle {
+            self.poll_busy(now);
+        }
+    }
+
+    fn poll_busy(&mut self, now: Instant) {
+        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        self.rx_ready = true;
+        self.idle = self.device.rx.is_empty() && self.iface.poll_at(now, &self.sockets).is_none();
     }
 
     /// Takes the next packet the stack transmitted.
+    #[inline]
     pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
         self.device.tx.pop_front()
     }
 
     /// Takes the next received UDP datagram on any bound port.
     pub fn recv_udp(&mut self) -> Option<Datagram> {
+        self.recv_udp_with(|from, to, payload| Datagram {
+            from,
+            to,
+            payload: payload.to_vec(),
+        })
+    }
+
+    /// Takes the next received UDP datagram on any bound port and hands `f` its sender,
+    /// destination and payload (borrowed from the socket buffer: no copy).
+    pub fn recv_udp_with<R>(
+        &mut self,
+        f: impl FnOnce(SocketAddrV4, SocketAddrV4, &[u8]) -> R,
+    ) -> Option<R> {
+        if !self.rx_ready {
+            return None;
+        }
         let n = self.udp.len();
         for i in 0..n {
             let idx = (self.next_socket + i) % n;
@@ -291,18 +367,27 @@ impl IpStack {
                     Some(IpAddress::Ipv4(a)) => a,
                     None => Ipv4Addr::UNSPECIFIED,
                 };
-                return Some(Datagram {
-                    from: SocketAddrV4::new(from_ip, meta.endpoint.port),
-                    to: SocketAddrV4::new(to_ip, port),
-                    payload: data.to_vec(),
-                });
+                return Some(f(
+                    SocketAddrV4::new(from_ip, meta.endpoint.port),
+                    SocketAddrV4::new(to_ip, port),
+                    data,
+                ));
             }
         }
+        self.rx_ready = false;
         None
     }
 
     /// When the stack next needs `poll` without new input.
+    #[inline]
     pub fn poll_at(&mut self, now: Time) -> Option<Time> {
+        if self.idle {
+            return None;
+        }
+        self.poll_at_busy(now)
+    }
+
+    fn poll_at_busy(&mut self, now: Time) -> Option<Time> {
         self.iface
             .poll_at(instant(now), &self.sockets)
             .map(|i| Time::from_micros(u64::try_from(i.total_micros()).unwrap_or(0)))

@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod checksum;
 pub mod fabric;
+pub mod fasthash;
 pub mod host;
 pub mod netem;
 pub mod wire;

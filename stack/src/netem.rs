@@ -67,7 +67,14 @@ pub struct Channel {
     in_queue: VecDeque<Time>,
     /// Latest delivery time handed out, so that packets stay in order without `reorder`.
     last_delivery: Time,
+    /// 32-bit words of the RNG stream owed by packets that needed no random number (no loss,
+    /// no jitter): the stream is moved past them before the next draw, so every fate is the
+    /// one drawing each time would give.
+    skipped_words: u128,
 }
+
+/// RNG words one packet consumes: two `f64` draws of one `u64` (two words) each.
+const WORDS_PER_PACKET: u128 = 4;
 
 impl Channel {
     /// A channel whose RNG is derived from the run seed and a channel identity.
@@ -78,6 +85,7 @@ impl Channel {
             next_free: Time::ZERO,
             in_queue: VecDeque::new(),
             last_delivery: Time::ZERO,
+            skipped_words: 0,
         }
     }
 
@@ -93,8 +101,19 @@ impl Channel {
 
     /// Decides the fate of a packet of `len` bytes handed to the channel at `now`.
     pub fn send(&mut self, now: Time, len: usize) -> Fate {
-        let loss_draw: f64 = self.rng.random();
-        let jitter_draw: f64 = self.rng.random();
+        // Without loss and jitter neither draw can matter: skip them (see `skipped_words`).
+        let (loss_draw, jitter_draw): (f64, f64) =
+            if self.params.loss > 0.0 || !self.params.jitter.is_zero() {
+                if self.skipped_words != 0 {
+                    let pos = self.rng.get_word_pos();
+                    self.rng.set_word_pos(pos + self.skipped_words);
+                    self.skipped_words = 0;
+                }
+                (self.rng.random(), self.rng.random())
+            } else {
+                self.skipped_words += WORDS_PER_PACKET;
+                (1.0, 0.0)
+            };
 
         while self.in_queue.front().is_some_and(|&end| end <= now) {
             self.in_queue.pop_front();
@@ -212,6 +231,42 @@ mod tests {
             last = at;
         }
         assert!(reordered > 10, "reorder flag had no effect");
+    }
+
+    #[test]
+    fn skipped_draws_leave_the_fates_of_later_packets_unchanged() {
+        // Reference: every packet draws. Lazy: the first packets need no draw, then loss and
+        // jitter are switched on (a scenario's `loss` step). Both must give the same fates.
+        let quiet = LinkParams {
+            delay: ms(5),
+            ..Default::default()
+        };
+        let noisy = LinkParams {
+            delay: ms(5),
+            jitter: ms(3),
+            loss: 0.3,
+            reorder: true,
+            ..Default::default()
+        };
+        for skipped in [0u64, 1, 7, 8, 31, 32, 33, 200] {
+            let mut lazy = Channel::new(quiet.clone(), 11, 5);
+            let mut reference = ChaCha8Rng::seed_from_u64(mix(11, 5));
+            for i in 0..skipped {
+                assert_eq!(lazy.send(ms(i), 100), Fate::Deliver(ms(i + 5)));
+                let _: f64 = reference.random();
+                let _: f64 = reference.random();
+            }
+            lazy.set_params(noisy.clone());
+            let mut expected = Channel::new(noisy.clone(), 11, 5);
+            expected.rng = reference;
+            for i in skipped..skipped + 300 {
+                assert_eq!(
+                    lazy.send(ms(i), 100),
+                    expected.send(ms(i), 100),
+                    "after {skipped}"
+                );
+            }
+        }
     }
 
     #[test]

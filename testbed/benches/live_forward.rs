@@ -10,10 +10,20 @@
 //! sudo cargo bench -p binfm-testbed --bench live_forward
 //! ```
 //!
-//! - Throughput: [`FLOOD`] datagrams of [`PAYLOAD`] bytes sent unpaced from namespace A to B;
-//!   reports delivered packets/s (first to last arrival) and loss.
+//! For each path, in this order (veth first, then the fabric, for each measurement):
 //! - Latency: [`PINGS`] ping-pongs with a reflector in B; reports one-way = RTT/2, median and
 //!   p99, and for the fabric path the added one-way latency over veth, per segment hop.
+//! - Unpaced: [`FLOOD`] datagrams of [`PAYLOAD`] bytes sent as fast as the sender can from A
+//!   to B; reports delivered packets/s (first to last arrival) and loss.
+//! - Paced: [`PACED`] datagrams at [`PACED_RATE`] per second (datagram `i` is due at
+//!   `i / PACED_RATE` s; the sender sleeps [`PACE_SLEEP`] between bursts and then sends every
+//!   datagram that is due); reports loss.
+//!
+//! The receiving sockets of both paths get a [`RCVBUF`]-byte receive buffer (`SO_RCVBUFFORCE`,
+//! set on the socket, no sysctl), so a receiver that is scheduled late does not drop what the
+//! path delivered. Each flow's loss is split by where the kernel counted it: the TUN's queue
+//! (`tx_dropped` of TUN `s1`: the driver did not read in time), the receiving socket
+//! (`RcvbufErrors` in B's namespace), the sender (`send` errors), or elsewhere.
 //!
 //! The two kernel ends of the fabric path sit in different namespaces (`binfm-lfwd` holds TUN
 //! `s1`, `binfm-lfpeer` holds TUN `s2`; each TUN is created directly in its namespace by a
@@ -29,6 +39,7 @@ use binfm_testbed::engine::Network;
 use binfm_testbed::events::EventLog;
 use binfm_testbed::netns::{self, Netns};
 use binfm_testbed::topology::Topology;
+use nix::sys::socket::{setsockopt, sockopt};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,8 +62,15 @@ name = "r"
 ports = [{ segment = "s1", address = "10.61.0.1" }, { segment = "s2", address = "10.62.0.1" }]
 "#;
 
-/// Datagrams in the throughput run.
+/// Datagrams in the unpaced run.
 const FLOOD: usize = 20_000;
+/// Datagrams in the paced run, and their rate (one second of traffic).
+const PACED: usize = 50_000;
+const PACED_RATE: f64 = 50_000.0;
+/// The paced sender's sleep between bursts.
+const PACE_SLEEP: Duration = Duration::from_micros(100);
+/// Receive buffer of the receiving sockets (bytes).
+const RCVBUF: usize = 8 << 20;
 /// UDP payload bytes.
 const PAYLOAD: usize = 160;
 /// Ping-pong round trips in the latency run (after [`WARMUP`] unmeasured ones).
@@ -94,6 +112,8 @@ struct Path2 {
     name: &'static str,
     a: PathBuf,
     b: PathBuf,
+    /// B's namespace name.
+    b_name: &'static str,
     a_addr: Ipv4Addr,
     b_addr: Ipv4Addr,
 }
@@ -104,10 +124,36 @@ struct Latency {
     lost: usize,
 }
 
-struct Throughput {
+/// One flow A -> B: what was sent and delivered, and where the kernel counted losses.
+struct Flow {
+    sent: usize,
+    send_errors: usize,
     sent_pps: f64,
     delivered: usize,
+    /// Delivered packets/s between the first and the last arrival.
     pps: f64,
+    /// Dropped at TUN `s1`'s queue (fabric only).
+    tun_dropped: u64,
+    /// Dropped at the receiving socket (`RcvbufErrors`).
+    socket_dropped: u64,
+}
+
+impl Flow {
+    fn lost(&self) -> usize {
+        self.sent.saturating_sub(self.delivered)
+    }
+
+    fn loss_pct(&self) -> f64 {
+        100.0 * self.lost() as f64 / self.sent.max(1) as f64
+    }
+
+    /// Losses no counter accounts for.
+    fn elsewhere(&self) -> u64 {
+        (self.lost() as u64)
+            .saturating_sub(self.send_errors as u64)
+            .saturating_sub(self.tun_dropped)
+            .saturating_sub(self.socket_dropped)
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -189,18 +235,57 @@ fn latency(p: &Path2, deadline: Instant) -> anyhow::Result<Latency> {
     })
 }
 
-/// Unpaced flood A -> B; delivered packets/s between the first and the last arrival.
-fn throughput(p: &Path2, deadline: Instant) -> anyhow::Result<Throughput> {
+/// `RcvbufErrors` of namespace `ns` (`/proc/net/snmp`, read inside it).
+fn rcvbuf_errors(ns: &str) -> anyhow::Result<u64> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        anyhow::bail!("no Udp lines in {ns}'s /proc/net/snmp");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .context("RcvbufErrors")
+}
+
+/// `tx_dropped` of device `dev` in namespace `ns` (packets the kernel could not queue into it).
+fn tx_dropped(ns: &str, dev: &str) -> anyhow::Result<u64> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-s", "-n", ns, "link", "show", "dev", dev])
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v[0]["stats64"]["tx"]["dropped"]
+        .as_u64()
+        .with_context(|| format!("tx dropped of {dev} in {ns}"))
+}
+
+/// A flow of `count` datagrams A -> B: unpaced (`rate` None) or paced at `rate` datagrams/s.
+/// `tun` names the namespace and TUN whose queue the flow enters (fabric path).
+fn flow(
+    p: &Path2,
+    deadline: Instant,
+    count: usize,
+    rate: Option<f64>,
+    tun: Option<(&str, &str)>,
+) -> anyhow::Result<Flow> {
     let b_addr = p.b_addr;
+    let tun_before = tun.map(|(ns, dev)| tx_dropped(ns, dev)).transpose()?;
+    let sock_before = rcvbuf_errors(p.b_name)?;
     let ready = Arc::new(AtomicBool::new(false));
     let r2 = ready.clone();
     let receiver = spawn_in(p.b.clone(), move || {
         let s = UdpSocket::bind((b_addr, PORT + 1))?;
+        setsockopt(&s, sockopt::RcvBufForce, &RCVBUF)?;
         s.set_read_timeout(Some(Duration::from_millis(500)))?;
         r2.store(true, Ordering::SeqCst);
         let mut buf = [0u8; 2048];
         let (mut n, mut first, mut last) = (0usize, None, None);
-        while Instant::now() < deadline && n < FLOOD {
+        while Instant::now() < deadline && n < count {
             match s.recv(&mut buf) {
                 Ok(_) => {
                     let now = Instant::now();
@@ -226,23 +311,46 @@ fn throughput(p: &Path2, deadline: Instant) -> anyhow::Result<Throughput> {
         let s = UdpSocket::bind((a_addr, 0))?;
         s.connect(to)?;
         let msg = [0x5au8; PAYLOAD];
+        let mut errors = 0;
         let t = Instant::now();
-        for _ in 0..FLOOD {
-            // ENOBUFS and the like count as loss, like a drop further on.
-            let _ = s.send(&msg);
+        let mut sent = 0;
+        while sent < count && Instant::now() < deadline {
+            let due = match rate {
+                None => count,
+                Some(r) => (((t.elapsed().as_secs_f64() * r) as usize) + 1).min(count),
+            };
+            while sent < due {
+                // ENOBUFS and the like count as loss, like a drop further on.
+                if s.send(&msg).is_err() {
+                    errors += 1;
+                }
+                sent += 1;
+            }
+            if sent < count {
+                std::thread::sleep(PACE_SLEEP);
+            }
         }
-        Ok(t.elapsed().as_secs_f64())
+        Ok((sent, errors, t.elapsed().as_secs_f64()))
     });
-    let send_secs = join(sender)?;
+    let (sent, send_errors, send_secs) = join(sender)?;
     let (delivered, span) = join(receiver)?;
-    Ok(Throughput {
-        sent_pps: FLOOD as f64 / send_secs.max(1e-9),
+    let tun_dropped = match (tun, tun_before) {
+        (Some((ns, dev)), Some(before)) => tx_dropped(ns, dev)?.saturating_sub(before),
+        _ => 0,
+    };
+    let socket_dropped = rcvbuf_errors(p.b_name)?.saturating_sub(sock_before);
+    Ok(Flow {
+        sent,
+        send_errors,
+        sent_pps: sent as f64 / send_secs.max(1e-9),
         delivered,
         pps: if span > 0.0 {
             (delivered.saturating_sub(1)) as f64 / span
         } else {
             f64::NAN
         },
+        tun_dropped,
+        socket_dropped,
     })
 }
 
@@ -289,9 +397,7 @@ fn run() -> anyhow::Result<()> {
             s.subnet.prefix_len(),
         );
         devices.push(ns.run_inside(move || {
-            tun_rs::DeviceBuilder::new()
-                .name(&name)
-                .mtu(live::TUN_MTU)
+            live::tun_builder(&name)
                 .ipv4(addr, len, None)
                 .build_sync()
                 .with_context(|| format!("creating TUN {name}"))
@@ -338,6 +444,7 @@ fn run() -> anyhow::Result<()> {
         name: "fabric (TUN s1 -> router -> TUN s2)",
         a: fab_a.path(),
         b: fab_b.path(),
+        b_name: NAMES[1],
         a_addr: Ipv4Addr::new(10, 61, 0, 250),
         b_addr: Ipv4Addr::new(10, 62, 0, 250),
     };
@@ -345,32 +452,50 @@ fn run() -> anyhow::Result<()> {
         name: "kernel veth",
         a: veth_a.path(),
         b: veth_b.path(),
+        b_name: NAMES[3],
         a_addr: Ipv4Addr::new(10, 63, 0, 1),
         b_addr: Ipv4Addr::new(10, 63, 0, 2),
     };
+    let s1 = Some((NAMES[0], "s1"));
     let measured = (|| -> anyhow::Result<_> {
         let lat_v = latency(&veth, deadline)?;
         let lat_f = latency(&fabric, deadline)?;
-        let thr_v = throughput(&veth, deadline)?;
-        let thr_f = throughput(&fabric, deadline)?;
-        Ok((lat_v, lat_f, thr_v, thr_f))
+        let thr_v = flow(&veth, deadline, FLOOD, None, None)?;
+        let thr_f = flow(&fabric, deadline, FLOOD, None, s1)?;
+        let paced_v = flow(&veth, deadline, PACED, Some(PACED_RATE), None)?;
+        let paced_f = flow(&fabric, deadline, PACED, Some(PACED_RATE), s1)?;
+        Ok((lat_v, lat_f, thr_v, thr_f, paced_v, paced_f))
     })();
     stop.store(true, Ordering::SeqCst);
     let counters = join(driver)?;
-    let (lat_v, lat_f, thr_v, thr_f) = measured?;
+    let (lat_v, lat_f, thr_v, thr_f, paced_v, paced_f) = measured?;
 
     println!(
         "live_forward: {PAYLOAD}-byte UDP payloads, {} cores",
         cores()
     );
-    for (p, l, t) in [(&veth, &lat_v, &thr_v), (&fabric, &lat_f, &thr_f)] {
+    for (p, l, t, q) in [
+        (&veth, &lat_v, &thr_v, &paced_v),
+        (&fabric, &lat_f, &thr_f, &paced_f),
+    ] {
         println!("{}:", p.name);
         println!(
-            "  throughput: {FLOOD} sent unpaced ({:.0} pkt/s offered), {} delivered ({:.1}% loss), {:.0} pkt/s delivered",
+            "  unpaced: {} sent ({:.0} pkt/s offered), {} delivered ({:.1}% loss; {}), {:.0} pkt/s delivered",
+            t.sent,
             t.sent_pps,
             t.delivered,
-            100.0 * (1.0 - t.delivered as f64 / FLOOD as f64),
+            t.loss_pct(),
+            where_lost(t),
             t.pps
+        );
+        println!(
+            "  paced: {} sent at {:.0} pkt/s, {} delivered, {} lost ({:.2}%; {})",
+            q.sent,
+            q.sent_pps,
+            q.delivered,
+            q.lost(),
+            q.loss_pct(),
+            where_lost(q)
         );
         println!(
             "  latency: {PINGS} ping-pongs, one-way (RTT/2) median {:.1} us, p99 {:.1} us, {} lost",
@@ -380,6 +505,10 @@ fn run() -> anyhow::Result<()> {
     let (dm, dp) = (
         lat_f.median_us - lat_v.median_us,
         lat_f.p99_us - lat_v.p99_us,
+    );
+    println!(
+        "fabric / veth, unpaced delivered pkt/s: {:.2}",
+        thr_f.pps / thr_v.pps
     );
     println!(
         "fabric over veth, one-way: +{dm:.1} us median, +{dp:.1} us p99; per segment hop (2 hops, 1 virtual router): +{:.1} us median, +{:.1} us p99",
@@ -395,6 +524,16 @@ fn run() -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn where_lost(f: &Flow) -> String {
+    format!(
+        "send errors {}, TUN queue {}, receiving socket {}, elsewhere {}",
+        f.send_errors,
+        f.tun_dropped,
+        f.socket_dropped,
+        f.elsewhere()
+    )
 }
 
 fn cores() -> usize {

@@ -342,17 +342,23 @@ impl Node {
                     progressed = true;
                     self.send_local(p, pkt, out);
                 }
-                while let Some(d) = self.ports[p].stack.recv_udp() {
-                    progressed = true;
-                    match self
-                        .services
+                let Node {
+                    ports,
+                    services,
+                    drops,
+                    ..
+                } = self;
+                while let Some(()) = ports[p].stack.recv_udp_with(|from, to, payload| {
+                    match services
                         .iter_mut()
-                        .find(|s| s.port == p && s.role.port() == d.to.port())
+                        .find(|s| s.port == p && s.role.port() == to.port())
                     {
-                        Some(slot) => slot.role.handle_datagram(now, d.from, d.to, &d.payload),
+                        Some(slot) => slot.role.handle_datagram(now, from, to, payload),
                         // A socket bound from outside (benchmarks, tests) acts as a sink.
-                        None => *self.drops.entry("udp_no_service").or_default() += 1,
+                        None => *drops.entry("udp_no_service").or_default() += 1,
                     }
+                }) {
+                    progressed = true;
                 }
             }
             for i in 0..self.services.len() {

@@ -11,9 +11,8 @@
 //! Sans-IO: no clock reads (every input carries `now`), no RNG, no sockets.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -111,32 +110,10 @@ struct Mapping {
     remotes: VecDeque<SocketAddrV4>,
 }
 
-/// Hasher for the packed (protocol, ip, port) key: SipHash would cost more than the rest of
-/// the translation. Keys come from inside hosts only (inbound uses the port arrays), so
-/// flooding resistance is not needed.
-#[derive(Default, Clone, Copy)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.write_u64(u64::from(x));
-    }
-    fn write_u64(&mut self, x: u64) {
-        // Folded multiply: mixes high bits into the low bits hashbrown uses as the index.
-        let full = u128::from(self.0 ^ x) * 0x9e37_79b9_7f4a_7c15_u128;
-        self.0 = (full as u64) ^ ((full >> 64) as u64);
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+// The packed (protocol, ip, port) key is hashed with the stack's `KeyHasher`: SipHash would
+// cost more than the rest of the translation. Keys come from inside hosts only (inbound uses
+// the port arrays), so flooding resistance is not needed.
+use binfm_stack::fasthash::FastMap;
 
 fn key(proto: Protocol, ip: u32, port: u16) -> u64 {
     ((proto.index() as u64) << 48) | (u64::from(ip) << 16) | u64::from(port)
@@ -276,11 +253,13 @@ impl Nat {
 
     /// When [`Nat::handle_timeout`] should next be called. May be earlier than a real expiry
     /// (a refreshed mapping's old deadline), never later.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Time> {
         self.expiry.peek().map(|Reverse((t, _, _))| *t)
     }
 
     /// Next event: `nat.mapping_created`, `nat.mapping_expired`, `nat.drop`.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<NatEvent> {
         self.events.pop_front()
     }

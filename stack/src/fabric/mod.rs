@@ -9,4 +9,4 @@ mod routing;
 mod segment;
 
 pub use routing::{NatSide, Route, RouteGraphNode, RoutePort, RouteTable, compute_routes};
-pub use segment::{Dest, Member, MemberId, Segment, SegmentDrop};
+pub use segment::{Dest, Member, MemberId, Segment, SegmentDrop, Transmission};

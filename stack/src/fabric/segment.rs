@@ -2,9 +2,9 @@
 //! emulation.
 
 use crate::Time;
+use crate::fasthash::{FastMap, FastSet};
 use crate::netem::{Channel, Fate, LinkParams};
 use smoltcp::wire::Ipv4Cidr;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 /// Index of a member within its segment.
@@ -68,13 +68,17 @@ pub struct Segment {
     seed: u64,
     default_params: LinkParams,
     /// Per-pair overrides, keyed by (lower member, higher member); symmetric.
-    paths: HashMap<(MemberId, MemberId), LinkParams>,
+    paths: FastMap<(MemberId, MemberId), LinkParams>,
     members: Vec<Member>,
-    by_addr: HashMap<Ipv4Addr, MemberId>,
-    /// Directed channels, created on first use.
-    channels: HashMap<(MemberId, MemberId), Channel>,
+    /// Address (as a number) -> member.
+    by_addr: FastMap<u32, MemberId>,
+    /// Directed channels, created on first use, with their (from, to) pair: the index is the
+    /// channel's id ([`Transmission::channel`]).
+    channels: Vec<((MemberId, MemberId), Channel)>,
+    /// (from, to) -> index in `channels`.
+    channel_ids: FastMap<(MemberId, MemberId), usize>,
     /// Pairs (lower, higher) cut by a partition.
-    cut: std::collections::HashSet<(MemberId, MemberId)>,
+    cut: FastSet<(MemberId, MemberId)>,
 }
 
 impl Segment {
@@ -87,11 +91,12 @@ impl Segment {
             index: index as u64,
             seed,
             default_params: params,
-            paths: HashMap::new(),
+            paths: FastMap::default(),
             members: Vec::new(),
-            by_addr: HashMap::new(),
-            channels: HashMap::new(),
-            cut: std::collections::HashSet::new(),
+            by_addr: FastMap::default(),
+            channels: Vec::new(),
+            channel_ids: FastMap::default(),
+            cut: FastSet::default(),
         }
     }
 
@@ -144,15 +149,16 @@ impl Segment {
     pub fn set_path(&mut self, a: MemberId, b: MemberId, params: LinkParams) {
         self.paths.insert((a.min(b), a.max(b)), params.clone());
         for key in [(a, b), (b, a)] {
-            if let Some(ch) = self.channels.get_mut(&key) {
-                ch.set_params(params.clone());
+            if let Some(&id) = self.channel_ids.get(&key) {
+                self.channels[id].1.set_params(params.clone());
             }
         }
     }
 
     /// Replaces the default parameters (and those of existing channels without an override).
     pub fn set_default_params(&mut self, params: LinkParams) {
-        for (&(a, b), ch) in self.channels.iter_mut() {
+        for ((a, b), ch) in self.channels.iter_mut() {
+            let (a, b) = (*a, *b);
             if !self.paths.contains_key(&(a.min(b), a.max(b))) {
                 ch.set_params(params.clone());
             }
@@ -167,7 +173,7 @@ impl Segment {
         for p in self.paths.values_mut() {
             p.loss = loss;
         }
-        for ch in self.channels.values_mut() {
+        for (_, ch) in self.channels.iter_mut() {
             let mut p = ch.params().clone();
             p.loss = loss;
             ch.set_params(p);
@@ -187,13 +193,13 @@ impl Segment {
             return;
         };
         if let Some(old) = m.addr.take()
-            && self.by_addr.get(&old) == Some(&member)
+            && self.by_addr.get(&u32::from(old)) == Some(&member)
         {
-            self.by_addr.remove(&old);
+            self.by_addr.remove(&u32::from(old));
         }
         m.addr = addr;
         if let Some(a) = addr {
-            self.by_addr.insert(a, member);
+            self.by_addr.insert(u32::from(a), member);
         }
     }
 
@@ -202,13 +208,13 @@ impl Segment {
     /// them). An alias stays until the address is given to another member.
     pub fn add_alias(&mut self, member: MemberId, addr: Ipv4Addr) {
         if member < self.members.len() {
-            self.by_addr.insert(addr, member);
+            self.by_addr.insert(u32::from(addr), member);
         }
     }
 
     /// The member holding `addr`, if any.
     pub fn resolve(&self, addr: Ipv4Addr) -> Option<MemberId> {
-        self.by_addr.get(&addr).copied()
+        self.by_addr.get(&u32::from(addr)).copied()
     }
 
     /// Whether `addr` is a broadcast address on this segment.
@@ -216,7 +222,7 @@ impl Segment {
         addr == Ipv4Addr::BROADCAST || self.subnet.broadcast() == Some(addr)
     }
 
-    /// Sends a packet of `len` bytes from `from` at `now`; appends one `(member, fate)` per
+    /// Sends a packet of `len` bytes from `from` at `now`; appends one [`Transmission`] per
     /// receiver to `out` (several for a broadcast).
     pub fn transmit(
         &mut self,
@@ -224,19 +230,21 @@ impl Segment {
         from: MemberId,
         dest: Dest,
         len: usize,
-        out: &mut Vec<(MemberId, Result<Time, SegmentDrop>)>,
+        out: &mut Vec<Transmission>,
     ) {
+        let drop = |to, reason| Transmission {
+            to,
+            fate: Err(reason),
+            channel: usize::MAX,
+        };
         match dest {
             Dest::Unicast(addr) => match self.resolve(addr).filter(|&to| self.members[to].attached)
             {
                 Some(to) if to != from && self.is_cut(from, to) => {
-                    out.push((to, Err(SegmentDrop::Partitioned)))
+                    out.push(drop(to, SegmentDrop::Partitioned))
                 }
-                Some(to) if to != from => {
-                    let fate = self.channel(from, to).send(now, len);
-                    out.push((to, fate_result(fate)));
-                }
-                _ => out.push((from, Err(SegmentDrop::NoNeighbour))),
+                Some(to) if to != from => out.push(self.send(now, from, to, len)),
+                _ => out.push(drop(from, SegmentDrop::NoNeighbour)),
             },
             Dest::Broadcast => {
                 for to in 0..self.members.len() {
@@ -244,38 +252,65 @@ impl Segment {
                         continue;
                     }
                     if self.is_cut(from, to) {
-                        out.push((to, Err(SegmentDrop::Partitioned)));
+                        out.push(drop(to, SegmentDrop::Partitioned));
                     } else {
-                        let fate = self.channel(from, to).send(now, len);
-                        out.push((to, fate_result(fate)));
+                        out.push(self.send(now, from, to, len));
                     }
                 }
             }
         }
     }
 
-    fn channel(&mut self, from: MemberId, to: MemberId) -> &mut Channel {
-        let params = self.params(from, to).clone();
-        let id = (self.index << 42) | ((from as u64) << 21) | to as u64;
-        let seed = self.seed;
-        self.channels
-            .entry((from, to))
-            .or_insert_with(|| Channel::new(params, seed, id))
+    /// A packet into the channel from `from` to `to` (created on first use).
+    fn send(&mut self, now: Time, from: MemberId, to: MemberId, len: usize) -> Transmission {
+        let Segment {
+            channels,
+            channel_ids,
+            paths,
+            default_params,
+            index,
+            seed,
+            ..
+        } = self;
+        let channel = *channel_ids.entry((from, to)).or_insert_with(|| {
+            let params = paths
+                .get(&(from.min(to), from.max(to)))
+                .unwrap_or(default_params)
+                .clone();
+            let id = (*index << 42) | ((from as u64) << 21) | to as u64;
+            channels.push(((from, to), Channel::new(params, *seed, id)));
+            channels.len() - 1
+        });
+        let fate = match channels[channel].1.send(now, len) {
+            Fate::Deliver(t) => Ok(t),
+            Fate::Lost => Err(SegmentDrop::Lost),
+            Fate::QueueFull => Err(SegmentDrop::QueueFull),
+        };
+        Transmission { to, fate, channel }
     }
 }
 
-fn fate_result(f: Fate) -> Result<Time, SegmentDrop> {
-    match f {
-        Fate::Deliver(t) => Ok(t),
-        Fate::Lost => Err(SegmentDrop::Lost),
-        Fate::QueueFull => Err(SegmentDrop::QueueFull),
-    }
+/// What became of a transmitted packet for one receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmission {
+    /// The receiving member (the sender itself for `NoNeighbour`).
+    pub to: MemberId,
+    /// Delivered at this time, or why not.
+    pub fate: Result<Time, SegmentDrop>,
+    /// The channel that carried it: an index, per segment, in order of first use
+    /// (`usize::MAX` when no channel was involved). A channel hands out delivery times in
+    /// sending order unless its link reorders.
+    pub channel: usize,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn fates(out: &[Transmission]) -> Vec<(MemberId, Result<Time, SegmentDrop>)> {
+        out.iter().map(|t| (t.to, t.fate)).collect()
+    }
 
     fn seg() -> Segment {
         let subnet = Ipv4Cidr::new(Ipv4Addr::new(10, 1, 0, 0), 24);
@@ -307,7 +342,7 @@ mod tests {
             60,
             &mut out,
         );
-        assert_eq!(out, vec![(b, Ok(Duration::from_millis(40)))]);
+        assert_eq!(fates(&out), vec![(b, Ok(Duration::from_millis(40)))]);
         out.clear();
         s.transmit(
             Duration::ZERO,
@@ -316,7 +351,7 @@ mod tests {
             60,
             &mut out,
         );
-        assert_eq!(out, vec![(b, Err(SegmentDrop::NoNeighbour))]);
+        assert_eq!(fates(&out), vec![(b, Err(SegmentDrop::NoNeighbour))]);
     }
 
     #[test]
@@ -337,7 +372,7 @@ mod tests {
             );
         }
         assert_eq!(
-            out,
+            fates(&out),
             vec![
                 (sink, Ok(Duration::from_millis(1))),
                 (sink, Ok(Duration::from_millis(1)))
@@ -354,7 +389,7 @@ mod tests {
         let c = s.add_member(2, 0, None);
         let mut out = Vec::new();
         s.transmit(Duration::ZERO, a, Dest::Broadcast, 300, &mut out);
-        let to: Vec<_> = out.iter().map(|(m, _)| *m).collect();
+        let to: Vec<_> = out.iter().map(|t| t.to).collect();
         assert_eq!(to, vec![b, c]);
         assert!(s.is_broadcast(Ipv4Addr::new(10, 1, 0, 255)));
         assert!(s.is_broadcast(Ipv4Addr::BROADCAST));
@@ -369,8 +404,8 @@ mod tests {
         s.set_cut(b, a, true);
         let mut out = Vec::new();
         s.transmit(Duration::ZERO, a, Dest::Broadcast, 60, &mut out);
-        assert_eq!(out[0], (b, Err(SegmentDrop::Partitioned)));
-        assert!(out[1].1.is_ok(), "c is not cut");
+        assert_eq!(fates(&out)[0], (b, Err(SegmentDrop::Partitioned)));
+        assert!(out[1].fate.is_ok(), "c is not cut");
         s.heal();
         out.clear();
         s.transmit(
@@ -380,7 +415,7 @@ mod tests {
             60,
             &mut out,
         );
-        assert!(out[0].1.is_ok());
+        assert!(out[0].fate.is_ok());
         let _ = c;
     }
 

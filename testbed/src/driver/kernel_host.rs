@@ -143,9 +143,7 @@ impl KernelHosts {
             let prefix = topo.segments[def.segment].subnet.prefix_len();
             let addressing = def.addressing;
             let device = ns.run_inside(move || {
-                let mut b = tun_rs::DeviceBuilder::new()
-                    .name(TUN_NAME)
-                    .mtu(super::TUN_MTU);
+                let mut b = super::tun_builder(TUN_NAME);
                 if let KernelAddressing::Static { address, .. } = addressing {
                     b = b.ipv4(address, prefix, None);
                 }

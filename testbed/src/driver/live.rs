@@ -30,16 +30,20 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The node index of a segment's kernel member (the kernel is not a node of the topology).
 pub const KERNEL_NODE: usize = usize::MAX;
 
-pub use super::TUN_MTU;
+pub use super::{TUN_MTU, TUN_TX_QUEUE_LEN, tun_builder};
 
 /// At most this many events are handled before the driver looks at the TUNs and signals again.
 const MAX_STEPS_PER_TURN: usize = 4096;
+/// At most this many packets are read from one TUN per turn (each read is one `read(2)`; the
+/// driver reads until the TUN is empty, this bound only lets due events and the other TUNs
+/// have their turn during a flood).
+const READ_BATCH: usize = 256;
 
 /// A member of a segment that lives outside the engine: the testbed namespace's kernel
 /// behind a segment's TUN (`kernel_address`), or a kernel host behind its own TUN.
@@ -421,7 +425,7 @@ fn inject_from_device<W: Write>(
 fn create_tuns(topo: &Topology) -> anyhow::Result<Vec<tun_rs::SyncDevice>> {
     let mut devices = Vec::with_capacity(topo.segments.len());
     for s in &topo.segments {
-        let mut b = tun_rs::DeviceBuilder::new().name(&s.name).mtu(TUN_MTU);
+        let mut b = tun_builder(&s.name);
         if let Some(addr) = s.kernel_address {
             b = b.ipv4(addr, s.subnet.prefix_len(), None);
         }
@@ -431,17 +435,6 @@ fn create_tuns(topo: &Topology) -> anyhow::Result<Vec<tun_rs::SyncDevice>> {
         devices.push(dev);
     }
     Ok(devices)
-}
-
-/// Aborts the TUN reader tasks when the run ends, whichever way.
-struct Readers(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Readers {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
 }
 
 /// Set by SIGINT, SIGTERM or SIGHUP (handlers installed before anything is created).
@@ -481,7 +474,8 @@ impl Stop {
 pub struct LiveCounters {
     /// Packets written into TUNs.
     pub tun_written: u64,
-    /// Writes that failed.
+    /// Packets whose write failed (all packets of a device's batch when its
+    /// `send_multiple` failed: some of them may have been written).
     pub tun_write_errors: u64,
     /// Packets read from TUNs and put on their segment.
     pub kernel_injected: u64,
@@ -559,9 +553,6 @@ async fn live_main(
     attach_kernel(&mut net, topo);
     attach_kernel_hosts(&mut net, topo);
 
-    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
-    let readers = spawn_readers(&tuns, tx);
-
     let kernels: Vec<String> = topo
         .segments
         .iter()
@@ -607,7 +598,6 @@ async fn live_main(
     let outcome = drive(
         &mut net,
         &tuns,
-        &mut rx,
         &stop,
         base,
         duration,
@@ -634,8 +624,6 @@ async fn live_main(
         },
     );
     let finished = net.finish();
-    drop(readers);
-    drop(rx);
     drop(tuns);
     let hosts_deleted = hosts.delete();
     let deleted = ns.delete().and(hosts_deleted);
@@ -678,8 +666,6 @@ pub fn pace<W: Write>(
                 tun_rs::AsyncDevice::new(d).context("registering a TUN device with tokio")?,
             ));
         }
-        let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
-        let _readers = spawn_readers(&tuns, tx);
         let flag = Arc::new(Stop::default());
         let base = Instant::now();
         let mut counters = LiveCounters::default();
@@ -688,7 +674,6 @@ pub fn pace<W: Write>(
         let run = drive(
             net,
             &tuns,
-            &mut rx,
             &flag,
             base,
             duration,
@@ -712,28 +697,6 @@ pub fn pace<W: Write>(
     })
 }
 
-/// One task per TUN: what the kernel writes goes into `tx` as `(segment, packet)`.
-fn spawn_readers(tuns: &[Arc<tun_rs::AsyncDevice>], tx: mpsc::Sender<(usize, Vec<u8>)>) -> Readers {
-    Readers(
-        tuns.iter()
-            .enumerate()
-            .map(|(seg, dev)| {
-                let dev = dev.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    while let Ok(n) = dev.recv(&mut buf).await {
-                        let packet = buf.get(..n).unwrap_or_default().to_vec();
-                        if tx.send((seg, packet)).await.is_err() {
-                            break;
-                        }
-                    }
-                })
-            })
-            .collect(),
-    )
-}
-
 /// The paced loop: runs until `duration` (plus [`SETTLE`] when there are super nodes) of real
 /// time has passed; returns whether a signal stopped it. Kernel hosts' DHCP clients start
 /// with it; their `exec` and `move` steps are carried out when the engine reaches them.
@@ -741,7 +704,6 @@ fn spawn_readers(tuns: &[Arc<tun_rs::AsyncDevice>], tx: mpsc::Sender<(usize, Vec
 async fn drive<W: Write>(
     net: &mut Network<W, Tap>,
     tuns: &[Arc<tun_rs::AsyncDevice>],
-    rx: &mut mpsc::Receiver<(usize, Vec<u8>)>,
     stop: &Stop,
     base: Instant,
     duration: Time,
@@ -761,6 +723,8 @@ async fn drive<W: Write>(
     }
     let mut end = duration;
     let mut settling = false;
+    let mut reader = TunReader::new(tuns.len());
+    let mut writer = TunWriter::new();
     loop {
         if stop.is_set() {
             let now = base.elapsed().max(net.now());
@@ -770,17 +734,9 @@ async fn drive<W: Write>(
             return Ok(true);
         }
         apply_leases(net)?;
-        for (dev_index, packet) in net.boundary_mut().drain() {
-            let Some(dev) = tuns.get(dev_index) else {
-                continue;
-            };
-            match dev.send(&packet).await {
-                Ok(_) => counters.tun_written += 1,
-                Err(e) => {
-                    counters.tun_write_errors += 1;
-                    tracing::debug!("writing into TUN {dev_index}: {e}");
-                }
-            }
+        let packets = net.boundary_mut().drain();
+        if !packets.is_empty() {
+            writer.write(tuns, packets, counters).await;
         }
         for index in std::mem::take(&mut net.boundary_mut().steps) {
             kernel_step(net, hosts, index)?;
@@ -804,19 +760,19 @@ async fn drive<W: Write>(
             while steps < MAX_STEPS_PER_TURN && net.step(elapsed)? {
                 steps += 1;
             }
-            // Let the readers and the signal handler run even when events pile up.
+            // Let the signal handler run even when events pile up, then take what the
+            // kernel wrote meanwhile.
             tokio::task::yield_now().await;
-            if let Ok((dev, packet)) = rx.try_recv() {
-                inject_now(net, base, dev, packet, counters)?;
-            }
+            reader.read(net, tuns, base, counters)?;
+            continue;
+        }
+        // Nothing is due: take what the kernel wrote before waiting.
+        if reader.read(net, tuns, base, counters)? > 0 {
             continue;
         }
         if live.busy_poll {
-            // Poll instead of sleeping: the TUN readers run at the yield.
+            // Poll instead of sleeping (other tasks run at the yield).
             tokio::task::yield_now().await;
-            while let Ok((dev, packet)) = rx.try_recv() {
-                inject_now(net, base, dev, packet, counters)?;
-            }
             if let Some(exit) = hosts.try_exit() {
                 log_exit(net, hosts, &exit)?;
             }
@@ -824,11 +780,7 @@ async fn drive<W: Write>(
         }
         tokio::select! {
             r = timer.sleep_until(base + next) => r?,
-            got = rx.recv() => {
-                if let Some((dev, packet)) = got {
-                    inject_now(net, base, dev, packet, counters)?;
-                }
-            }
+            () = reader.readable(tuns) => {}
             exit = hosts.next_exit() => {
                 net.advance_to(base.elapsed());
                 log_exit(net, hosts, &exit)?;
@@ -991,6 +943,155 @@ impl PreciseTimer {
                 Ok(()) => return Ok(()),
                 Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
                 Err(e) => return Err(anyhow::anyhow!("reading the timerfd: {e}")),
+            }
+        }
+    }
+}
+
+/// Reads what the kernel wrote into the TUNs, straight from their file descriptors (no
+/// reader task, no channel): up to [`READ_BATCH`] reads per TUN per call, each packet put on
+/// its segment at the time it was read. With offload (see [`tun_builder`]) a read starts with
+/// a virtio-net header: tun-rs completes a checksum the kernel left partial and splits a GSO
+/// packet (a kernel socket's TSO or UDP GSO send) into the packets it stands for.
+struct TunReader {
+    /// One read: virtio-net header and packet.
+    raw: Vec<u8>,
+    /// The packets of one read (several for a GSO packet), and their sizes.
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    /// A TUN whose read failed is not read again (the reader tasks before stopped the same).
+    failed: Vec<bool>,
+}
+
+impl TunReader {
+    fn new(devices: usize) -> TunReader {
+        // The first buffer takes a whole read when there is no virtio-net header; the others
+        // take segments of a GSO packet, each at most the MTU.
+        let mut bufs = vec![vec![0u8; usize::from(TUN_MTU) + 64]; tun_rs::IDEAL_BATCH_SIZE];
+        bufs[0] = vec![0u8; 65536];
+        TunReader {
+            raw: vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65536],
+            sizes: vec![0; bufs.len()],
+            bufs,
+            failed: vec![false; devices],
+        }
+    }
+
+    /// Reads every TUN until it is empty (or [`READ_BATCH`] reads); returns how many
+    /// packets were read.
+    fn read<W: Write>(
+        &mut self,
+        net: &mut Network<W, Tap>,
+        tuns: &[Arc<tun_rs::AsyncDevice>],
+        base: Instant,
+        counters: &mut LiveCounters,
+    ) -> anyhow::Result<usize> {
+        let mut total = 0;
+        for (dev_index, dev) in tuns.iter().enumerate() {
+            if self.failed.get(dev_index).copied().unwrap_or(true) {
+                continue;
+            }
+            for _ in 0..READ_BATCH {
+                match dev.try_recv_multiple(&mut self.raw, &mut self.bufs, &mut self.sizes, 0) {
+                    Ok(n) => {
+                        for (buf, &size) in self.bufs.iter().zip(&self.sizes).take(n) {
+                            let packet = buf.get(..size).unwrap_or_default().to_vec();
+                            inject_now(net, base, dev_index, packet, counters)?;
+                        }
+                        total += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::InvalidInput
+                            || e.kind() == std::io::ErrorKind::Other =>
+                    {
+                        // A read tun-rs could not take apart (malformed header or GSO
+                        // packet): that packet is lost, the device is fine.
+                        counters.kernel_ignored += 1;
+                        tracing::debug!("reading TUN {dev_index}: {e}; packet dropped");
+                    }
+                    Err(e) => {
+                        tracing::warn!("reading TUN {dev_index}: {e}; not read again");
+                        self.failed[dev_index] = true;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Resolves when a TUN (not failed) may have something to read.
+    fn readable<'a>(
+        &'a self,
+        tuns: &'a [Arc<tun_rs::AsyncDevice>],
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        std::future::poll_fn(move |cx| {
+            for (i, dev) in tuns.iter().enumerate() {
+                if !self.failed.get(i).copied().unwrap_or(true) && dev.poll_readable(cx).is_ready()
+                {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        })
+    }
+}
+
+/// Writes the packets waiting for the TUNs: each device's packets (in their order) with one
+/// `send_multiple`. With offload (see [`tun_builder`]) tun-rs merges a run of datagrams of one
+/// UDP flow of the same size (or consecutive segments of one TCP flow) into one GSO packet,
+/// written with one `write(2)` and split again by the kernel, as a NIC's GRO would; every
+/// other packet is one write. Packets of different flows may leave in another order.
+struct TunWriter {
+    gro: tun_rs::GROTable,
+    /// Buffers with [`tun_rs::VIRTIO_NET_HDR_LEN`] bytes of headroom, reused.
+    bufs: Vec<Vec<u8>>,
+}
+
+impl TunWriter {
+    fn new() -> TunWriter {
+        TunWriter {
+            gro: tun_rs::GROTable::default(),
+            bufs: Vec::new(),
+        }
+    }
+
+    async fn write(
+        &mut self,
+        tuns: &[Arc<tun_rs::AsyncDevice>],
+        packets: Vec<(usize, Vec<u8>)>,
+        counters: &mut LiveCounters,
+    ) {
+        const HEADROOM: usize = tun_rs::VIRTIO_NET_HDR_LEN;
+        let mut devices: Vec<usize> = packets.iter().map(|(d, _)| *d).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for d in devices {
+            let mut n = 0;
+            for (_, packet) in packets.iter().filter(|(dd, _)| *dd == d) {
+                if self.bufs.len() <= n {
+                    self.bufs
+                        .push(Vec::with_capacity(HEADROOM + usize::from(TUN_MTU)));
+                }
+                let buf = &mut self.bufs[n];
+                buf.clear();
+                buf.resize(HEADROOM, 0);
+                buf.extend_from_slice(packet);
+                n += 1;
+            }
+            let Some(dev) = tuns.get(d) else {
+                continue;
+            };
+            match dev
+                .send_multiple(&mut self.gro, &mut self.bufs[..n], HEADROOM)
+                .await
+            {
+                Ok(_) => counters.tun_written += n as u64,
+                Err(e) => {
+                    counters.tun_write_errors += n as u64;
+                    tracing::debug!("writing {n} packets into TUN {d}: {e}");
+                }
             }
         }
     }

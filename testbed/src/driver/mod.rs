@@ -6,6 +6,23 @@ mod kernel_host;
 
 /// MTU of every TUN device of a live run (the emulated segments carry packets up to this size).
 pub const TUN_MTU: u16 = 1500;
+/// Queue length of every TUN device of a live run (`txqueuelen`; Linux's default is 500):
+/// packets the kernel sends into a TUN wait there until the driver reads them, and a burst
+/// larger than the queue is dropped. Set on the device inside its namespace, at creation.
+pub const TUN_TX_QUEUE_LEN: u32 = 8192;
+
+/// How every TUN device of a live run is built (segment TUNs, kernel hosts' TUNs): named
+/// `name`, [`TUN_MTU`], [`TUN_TX_QUEUE_LEN`], and offload on (`IFF_VNET_HDR`: the driver reads
+/// and writes with a virtio-net header, so it can write a run of same-size datagrams of one
+/// flow as one GSO packet; see `live::TunWriter`). Build it inside the device's namespace.
+pub fn tun_builder(name: &str) -> tun_rs::DeviceBuilder {
+    tun_rs::DeviceBuilder::new()
+        .name(name)
+        .mtu(TUN_MTU)
+        .with(|b| {
+            b.tx_queue_len(TUN_TX_QUEUE_LEN).offload(true);
+        })
+}
 pub use kernel_host::{
     client_id as kernel_host_client_id, namespace_name as kernel_host_namespace,
 };

@@ -72,6 +72,7 @@ impl Attacks {
     }
 
     /// The attack that takes deliveries to `member` of `segment`, if any.
+    #[inline]
     pub(super) fn interceptor(&self, segment: usize, member: usize) -> Option<usize> {
         self.intercept
             .iter()
@@ -81,6 +82,7 @@ impl Attacks {
     }
 
     /// Whether an attack watches deliveries to `member` of `segment`.
+    #[inline]
     pub(super) fn observes(&self, segment: usize, member: usize) -> bool {
         self.observe
             .iter()

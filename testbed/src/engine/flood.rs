@@ -48,6 +48,7 @@ impl Floods {
     }
 
     /// Whether `member` of `segment` is a flood source.
+    #[inline]
     pub(super) fn is_member(&self, segment: usize, member: usize) -> bool {
         self.members.contains(&(segment, member))
     }

@@ -14,14 +14,15 @@ use crate::topology::compute::ComputeCosts;
 use crate::topology::{Action, Topology};
 use binfm_roles::{Command, Time, Work};
 use binfm_stack::capture::Capture;
-use binfm_stack::fabric::{Dest, MemberId, Segment, SegmentDrop};
-use std::collections::{BTreeMap, BinaryHeap};
+use binfm_stack::fabric::{Dest, MemberId, Segment, Transmission};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 mod attack;
 mod boundary;
 mod flood;
+mod queue;
 
 pub use boundary::{Boundary, Closed};
 
@@ -54,8 +55,6 @@ enum What {
         outputs: Vec<Output>,
     },
 }
-
-type Scheduled = crate::timed::Timed<What>;
 
 /// Who put a packet on a segment: a node, an outside member (through the boundary) or a
 /// flood step's source.
@@ -124,8 +123,7 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     pub nodes: Vec<Node>,
     /// Segments, in topology order.
     pub segments: Vec<Segment>,
-    heap: BinaryHeap<Scheduled>,
-    seq: u64,
+    queue: queue::EventQueue<What>,
     wake: Vec<Option<Time>>,
     capture: Option<Capture<W>>,
     /// The event log.
@@ -137,7 +135,7 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     /// Events handled by the loop (deliveries and wakes).
     pub steps: u64,
     scratch_out: Vec<Output>,
-    scratch_fates: Vec<(usize, Result<Time, SegmentDrop>)>,
+    scratch_fates: Vec<Transmission>,
     topo: Topology,
     data_root: Option<std::path::PathBuf>,
     /// The edge of the engine (closed in virtual runs).
@@ -148,6 +146,8 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     attack: attack::Attacks,
     /// What each expensive operation costs (from the topology; zero in live runs).
     compute: ComputeCosts,
+    /// `compute.is_zero()`, asked once per input.
+    compute_free: bool,
     /// Per node: until when its CPU is busy with inputs already handled.
     busy: Vec<Time>,
     /// Per node: the operations charged so far and their total cost.
@@ -230,8 +230,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             now: Time::ZERO,
             nodes,
             segments,
-            heap: BinaryHeap::new(),
-            seq: 0,
+            queue: queue::EventQueue::new(s),
             wake: vec![None; n],
             capture,
             events,
@@ -245,6 +244,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             flood: flood::Floods::default(),
             attack: attack::Attacks::default(),
             compute: topo.compute,
+            compute_free: topo.compute.is_zero(),
             busy: vec![Time::ZERO; n],
             charged: vec![(Work::NONE, Time::ZERO); n],
             topo,
@@ -454,16 +454,12 @@ impl<W: Write, B: Boundary> Network<W, B> {
     }
 
     fn schedule(&mut self, at: Time, what: What) {
-        self.seq += 1;
-        self.heap.push(Scheduled {
-            at,
-            order: self.seq,
-            item: what,
-        });
+        self.queue.push(at, what);
     }
 
     /// What computation costs from now on (live runs set zero: their work takes real time).
     pub fn set_compute(&mut self, compute: ComputeCosts) {
+        self.compute_free = compute.is_zero();
         self.compute = compute;
     }
 
@@ -474,7 +470,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
     /// as without this step.
     fn charge(&mut self, n: usize, out: &mut Vec<Output>) {
         let work = self.nodes[n].take_work();
-        if self.compute.is_zero() {
+        if self.compute_free {
             return;
         }
         let cost = self.compute.cost(&work);
@@ -555,13 +551,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// Handles the next event if it is due by `end`; returns false when there is none.
     pub fn step(&mut self, end: Time) -> Result<bool, RunError> {
-        let Some(top) = self.heap.peek() else {
-            return Ok(false);
-        };
-        if top.at > end {
-            return Ok(false);
-        }
-        let Some(ev) = self.heap.pop() else {
+        let Some(ev) = self.queue.pop_due(end) else {
             return Ok(false);
         };
         self.now = self.now.max(ev.at);
@@ -755,7 +745,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// Time of the earliest scheduled event (a delivery or a node's timer), if any.
     pub fn next_event_at(&self) -> Option<Time> {
-        self.heap.peek().map(|s| s.at)
+        self.queue.next_at()
     }
 
     /// The topology this network was built from.
@@ -812,7 +802,8 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
         let last = fates.len().saturating_sub(1);
         let mut packet = Some(packet);
-        for (i, (to, fate)) in fates.drain(..).enumerate() {
+        for (i, t) in fates.drain(..).enumerate() {
+            let Transmission { to, fate, channel } = t;
             match fate {
                 Ok(at) => {
                     let p = if i == last {
@@ -820,8 +811,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
                     } else {
                         packet.clone().unwrap_or_default()
                     };
-                    self.schedule(
+                    self.queue.push_lane(
                         at,
+                        seg,
+                        channel,
                         What::Deliver {
                             segment: seg,
                             member: to,
