@@ -291,11 +291,26 @@ pub fn verify_prepared(batch: &[&Prepared]) -> Vec<Result<(), SigError>> {
 /// through one batch equation, and only if it fails through the single one each.
 /// Allocation is linear in `items.len()`; callers pass bounded slices (a block, a burst).
 pub fn verify_batch(items: &[Signed<'_>]) -> Vec<Result<(), SigError>> {
-    let mut results: Vec<Result<(), SigError>> = Vec::with_capacity(items.len());
+    verify_each(
+        items,
+        |it| Prepared::new(it.public_key, it.message, it.signature),
+        |e| e,
+    )
+}
+
+/// One result per item, in order: `prepare` checks an item alone (an error is its result);
+/// the prepared signatures go through [`verify_prepared`] together, their errors mapped by
+/// `sig_error`. Shared by [`verify_batch`] and `wallet::verify_txs`.
+pub fn verify_each<T, E>(
+    items: &[T],
+    prepare: impl Fn(&T) -> Result<Prepared, E>,
+    sig_error: impl Fn(SigError) -> E,
+) -> Vec<Result<(), E>> {
+    let mut results: Vec<Result<(), E>> = Vec::with_capacity(items.len());
     let mut prepared = Vec::with_capacity(items.len());
     let mut index = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
-        match Prepared::new(it.public_key, it.message, it.signature) {
+        match prepare(it) {
             Ok(p) => {
                 results.push(Ok(()));
                 prepared.push(p);
@@ -307,7 +322,7 @@ pub fn verify_batch(items: &[Signed<'_>]) -> Vec<Result<(), SigError>> {
     let refs: Vec<&Prepared> = prepared.iter().collect();
     for (i, r) in index.into_iter().zip(verify_prepared(&refs)) {
         if let Some(slot) = results.get_mut(i) {
-            *slot = r;
+            *slot = r.map_err(&sig_error);
         }
     }
     results

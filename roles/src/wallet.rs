@@ -14,7 +14,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use crate::dh::{DhError, DhSecret, validate_public};
-use crate::ed25519::{Prepared, SigError, verify_prepared};
+use crate::ed25519::{Prepared, SigError, verify_each};
 
 /// Hash address of an ed25519 public key: its full SHA-256.
 pub fn hash_addr_of(public_key: &[u8; 32]) -> HashAddr {
@@ -219,26 +219,7 @@ pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
 /// batch fails one by one (see [`crate::ed25519::verify_prepared`]). Allocation is linear in
 /// `txs.len()`: callers pass bounded slices.
 pub fn verify_txs(txs: &[&ToallTx]) -> Vec<Result<(), TxError>> {
-    let mut results = Vec::with_capacity(txs.len());
-    let mut prepared = Vec::with_capacity(txs.len());
-    let mut index = Vec::with_capacity(txs.len());
-    for (i, tx) in txs.iter().enumerate() {
-        match prepare(tx) {
-            Ok(p) => {
-                results.push(Ok(()));
-                prepared.push(p);
-                index.push(i);
-            }
-            Err(e) => results.push(Err(e)),
-        }
-    }
-    let refs: Vec<&Prepared> = prepared.iter().collect();
-    for (i, r) in index.into_iter().zip(verify_prepared(&refs)) {
-        if let Some(slot) = results.get_mut(i) {
-            *slot = r.map_err(TxError::from);
-        }
-    }
-    results
+    verify_each(txs, |tx| prepare(tx), TxError::from)
 }
 
 #[cfg(test)]
