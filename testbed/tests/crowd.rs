@@ -12,13 +12,33 @@ use std::sync::atomic::AtomicBool;
 
 /// topologies/crowd.toml with a smaller crowd (`n` ENs over `m` networks) and `extra` keys.
 fn crowd(n: u32, m: u32, duration: &str, extra: &str) -> Topology {
-    let text = std::fs::read_to_string(common::root().join("topologies/crowd.toml"))
+    Topology::from_str(
+        &crowd_text(n, m, duration, extra),
+        std::path::Path::new("crowd-test.toml"),
+    )
+    .unwrap()
+}
+
+/// The text of [`crowd`]'s topology.
+fn crowd_text(n: u32, m: u32, duration: &str, extra: &str) -> String {
+    std::fs::read_to_string(common::root().join("topologies/crowd.toml"))
         .unwrap()
         .replace("end_nodes = 10000", &format!("end_nodes = {n}"))
         .replace("networks = 100", &format!("networks = {m}"))
         .replace("duration = \"180s\"", &format!("duration = \"{duration}\""))
-        .replace("from = \"60s\"", &format!("from = \"10s\"\n{extra}"));
-    Topology::from_str(&text, std::path::Path::new("crowd-test.toml")).unwrap()
+        .replace("from = \"60s\"", &format!("from = \"10s\"\n{extra}"))
+}
+
+/// Runs `topo` in virtual time into a temporary folder, which is returned.
+fn run_in_tempdir(topo: &Topology) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        seed: None,
+        duration: None,
+    };
+    run_virtual(topo, &opts, &AtomicBool::new(false)).unwrap();
+    dir
 }
 
 #[test]
@@ -136,13 +156,7 @@ fn crowd_errors_name_their_line() {
 fn a_small_crowd_registers_moves_and_calls_reproducibly() {
     let topo = crowd(60, 3, "50s", "");
     let run = || {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out_dir: dir.path().to_path_buf(),
-            seed: None,
-            duration: None,
-        };
-        run_virtual(&topo, &opts, &AtomicBool::new(false)).unwrap();
+        let dir = run_in_tempdir(&topo);
         let results = std::fs::read(dir.path().join("results.json")).unwrap();
         let events = common::read_events(&dir.path().join("events.jsonl"));
         (results, events)
@@ -186,24 +200,12 @@ fn super_node_per_source_limits_come_from_the_topology() {
     // 60 ENs behind one NAT share one source address: at the default 10 TxSubmits a second
     // (bursts of 20) their first registrations hit the limit; at 100 a second they do not.
     let limited = |sn_table: &str| {
-        let text = std::fs::read_to_string(common::root().join("topologies/crowd.toml"))
-            .unwrap()
-            .replace("end_nodes = 10000", "end_nodes = 60")
-            .replace("networks = 100", "networks = 1")
-            .replace("duration = \"180s\"", "duration = \"8s\"")
-            .replace("from = \"60s\"", "from = \"10s\"")
-            .replace(
-                "super_node = { tx_per_source = 200, queries_per_source = 500 }",
-                sn_table,
-            );
+        let text = crowd_text(60, 1, "8s", "").replace(
+            "super_node = { tx_per_source = 200, queries_per_source = 500 }",
+            sn_table,
+        );
         let topo = Topology::from_str(&text, std::path::Path::new("crowd-test.toml")).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let opts = RunOptions {
-            out_dir: dir.path().to_path_buf(),
-            seed: None,
-            duration: None,
-        };
-        run_virtual(&topo, &opts, &AtomicBool::new(false)).unwrap();
+        let dir = run_in_tempdir(&topo);
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap())
                 .unwrap();
