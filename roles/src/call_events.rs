@@ -34,6 +34,13 @@ crate::event_enum! {
             retry: u32,
             retry_in_ms: u64,
         },
+        /// The callee's Response did not match its registered key and a new lookup still
+        /// gave that key (its renewal not on the chain yet): we look it up again later.
+        PeerKeyPending = "call.peer_key_pending" {
+            peer: String,
+            retry: u32,
+            retry_in_ms: u64,
+        },
         /// A Session Request was sent.
         RequestSent = "call.request_sent" { peer: String, to: SocketAddrV4 },
         /// Keys are installed: media flows (`peer_addr` left out when unknown).

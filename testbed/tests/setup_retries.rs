@@ -1,6 +1,7 @@
 //! Call setup survives the two things the loss sweep found: a callee whose Tx is not in a
 //! block yet ("not found" is asked again, bounded), and a lost Session Response (the callee
-//! answers the caller's retransmitted Request with the Response it sent).
+//! answers the caller's retransmitted Request with the Response it sent); and a callee that
+//! renewed its key a moment before the call (its new key is asked for again, bounded).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -65,4 +66,30 @@ fn a_lost_session_response_is_sent_again() {
     );
     assert_eq!(times(&ev, "b", "call.first_frame").len(), 1);
     assert!(times(&ev, "a", "call.control_gave_up").is_empty());
+}
+
+#[test]
+fn a_call_to_a_peer_whose_key_renewal_is_not_in_a_block_yet_waits_for_the_new_key() {
+    // B renews its key at 2 s (accepted at 2.04 s); with this seed no block holds the new Tx
+    // until 4.31 s. A calls at 3 s and gets B's old key twice (3.08 s, and again after the
+    // key check failed at 3.56 s); it asks again each second until the new key is in a block.
+    let ev = run(
+        "[[scenario]]\nat = \"2s\"\ndo = \"rekey b\"\n\n[[scenario]]\nat = \"3s\"\ndo = \"call a b\"\n",
+        Duration::from_secs(8),
+    );
+    assert_eq!(times(&ev, "a", "call.confirm_failed").len(), 1);
+    let pending = times(&ev, "a", "call.peer_key_pending");
+    assert!(
+        !pending.is_empty(),
+        "the second Reply still had the old key"
+    );
+    assert!(pending.len() <= 5, "bounded retries: {pending:?}");
+    assert!(times(&ev, "a", "call.failed").is_empty());
+    let active = times(&ev, "a", "call.active");
+    assert_eq!(active.len(), 1);
+    assert!(active[0] >= pending[0] + Duration::from_secs(1));
+    assert_eq!(times(&ev, "b", "call.incoming").len(), 1, "one call");
+    for host in ["a", "b"] {
+        assert_eq!(times(&ev, host, "call.first_frame").len(), 1, "{host}");
+    }
 }

@@ -22,7 +22,8 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 /// A caller whose peer is "not found" asks again this many times: the peer may have
-/// registered a moment ago, and Replies carry only Txs that are in a block.
+/// registered a moment ago, and Replies carry only Txs that are in a block. A caller whose
+/// peer's key is pending (renewed, not in a block yet) asks again as often.
 pub const NOT_FOUND_RETRIES: u32 = 5;
 /// Wait before asking again about a peer that was not found (about one block interval).
 pub const NOT_FOUND_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -243,7 +244,31 @@ impl EndNode {
             );
             return;
         };
-        self.not_found.remove(&self.calls[idx].peer);
+        let peer = self.calls[idx].peer;
+        // A caller whose key check failed looked the callee up again and got the same key:
+        // the callee's renewal is not on the chain yet. Ask again a little later (the callee
+        // keeps its Response, and resends it) rather than fail the call at once.
+        let c = &self.calls[idx];
+        if c.role == CallRole::Caller
+            && c.saved_response.is_some()
+            && c.peer_y() == Some(info.tx.out.y.as_slice())
+        {
+            let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
+            if tries < NOT_FOUND_RETRIES {
+                self.not_found
+                    .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
+                self.events.push_back(
+                    CallEvent::PeerKeyPending {
+                        peer: hex(&peer),
+                        retry: tries + 1,
+                        retry_in_ms: NOT_FOUND_RETRY_AFTER.as_millis() as u64,
+                    }
+                    .into(),
+                );
+                return;
+            }
+        }
+        self.not_found.remove(&peer);
         let nat = SocketAddrV4::new(info.tx.out.nat_ip, info.tx.out.nat_port);
         let c = &mut self.calls[idx];
         c.set_peer_registration(info.tx.out.y.clone(), nat);
