@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use binfm_roles::dh::DhSecret;
-use binfm_roles::ed25519::{Signed, verify, verify_batch};
+use binfm_roles::ed25519::{KeyCache, Signed, verify, verify_batch, verify_batch_cached};
 use binfm_roles::wallet::{Wallet, verify_tx, verify_txs};
 use binfm_stack::wire::toall::ToallTx;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -89,6 +89,26 @@ fn bench_verify(c: &mut Criterion) {
         g.bench_function(format!("batch_{n}"), |b| {
             b.iter(|| {
                 let r = verify_batch(black_box(batch));
+                assert!(r.iter().all(Result::is_ok));
+                r
+            })
+        });
+    }
+    // The same batches with the keys already decoded: a super node keeps the keys of the
+    // Txs that verified (`KeyCache`), and an end node signs all its Txs with one key.
+    for n in [64usize, 256] {
+        g.throughput(Throughput::Elements(n as u64));
+        let batch = &signed[..n];
+        let mut keys = KeyCache::new(n);
+        assert!(
+            verify_batch_cached(batch, &mut keys)
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert_eq!(keys.len(), n);
+        g.bench_function(format!("batch_{n}_known_keys"), |b| {
+            b.iter(|| {
+                let r = verify_batch_cached(black_box(batch), &mut keys);
                 assert!(r.iter().all(Result::is_ok));
                 r
             })

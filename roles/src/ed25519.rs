@@ -36,6 +36,7 @@
 //! points) and than RFC 8032 (which accepts small-order `A` and `R`); the Session Request
 //! signature (`call.rs`) keeps ed25519-dalek's `verify_strict`, which no batch needs.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
@@ -150,6 +151,82 @@ fn decode_point(b: &[u8; 32]) -> Result<EdwardsPoint, PointError> {
         .ok_or(PointError::Encoding)
 }
 
+/// Decodes a public key under rule 1.
+fn decode_key(public_key: &[u8; 32]) -> Result<EdwardsPoint, SigError> {
+    decode_point(public_key).map_err(|e| match e {
+        PointError::Encoding => SigError::KeyEncoding,
+        PointError::SmallOrder => SigError::WeakKey,
+    })
+}
+
+/// Public keys already decoded, so that a key seen before is not decoded again.
+///
+/// Why: decoding a point is a field square root, and a signature has two (`A` and `R`): at
+/// about 40% of a batch verification's cost per signature, they are its largest part after
+/// the multiscalar multiplication. A super node sees the same keys over and over (an end
+/// node registers again on every move and renewal), so it keeps the keys of signatures that
+/// verified. Results are exactly those without the cache: only keys that passed rule 1 are
+/// in it, and decoding is a pure function of the bytes. At most `capacity` keys, the oldest
+/// inserted leaving first (about 250 bytes each).
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    keys: HashMap<[u8; 32], EdwardsPoint>,
+    order: VecDeque<[u8; 32]>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// Bytes a key takes in the cache, about: the key and its point in the map, the key
+    /// again in the eviction order, and the map's overhead.
+    pub const ENTRY_BYTES: usize = 256;
+
+    /// An empty cache holding at most `capacity` keys.
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache {
+            keys: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The most keys it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The decoded key, from the cache or decoded now (not inserted: see [`KeyCache::keep`]).
+    fn decode(&self, public_key: &[u8; 32]) -> Result<EdwardsPoint, SigError> {
+        match self.keys.get(public_key) {
+            Some(a) => Ok(*a),
+            None => decode_key(public_key),
+        }
+    }
+
+    /// Keeps the key of a signature that verified.
+    pub fn keep(&mut self, p: &Prepared) {
+        if self.capacity == 0 || self.keys.contains_key(&p.a_bytes) {
+            return;
+        }
+        if self.keys.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.keys.remove(&old);
+        }
+        self.keys.insert(p.a_bytes, p.a);
+        self.order.push_back(p.a_bytes);
+    }
+}
+
 impl Prepared {
     /// Checks rules 1 to 3 and decodes; the equation is left to [`Prepared::verify`] or
     /// [`batch_holds`].
@@ -158,10 +235,26 @@ impl Prepared {
         message: &[u8],
         signature: &[u8; 64],
     ) -> Result<Prepared, SigError> {
-        let a = decode_point(public_key).map_err(|e| match e {
-            PointError::Encoding => SigError::KeyEncoding,
-            PointError::SmallOrder => SigError::WeakKey,
-        })?;
+        Prepared::with_key(decode_key(public_key)?, public_key, message, signature)
+    }
+
+    /// [`Prepared::new`] with the key taken from `keys` when it is there.
+    pub fn cached(
+        keys: &KeyCache,
+        public_key: &[u8; 32],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<Prepared, SigError> {
+        Prepared::with_key(keys.decode(public_key)?, public_key, message, signature)
+    }
+
+    /// Rules 2 and 3 and `k`, for a key `a` that passed rule 1 (decoded from `public_key`).
+    fn with_key(
+        a: EdwardsPoint,
+        public_key: &[u8; 32],
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<Prepared, SigError> {
         let mut r_bytes = [0u8; 32];
         r_bytes.copy_from_slice(&signature[..32]);
         let mut s_bytes = [0u8; 32];
@@ -291,26 +384,35 @@ pub fn verify_prepared(batch: &[&Prepared]) -> Vec<Result<(), SigError>> {
 /// through one batch equation, and only if it fails through the single one each.
 /// Allocation is linear in `items.len()`; callers pass bounded slices (a block, a burst).
 pub fn verify_batch(items: &[Signed<'_>]) -> Vec<Result<(), SigError>> {
+    verify_batch_cached(items, &mut KeyCache::new(0))
+}
+
+/// [`verify_batch`] taking known keys from `keys` and keeping there the keys of the
+/// signatures that verified: the same results.
+pub fn verify_batch_cached(items: &[Signed<'_>], keys: &mut KeyCache) -> Vec<Result<(), SigError>> {
     verify_each(
         items,
-        |it| Prepared::new(it.public_key, it.message, it.signature),
+        keys,
+        |it, keys| Prepared::cached(keys, it.public_key, it.message, it.signature),
         |e| e,
     )
 }
 
-/// One result per item, in order: `prepare` checks an item alone (an error is its result);
-/// the prepared signatures go through [`verify_prepared`] together, their errors mapped by
-/// `sig_error`. Shared by [`verify_batch`] and `wallet::verify_txs`.
+/// One result per item, in order: `prepare` checks an item alone, with the known keys (an
+/// error is its result); the prepared signatures go through [`verify_prepared`] together,
+/// their errors mapped by `sig_error`; the keys of those that verified are kept in `keys`.
+/// Shared by [`verify_batch`] and `wallet::verify_txs`.
 pub fn verify_each<T, E>(
     items: &[T],
-    prepare: impl Fn(&T) -> Result<Prepared, E>,
+    keys: &mut KeyCache,
+    prepare: impl Fn(&T, &KeyCache) -> Result<Prepared, E>,
     sig_error: impl Fn(SigError) -> E,
 ) -> Vec<Result<(), E>> {
     let mut results: Vec<Result<(), E>> = Vec::with_capacity(items.len());
     let mut prepared = Vec::with_capacity(items.len());
     let mut index = Vec::with_capacity(items.len());
     for (i, it) in items.iter().enumerate() {
-        match prepare(it) {
+        match prepare(it, keys) {
             Ok(p) => {
                 results.push(Ok(()));
                 prepared.push(p);
@@ -320,7 +422,10 @@ pub fn verify_each<T, E>(
         }
     }
     let refs: Vec<&Prepared> = prepared.iter().collect();
-    for (i, r) in index.into_iter().zip(verify_prepared(&refs)) {
+    for ((i, r), p) in index.into_iter().zip(verify_prepared(&refs)).zip(&prepared) {
+        if r.is_ok() {
+            keys.keep(p);
+        }
         if let Some(slot) = results.get_mut(i) {
             *slot = r.map_err(&sig_error);
         }

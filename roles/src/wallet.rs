@@ -14,7 +14,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
 use crate::dh::{DhError, DhSecret, validate_public};
-use crate::ed25519::{Prepared, SigError, verify_each};
+use crate::ed25519::{KeyCache, Prepared, SigError, verify_each};
 
 /// Hash address of an ed25519 public key: its full SHA-256.
 pub fn hash_addr_of(public_key: &[u8; 32]) -> HashAddr {
@@ -195,9 +195,10 @@ fn check_fields(tx: &ToallTx) -> Result<(), TxError> {
 }
 
 /// The fields checks, then the key and signature encodings (the equation is left to do).
-fn prepare(tx: &ToallTx) -> Result<Prepared, TxError> {
+fn prepare(tx: &ToallTx, keys: &KeyCache) -> Result<Prepared, TxError> {
     check_fields(tx)?;
-    Ok(Prepared::new(
+    Ok(Prepared::cached(
+        keys,
         &tx.public_key,
         &tx.out.signing_bytes(),
         &tx.signature,
@@ -210,7 +211,7 @@ fn prepare(tx: &ToallTx) -> Result<Prepared, TxError> {
 /// equation). Cheap checks first; the signature last. The same rule as [`verify_txs`], so a
 /// Tx is valid or not whether it is checked alone or in a batch.
 pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
-    Ok(prepare(tx)?.verify()?)
+    verify_tx_cached(tx, &mut KeyCache::new(0))
 }
 
 /// [`verify_tx`] for many Txs at once (a block, a burst of submissions): one result per Tx,
@@ -219,7 +220,22 @@ pub fn verify_tx(tx: &ToallTx) -> Result<(), TxError> {
 /// batch fails one by one (see [`crate::ed25519::verify_prepared`]). Allocation is linear in
 /// `txs.len()`: callers pass bounded slices.
 pub fn verify_txs(txs: &[&ToallTx]) -> Vec<Result<(), TxError>> {
-    verify_each(txs, |tx| prepare(tx), TxError::from)
+    verify_txs_cached(txs, &mut KeyCache::new(0))
+}
+
+/// [`verify_tx`] taking the owner's key from `keys` when it is known and keeping it there
+/// when the Tx verifies: the same result, without decoding a known key again.
+pub fn verify_tx_cached(tx: &ToallTx, keys: &mut KeyCache) -> Result<(), TxError> {
+    let p = prepare(tx, keys)?;
+    p.verify()?;
+    keys.keep(&p);
+    Ok(())
+}
+
+/// [`verify_txs`] with known keys from `keys`, keeping there the keys of the Txs that
+/// verified: the same results (what a super node uses, see [`KeyCache`]).
+pub fn verify_txs_cached(txs: &[&ToallTx], keys: &mut KeyCache) -> Vec<Result<(), TxError>> {
+    verify_each(txs, keys, |tx, keys| prepare(tx, keys), TxError::from)
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ fn sn_memory(sn: &binfm_roles::sn::SuperNode) -> Value {
         "tx_limit_sources": { "now": m.tx_limit_sources, "limit": m.tx_limit_sources_max },
         "query_limit_sources": { "now": m.query_limit_sources, "limit": m.query_limit_sources_max },
         "subscribers": { "now": m.subscribers, "limit": m.subscribers_max },
+        "known_keys": { "now": m.known_keys, "limit": m.known_keys_max },
         "bytes_estimate": m.bytes(),
         "bytes_bound": m.bytes_bound(),
     })

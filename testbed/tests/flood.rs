@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 /// What the peak of sn2's packet-growable state may be in this run, in bytes (the estimate
 /// of `SnMemory::bytes`: every pending Tx and orphan at its largest size). The structural
-/// limit (`SnMemory::bytes_bound`) is about 26 MB; the flood must leave almost nothing.
+/// limit (`SnMemory::bytes_bound`) is about 50 MB; the flood must leave almost nothing.
 const PEAK_BYTES_BOUND: usize = 256 * 1024;
 
 /// The paper's topology with B renewing its key (a new registration at sn2) at 2 s and A

@@ -468,5 +468,45 @@ proptest! {
             it.sig[usize::from(flip.1) % 64] ^= 1 << (flip.1 % 8);
         }
         prop_assert_eq!(batch(&all), singles(&all));
+        // With known keys (a cache small enough to evict, warmed by the same items) the
+        // results are the same, batched and alone.
+        let mut keys = KeyCache::new(8);
+        let signed: Vec<Signed<'_>> = all.iter().map(Item::signed).collect();
+        for _ in 0..2 {
+            prop_assert_eq!(verify_batch_cached(&signed, &mut keys), singles(&all));
+            prop_assert!(keys.len() <= 8);
+        }
     }
+}
+
+#[test]
+fn the_key_cache_keeps_only_keys_of_verified_signatures_and_the_newest_ones() {
+    let mut keys = KeyCache::new(3);
+    let mut some = items(4);
+    some[1].msg.push(b'!'); // a valid key, a signature that does not verify
+    let signed: Vec<Signed<'_>> = some.iter().map(Item::signed).collect();
+    let r = verify_batch_cached(&signed, &mut keys);
+    assert_eq!(r, vec![Ok(()), Err(SigError::Equation), Ok(()), Ok(())]);
+    assert_eq!(keys.len(), 3, "items 0, 2 and 3");
+    assert!(!keys.keys.contains_key(&some[1].pk));
+    // A fourth verified key pushes out the oldest (item 0's).
+    let five = item(5);
+    assert_eq!(
+        verify_batch_cached(&[five.signed()], &mut keys),
+        vec![Ok(())]
+    );
+    assert_eq!(keys.len(), 3);
+    assert!(!keys.keys.contains_key(&some[0].pk));
+    assert!(keys.keys.contains_key(&five.pk));
+    // A known key with a bad signature is refused as before.
+    let mut bad = five.clone();
+    bad.sig[40] ^= 0x10;
+    assert_eq!(
+        verify_batch_cached(&[bad.signed()], &mut keys),
+        vec![Err(SigError::Equation)]
+    );
+    // No cache at all keeps nothing.
+    let mut none = KeyCache::new(0);
+    assert_eq!(verify_batch_cached(&signed, &mut none), r);
+    assert!(none.is_empty());
 }

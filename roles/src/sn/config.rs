@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::chain::ValidateTx;
-use crate::wallet::verify_txs;
+use crate::ed25519::KeyCache;
+use crate::wallet::{verify_tx, verify_tx_cached, verify_txs_cached};
+use std::cell::RefCell;
 
 /// Default per-source limit on `TxSubmit`: 10 per second, bursts of 20, 4096 sources.
 /// Honest ENs register on a new address or a new key, a few times per minute at most; many
@@ -56,22 +58,25 @@ pub fn validate_tx(tx: &ToallTx) -> Result<(), String> {
 /// [`validate_tx`] that checks a block's Txs all at once: their signatures in one ed25519
 /// batch ([`crate::wallet::verify_txs`]; the same rule and the same reasons as
 /// `validate_tx`, at about half the cost per signature). Optionally counts the Txs it
-/// checks (each is an ed25519 verification, batched or not).
-#[derive(Debug, Clone, Copy, Default)]
+/// checks (each is an ed25519 verification, batched or not), and takes known keys from a
+/// super node's [`KeyCache`] (keeping there those of the Txs that verify).
+#[derive(Debug, Default)]
 pub struct BatchValidator<'a> {
     counter: Option<&'a Cell<u32>>,
+    keys: Option<RefCell<&'a mut KeyCache>>,
 }
 
 impl<'a> BatchValidator<'a> {
-    /// A validator that counts nothing.
+    /// A validator that counts nothing and decodes every key.
     pub fn new() -> Self {
         BatchValidator::default()
     }
 
-    /// A validator that adds the number of Txs it checks to `counter`.
-    pub fn counting(counter: &'a Cell<u32>) -> Self {
+    /// A validator that adds the number of Txs it checks to `counter` and uses `keys`.
+    pub fn counting(counter: &'a Cell<u32>, keys: &'a mut KeyCache) -> Self {
         BatchValidator {
             counter: Some(counter),
+            keys: Some(RefCell::new(keys)),
         }
     }
 
@@ -80,18 +85,27 @@ impl<'a> BatchValidator<'a> {
             c.set(c.get().saturating_add(u32::try_from(n).unwrap_or(u32::MAX)));
         }
     }
+
+    /// `f` with the known keys (none: an empty cache that keeps nothing).
+    fn with_keys<R>(&self, f: impl FnOnce(&mut KeyCache) -> R) -> R {
+        match &self.keys {
+            Some(k) => f(&mut k.borrow_mut()),
+            None => f(&mut KeyCache::new(0)),
+        }
+    }
 }
 
 impl ValidateTx<ToallTx> for BatchValidator<'_> {
     fn validate(&self, tx: &ToallTx) -> Result<(), String> {
         self.count(1);
-        validate_tx(tx)
+        self.with_keys(|keys| verify_tx_cached(tx, keys))
+            .map_err(|e| e.to_string())
     }
 
     fn first_invalid(&self, txs: &[ToallTx]) -> Option<(usize, String)> {
         self.count(txs.len());
         let refs: Vec<&ToallTx> = txs.iter().collect();
-        verify_txs(&refs)
+        self.with_keys(|keys| verify_txs_cached(&refs, keys))
             .into_iter()
             .enumerate()
             .find_map(|(i, r)| r.err().map(|e| (i, e.to_string())))
@@ -184,6 +198,11 @@ pub struct SnMemory {
     pub subscribers: usize,
     /// [`super::MAX_SUBSCRIBERS`].
     pub subscribers_max: usize,
+    /// Public keys of verified Txs kept decoded ([`crate::ed25519::KeyCache`]), and their
+    /// limit ([`super::KNOWN_KEYS`]).
+    pub known_keys: usize,
+    /// [`super::KNOWN_KEYS`].
+    pub known_keys_max: usize,
     /// Datagrams, events and blocks queued for the driver (drained after every input).
     pub queued: usize,
     /// `ChainConfig::max_block_bytes`: the size an orphan or a reassembly may reach.
@@ -200,6 +219,7 @@ impl SnMemory {
             + self.reassembly_bytes
             + (self.tx_limit_sources + self.query_limit_sources) * SOURCE_ENTRY_BYTES
             + self.subscribers * super::subscribers::SUBSCRIBER_BYTES
+            + self.known_keys * KeyCache::ENTRY_BYTES
     }
 
     /// The same estimate with every structure at its limit: what packets can make the SN
@@ -211,6 +231,7 @@ impl SnMemory {
             + self.reassembly_blocks_max * self.max_block_bytes
             + (self.tx_limit_sources_max + self.query_limit_sources_max) * SOURCE_ENTRY_BYTES
             + self.subscribers_max * super::subscribers::SUBSCRIBER_BYTES
+            + self.known_keys_max * KeyCache::ENTRY_BYTES
     }
 
     /// Whether every structure is within its limit.
@@ -222,5 +243,6 @@ impl SnMemory {
             && self.tx_limit_sources <= self.tx_limit_sources_max
             && self.query_limit_sources <= self.query_limit_sources_max
             && self.subscribers <= self.subscribers_max
+            && self.known_keys <= self.known_keys_max
     }
 }

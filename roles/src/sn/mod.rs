@@ -14,10 +14,11 @@ use crate::chain::{
     AddOutcome, Block, Chain, ChainConfig, ChainTx, Hash, MempoolConfig, MempoolError,
     TxError as ChainTxError, pow,
 };
+use crate::ed25519::KeyCache;
 use crate::ratelimit::{RateLimitConfig, SOURCE_ENTRY_BYTES, SourceLimiter};
 use crate::reassembly::Reassembler;
 use crate::util::{hex, millis};
-use crate::wallet::{TxError as WalletTxError, verify_tx, verify_txs};
+use crate::wallet::{TxError as WalletTxError, verify_tx_cached, verify_txs_cached};
 use crate::work::{Op, Work};
 use crate::{Time, Transmit};
 use binfm_stack::wire::binfm::{
@@ -39,6 +40,10 @@ mod subscribers;
 
 use events::{DropSample, SnEvent};
 pub use subscribers::MAX_SUBSCRIBERS;
+
+/// Most public keys a super node keeps decoded ([`KeyCache`]): as many as it has
+/// subscribers, one per registered end node.
+pub const KNOWN_KEYS: usize = MAX_SUBSCRIBERS;
 use subscribers::Subscribers;
 
 pub use config::{
@@ -129,6 +134,8 @@ pub struct SuperNode {
     /// End nodes that registered here (the source of an accepted Tx): they get the best
     /// chain's new headers pushed.
     subscribers: Subscribers,
+    /// Owners' public keys kept decoded: an EN's every registration is signed by one key.
+    keys: KeyCache,
     /// Counters by reason of what the SN refused or dropped (names in `docs/security.md`).
     pub refused: BTreeMap<&'static str, u64>,
     /// Verifications, Queries answered and blocks validated since the driver took them.
@@ -137,8 +144,8 @@ pub struct SuperNode {
 
 /// [`validate_tx`] for a block's Txs at once (one ed25519 batch) that counts the Txs it
 /// checks in `n` (each is an ed25519 verification).
-fn counting_validator(n: &Cell<u32>) -> BatchValidator<'_> {
-    BatchValidator::counting(n)
+fn counting_validator<'a>(n: &'a Cell<u32>, keys: &'a mut KeyCache) -> BatchValidator<'a> {
+    BatchValidator::counting(n, keys)
 }
 
 /// What [`SuperNode::handle_datagrams`] decided for a datagram ahead of handling it: the
@@ -159,7 +166,7 @@ fn fit_reply(reply: &mut Message) {
     }
 }
 
-/// The counter name of a Tx that failed [`verify_tx`].
+/// The counter name of a Tx that failed [`crate::wallet::verify_tx`].
 fn invalid_reason(e: WalletTxError) -> &'static str {
     match e {
         WalletTxError::BadSignature => "tx_bad_signature",
@@ -198,6 +205,7 @@ impl SuperNode {
             query_limiter: cfg.query_limit.map(SourceLimiter::new),
             drop_reports: BTreeMap::new(),
             subscribers: Subscribers::default(),
+            keys: KeyCache::new(KNOWN_KEYS),
             cfg,
             chain,
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -256,6 +264,8 @@ impl SuperNode {
             query_limit_sources_max,
             subscribers: self.subscribers.len(),
             subscribers_max: MAX_SUBSCRIBERS,
+            known_keys: self.keys.len(),
+            known_keys_max: self.keys.capacity(),
             queued: self.out.len() + self.events.len() + self.persist.len(),
             max_block_bytes: self.cfg.chain.max_block_bytes,
         }
@@ -388,7 +398,7 @@ impl SuperNode {
 
     /// Handles a burst of datagrams that arrived together, as [`SuperNode::handle_datagram`]
     /// on each in order would, with the same outputs, but verifies the burst's Txs with one
-    /// batch verification ([`verify_txs`]): the per-source Tx limit is applied first, in
+    /// batch verification ([`verify_txs_cached`]): the per-source Tx limit is applied first, in
     /// order, so only Txs that get past it are verified (a flood costs no more than before).
     pub fn handle_datagrams(&mut self, now: Time, burst: &[(SocketAddrV4, &[u8])]) {
         let mut msgs: Vec<_> = burst
@@ -412,7 +422,7 @@ impl SuperNode {
             }
         }
         let txs: Vec<&ToallTx> = to_verify.iter().map(|(_, tx)| *tx).collect();
-        let verdicts = verify_txs(&txs);
+        let verdicts = verify_txs_cached(&txs, &mut self.keys);
         let index: Vec<usize> = to_verify.iter().map(|(i, _)| *i).collect();
         for (i, verdict) in index.into_iter().zip(verdicts) {
             if let Some((_, _, checked)) = msgs.get_mut(i) {
@@ -464,11 +474,15 @@ impl SuperNode {
                     self.refuse(now, "tx_rate_limited", DropSample::RateLimited { from });
                     return;
                 }
-                let verdict = checked.verdict.unwrap_or_else(|| verify_tx(&tx));
+                let verdict = checked
+                    .verdict
+                    .unwrap_or_else(|| verify_tx_cached(&tx, &mut self.keys));
                 self.on_tx_submit(now, from, tx, verdict)
             }
             Message::TxRelay { tx } if from_peer => {
-                let verdict = checked.verdict.unwrap_or_else(|| verify_tx(&tx));
+                let verdict = checked
+                    .verdict
+                    .unwrap_or_else(|| verify_tx_cached(&tx, &mut self.keys));
                 self.on_tx_relay(now, from, tx, verdict)
             }
             Message::Query {
@@ -810,9 +824,11 @@ impl SuperNode {
         let hash = block.hash();
         let txs = block.txs.len();
         let verified = Cell::new(0);
-        let added = self
-            .chain
-            .add_block(block, millis(now), &counting_validator(&verified));
+        let added = self.chain.add_block(
+            block,
+            millis(now),
+            &counting_validator(&verified, &mut self.keys),
+        );
         if !matches!(added, Ok(AddOutcome::Duplicate)) {
             self.work.add(Op::Block);
         }
