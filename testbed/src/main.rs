@@ -503,33 +503,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let live_opts = driver::LiveOptions { busy_poll };
             let s = driver::run_live_with(&topo, &opts, live_opts, &mut |line| say!("{line}"))?;
-            say!(
-                "{}: {:.2} s live (seed {}), {} packets, {} events{}",
-                topo.name,
-                s.wall.as_secs_f64(),
-                s.seed,
-                s.packets,
-                s.events,
-                if s.interrupted {
-                    " (stopped by a signal; files are complete up to that moment)"
-                } else {
-                    ""
-                }
-            );
-            driver::write_timing(&s)?;
-            for f in [
-                "capture.pcapng",
-                "events.jsonl",
-                "results.json",
-                "timing.json",
-            ] {
-                say!("  {}", s.out_dir.join(f).display());
-            }
-            Ok(if s.interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let time = format!("{:.2} s live", s.wall.as_secs_f64());
+            finish_run(&topo.name, &time, &s, "stopped by a signal")
         }
         Command::Run {
             file,
@@ -560,34 +535,48 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration,
             };
             let s = driver::run_virtual(&topo, &opts, &stop)?;
-            say!(
-                "{}: {} of virtual time in {:.2} s of wall time (seed {}), {} packets, {} events{}",
-                topo.name,
+            let time = format!(
+                "{} of virtual time in {:.2} s of wall time",
                 humantime::format_duration(s.virtual_time),
-                s.wall.as_secs_f64(),
-                s.seed,
-                s.packets,
-                s.events,
-                if s.interrupted {
-                    " (interrupted by Ctrl-C; files are complete up to that moment)"
-                } else {
-                    ""
-                }
+                s.wall.as_secs_f64()
             );
-            driver::write_timing(&s)?;
-            for f in [
-                "capture.pcapng",
-                "events.jsonl",
-                "results.json",
-                "timing.json",
-            ] {
-                say!("  {}", s.out_dir.join(f).display());
-            }
-            Ok(if s.interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
+            finish_run(&topo.name, &time, &s, "interrupted by Ctrl-C")
         }
     }
+}
+
+/// The end of `binfm run`, virtual or live: the summary line (`time` says how long it ran,
+/// `stopped` how an interrupted run was stopped), timing.json, the list of output files, and
+/// the exit code (130 when interrupted).
+fn finish_run(
+    name: &str,
+    time: &str,
+    s: &driver::RunSummary,
+    stopped: &str,
+) -> anyhow::Result<ExitCode> {
+    let note = if s.interrupted {
+        format!(" ({stopped}; files are complete up to that moment)")
+    } else {
+        String::new()
+    };
+    say!(
+        "{name}: {time} (seed {}), {} packets, {} events{note}",
+        s.seed,
+        s.packets,
+        s.events
+    );
+    driver::write_timing(s)?;
+    for f in [
+        "capture.pcapng",
+        "events.jsonl",
+        "results.json",
+        "timing.json",
+    ] {
+        say!("  {}", s.out_dir.join(f).display());
+    }
+    Ok(if s.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
