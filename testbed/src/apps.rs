@@ -8,7 +8,6 @@ use binfm_roles::chain::{ChainConfig, MempoolConfig};
 use binfm_roles::en::EndNode;
 use binfm_roles::event::Event;
 use binfm_roles::keyseed;
-use binfm_roles::ratelimit::RateLimitConfig;
 use binfm_roles::role::CallView;
 use binfm_roles::sn::{BatchValidator, SnConfig, SuperNode};
 use binfm_roles::wallet::Wallet;
@@ -237,14 +236,7 @@ pub fn sn_role(
     let mut cfg = SnConfig::new(index as u32, peers, sn_def.hash_rate, chain_cfg);
     cfg.reply_unconfirmed = topo.chain.reply_unconfirmed;
     cfg.max_block_txs = topo.chain.block_txs;
-    let per_source = |limit: &mut Option<RateLimitConfig>, rate: Option<u32>| {
-        if let (Some(l), Some(rate)) = (limit.as_mut(), rate) {
-            l.rate_per_s = rate;
-            l.burst = rate.saturating_mul(2);
-        }
-    };
-    per_source(&mut cfg.tx_limit, sn_def.tx_per_source);
-    per_source(&mut cfg.query_limit, sn_def.queries_per_source);
+    cfg.set_per_source_limits(sn_def.tx_per_source, sn_def.queries_per_source);
     let mut recovered = None;
     let (sn, log) = match &sn_def.data_dir {
         Some(dir) => {

@@ -161,6 +161,17 @@ impl SnConfig {
             query_limit: Some(DEFAULT_QUERY_LIMIT),
         }
     }
+
+    /// Per-source limits of `rate` TxSubmits and Queries a second (`None`: the default),
+    /// each in bursts of twice its rate; a disabled limit stays disabled.
+    pub fn set_per_source_limits(&mut self, tx: Option<u32>, queries: Option<u32>) {
+        for (limit, rate) in [(&mut self.tx_limit, tx), (&mut self.query_limit, queries)] {
+            if let (Some(l), Some(rate)) = (limit.as_mut(), rate) {
+                l.rate_per_s = rate;
+                l.burst = rate.saturating_mul(2);
+            }
+        }
+    }
 }
 
 /// Sizes of everything in a super node that packets from the network can make grow, with

@@ -474,3 +474,19 @@ fn a_burst_handled_at_once_gives_what_handling_each_datagram_gives() {
     // 60 submitted, 1 bad signature, 10 over the limit; plus the relayed one.
     assert_eq!(one.chain().mempool().len(), 60 - 1 - 10 + 1);
 }
+
+#[test]
+fn per_source_limits_set_the_rate_and_a_burst_of_twice_it_and_leave_a_disabled_limit_off() {
+    let mut cfg = SnConfig::new(1, vec![], 1.0, ChainConfig::default());
+    cfg.set_per_source_limits(Some(200), None);
+    let tx = cfg.tx_limit.expect("on by default");
+    assert_eq!((tx.rate_per_s, tx.burst), (200, 400));
+    assert_eq!(
+        cfg.query_limit,
+        Some(DEFAULT_QUERY_LIMIT),
+        "None keeps the default"
+    );
+    cfg.query_limit = None;
+    cfg.set_per_source_limits(None, Some(500));
+    assert_eq!(cfg.query_limit, None);
+}

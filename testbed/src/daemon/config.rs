@@ -89,6 +89,10 @@ struct SuperNodeSpec {
     data_dir: Option<Spanned<String>>,
     #[serde(default)]
     reply_unconfirmed: Option<bool>,
+    #[serde(default)]
+    tx_per_source: Option<Spanned<u32>>,
+    #[serde(default)]
+    queries_per_source: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +193,11 @@ pub enum RoleConfig {
         data_dir: Option<PathBuf>,
         /// Replies may carry the newest unconfirmed Tx.
         reply_unconfirmed: bool,
+        /// TxSubmits a second one source address may send (bursts of twice that); `None`:
+        /// the super node's default.
+        tx_per_source: Option<u32>,
+        /// Queries a second one source address may send, likewise.
+        queries_per_source: Option<u32>,
     },
     /// `[end_node]`.
     EndNode {
@@ -360,6 +369,19 @@ impl Cx<'_> {
             }
         }
     }
+    /// An optional rate of at least 1 a second: `Some(None)` when absent, `None` (an error
+    /// reported) when 0.
+    fn per_second(&mut self, v: &Option<Spanned<u32>>, key: &str) -> Option<Option<u32>> {
+        match v {
+            None => Some(None),
+            Some(v) if *v.get_ref() == 0 => {
+                self.err(v, format!("key `{key}`: must be at least 1 per second"));
+                None
+            }
+            Some(v) => Some(Some(*v.get_ref())),
+        }
+    }
+
     fn positive(&mut self, v: &Spanned<f64>, key: &str) -> Option<f64> {
         let x = *v.get_ref();
         if x.is_finite() && x > 0.0 {
@@ -623,6 +645,9 @@ fn super_node(cx: &mut Cx<'_>, path: &Path, t: &SuperNodeSpec) -> Option<RoleCon
         block_interval,
         data_dir: t.data_dir.as_ref().map(|d| resolve(path, d.get_ref())),
         reply_unconfirmed: t.reply_unconfirmed.unwrap_or(false),
+        tx_per_source: cx.per_second(&t.tx_per_source, "super_node.tx_per_source")?,
+        queries_per_source: cx
+            .per_second(&t.queries_per_source, "super_node.queries_per_source")?,
     })
 }
 
@@ -798,7 +823,7 @@ mod tests {
     #[test]
     fn a_super_node_config_with_every_key() {
         let c = parse(
-            "listen = \"198.51.100.11:7400\"\ncontrol = \"sn1.sock\"\nseed = 3\n[super_node]\nid = 1\npeers = [\"198.51.100.12:7400\"]\nhash_rate = 1000\nblock_interval = \"2s\"\ndata_dir = \"blocks\"\n",
+            "listen = \"198.51.100.11:7400\"\ncontrol = \"sn1.sock\"\nseed = 3\n[super_node]\nid = 1\npeers = [\"198.51.100.12:7400\"]\nhash_rate = 1000\nblock_interval = \"2s\"\ndata_dir = \"blocks\"\ntx_per_source = 200\nqueries_per_source = 500\n",
             RoleKind::SuperNode,
         )
         .unwrap();
@@ -809,11 +834,14 @@ mod tests {
             network_hash_rate,
             block_interval,
             data_dir,
+            tx_per_source,
+            queries_per_source,
             ..
         } = c.role
         else {
             panic!("not a super node")
         };
+        assert_eq!((tx_per_source, queries_per_source), (Some(200), Some(500)));
         assert_eq!(peers.len(), 1);
         assert_eq!(network_hash_rate, 2000.0);
         assert_eq!(block_interval, Duration::from_secs(2));
@@ -829,6 +857,15 @@ mod tests {
         .unwrap_err();
         assert!(
             e.contains("/etc/binfm/x.toml:3: key `super_node.peers`: `198.51.100.12` is not an IPv4 address with a port"),
+            "{e}"
+        );
+        let e = parse(
+            "listen = \"198.51.100.11:7400\"\n[super_node]\n\ntx_per_source = 0\n",
+            RoleKind::SuperNode,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("x.toml:4: key `super_node.tx_per_source`: must be at least 1 per second"),
             "{e}"
         );
         let e = parse("listen = \"x\"\n[stun]\n", RoleKind::Stun).unwrap_err();

@@ -70,10 +70,13 @@ pub fn prepare(cfg: &NodeConfig, seed: u64, now: Time) -> anyhow::Result<Prepare
             block_interval,
             data_dir,
             reply_unconfirmed,
+            tx_per_source,
+            queries_per_source,
         } => {
             let chain_cfg = chain_config_of(*network_hash_rate, *block_interval);
             let mut sn_cfg = SnConfig::new(*id, peers.clone(), *hash_rate, chain_cfg);
             sn_cfg.reply_unconfirmed = *reply_unconfirmed;
+            sn_cfg.set_per_source_limits(*tx_per_source, *queries_per_source);
             match data_dir {
                 Some(dir) => {
                     let (chain, log, recovery) = open_chain(
