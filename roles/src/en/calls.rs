@@ -203,6 +203,37 @@ impl EndNode {
         }
     }
 
+    /// Schedules another lookup of `peer` in [`NOT_FOUND_RETRY_AFTER`] unless it was asked
+    /// [`NOT_FOUND_RETRIES`] times already (then `false`); reports it as the peer not found
+    /// yet, or (`key_pending`) as its renewed key not in a block yet.
+    fn ask_again_later(&mut self, now: Time, peer: HashAddr, key_pending: bool) -> bool {
+        let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
+        if tries >= NOT_FOUND_RETRIES {
+            return false;
+        }
+        self.not_found
+            .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
+        let (peer, retry) = (hex(&peer), tries + 1);
+        let retry_in_ms = NOT_FOUND_RETRY_AFTER.as_millis() as u64;
+        self.events.push_back(
+            if key_pending {
+                CallEvent::PeerKeyPending {
+                    peer,
+                    retry,
+                    retry_in_ms,
+                }
+            } else {
+                CallEvent::PeerNotFoundYet {
+                    peer,
+                    retry,
+                    retry_in_ms,
+                }
+            }
+            .into(),
+        );
+        true
+    }
+
     /// A lookup finished: the call waiting for it goes on.
     pub(super) fn continue_call(&mut self, now: Time, request_id: u32, info: Option<&PeerInfo>) {
         let me = self.wallet.hash_addr();
@@ -215,21 +246,10 @@ impl EndNode {
         };
         let Some(info) = info else {
             let peer = self.calls[idx].peer;
-            let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
             // Only a caller asks again. A callee's lookup of an unknown caller ends the call
             // at once (a spoofed Request must not hold a call slot); a real caller
             // retransmits its Request, which starts a new lookup.
-            if self.calls[idx].role == CallRole::Caller && tries < NOT_FOUND_RETRIES {
-                self.not_found
-                    .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
-                self.events.push_back(
-                    CallEvent::PeerNotFoundYet {
-                        peer: hex(&peer),
-                        retry: tries + 1,
-                        retry_in_ms: NOT_FOUND_RETRY_AFTER.as_millis() as u64,
-                    }
-                    .into(),
-                );
+            if self.calls[idx].role == CallRole::Caller && self.ask_again_later(now, peer, false) {
                 return;
             }
             self.not_found.remove(&peer);
@@ -252,21 +272,9 @@ impl EndNode {
         if c.role == CallRole::Caller
             && c.saved_response.is_some()
             && c.peer_y() == Some(info.tx.out.y.as_slice())
+            && self.ask_again_later(now, peer, true)
         {
-            let tries = self.not_found.get(&peer).map_or(0, |e| e.1);
-            if tries < NOT_FOUND_RETRIES {
-                self.not_found
-                    .insert(peer, (Some(now + NOT_FOUND_RETRY_AFTER), tries + 1));
-                self.events.push_back(
-                    CallEvent::PeerKeyPending {
-                        peer: hex(&peer),
-                        retry: tries + 1,
-                        retry_in_ms: NOT_FOUND_RETRY_AFTER.as_millis() as u64,
-                    }
-                    .into(),
-                );
-                return;
-            }
+            return;
         }
         self.not_found.remove(&peer);
         let nat = SocketAddrV4::new(info.tx.out.nat_ip, info.tx.out.nat_port);
