@@ -9,6 +9,7 @@
 //! place), kept in a `BTreeMap`, so templates are deterministic.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use super::{ChainTx, Hash};
 
@@ -240,6 +241,21 @@ impl<T: ChainTx> Mempool<T> {
             .take(max_txs)
             .map(|p| p.tx.clone())
             .collect()
+    }
+
+    /// The pending txs after `owner`'s (all of them if `None`), oldest first; `None` if
+    /// `owner` has no pending tx.
+    pub fn after(&self, owner: Option<&Hash>) -> Option<impl Iterator<Item = &T>> {
+        let from = match owner {
+            Some(o) => Bound::Excluded(self.by_owner.get(o)?.arrival),
+            None => Bound::Unbounded,
+        };
+        Some(
+            self.order
+                .range((from, Bound::Unbounded))
+                .filter_map(|(_, o)| self.by_owner.get(o))
+                .map(|p| &p.tx),
+        )
     }
 
     /// Drops pending txs that `confirmed` (txs of a block now on the best chain) make stale:

@@ -214,6 +214,32 @@ impl<T: ChainTx> Chain<T> {
         )
     }
 
+    /// Follows a tx the mempool just took (`added`, from [`Chain::add_tx`]) in `template`,
+    /// a template of this chain made by [`Chain::template`] and offered every mempool change
+    /// since. [`Template::offer`], except for a tx that evicted the oldest pending one: the
+    /// template drops that tx (its first) and takes the mempool txs after its last that fit,
+    /// which is what [`Chain::template`] would make now, without cloning and hashing every tx
+    /// again (a full mempool evicts on every new owner's tx).
+    pub fn template_offer(
+        &self,
+        template: &mut Template<T>,
+        tx: &T,
+        added: &MempoolAdd,
+    ) -> TemplateUpdate {
+        let MempoolAdd::InsertedEvicting { evicted } = added else {
+            return template.offer(tx, added);
+        };
+        if !template.drop_first(evicted) {
+            return TemplateUpdate::Rebuild;
+        }
+        let last = template.last_owner();
+        let Some(next) = self.mempool.after(last.as_ref()) else {
+            return TemplateUpdate::Rebuild;
+        };
+        template.fill(next, self.mempool.len());
+        TemplateUpdate::Changed
+    }
+
     /// Best tip hash and height.
     pub fn tip(&self) -> (Hash, u64) {
         self.store.tip()

@@ -3,12 +3,17 @@
 //! The template holds the longest prefix of the mempool's order that fits the block limits
 //! (the same txs [`Chain::block_template`] would pick) and its Merkle tree level by level. A
 //! new owner's tx is appended (O(log n) hashes for the right edge of the tree); a tx that
-//! replaces its owner's pending one takes its place (O(log n) hashes for its path). Only a
-//! new tip, an eviction or a replacement that no longer fits rebuilds it.
+//! replaces its owner's pending one takes its place (O(log n) hashes for its path). A tx
+//! that evicts the oldest pending one (a full mempool) drops the template's first tx and
+//! takes the mempool txs after its last that now fit ([`Chain::template_offer`]): every leaf
+//! moves, so the tree is hashed again from the ids it keeps (n - 1 hashes), but no tx is
+//! cloned, encoded or hashed again. Only a new tip or a replacement that no longer fits
+//! rebuilds it.
 //!
 //! [`Chain::block_template`]: super::Chain::block_template
+//! [`Chain::template_offer`]: super::Chain::template_offer
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::block::{Block, BlockHeader, HEADER_LEN};
 use super::merkle::parent;
@@ -20,11 +25,14 @@ pub struct Template<T> {
     header: BlockHeader,
     /// Lowest block time the median-time-past rule allows on this parent.
     time_floor: u64,
-    txs: Vec<T>,
+    txs: VecDeque<T>,
     /// Merkle tree levels, leaf ids first; the last level has one node (the root).
     levels: Vec<Vec<Hash>>,
-    /// Owner -> index in `txs`.
+    /// Owner -> position of its tx counted from the template's first tx ever: its index in
+    /// `txs` is the position minus `dropped`.
     by_owner: HashMap<Hash, usize>,
+    /// Txs dropped from the front ([`Template::drop_first`]).
+    dropped: usize,
     bytes: usize,
     max_bytes: usize,
     max_txs: usize,
@@ -58,9 +66,10 @@ impl<T: ChainTx> Template<T> {
         let mut t = Template {
             header,
             time_floor,
-            txs: Vec::with_capacity(txs.len()),
+            txs: VecDeque::with_capacity(txs.len()),
             levels: vec![Vec::with_capacity(txs.len())],
             by_owner: HashMap::with_capacity(txs.len()),
+            dropped: 0,
             bytes: HEADER_LEN + 4,
             max_bytes,
             max_txs,
@@ -72,7 +81,7 @@ impl<T: ChainTx> Template<T> {
             if let Some(leaves) = t.levels.first_mut() {
                 leaves.push(tx.id());
             }
-            t.txs.push(tx);
+            t.txs.push_back(tx);
         }
         t.levels = tree_levels(t.levels.swap_remove(0));
         t.header.merkle_root = t.root();
@@ -85,8 +94,8 @@ impl<T: ChainTx> Template<T> {
     }
 
     /// The txs, in block order.
-    pub fn txs(&self) -> &[T] {
-        &self.txs
+    pub fn txs(&self) -> impl ExactSizeIterator<Item = &T> {
+        self.txs.iter()
     }
 
     /// Encoded size of the block.
@@ -101,7 +110,7 @@ impl<T: ChainTx> Template<T> {
                 nonce,
                 ..self.header
             },
-            txs: self.txs.clone(),
+            txs: self.txs.iter().cloned().collect(),
         }
     }
 
@@ -127,8 +136,8 @@ impl<T: ChainTx> Template<T> {
                 }
                 let index = self.txs.len();
                 self.bytes += len;
-                self.by_owner.insert(tx.owner(), index);
-                self.txs.push(tx.clone());
+                self.by_owner.insert(tx.owner(), self.dropped + index);
+                self.txs.push_back(tx.clone());
                 if let Some(leaves) = self.levels.first_mut() {
                     leaves.push(tx.id());
                 }
@@ -136,7 +145,11 @@ impl<T: ChainTx> Template<T> {
                 TemplateUpdate::Changed
             }
             MempoolAdd::Replaced { old } => {
-                let Some(&index) = self.by_owner.get(&tx.owner()) else {
+                let Some(index) = self
+                    .by_owner
+                    .get(&tx.owner())
+                    .and_then(|p| p.checked_sub(self.dropped))
+                else {
                     return TemplateUpdate::Unchanged;
                 };
                 let Some(slot) = self.txs.get_mut(index) else {
@@ -162,6 +175,64 @@ impl<T: ChainTx> Template<T> {
             }
             MempoolAdd::InsertedEvicting { .. } => TemplateUpdate::Rebuild,
         }
+    }
+
+    /// Drops the first tx if its id is `id` (the tx a full mempool evicted: its oldest);
+    /// `false` (and nothing changes) if it is not. Leaves the Merkle tree to [`Template::fill`].
+    pub(super) fn drop_first(&mut self, id: &Hash) -> bool {
+        if self.levels.first().and_then(|l| l.first()) != Some(id) {
+            return false;
+        }
+        let Some(tx) = self.txs.pop_front() else {
+            return false;
+        };
+        if let Some(leaves) = self.levels.first_mut() {
+            leaves.remove(0);
+        }
+        self.bytes -= 4 + tx.encode().len();
+        if self.by_owner.get(&tx.owner()) == Some(&self.dropped) {
+            self.by_owner.remove(&tx.owner());
+        }
+        self.dropped += 1;
+        true
+    }
+
+    /// The owner of the last tx (the mempool txs after its pending tx come next).
+    pub(super) fn last_owner(&self) -> Option<Hash> {
+        self.txs.back().map(ChainTx::owner)
+    }
+
+    /// After [`Template::drop_first`]: appends `next` (the mempool txs after the template's
+    /// last, in order) while they fit, notes whether the mempool (`mempool_len` txs) holds
+    /// more and hashes the tree again from its leaves.
+    pub(super) fn fill<'a>(&mut self, next: impl Iterator<Item = &'a T>, mempool_len: usize)
+    where
+        T: 'a,
+    {
+        for tx in next {
+            if self.txs.len() >= self.max_txs {
+                break;
+            }
+            let len = 4 + tx.encode().len();
+            if self.bytes + len > self.max_bytes {
+                break;
+            }
+            self.bytes += len;
+            self.by_owner
+                .insert(tx.owner(), self.dropped + self.txs.len());
+            if let Some(leaves) = self.levels.first_mut() {
+                leaves.push(tx.id());
+            }
+            self.txs.push_back(tx.clone());
+        }
+        self.full = self.txs.len() < mempool_len;
+        let leaves = self
+            .levels
+            .first_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        self.levels = tree_levels(leaves);
+        self.header.merkle_root = self.root();
     }
 
     fn root(&self) -> Hash {
@@ -224,20 +295,36 @@ mod tests {
     use super::*;
     use crate::chain::merkle::merkle_root;
 
-    /// Random inserts and replacements: the incremental template always equals a template
-    /// built from scratch (same txs, same Merkle root), also when it fills up.
+    /// Random inserts, replacements and (with a small mempool) evictions: the incremental
+    /// template always equals a template built from scratch (same txs, same Merkle root),
+    /// also when it fills up.
     #[test]
     fn incremental_template_matches_rebuild() {
-        for (max_txs, max_bytes) in [(500, 60_000), (7, 60_000), (500, 600)] {
+        for (max_txs, max_bytes, pool) in [
+            (500, 60_000, 10_000),
+            (7, 60_000, 10_000),
+            (500, 600, 10_000),
+            (500, 60_000, 25),
+            (7, 60_000, 25),
+            (500, 600, 25),
+            (25, 60_000, 25),
+            (7, 60_000, 1),
+        ] {
             let cfg = crate::chain::ChainConfig {
                 max_block_bytes: max_bytes,
                 ..easy_config()
             };
+            let mempool = MempoolConfig {
+                max_txs: pool,
+                ..MempoolConfig::default()
+            };
             let mut chain: Chain<DummyTx> =
-                Chain::new(cfg, MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+                Chain::new(cfg, mempool).unwrap_or_else(|e| panic!("{e}"));
             let mut t = chain.template(100, 1, max_txs);
             let mut x = 12345u64;
             let mut seqs = [0u64; 40];
+            let mut evictions = 0;
+            let mut rebuilds = 0;
             for step in 0..300u64 {
                 x = x
                     .wrapping_mul(6364136223846793005)
@@ -249,14 +336,31 @@ mod tests {
                 let added = chain
                     .add_tx(tx.clone(), 100, &ok)
                     .unwrap_or_else(|e| panic!("{e}"));
-                if t.offer(&tx, &added) == TemplateUpdate::Rebuild {
-                    t = chain.template(100, 1, max_txs);
+                if matches!(added, MempoolAdd::InsertedEvicting { .. }) {
+                    evictions += 1;
+                }
+                match chain.template_offer(&mut t, &tx, &added) {
+                    TemplateUpdate::Rebuild => {
+                        rebuilds += 1;
+                        t = chain.template(100, 1, max_txs);
+                    }
+                    TemplateUpdate::Changed => {
+                        t.set_time(100);
+                    }
+                    TemplateUpdate::Unchanged => {}
                 }
                 let fresh = chain.block_template(100, 1, max_txs);
-                assert_eq!(t.txs(), &fresh.txs[..], "step {step}");
+                assert!(t.txs().eq(fresh.txs.iter()), "step {step}");
                 let ids: Vec<Hash> = fresh.txs.iter().map(ChainTx::id).collect();
                 assert_eq!(t.header().merkle_root, merkle_root(&ids), "step {step}");
                 assert_eq!(t.encoded_len(), fresh.encoded_len());
+            }
+            if pool < 40 {
+                assert!(evictions > 50, "{max_txs} {max_bytes} {pool}: {evictions}");
+                assert!(
+                    rebuilds < evictions / 4,
+                    "evictions follow incrementally: {rebuilds} rebuilds"
+                );
             }
         }
     }

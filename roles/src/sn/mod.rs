@@ -353,7 +353,9 @@ impl SuperNode {
         if job.dirty_since.is_none() && job.found.is_some_and(|k| job.time_of(k, rate) <= now) {
             return;
         }
-        match job.template.offer(tx, added) {
+        // Every mempool change since the template was made reached it (once a change is
+        // skipped above, all are until the next template), as `template_offer` needs.
+        match self.chain.template_offer(&mut job.template, tx, added) {
             crate::chain::TemplateUpdate::Unchanged => {}
             crate::chain::TemplateUpdate::Changed => {
                 job.template.set_time(millis(now));

@@ -281,9 +281,9 @@ struct Harness<'a> {
 
 /// Fresh wallets of one seed (`wallet_for(seed, "scale-en-<i>")`), made once and copied into
 /// every point that needs them: a wallet costs a DH key generation (about 0.75 ms), so
-/// 100,000 take over a minute to make but a fraction of a second to copy. Points of one
-/// seed share the first N of the same list, so a point's crowd is the same as with wallets
-/// made for it alone.
+/// 100,000 take over a minute of CPU to make (on up to [`WALLET_THREADS`] threads) but a
+/// fraction of a second to copy. Points of one seed share the first N of the same list, so a
+/// point's crowd is the same as with wallets made for it alone.
 #[derive(Debug)]
 pub struct Wallets {
     seed: u64,
@@ -338,24 +338,66 @@ impl Wallets {
         Some(self.made)
     }
 
+    /// Makes the missing wallets up to `n`, on up to [`WALLET_THREADS`] threads (each wallet
+    /// is a function of the seed and its index alone, so the list is the same on any number
+    /// of threads), in rounds of [`WALLET_ROUND`] per thread.
     fn make(&mut self, n: usize, progress: &mut dyn FnMut(&str), stop: &AtomicBool) -> Option<()> {
         self.made.reserve(n.saturating_sub(self.made.len()));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, WALLET_THREADS);
+        let seed = self.seed;
+        let make_range = |range: std::ops::Range<usize>| -> Vec<Wallet> {
+            range
+                .map(|i| crate::apps::wallet_for(seed, &format!("scale-en-{i}")))
+                .collect()
+        };
+        let mut next_progress = (self.made.len() / 10_000 + 1) * 10_000;
         while self.made.len() < n {
-            let i = self.made.len();
-            if i.is_multiple_of(1000) {
-                if stop.load(AtomicOrdering::Relaxed) {
-                    return None;
-                }
-                if i > 0 && i.is_multiple_of(10_000) {
-                    progress(&format!("scale: {i}/{n} wallets made"));
+            if stop.load(AtomicOrdering::Relaxed) {
+                return None;
+            }
+            let from = self.made.len();
+            let to = n.min(from + threads * WALLET_ROUND);
+            let chunk = (to - from).div_ceil(threads);
+            let ranges: Vec<_> = (from..to)
+                .step_by(chunk)
+                .map(|a| a..to.min(a + chunk))
+                .collect();
+            if ranges.len() == 1 {
+                self.made.extend(make_range(from..to));
+            } else {
+                let parts: Vec<Vec<Wallet>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = ranges
+                        .iter()
+                        .map(|r| {
+                            let r = r.clone();
+                            scope.spawn(move || make_range(r))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                });
+                for part in parts {
+                    self.made.extend(part);
                 }
             }
-            self.made
-                .push(crate::apps::wallet_for(self.seed, &format!("scale-en-{i}")));
+            if self.made.len() >= next_progress && self.made.len() < n {
+                progress(&format!("scale: {}/{n} wallets made", self.made.len()));
+                next_progress = (self.made.len() / 10_000 + 1) * 10_000;
+            }
         }
         Some(())
     }
 }
+
+/// Most threads that make wallets (a DH key generation each).
+const WALLET_THREADS: usize = 4;
+
+/// Wallets a thread makes between two checks of the stop flag (about 1 s).
+const WALLET_ROUND: usize = 1000;
 
 /// Refuses settings a point cannot run with.
 fn check(cfg: &ScaleConfig) -> anyhow::Result<()> {
@@ -430,4 +472,26 @@ pub fn run_scale(
         "stopped": stopped,
         "points": points,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wallets made in rounds on several threads are the list made one by one.
+    #[test]
+    fn wallets_made_on_threads_are_the_sequential_list() {
+        let stop = AtomicBool::new(false);
+        let mut w = Wallets::new(7);
+        let n = 2 * WALLET_ROUND + 3;
+        let made = w
+            .first(n, &mut |_| {}, &stop)
+            .unwrap_or_else(|| panic!("stopped"));
+        assert_eq!(made.len(), n);
+        for i in [0, 1, WALLET_ROUND - 1, WALLET_ROUND, n - 1] {
+            let one = crate::apps::wallet_for(7, &format!("scale-en-{i}"));
+            assert_eq!(made[i].hash_addr(), one.hash_addr(), "wallet {i}");
+            assert_eq!(made[i].dh().public_bytes(), one.dh().public_bytes());
+        }
+    }
 }
