@@ -65,6 +65,8 @@ impl EndNode {
             );
             return;
         }
+        // A new call counts its own lookups again.
+        self.not_found.remove(&peer);
         let nonce: [u8; 16] = self.rng.random();
         let ssrc: u32 = self.rng.random();
         let mut call = Call::new(peer, CallRole::Caller, nonce, ssrc, self.audio.clone(), now);
@@ -203,6 +205,26 @@ impl EndNode {
         }
     }
 
+    /// A lookup got no answer from any super node: the call waiting for it fails.
+    pub(super) fn lookup_gave_up(&mut self, request_id: u32) {
+        let Some(c) = self
+            .calls
+            .iter_mut()
+            .find(|c| c.state == CallState::LookingUp(request_id))
+        else {
+            return;
+        };
+        self.not_found.remove(&c.peer);
+        c.hang_up();
+        self.events.push_back(
+            CallEvent::Failed {
+                peer: hex(&c.peer),
+                reason: "no super node answered the lookup".to_owned(),
+            }
+            .into(),
+        );
+    }
+
     /// Schedules another lookup of `peer` in [`NOT_FOUND_RETRY_AFTER`] unless it was asked
     /// [`NOT_FOUND_RETRIES`] times already (then `false`); reports it as the peer not found
     /// yet, or (`key_pending`) as its renewed key not in a block yet.
@@ -266,8 +288,9 @@ impl EndNode {
         };
         let peer = self.calls[idx].peer;
         // A caller whose key check failed looked the callee up again and got the same key:
-        // the callee's renewal is not on the chain yet. Ask again a little later (the callee
-        // keeps its Response, and resends it) rather than fail the call at once.
+        // likely the callee's renewal is not in a block yet. Ask again a little later, keeping
+        // the callee's Response (`saved_response`) to check with the key the next lookup
+        // gives, rather than fail the call at once.
         let c = &self.calls[idx];
         if c.role == CallRole::Caller
             && c.saved_response.is_some()
@@ -801,6 +824,13 @@ impl EndNode {
                 }
             }
         }
+        // A call that ended (or got its peer) while a retry was pending leaves nothing behind.
+        let calls = &self.calls;
+        self.not_found.retain(|peer, _| {
+            calls
+                .iter()
+                .any(|c| c.peer == *peer && matches!(c.state, CallState::LookingUp(_)))
+        });
     }
 }
 

@@ -378,6 +378,7 @@ impl EndNode {
                                 .into(),
                             );
                             self.results.push_back((id, q.hash_addr, None));
+                            self.lookup_gave_up(id);
                         }
                     }
                 }

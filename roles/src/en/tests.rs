@@ -1107,3 +1107,32 @@ fn a_registered_end_node_behind_a_nat_keeps_its_mapping_alive_with_get_headers()
     // Without a NAT there is no mapping to keep.
     assert!(keepalives(None).is_empty());
 }
+
+/// A call whose lookup no super node answers fails (it waited forever before), and leaves
+/// no retry count behind for the next call to that peer.
+#[test]
+fn a_call_whose_lookup_nobody_answers_fails() {
+    let (mut en, _chain) = registered(1, ME);
+    let peer = wallet(2, SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 2), ports::EN)).hash_addr();
+    en.call(Time::from_secs(1), peer);
+    while en.poll_event().is_some() {}
+    let mut now = Time::from_secs(1);
+    for _ in 0..1000 {
+        match en.poll_timeout() {
+            Some(t) if t <= Time::from_secs(600) => now = now.max(t),
+            _ => break,
+        }
+        en.handle_timeout(now);
+        sent(&mut en); // the super node never answers
+        if en.calls()[0].state == CallState::Ended {
+            break;
+        }
+    }
+    assert_eq!(en.calls()[0].state, CallState::Ended, "at {now:?}");
+    let failed: Vec<String> = drain(&mut en, |e| match e.downcast_ref()? {
+        CallEvent::Failed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(failed, vec!["no super node answered the lookup".to_owned()]);
+    assert!(en.not_found.is_empty());
+}

@@ -56,7 +56,7 @@ pub fn validate_tx(tx: &ToallTx) -> Result<(), String> {
 }
 
 /// [`validate_tx`] that checks a block's Txs all at once: their signatures in one ed25519
-/// batch ([`crate::wallet::verify_txs`]; the same rule and the same reasons as
+/// batch ([`crate::wallet::verify_txs_cached`]; the same rule and the same reasons as
 /// `validate_tx`, at about half the cost per signature). Optionally counts the Txs it
 /// checks (each is an ed25519 verification, batched or not), and takes known keys from a
 /// super node's [`KeyCache`] (keeping there those of the Txs that verify).

@@ -40,16 +40,16 @@ mod subscribers;
 
 use events::{DropSample, SnEvent};
 pub use subscribers::MAX_SUBSCRIBERS;
-
-/// Most public keys a super node keeps decoded ([`KeyCache`]): as many as it has
-/// subscribers, one per registered end node.
-pub const KNOWN_KEYS: usize = MAX_SUBSCRIBERS;
 use subscribers::Subscribers;
 
 pub use config::{
     BatchValidator, DEFAULT_QUERY_LIMIT, DEFAULT_TX_LIMIT, DROP_EVENT_INTERVAL, MAX_TX_BYTES,
     SnConfig, SnMemory, validate_tx,
 };
+
+/// Most public keys a super node keeps decoded ([`KeyCache`]): as many as it has
+/// subscribers, one per registered end node.
+pub const KNOWN_KEYS: usize = MAX_SUBSCRIBERS;
 
 /// Nonces hashed ahead per slice of the mining job.
 const SLICE_HASHES: u64 = 256;
@@ -142,8 +142,8 @@ pub struct SuperNode {
     work: Work,
 }
 
-/// [`validate_tx`] for a block's Txs at once (one ed25519 batch) that counts the Txs it
-/// checks in `n` (each is an ed25519 verification).
+/// [`validate_tx`] for a block's Txs at once (one ed25519 batch, with the SN's known `keys`)
+/// that counts the Txs it checks in `n` (each is an ed25519 verification).
 fn counting_validator<'a>(n: &'a Cell<u32>, keys: &'a mut KeyCache) -> BatchValidator<'a> {
     BatchValidator::counting(n, keys)
 }
@@ -766,7 +766,7 @@ impl SuperNode {
         if known {
             return TxStatus::Duplicate;
         }
-        // Both callers ran `verify_tx` already: checking the signature twice doubled the
+        // Both callers ran `verify_tx_cached` (or the burst's batch) already: checking the signature twice doubled the
         // SN's cost per Tx.
         match self
             .chain
