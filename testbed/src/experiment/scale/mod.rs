@@ -288,6 +288,8 @@ struct Harness<'a> {
 pub struct Wallets {
     seed: u64,
     made: Vec<Wallet>,
+    /// Threads that make them: the cores there are, at most [`WALLET_THREADS`].
+    threads: usize,
 }
 
 impl Wallets {
@@ -296,6 +298,9 @@ impl Wallets {
         Wallets {
             seed,
             made: Vec::new(),
+            threads: std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .clamp(1, WALLET_THREADS),
         }
     }
 
@@ -343,9 +348,7 @@ impl Wallets {
     /// of threads), in rounds of [`WALLET_ROUND`] per thread.
     fn make(&mut self, n: usize, progress: &mut dyn FnMut(&str), stop: &AtomicBool) -> Option<()> {
         self.made.reserve(n.saturating_sub(self.made.len()));
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, WALLET_THREADS);
+        let threads = self.threads;
         let seed = self.seed;
         let make_range = |range: std::ops::Range<usize>| -> Vec<Wallet> {
             range
@@ -478,11 +481,13 @@ pub fn run_scale(
 mod tests {
     use super::*;
 
-    /// Wallets made in rounds on several threads are the list made one by one.
+    /// Wallets made in rounds on several threads are the list made one by one (3 threads
+    /// whatever the machine has).
     #[test]
     fn wallets_made_on_threads_are_the_sequential_list() {
         let stop = AtomicBool::new(false);
         let mut w = Wallets::new(7);
+        w.threads = 3;
         let n = 2 * WALLET_ROUND + 3;
         let made = w
             .first(n, &mut |_| {}, &stop)
