@@ -40,23 +40,16 @@ pub(super) fn parent(left: &Hash, right: &Hash) -> Hash {
     h.finalize().into()
 }
 
-/// The Merkle path of the id at `index` in `ids`: the sibling at each level, leaf level
-/// first (a node paired with itself has itself as sibling). `None` if `index` is out of range.
-pub fn merkle_path(ids: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= ids.len() {
-        return None;
+/// Every level of the tree over `ids`, leaves first, root last (empty for no ids): what
+/// [`path_in`] reads a path from without hashing.
+pub fn merkle_levels(ids: &[Hash]) -> Vec<Vec<Hash>> {
+    let mut levels = Vec::new();
+    if ids.is_empty() {
+        return levels;
     }
-    let mut path = Vec::new();
-    let mut level: Vec<Hash> = ids.to_vec();
-    let mut i = index;
-    while level.len() > 1 {
-        let sibling = if i.is_multiple_of(2) {
-            level.get(i + 1).or(level.get(i))
-        } else {
-            level.get(i - 1)
-        };
-        path.push(*sibling?);
-        level = level
+    levels.push(ids.to_vec());
+    while let Some(level) = levels.last().filter(|l| l.len() > 1) {
+        let next = level
             .chunks(2)
             .map(|pair| match pair {
                 [l, r] => parent(l, r),
@@ -64,9 +57,38 @@ pub fn merkle_path(ids: &[Hash], index: usize) -> Option<Vec<Hash>> {
                 _ => [0; 32],
             })
             .collect();
+        levels.push(next);
+    }
+    levels
+}
+
+/// The Merkle path of the leaf at `index` from the tree's `levels` ([`merkle_levels`]):
+/// the sibling at each level, leaf level first. `None` if `index` is out of range.
+pub fn path_in(levels: &[Vec<Hash>], index: usize) -> Option<Vec<Hash>> {
+    if index >= levels.first()?.len() {
+        return None;
+    }
+    let mut path = Vec::with_capacity(levels.len().saturating_sub(1));
+    let mut i = index;
+    for level in levels.iter().take(levels.len().saturating_sub(1)) {
+        let sibling = if i.is_multiple_of(2) {
+            level.get(i + 1).or(level.get(i))
+        } else {
+            level.get(i - 1)
+        };
+        path.push(*sibling?);
         i /= 2;
     }
     Some(path)
+}
+
+/// The Merkle path of the id at `index` in `ids`: the sibling at each level, leaf level
+/// first (a node paired with itself has itself as sibling). `None` if `index` is out of range.
+pub fn merkle_path(ids: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    if index >= ids.len() {
+        return None;
+    }
+    path_in(&merkle_levels(ids), index)
 }
 
 /// The root a Merkle path leads to from `leaf` at `index`: at level `i` the sibling is on the
@@ -129,6 +151,39 @@ mod tests {
                 }
             }
             assert_eq!(merkle_path(&ids, ids.len()), None);
+            // The levels end in the root.
+            let levels = merkle_levels(&ids);
+            assert_eq!(levels.last().and_then(|l| l.first()), Some(&root));
+        }
+        assert!(merkle_levels(&[]).is_empty());
+        assert_eq!(path_in(&[], 0), None);
+    }
+
+    /// The path read from the levels is the path computed level by level before (kept
+    /// here as the reference), for every leaf of trees of 1 to 70 leaves.
+    #[test]
+    fn paths_from_levels_are_the_level_by_level_paths() {
+        fn reference(ids: &[Hash], index: usize) -> Vec<Hash> {
+            let mut path = Vec::new();
+            let mut level = ids.to_vec();
+            let mut i = index;
+            while level.len() > 1 {
+                let s = if i % 2 == 0 { i + 1 } else { i - 1 };
+                path.push(*level.get(s).unwrap_or(&level[i]));
+                level = level
+                    .chunks(2)
+                    .map(|p| parent(&p[0], p.get(1).unwrap_or(&p[0])))
+                    .collect();
+                i /= 2;
+            }
+            path
+        }
+        for n in 1..=70u8 {
+            let ids: Vec<Hash> = (0..n).map(|i| [i.wrapping_mul(37); 32]).collect();
+            let levels = merkle_levels(&ids);
+            for i in 0..ids.len() {
+                assert_eq!(path_in(&levels, i), Some(reference(&ids, i)), "n {n} i {i}");
+            }
         }
     }
 }

@@ -30,6 +30,9 @@ pub use search_table::SearchTable;
 pub use store::{AddOutcome, BlockError, ChainConfig, ChainStore, ConfigError};
 pub use template::{Template, TemplateUpdate};
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
 /// A SHA-256 output: block hashes, tx ids, hash addresses, targets.
 pub type Hash = [u8; 32];
 
@@ -97,7 +100,15 @@ pub enum TxError {
 pub struct Chain<T> {
     store: ChainStore<T>,
     mempool: Mempool<T>,
+    /// Merkle trees of the blocks Queries asked about last ([`PROOF_TREES`]), so a Query
+    /// about a Tx in a recent block of 4,096 Txs reads its path instead of hashing the
+    /// block's every Tx and tree again.
+    proof_trees: RefCell<VecDeque<(Hash, Vec<Vec<Hash>>)>>,
 }
+
+/// Block trees [`Chain::lookup_with_proof`] keeps (up to 256 kB each for 4,096 Txs: 16 MB
+/// at most); Queries ask mostly about Txs of the last minute or so of blocks.
+pub const PROOF_TREES: usize = 64;
 
 impl<T: ChainTx> Chain<T> {
     /// A chain holding only the genesis block built from `config`.
@@ -105,6 +116,7 @@ impl<T: ChainTx> Chain<T> {
         Ok(Chain {
             store: ChainStore::new(config)?,
             mempool: Mempool::new(mempool),
+            proof_trees: RefCell::default(),
         })
     }
 
@@ -257,11 +269,24 @@ impl<T: ChainTx> Chain<T> {
         addr: &Hash,
     ) -> Option<(&T, u64, BlockHeader, usize, Vec<Hash>)> {
         let (tx, height) = self.lookup(addr)?;
-        let block = self.block(&self.store.best_hash_at(height)?)?;
+        let hash = self.store.best_hash_at(height)?;
+        let block = self.block(&hash)?;
         let id = tx.id();
-        let ids: Vec<Hash> = block.txs.iter().map(ChainTx::id).collect();
-        let index = ids.iter().position(|i| *i == id)?;
-        let path = merkle::merkle_path(&ids, index)?;
+        let mut trees = self.proof_trees.borrow_mut();
+        let at = match trees.iter().position(|(h, _)| *h == hash) {
+            Some(at) => at,
+            None => {
+                let ids: Vec<Hash> = block.txs.iter().map(ChainTx::id).collect();
+                if trees.len() >= PROOF_TREES {
+                    trees.pop_front();
+                }
+                trees.push_back((hash, merkle::merkle_levels(&ids)));
+                trees.len() - 1
+            }
+        };
+        let levels = &trees.get(at)?.1;
+        let index = levels.first()?.iter().position(|i| *i == id)?;
+        let path = merkle::path_in(levels, index)?;
         Some((tx, height, block.header, index, path))
     }
 
@@ -482,6 +507,45 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 3);
+    }
+
+    /// Proofs served from the kept trees (asked twice, and after more blocks than are kept
+    /// pushed the first trees out) are the paths computed from the block's Txs.
+    #[test]
+    fn proofs_from_kept_trees_are_the_computed_paths() {
+        let mut chain: Chain<DummyTx> =
+            Chain::new(easy_config(), MempoolConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let blocks = PROOF_TREES as u8 + 6;
+        for b in 0..blocks {
+            let txs = (0..3u8).map(|i| DummyTx::new(b * 3 + i + 1, 1)).collect();
+            let block = child(
+                chain.store(),
+                &chain.tip().0,
+                u64::from(b + 1) * 1000,
+                1,
+                txs,
+            );
+            chain
+                .add_block(block, u64::from(b + 1) * 1000, &ok)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        for _round in 0..2 {
+            for owner in 1..=blocks * 3 {
+                let (tx, height, header, index, path) = chain
+                    .lookup_with_proof(&[owner; 32])
+                    .unwrap_or_else(|| panic!("owner {owner}"));
+                let hash = chain.store().best_hash_at(height).unwrap_or_default();
+                let block = chain.block(&hash).unwrap_or_else(|| panic!("block"));
+                let ids: Vec<Hash> = block.txs.iter().map(ChainTx::id).collect();
+                assert_eq!(ids[index], tx.id());
+                assert_eq!(Some(path.clone()), merkle::merkle_path(&ids, index));
+                assert_eq!(
+                    merkle::root_from_path(&tx.id(), index as u64, &path),
+                    header.merkle_root
+                );
+            }
+            assert_eq!(chain.proof_trees.borrow().len(), PROOF_TREES);
+        }
     }
 
     #[test]
