@@ -809,8 +809,17 @@ impl EndNode {
             match (waiting, have_address) {
                 (Some(i), true) => match self.lookup(now, peer) {
                     Some(id) => self.calls[i].state = CallState::LookingUp(id),
+                    // Too many queries pending: the call fails rather than wait for nothing.
                     None => {
                         self.not_found.remove(&peer);
+                        self.calls[i].hang_up();
+                        self.events.push_back(
+                            CallEvent::Failed {
+                                peer: hex(&peer),
+                                reason: "lookup refused".to_owned(),
+                            }
+                            .into(),
+                        );
                     }
                 },
                 // No address right now: try again a little later.

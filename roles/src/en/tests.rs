@@ -1136,3 +1136,31 @@ fn a_call_whose_lookup_nobody_answers_fails() {
     assert_eq!(failed, vec!["no super node answered the lookup".to_owned()]);
     assert!(en.not_found.is_empty());
 }
+
+/// A caller waiting to ask again about a peer not found yet, whose new lookup is refused
+/// (its pending queries at their limit), fails the call instead of waiting forever.
+#[test]
+fn a_call_whose_next_lookup_is_refused_fails() {
+    let (mut en, chain) = registered(1, ME);
+    let me = SocketAddrV4::new(ME, ports::EN);
+    let peer = [0x77; 32];
+    en.call(Time::from_secs(1), peer);
+    let (rid, _) = query_for(&mut en, peer).expect("the caller looks the peer up");
+    let not_found = chain.reply(rid, peer).to_bytes();
+    en.handle_datagram(Time::from_secs(1), SN, me, &not_found);
+    assert!(matches!(en.calls()[0].state, CallState::LookingUp(_)));
+    // Other lookups fill the pending queries before the retry is due.
+    for i in 0..MAX_PENDING_QUERIES {
+        let mut addr = [0x55; 32];
+        addr[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        en.lookup(Time::from_secs(1), addr);
+    }
+    while en.poll_event().is_some() {}
+    en.handle_timeout(Time::from_secs(2));
+    assert_eq!(en.calls()[0].state, CallState::Ended);
+    let failed: Vec<String> = drain(&mut en, |e| match e.downcast_ref()? {
+        CallEvent::Failed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(failed, vec!["lookup refused".to_owned()]);
+}
