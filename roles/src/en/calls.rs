@@ -207,11 +207,18 @@ impl EndNode {
 
     /// A lookup got no answer from any super node: the call waiting for it fails.
     pub(super) fn lookup_gave_up(&mut self, request_id: u32) {
-        let Some(c) = self
+        if let Some(idx) = self
             .calls
-            .iter_mut()
-            .find(|c| c.state == CallState::LookingUp(request_id))
-        else {
+            .iter()
+            .position(|c| c.state == CallState::LookingUp(request_id))
+        {
+            self.lookup_failed(idx, "no super node answered the lookup");
+        }
+    }
+
+    /// The call at `idx`, waiting for a lookup, fails for `reason`; its retry count goes.
+    fn lookup_failed(&mut self, idx: usize, reason: &str) {
+        let Some(c) = self.calls.get_mut(idx) else {
             return;
         };
         self.not_found.remove(&c.peer);
@@ -219,7 +226,7 @@ impl EndNode {
         self.events.push_back(
             CallEvent::Failed {
                 peer: hex(&c.peer),
-                reason: "no super node answered the lookup".to_owned(),
+                reason: reason.to_owned(),
             }
             .into(),
         );
@@ -274,16 +281,7 @@ impl EndNode {
             if self.calls[idx].role == CallRole::Caller && self.ask_again_later(now, peer, false) {
                 return;
             }
-            self.not_found.remove(&peer);
-            let c = &mut self.calls[idx];
-            c.hang_up();
-            self.events.push_back(
-                CallEvent::Failed {
-                    peer: hex(&c.peer),
-                    reason: "peer not found".to_owned(),
-                }
-                .into(),
-            );
+            self.lookup_failed(idx, "peer not found");
             return;
         };
         let peer = self.calls[idx].peer;
@@ -810,17 +808,7 @@ impl EndNode {
                 (Some(i), true) => match self.lookup(now, peer) {
                     Some(id) => self.calls[i].state = CallState::LookingUp(id),
                     // Too many queries pending: the call fails rather than wait for nothing.
-                    None => {
-                        self.not_found.remove(&peer);
-                        self.calls[i].hang_up();
-                        self.events.push_back(
-                            CallEvent::Failed {
-                                peer: hex(&peer),
-                                reason: "lookup refused".to_owned(),
-                            }
-                            .into(),
-                        );
-                    }
+                    None => self.lookup_failed(i, "lookup refused"),
                 },
                 // No address right now: try again a little later.
                 (Some(_), false) => {
