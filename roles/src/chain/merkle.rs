@@ -168,7 +168,7 @@ mod tests {
             let mut level = ids.to_vec();
             let mut i = index;
             while level.len() > 1 {
-                let s = if i % 2 == 0 { i + 1 } else { i - 1 };
+                let s = if i.is_multiple_of(2) { i + 1 } else { i - 1 };
                 path.push(*level.get(s).unwrap_or(&level[i]));
                 level = level
                     .chunks(2)
