@@ -16,21 +16,22 @@ pub fn merkle_root(ids: &[Hash]) -> Hash {
     }
     let mut level: Vec<Hash> = ids.to_vec();
     while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        for pair in level.chunks(2) {
-            let (left, right) = match pair {
-                [l, r] => (l, r),
-                [l] => (l, l),
-                _ => continue,
-            };
-            let mut h = Sha256::new();
-            h.update(left);
-            h.update(right);
-            next.push(h.finalize().into());
-        }
-        level = next;
+        level = next_level(&level);
     }
     level.first().copied().unwrap_or([0; 32])
+}
+
+/// The level above `level`: each pair's parent, the last node paired with itself when the
+/// count is odd.
+fn next_level(level: &[Hash]) -> Vec<Hash> {
+    level
+        .chunks(2)
+        .filter_map(|pair| match pair {
+            [l, r] => Some(parent(l, r)),
+            [l] => Some(parent(l, l)),
+            _ => None,
+        })
+        .collect()
 }
 
 pub(super) fn parent(left: &Hash, right: &Hash) -> Hash {
@@ -40,23 +41,13 @@ pub(super) fn parent(left: &Hash, right: &Hash) -> Hash {
     h.finalize().into()
 }
 
-/// Every level of the tree over `ids`, leaves first, root last (empty for no ids): what
-/// [`path_in`] reads a path from without hashing.
-pub fn merkle_levels(ids: &[Hash]) -> Vec<Vec<Hash>> {
-    let mut levels = Vec::new();
-    if ids.is_empty() {
-        return levels;
-    }
-    levels.push(ids.to_vec());
-    while let Some(level) = levels.last().filter(|l| l.len() > 1) {
-        let next = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => parent(l, r),
-                [l] => parent(l, l),
-                _ => [0; 32],
-            })
-            .collect();
+/// Every level of the tree over `leaves`, leaves first, root last (one empty level for no
+/// leaves): what [`path_in`] reads a path from without hashing, and what a block template
+/// updates in place.
+pub fn merkle_levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+    let mut levels = vec![leaves];
+    while let Some(last) = levels.last().filter(|l| l.len() > 1) {
+        let next = next_level(last);
         levels.push(next);
     }
     levels
@@ -88,7 +79,7 @@ pub fn merkle_path(ids: &[Hash], index: usize) -> Option<Vec<Hash>> {
     if index >= ids.len() {
         return None;
     }
-    path_in(&merkle_levels(ids), index)
+    path_in(&merkle_levels(ids.to_vec()), index)
 }
 
 /// The root a Merkle path leads to from `leaf` at `index`: at level `i` the sibling is on the
@@ -152,10 +143,11 @@ mod tests {
             }
             assert_eq!(merkle_path(&ids, ids.len()), None);
             // The levels end in the root.
-            let levels = merkle_levels(&ids);
+            let levels = merkle_levels(ids.clone());
             assert_eq!(levels.last().and_then(|l| l.first()), Some(&root));
         }
-        assert!(merkle_levels(&[]).is_empty());
+        assert_eq!(merkle_levels(vec![]), vec![Vec::<Hash>::new()]);
+        assert_eq!(path_in(&merkle_levels(vec![]), 0), None);
         assert_eq!(path_in(&[], 0), None);
     }
 
@@ -180,7 +172,7 @@ mod tests {
         }
         for n in 1..=70u8 {
             let ids: Vec<Hash> = (0..n).map(|i| [i.wrapping_mul(37); 32]).collect();
-            let levels = merkle_levels(&ids);
+            let levels = merkle_levels(ids.clone());
             for i in 0..ids.len() {
                 assert_eq!(path_in(&levels, i), Some(reference(&ids, i)), "n {n} i {i}");
             }

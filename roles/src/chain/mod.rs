@@ -280,7 +280,7 @@ impl<T: ChainTx> Chain<T> {
                 if trees.len() >= PROOF_TREES {
                     trees.pop_front();
                 }
-                trees.push_back((hash, merkle::merkle_levels(&ids)));
+                trees.push_back((hash, merkle::merkle_levels(ids)));
                 trees.len() - 1
             }
         };

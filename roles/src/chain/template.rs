@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::block::{Block, BlockHeader, HEADER_LEN};
-use super::merkle::parent;
+use super::merkle::{merkle_levels, parent};
 use super::{ChainTx, Hash, MempoolAdd};
 
 /// An unmined block on a parent, updated in place.
@@ -83,7 +83,7 @@ impl<T: ChainTx> Template<T> {
             }
             t.txs.push_back(tx);
         }
-        t.levels = tree_levels(t.levels.swap_remove(0));
+        t.levels = merkle_levels(t.levels.swap_remove(0));
         t.header.merkle_root = t.root();
         t
     }
@@ -231,7 +231,7 @@ impl<T: ChainTx> Template<T> {
             .first_mut()
             .map(std::mem::take)
             .unwrap_or_default();
-        self.levels = tree_levels(leaves);
+        self.levels = merkle_levels(leaves);
         self.header.merkle_root = self.root();
     }
 
@@ -270,22 +270,6 @@ impl<T: ChainTx> Template<T> {
         }
         self.header.merkle_root = self.root();
     }
-}
-
-fn tree_levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
-    let mut levels = vec![leaves];
-    while let Some(last) = levels.last().filter(|l| l.len() > 1) {
-        let next = last
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [l, r] => Some(parent(l, r)),
-                [l] => Some(parent(l, l)),
-                _ => None,
-            })
-            .collect();
-        levels.push(next);
-    }
-    levels
 }
 
 #[cfg(test)]

@@ -142,12 +142,6 @@ pub struct SuperNode {
     work: Work,
 }
 
-/// [`validate_tx`] for a block's Txs at once (one ed25519 batch, with the SN's known `keys`)
-/// that counts the Txs it checks in `n` (each is an ed25519 verification).
-fn counting_validator<'a>(n: &'a Cell<u32>, keys: &'a mut KeyCache) -> BatchValidator<'a> {
-    BatchValidator::counting(n, keys)
-}
-
 /// What [`SuperNode::handle_datagrams`] decided for a datagram ahead of handling it: the
 /// per-source limit's answer for a TxSubmit and the Tx's verification.
 #[derive(Debug, Default)]
@@ -766,8 +760,8 @@ impl SuperNode {
         if known {
             return TxStatus::Duplicate;
         }
-        // Both callers ran `verify_tx_cached` (or the burst's batch) already: checking the signature twice doubled the
-        // SN's cost per Tx.
+        // Both callers ran `verify_tx_cached` (or the burst's batch) already: checking the
+        // signature twice doubled the SN's cost per Tx.
         match self
             .chain
             .add_tx(tx.clone(), millis(now), &|_: &ToallTx| Ok(()))
@@ -829,7 +823,7 @@ impl SuperNode {
         let added = self.chain.add_block(
             block,
             millis(now),
-            &counting_validator(&verified, &mut self.keys),
+            &BatchValidator::counting(&verified, &mut self.keys),
         );
         if !matches!(added, Ok(AddOutcome::Duplicate)) {
             self.work.add(Op::Block);
