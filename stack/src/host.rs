@@ -331,6 +331,13 @@ impl IpStack {
         self.idle = self.device.rx.is_empty() && self.iface.poll_at(now, &self.sockets).is_none();
     }
 
+    /// Whether a `poll` would do nothing (see the `idle` field): no received packet waits and
+    /// no socket has a datagram to send.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.idle && self.device.tx.is_empty()
+    }
+
     /// Takes the next packet the stack transmitted.
     #[inline]
     pub fn pop_tx(&mut self) -> Option<Vec<u8>> {

@@ -80,6 +80,10 @@ pub struct Node {
     pub drops: BTreeMap<&'static str, u64>,
     /// False while the node is crashed (fault injection).
     pub up: bool,
+    /// The last [`Node::poll`] ran until nothing more happened, and no role has been given
+    /// anything since: only a timer falling due, or input to a stack, can make a poll do
+    /// work ([`Node::quiet`]).
+    settled: bool,
 }
 
 impl Node {
@@ -141,6 +145,7 @@ impl Node {
             startup_events,
             drops: BTreeMap::new(),
             up: true,
+            settled: false,
         })
     }
 
@@ -169,6 +174,7 @@ impl Node {
     /// Gives every role a command (an end node's call, hang-up or rekey; the end of a run).
     /// The caller polls the node afterwards if the command may produce output.
     pub fn command(&mut self, now: Time, command: &Command) {
+        self.settled = false;
         for slot in &mut self.services {
             slot.role.handle_command(now, command);
         }
@@ -224,17 +230,40 @@ impl Node {
         Some((p, Dest::Unicast(self.ports[p].gateway?)))
     }
 
-    /// A packet arrived on `port` at `now`. Outputs are appended to `out`; call [`Node::poll`]
-    /// afterwards if [`Node::needs_poll`] says so.
-    pub fn receive(&mut self, now: Time, port: usize, mut packet: Vec<u8>, out: &mut Vec<Output>) {
+    /// A packet arrived on `port` at `now`. Outputs are appended to `out`. Returns whether
+    /// the packet went to one of the node's own stacks; if it did not (it was forwarded or
+    /// dropped), a node that is [`Node::quiet`] needs no [`Node::poll`] afterwards.
+    pub fn receive(
+        &mut self,
+        now: Time,
+        port: usize,
+        packet: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> bool {
         if !self.up {
             *self.drops.entry("node_down").or_default() += 1;
-            return;
+            return false;
         }
+        self.receive_up(now, port, packet, out)
+    }
+
+    fn receive_up(
+        &mut self,
+        now: Time,
+        port: usize,
+        mut packet: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> bool {
         let (dst, ttl) = match Ipv4Packet::new_checked(&packet[..]) {
             Ok(ip) if ip.verify_checksum() => (ip.dst_addr(), ip.hop_limit()),
-            Ok(_) => return self.count_drop("bad_ip_checksum", out, &packet),
-            Err(_) => return self.count_drop("malformed_ip", out, &packet),
+            Ok(_) => {
+                self.count_drop("bad_ip_checksum", out, &packet);
+                return false;
+            }
+            Err(_) => {
+                self.count_drop("malformed_ip", out, &packet);
+                return false;
+            }
         };
         if let Some(nat) = &mut self.nat {
             let public = nat.config().public_ip;
@@ -244,7 +273,7 @@ impl Node {
                 if r.is_ok() {
                     self.forward(now, 1, packet, ttl, out);
                 }
-                return;
+                return false;
             }
             if port == 0 && dst == public {
                 // Hairpin (RFC 4787 REQ-9): translate both ways, send back inside.
@@ -253,18 +282,53 @@ impl Node {
                 if r.is_ok() {
                     self.forward(now, 0, packet, ttl, out);
                 }
-                return;
+                return false;
             }
         }
         let local = self.ports.iter().any(|p| p.addr == Some(dst)) || self.is_broadcast(port, dst);
         if local {
             self.ports[port].stack.push_rx(packet);
-            return;
+            return true;
         }
-        if !self.forwards {
-            return self.count_drop("not_for_us", out, &packet);
+        if self.forwards {
+            self.forward(now, port, packet, ttl, out);
+        } else {
+            self.count_drop("not_for_us", out, &packet);
         }
-        self.forward(now, port, packet, ttl, out);
+        false
+    }
+
+    /// Whether a [`Node::poll`] at `now` would do nothing: the node is up and settled, its
+    /// stacks are idle and no timer of its NAT or roles is due. Then it returns the roles'
+    /// earliest timer (`Some(None)` when none is set): what [`Node::poll_at`] would answer
+    /// but for the NAT.
+    pub fn quiet(&self, now: Time) -> Option<Option<Time>> {
+        if !self.up || !self.settled || !self.ports.iter().all(|p| p.stack.is_idle()) {
+            return None;
+        }
+        if self
+            .nat
+            .as_ref()
+            .and_then(Nat::poll_timeout)
+            .is_some_and(|t| t <= now)
+        {
+            return None;
+        }
+        let mut earliest: Option<Time> = None;
+        for s in &self.services {
+            if let Some(t) = s.role.poll_timeout() {
+                if t <= now {
+                    return None;
+                }
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        Some(earliest)
+    }
+
+    /// The NAT's next timer, if this node is a NAT with mappings.
+    pub fn nat_poll_at(&self) -> Option<Time> {
+        self.nat.as_ref().and_then(Nat::poll_timeout)
     }
 
     /// Forwards a packet that entered on `in_port` (TTL, NAT, route).
@@ -325,6 +389,7 @@ impl Node {
 
     /// Runs stacks and services at `now` until nothing more happens.
     pub fn poll(&mut self, now: Time, out: &mut Vec<Output>) {
+        self.settled = false;
         if !self.up {
             return;
         }
@@ -415,6 +480,7 @@ impl Node {
                 }
             }
             if !progressed {
+                self.settled = true;
                 return;
             }
         }
@@ -484,6 +550,7 @@ impl Node {
 
     /// Gives the roles bound to `port` a command (without running the node).
     fn command_port(&mut self, now: Time, port: usize, command: &Command) {
+        self.settled = false;
         for slot in self.services.iter_mut().filter(|s| s.port == port) {
             slot.role.handle_command(now, command);
         }
@@ -547,6 +614,7 @@ impl Node {
 
     /// The first role of type `R`, mutably.
     pub fn role_mut<R: Role>(&mut self) -> Option<&mut R> {
+        self.settled = false;
         self.services
             .iter_mut()
             .find_map(|s| (&mut *s.role as &mut dyn std::any::Any).downcast_mut::<R>())

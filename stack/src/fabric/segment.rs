@@ -79,6 +79,21 @@ pub struct Segment {
     channel_ids: FastMap<(MemberId, MemberId), usize>,
     /// Pairs (lower, higher) cut by a partition.
     cut: FastSet<(MemberId, MemberId)>,
+    /// Per sending member: the last unicast next hop it used, the member holding it and
+    /// the channel between them, valid while `addr_version` is unchanged. A flow's packets
+    /// skip the two hash lookups (address, channel) this way.
+    last_hop: Vec<Option<LastHop>>,
+    /// Bumped whenever an address moves (`set_addr`, `add_alias`) or a member detaches.
+    addr_version: u64,
+}
+
+/// A sender's cached unicast resolution ([`Segment::last_hop`]).
+#[derive(Debug, Clone, Copy)]
+struct LastHop {
+    addr: Ipv4Addr,
+    to: MemberId,
+    channel: usize,
+    version: u64,
 }
 
 impl Segment {
@@ -97,6 +112,8 @@ impl Segment {
             channels: Vec::new(),
             channel_ids: FastMap::default(),
             cut: FastSet::default(),
+            last_hop: Vec::new(),
+            addr_version: 0,
         }
     }
 
@@ -135,6 +152,7 @@ impl Segment {
     /// Detaches a member (the node moved away): it gets no more packets.
     pub fn detach(&mut self, member: MemberId) {
         self.set_addr(member, None);
+        self.addr_version += 1;
         if let Some(m) = self.members.get_mut(member) {
             m.attached = false;
         }
@@ -192,6 +210,7 @@ impl Segment {
         let Some(m) = self.members.get_mut(member) else {
             return;
         };
+        self.addr_version += 1;
         if let Some(old) = m.addr.take()
             && self.by_addr.get(&u32::from(old)) == Some(&member)
         {
@@ -208,6 +227,7 @@ impl Segment {
     /// them). An alias stays until the address is given to another member.
     pub fn add_alias(&mut self, member: MemberId, addr: Ipv4Addr) {
         if member < self.members.len() {
+            self.addr_version += 1;
             self.by_addr.insert(u32::from(addr), member);
         }
     }
@@ -238,14 +258,17 @@ impl Segment {
             channel: usize::MAX,
         };
         match dest {
-            Dest::Unicast(addr) => match self.resolve(addr).filter(|&to| self.members[to].attached)
-            {
-                Some(to) if to != from && self.is_cut(from, to) => {
-                    out.push(drop(to, SegmentDrop::Partitioned))
+            Dest::Unicast(addr) => {
+                if let Some(Some(hop)) = self.last_hop.get(from)
+                    && hop.addr == addr
+                    && hop.version == self.addr_version
+                    && self.cut.is_empty()
+                {
+                    let (to, channel) = (hop.to, hop.channel);
+                    return out.push(self.fate(now, to, channel, len));
                 }
-                Some(to) if to != from => out.push(self.send(now, from, to, len)),
-                _ => out.push(drop(from, SegmentDrop::NoNeighbour)),
-            },
+                self.transmit_unicast(now, from, addr, len, out)
+            }
             Dest::Broadcast => {
                 for to in 0..self.members.len() {
                     if to == from || !self.members[to].attached {
@@ -258,6 +281,41 @@ impl Segment {
                     }
                 }
             }
+        }
+    }
+
+    /// A unicast without a cached resolution: resolved, sent, and remembered for `from`.
+    fn transmit_unicast(
+        &mut self,
+        now: Time,
+        from: MemberId,
+        addr: Ipv4Addr,
+        len: usize,
+        out: &mut Vec<Transmission>,
+    ) {
+        let drop = |to, reason| Transmission {
+            to,
+            fate: Err(reason),
+            channel: usize::MAX,
+        };
+        match self.resolve(addr).filter(|&to| self.members[to].attached) {
+            Some(to) if to != from && self.is_cut(from, to) => {
+                out.push(drop(to, SegmentDrop::Partitioned))
+            }
+            Some(to) if to != from => {
+                let t = self.send(now, from, to, len);
+                if self.last_hop.len() <= from {
+                    self.last_hop.resize(from + 1, None);
+                }
+                self.last_hop[from] = Some(LastHop {
+                    addr,
+                    to,
+                    channel: t.channel,
+                    version: self.addr_version,
+                });
+                out.push(t)
+            }
+            _ => out.push(drop(from, SegmentDrop::NoNeighbour)),
         }
     }
 
@@ -281,7 +339,13 @@ impl Segment {
             channels.push(((from, to), Channel::new(params, *seed, id)));
             channels.len() - 1
         });
-        let fate = match channels[channel].1.send(now, len) {
+        self.fate(now, to, channel, len)
+    }
+
+    /// A packet into channel `channel` (to `to`).
+    #[inline]
+    fn fate(&mut self, now: Time, to: MemberId, channel: usize, len: usize) -> Transmission {
+        let fate = match self.channels[channel].1.send(now, len) {
             Fate::Deliver(t) => Ok(t),
             Fate::Lost => Err(SegmentDrop::Lost),
             Fate::QueueFull => Err(SegmentDrop::QueueFull),

@@ -510,6 +510,27 @@ impl<W: Write, B: Boundary> Network<W, B> {
         Ok(())
     }
 
+    /// What [`Network::process`] does for a packet that a [`Node::quiet`] node forwarded:
+    /// none of its roles ran, so there is no work to take unless compute is charged, and its
+    /// next wake-up is its roles' earliest timer (`roles_at`, unchanged) or its NAT's.
+    fn forwarded(
+        &mut self,
+        n: usize,
+        roles_at: Option<Time>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), RunError> {
+        if !self.compute_free {
+            self.charge(n, out);
+        }
+        self.emit(n, out)?;
+        let next = match (roles_at, self.nodes[n].nat_poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.set_wake(n, next);
+        Ok(())
+    }
+
     /// Puts a node's outputs on their segments and its events in the log, now.
     fn emit(&mut self, n: usize, out: &mut Vec<Output>) -> Result<(), RunError> {
         for o in out.drain(..) {
@@ -538,9 +559,14 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// Schedules node `n`'s next wake-up at its own `poll_at`.
     fn rearm(&mut self, n: usize) {
-        let next = self.nodes[n]
-            .poll_at(self.now)
-            .map(|t| t.max(self.now + Time::from_micros(1)));
+        let next = self.nodes[n].poll_at(self.now);
+        self.set_wake(n, next);
+    }
+
+    /// Schedules node `n`'s next wake-up at `next` (at least a microsecond from now), unless
+    /// it is already scheduled then.
+    fn set_wake(&mut self, n: usize, next: Option<Time>) {
+        let next = next.map(|t| t.max(self.now + Time::from_micros(1)));
         if next != self.wake[n] {
             self.wake[n] = next;
             if let Some(at) = next {
@@ -612,7 +638,14 @@ impl<W: Write, B: Boundary> Network<W, B> {
                     self.scratch_out = out;
                     return Ok(true);
                 }
-                self.nodes[n].receive(self.now, port, packet, &mut out);
+                let local = self.nodes[n].receive(self.now, port, packet, &mut out);
+                if !local && let Some(roles_at) = self.nodes[n].quiet(self.now) {
+                    // Forwarded (or dropped) by a node with nothing else to do: a poll would
+                    // change nothing, and only the NAT's timer can have moved.
+                    let r = self.forwarded(n, roles_at, &mut out);
+                    self.scratch_out = out;
+                    return r.map(|()| true);
+                }
                 self.nodes[n].poll(self.now, &mut out);
                 n
             }
