@@ -484,6 +484,33 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_next_hop_follows_address_moves_detaches_and_cuts() {
+        let mut s = seg();
+        let a = s.add_member(0, 0, Some(Ipv4Addr::new(10, 1, 0, 1)));
+        let b = s.add_member(1, 0, Some(Ipv4Addr::new(10, 1, 0, 2)));
+        let c = s.add_member(2, 0, None);
+        let to_2 = Dest::Unicast(Ipv4Addr::new(10, 1, 0, 2));
+        let mut out = Vec::new();
+        let mut send = |s: &mut Segment| {
+            out.clear();
+            s.transmit(Duration::ZERO, a, to_2, 60, &mut out);
+            fates(&out)[0]
+        };
+        assert_eq!(send(&mut s).0, b);
+        assert_eq!(send(&mut s).0, b, "remembered");
+        // The address moves to c (b lost its lease, c got it).
+        s.set_addr(b, None);
+        s.set_addr(c, Some(Ipv4Addr::new(10, 1, 0, 2)));
+        assert_eq!(send(&mut s).0, c);
+        s.set_cut(a, c, true);
+        assert_eq!(send(&mut s), (c, Err(SegmentDrop::Partitioned)));
+        s.heal();
+        assert_eq!(send(&mut s).0, c);
+        s.detach(c);
+        assert_eq!(send(&mut s), (a, Err(SegmentDrop::NoNeighbour)));
+    }
+
+    #[test]
     fn address_changes_move_the_neighbour() {
         let mut s = seg();
         let a = s.add_member(0, 0, None);
