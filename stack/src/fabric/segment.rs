@@ -242,6 +242,12 @@ impl Segment {
         addr == Ipv4Addr::BROADCAST || self.subnet.broadcast() == Some(addr)
     }
 
+    /// The member that channel `channel` ([`Transmission::channel`]) delivers to.
+    #[inline]
+    pub fn channel_receiver(&self, channel: usize) -> MemberId {
+        self.channels[channel].0.1
+    }
+
     /// Sends a packet of `len` bytes from `from` at `now`; appends one [`Transmission`] per
     /// receiver to `out` (several for a broadcast).
     pub fn transmit(

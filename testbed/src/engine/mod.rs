@@ -24,6 +24,8 @@ mod boundary;
 mod flood;
 mod queue;
 
+use queue::Popped;
+
 pub use boundary::{Boundary, Closed};
 
 /// Something scheduled at a time.
@@ -123,7 +125,8 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     pub nodes: Vec<Node>,
     /// Segments, in topology order.
     pub segments: Vec<Segment>,
-    queue: queue::EventQueue<What>,
+    /// Scheduled events, and deliveries (packets) in per-channel lanes.
+    queue: queue::EventQueue<What, Vec<u8>>,
     wake: Vec<Option<Time>>,
     capture: Option<Capture<W>>,
     /// The event log.
@@ -575,10 +578,77 @@ impl<W: Write, B: Boundary> Network<W, B> {
         }
     }
 
+    /// A packet arrives at `member` of `segment` now: taken by the boundary, a flood source or
+    /// an attacker host if the member is one of theirs, else received by its node.
+    fn deliver(&mut self, segment: usize, member: usize, packet: Vec<u8>) -> Result<(), RunError> {
+        if self.boundary.is_outside(segment, member) {
+            // Live mode: a kernel member's packets go into its TUN.
+            self.boundary.delivered(segment, member, packet);
+            return Ok(());
+        }
+        if self.flood.is_member(segment, member) {
+            // An answer to a spoofed flood source: counted, goes no further.
+            self.flood.absorb(segment, member, packet.len());
+            return Ok(());
+        }
+        if let Some(id) = self.attack.interceptor(segment, member) {
+            // A packet for an attacker host: the attack takes it.
+            self.attack_receive(id, &packet);
+            return Ok(());
+        }
+        if self.attack.observes(segment, member) {
+            self.attack_observe(segment, member, &packet);
+        }
+        let m = &self.segments[segment].members()[member];
+        let (n, port) = (m.node, m.port);
+        if !m.attached
+            || self.nodes[n].ports[port].member != member
+            || self.nodes[n].ports[port].segment != segment
+        {
+            // The node moved away while the packet was in flight.
+            *self
+                .link_drops
+                .entry((self.segments[segment].name.clone(), "detached"))
+                .or_default() += 1;
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.scratch_out);
+        let local = self.nodes[n].receive(self.now, port, packet, &mut out);
+        let quiet = if local {
+            None
+        } else {
+            self.nodes[n].quiet(self.now)
+        };
+        let r = match quiet {
+            // Forwarded (or dropped) by a node with nothing else to do: a poll would change
+            // nothing, and only the NAT's timer can have moved.
+            Some(roles_at) => self.forwarded(n, roles_at, &mut out),
+            None => {
+                self.nodes[n].poll(self.now, &mut out);
+                self.process(n, &mut out)
+            }
+        };
+        self.scratch_out = out;
+        r
+    }
+
     /// Handles the next event if it is due by `end`; returns false when there is none.
     pub fn step(&mut self, end: Time) -> Result<bool, RunError> {
-        let Some(ev) = self.queue.pop_due(end) else {
-            return Ok(false);
+        let ev = match self.queue.pop_due(end) {
+            None => return Ok(false),
+            Some(Popped::Lane {
+                at,
+                segment,
+                channel,
+                item,
+            }) => {
+                self.now = self.now.max(at);
+                self.steps += 1;
+                let member = self.segments[segment].channel_receiver(channel);
+                self.deliver(segment, member, item)?;
+                return Ok(true);
+            }
+            Some(Popped::Event(ev)) => ev,
         };
         self.now = self.now.max(ev.at);
         self.steps += 1;
@@ -588,66 +658,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
                 segment,
                 member,
                 packet,
-            } if self.boundary.is_outside(segment, member) => {
-                // Live mode: a kernel member's packets go into its TUN.
-                self.boundary.delivered(segment, member, packet);
-                self.scratch_out = out;
-                return Ok(true);
-            }
-            What::Deliver {
-                segment,
-                member,
-                packet,
-            } if self.flood.is_member(segment, member) => {
-                // An answer to a spoofed flood source: counted, goes no further.
-                self.flood.absorb(segment, member, packet.len());
-                self.scratch_out = out;
-                return Ok(true);
-            }
-            What::Deliver {
-                segment,
-                member,
-                packet,
-            } if self.attack.interceptor(segment, member).is_some() => {
-                // A packet for an attacker host: the attack takes it.
-                if let Some(id) = self.attack.interceptor(segment, member) {
-                    self.attack_receive(id, &packet);
-                }
-                self.scratch_out = out;
-                return Ok(true);
-            }
-            What::Deliver {
-                segment,
-                member,
-                packet,
             } => {
-                if self.attack.observes(segment, member) {
-                    self.attack_observe(segment, member, &packet);
-                }
-                let m = &self.segments[segment].members()[member];
-                let (n, port) = (m.node, m.port);
-                if !m.attached
-                    || self.nodes[n].ports[port].member != member
-                    || self.nodes[n].ports[port].segment != segment
-                {
-                    // The node moved away while the packet was in flight.
-                    *self
-                        .link_drops
-                        .entry((self.segments[segment].name.clone(), "detached"))
-                        .or_default() += 1;
-                    self.scratch_out = out;
-                    return Ok(true);
-                }
-                let local = self.nodes[n].receive(self.now, port, packet, &mut out);
-                if !local && let Some(roles_at) = self.nodes[n].quiet(self.now) {
-                    // Forwarded (or dropped) by a node with nothing else to do: a poll would
-                    // change nothing, and only the NAT's timer can have moved.
-                    let r = self.forwarded(n, roles_at, &mut out);
-                    self.scratch_out = out;
-                    return r.map(|()| true);
-                }
-                self.nodes[n].poll(self.now, &mut out);
-                n
+                self.scratch_out = out;
+                self.deliver(segment, member, packet)?;
+                return Ok(true);
             }
             What::Step { index } => {
                 self.scratch_out = out;
@@ -844,16 +858,14 @@ impl<W: Write, B: Boundary> Network<W, B> {
                     } else {
                         packet.clone().unwrap_or_default()
                     };
-                    self.queue.push_lane(
-                        at,
-                        seg,
-                        channel,
-                        What::Deliver {
+                    if let Err(packet) = self.queue.push_lane(at, seg, channel, p) {
+                        let deliver = What::Deliver {
                             segment: seg,
                             member: to,
-                            packet: p,
-                        },
-                    );
+                            packet,
+                        };
+                        self.queue.push(at, deliver);
+                    }
                 }
                 Err(reason) => {
                     *self

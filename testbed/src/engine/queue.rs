@@ -3,7 +3,8 @@
 //!
 //! Two things keep it cheap with thousands of packets in flight:
 //! - lanes: a channel hands out delivery times in sending order (unless its link reorders),
-//!   so a channel's deliveries wait in a FIFO and only its front has a place in the heap;
+//!   so a channel's deliveries wait in a FIFO and only its front has a place in the heap; a
+//!   lane entry is just the time, the order and the payload (the channel says who receives);
 //! - the heap holds small keys (time in nanoseconds and order packed into one `u128`, and
 //!   where the event waits), not the events themselves.
 
@@ -47,18 +48,47 @@ impl Ord for Due {
     }
 }
 
-/// The heap key of an event at `at` scheduled `order`-th. Nanoseconds fit in 64 bits for
-/// 584 years of virtual time; beyond that times saturate (and tie by order).
-fn key(at: Time, order: u64) -> u128 {
-    (u128::from(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)) << 64) | u128::from(order)
+/// The heap key of an event at `at_ns` scheduled `order`-th.
+#[inline]
+fn key(at_ns: u64, order: u64) -> u128 {
+    (u128::from(at_ns) << 64) | u128::from(order)
 }
 
-/// Events in (time, order) order.
+/// Nanoseconds of `at`, if they fit in 64 bits (584 years of virtual time); later times
+/// saturate (and tie by order).
+#[inline]
+fn nanos(at: Time) -> u64 {
+    u64::try_from(at.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A delivery waiting in a lane.
 #[derive(Debug)]
-pub(super) struct EventQueue<T> {
+struct LaneEntry<P> {
+    at_ns: u64,
+    order: u64,
+    item: P,
+}
+
+/// What [`EventQueue::pop_due`] took.
+#[derive(Debug)]
+pub(super) enum Popped<T, P> {
+    /// A scheduled event.
+    Event(Timed<T>),
+    /// A delivery that `channel` of `segment` carried.
+    Lane {
+        at: Time,
+        segment: usize,
+        channel: usize,
+        item: P,
+    },
+}
+
+/// Events (`T`) and per-channel deliveries (`P`) in (time, order) order.
+#[derive(Debug)]
+pub(super) struct EventQueue<T, P> {
     heap: BinaryHeap<Due>,
     /// Per segment, per channel: deliveries in (time, order) order.
-    lanes: Vec<Vec<VecDeque<Timed<T>>>>,
+    lanes: Vec<Vec<VecDeque<LaneEntry<P>>>>,
     /// Events that are not in a lane, by slot; `free` lists the empty slots.
     parked: Vec<Option<Timed<T>>>,
     free: Vec<u32>,
@@ -66,7 +96,7 @@ pub(super) struct EventQueue<T> {
     seq: u64,
 }
 
-impl<T> EventQueue<T> {
+impl<T, P> EventQueue<T, P> {
     /// An empty queue for `segments` segments.
     pub(super) fn new(segments: usize) -> Self {
         EventQueue {
@@ -94,40 +124,56 @@ impl<T> EventQueue<T> {
             }
         };
         self.heap.push(Due {
-            key: key(at, order),
+            key: key(nanos(at), order),
             slot: Slot::Parked(i),
         });
     }
 
     /// Schedules `item`, which `channel` of `segment` carried, at `at`: appended to the
-    /// channel's lane unless it is earlier than the lane's last event (a reordering link),
-    /// then it is scheduled by itself.
-    pub(super) fn push_lane(&mut self, at: Time, segment: usize, channel: usize, item: T) {
-        let (Ok(seg32), Ok(ch32)) = (u32::try_from(segment), u32::try_from(channel)) else {
-            return self.push(at, item);
+    /// channel's lane. Gives `item` back when it cannot wait there (it is earlier than the
+    /// lane's last entry: a reordering link; or a time beyond 584 years): the caller then
+    /// schedules it by itself with [`EventQueue::push`].
+    #[inline]
+    pub(super) fn push_lane(
+        &mut self,
+        at: Time,
+        segment: usize,
+        channel: usize,
+        item: P,
+    ) -> Result<(), P> {
+        let at_ns = nanos(at);
+        let (Ok(seg32), Ok(ch32), true) = (
+            u32::try_from(segment),
+            u32::try_from(channel),
+            at_ns < u64::MAX,
+        ) else {
+            return Err(item);
         };
         let Some(lanes) = self.lanes.get_mut(segment) else {
-            return self.push(at, item);
+            return Err(item);
         };
         if lanes.len() <= channel {
             lanes.resize_with(channel + 1, VecDeque::new);
         }
         let lane = &mut lanes[channel];
-        if lane.back().is_some_and(|last| last.at > at) {
-            return self.push(at, item);
-        }
-        self.seq += 1;
-        let order = self.seq;
-        if lane.is_empty() {
-            self.heap.push(Due {
-                key: key(at, order),
+        match lane.back() {
+            Some(last) if last.at_ns > at_ns => return Err(item),
+            Some(_) => {}
+            None => self.heap.push(Due {
+                key: key(at_ns, self.seq + 1),
                 slot: Slot::Lane {
                     segment: seg32,
                     channel: ch32,
                 },
-            });
+            }),
         }
-        lane.push_back(Timed { at, order, item });
+        self.seq += 1;
+        lane.push_back(LaneEntry {
+            at_ns,
+            order: self.seq,
+            item,
+        });
+        Ok(())
     }
 
     /// Time of the earliest event, if any.
@@ -135,17 +181,13 @@ impl<T> EventQueue<T> {
         let due = self.heap.peek()?;
         match due.slot {
             Slot::Parked(i) => self.parked.get(i as usize)?.as_ref().map(|e| e.at),
-            Slot::Lane { segment, channel } => self
-                .lanes
-                .get(segment as usize)?
-                .get(channel as usize)?
-                .front()
-                .map(|e| e.at),
+            Slot::Lane { .. } => Some(Time::from_nanos((due.key >> 64) as u64)),
         }
     }
 
     /// Takes the earliest event if it is due by `end`.
-    pub(super) fn pop_due(&mut self, end: Time) -> Option<Timed<T>> {
+    #[inline]
+    pub(super) fn pop_due(&mut self, end: Time) -> Option<Popped<T, P>> {
         let top = self.heap.peek()?;
         let at_ns = (top.key >> 64) as u64;
         let due = if at_ns < u64::MAX {
@@ -162,22 +204,27 @@ impl<T> EventQueue<T> {
                 PeekMut::pop(top);
                 let ev = self.parked.get_mut(i as usize)?.take();
                 self.free.push(i);
-                ev
+                ev.map(Popped::Event)
             }
             Slot::Lane { segment, channel } => {
                 let lane = self
                     .lanes
                     .get_mut(segment as usize)?
                     .get_mut(channel as usize)?;
-                let ev = lane.pop_front();
+                let entry = lane.pop_front();
                 match lane.front() {
-                    // The lane's next event takes its place in the heap (sifted on drop).
-                    Some(next) => top.key = key(next.at, next.order),
+                    // The lane's next entry takes its place in the heap (sifted on drop).
+                    Some(next) => top.key = key(next.at_ns, next.order),
                     None => {
                         PeekMut::pop(top);
                     }
                 }
-                ev
+                entry.map(|e| Popped::Lane {
+                    at: Time::from_nanos(e.at_ns),
+                    segment: segment as usize,
+                    channel: channel as usize,
+                    item: e.item,
+                })
             }
         }
     }
@@ -187,22 +234,41 @@ impl<T> EventQueue<T> {
 mod tests {
     use super::*;
 
+    /// Pushes into a lane, or by itself when the lane refuses.
+    fn lane(q: &mut EventQueue<char, char>, at: Time, seg: usize, ch: usize, item: char) {
+        if let Err(item) = q.push_lane(at, seg, ch, item) {
+            q.push(at, item);
+        }
+    }
+
+    fn item<T>(p: Popped<T, T>) -> (Time, T) {
+        match p {
+            Popped::Event(e) => (e.at, e.item),
+            Popped::Lane { at, item, .. } => (at, item),
+        }
+    }
+
     #[test]
     fn time_then_insertion_order_across_lanes_and_parked_events() {
         let ms = Time::from_millis;
         let mut q = EventQueue::new(2);
-        q.push_lane(ms(5), 0, 0, 'a');
+        lane(&mut q, ms(5), 0, 0, 'a');
         q.push(ms(5), 'b');
-        q.push_lane(ms(1), 1, 3, 'c');
-        q.push_lane(ms(5), 0, 0, 'd');
-        q.push_lane(ms(2), 0, 0, 'e'); // earlier than its lane's last: scheduled by itself
+        lane(&mut q, ms(1), 1, 3, 'c');
+        lane(&mut q, ms(5), 0, 0, 'd');
+        assert_eq!(
+            q.push_lane(ms(2), 0, 0, 'e'),
+            Err('e'),
+            "earlier than its lane's last"
+        );
+        q.push(ms(2), 'e');
         q.push(ms(1), 'f');
-        q.push_lane(ms(9), 1, 3, 'g');
+        lane(&mut q, ms(9), 1, 3, 'g');
         assert_eq!(q.next_at(), Some(ms(1)));
         assert!(q.pop_due(ms(0)).is_none());
         let mut got = Vec::new();
         while let Some(e) = q.pop_due(ms(5)) {
-            got.push((e.at, e.item));
+            got.push(item(e));
         }
         assert_eq!(
             got,
@@ -216,7 +282,7 @@ mod tests {
             ]
         );
         assert_eq!(q.next_at(), Some(ms(9)));
-        assert_eq!(q.pop_due(ms(9)).map(|e| e.item), Some('g'));
+        assert_eq!(q.pop_due(ms(9)).map(|e| item(e).1), Some('g'));
         assert_eq!(q.next_at(), None);
     }
 
@@ -224,7 +290,7 @@ mod tests {
     fn same_result_as_one_binary_heap_of_every_event() {
         // A reference heap of Timed items against the queue, on a pseudo-random schedule.
         let mut reference = BinaryHeap::new();
-        let mut q = EventQueue::new(3);
+        let mut q: EventQueue<u32, u32> = EventQueue::new(3);
         let mut x: u64 = 0x1234_5678;
         let mut last = [[0u64; 4]; 3];
         let (mut got, mut want) = (Vec::new(), Vec::new());
@@ -249,7 +315,9 @@ mod tests {
             if x.is_multiple_of(5) {
                 q.push(Time::from_micros(at), i);
             } else {
-                q.push_lane(Time::from_micros(at), seg, ch, i);
+                if let Err(i) = q.push_lane(Time::from_micros(at), seg, ch, i) {
+                    q.push(Time::from_micros(at), i);
+                }
             }
             if x.is_multiple_of(3) {
                 now += 1;
@@ -258,12 +326,14 @@ mod tests {
                     want.extend(reference.pop().map(|t| t.item));
                 }
                 while let Some(e) = q.pop_due(end) {
-                    got.push(e.item);
+                    got.push(item(e).1);
                 }
             }
         }
         want.extend(std::iter::from_fn(|| reference.pop().map(|t| t.item)));
-        got.extend(std::iter::from_fn(|| q.pop_due(Time::MAX).map(|e| e.item)));
+        got.extend(std::iter::from_fn(|| {
+            q.pop_due(Time::MAX).map(|e| item(e).1)
+        }));
         assert_eq!(got, want);
     }
 }
