@@ -264,17 +264,7 @@ impl Segment {
             channel: usize::MAX,
         };
         match dest {
-            Dest::Unicast(addr) => {
-                if let Some(Some(hop)) = self.last_hop.get(from)
-                    && hop.addr == addr
-                    && hop.version == self.addr_version
-                    && self.cut.is_empty()
-                {
-                    let (to, channel) = (hop.to, hop.channel);
-                    return out.push(self.fate(now, to, channel, len));
-                }
-                self.transmit_unicast(now, from, addr, len, out)
-            }
+            Dest::Unicast(addr) => out.push(self.unicast(now, from, addr, len)),
             Dest::Broadcast => {
                 for to in 0..self.members.len() {
                     if to == from || !self.members[to].attached {
@@ -290,24 +280,42 @@ impl Segment {
         }
     }
 
-    /// A unicast without a cached resolution: resolved, sent, and remembered for `from`.
-    fn transmit_unicast(
+    /// Sends a packet of `len` bytes from `from` to the member holding `addr` at `now`
+    /// ([`Segment::transmit`] for one receiver).
+    #[inline]
+    pub fn unicast(
         &mut self,
         now: Time,
         from: MemberId,
         addr: Ipv4Addr,
         len: usize,
-        out: &mut Vec<Transmission>,
-    ) {
+    ) -> Transmission {
+        if let Some(Some(hop)) = self.last_hop.get(from)
+            && hop.addr == addr
+            && hop.version == self.addr_version
+            && self.cut.is_empty()
+        {
+            let (to, channel) = (hop.to, hop.channel);
+            return self.fate(now, to, channel, len);
+        }
+        self.unicast_resolve(now, from, addr, len)
+    }
+
+    /// A unicast without a remembered resolution: resolved, sent, and remembered for `from`.
+    fn unicast_resolve(
+        &mut self,
+        now: Time,
+        from: MemberId,
+        addr: Ipv4Addr,
+        len: usize,
+    ) -> Transmission {
         let drop = |to, reason| Transmission {
             to,
             fate: Err(reason),
             channel: usize::MAX,
         };
         match self.resolve(addr).filter(|&to| self.members[to].attached) {
-            Some(to) if to != from && self.is_cut(from, to) => {
-                out.push(drop(to, SegmentDrop::Partitioned))
-            }
+            Some(to) if to != from && self.is_cut(from, to) => drop(to, SegmentDrop::Partitioned),
             Some(to) if to != from => {
                 let t = self.send(now, from, to, len);
                 if self.last_hop.len() <= from {
@@ -319,9 +327,9 @@ impl Segment {
                     channel: t.channel,
                     version: self.addr_version,
                 });
-                out.push(t)
+                t
             }
-            _ => out.push(drop(from, SegmentDrop::NoNeighbour)),
+            _ => drop(from, SegmentDrop::NoNeighbour),
         }
     }
 

@@ -845,57 +845,79 @@ impl<W: Write, B: Boundary> Network<W, B> {
             self.boundary.sent(seg, member, dest, &packet);
         }
         self.segment_packets[seg] += 1;
+        if let Dest::Unicast(addr) = dest {
+            let t = self.segments[seg].unicast(self.now, member, addr, packet.len());
+            return self.carry(seg, member, dest, sender, t, packet);
+        }
         let mut fates = std::mem::take(&mut self.scratch_fates);
         self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
         let last = fates.len().saturating_sub(1);
         let mut packet = Some(packet);
+        let mut r = Ok(());
         for (i, t) in fates.drain(..).enumerate() {
-            let Transmission { to, fate, channel } = t;
-            match fate {
-                Ok(at) => {
-                    let p = if i == last {
-                        packet.take().unwrap_or_default()
-                    } else {
-                        packet.clone().unwrap_or_default()
-                    };
-                    if let Err(packet) = self.queue.push_lane(at, seg, channel, p) {
-                        let deliver = What::Deliver {
-                            segment: seg,
-                            member: to,
-                            packet,
-                        };
-                        self.queue.push(at, deliver);
-                    }
-                }
-                Err(reason) => {
-                    *self
-                        .link_drops
-                        .entry((self.segments[seg].name.clone(), reason.as_str()))
-                        .or_default() += 1;
-                    let host = match sender {
-                        Sender::Node(n) => self.nodes[n].name.clone(),
-                        Sender::Outside => self.boundary.outside_name(seg, member),
-                        Sender::Attack(id) => {
-                            self.attack.count_link_drop(id);
-                            continue;
-                        }
-                        Sender::Flood(id) => {
-                            // Counted, not logged one by one: the end event and results
-                            // carry it.
-                            self.flood.count_link_drop(id);
-                            continue;
-                        }
-                    };
-                    let ev = TestbedEvent::FabricDrop {
-                        segment: self.segments[seg].name.clone(),
-                        reason: reason.as_str(),
-                        next_hop: format!("{dest:?}"),
-                    };
-                    self.events.push(self.now, &host, ev)?;
-                }
-            }
+            let p = if t.fate.is_err() {
+                Vec::new() // not delivered: no copy
+            } else if i == last {
+                packet.take().unwrap_or_default()
+            } else {
+                packet.clone().unwrap_or_default()
+            };
+            r = r.and(self.carry(seg, member, dest, sender, t, p));
         }
         self.scratch_fates = fates;
+        r
+    }
+
+    /// What the segment decided for one receiver of a packet from `member`: a delivery waiting
+    /// in its channel's lane, or a counted drop (logged as `fabric.drop`, or counted by the
+    /// flood or attack that sent it).
+    fn carry(
+        &mut self,
+        seg: usize,
+        member: usize,
+        dest: Dest,
+        sender: Sender,
+        t: Transmission,
+        packet: Vec<u8>,
+    ) -> Result<(), RunError> {
+        let Transmission { to, fate, channel } = t;
+        let reason = match fate {
+            Ok(at) => {
+                if let Err(packet) = self.queue.push_lane(at, seg, channel, packet) {
+                    let deliver = What::Deliver {
+                        segment: seg,
+                        member: to,
+                        packet,
+                    };
+                    self.queue.push(at, deliver);
+                }
+                return Ok(());
+            }
+            Err(reason) => reason,
+        };
+        *self
+            .link_drops
+            .entry((self.segments[seg].name.clone(), reason.as_str()))
+            .or_default() += 1;
+        let host = match sender {
+            Sender::Node(n) => self.nodes[n].name.clone(),
+            Sender::Outside => self.boundary.outside_name(seg, member),
+            Sender::Attack(id) => {
+                self.attack.count_link_drop(id);
+                return Ok(());
+            }
+            Sender::Flood(id) => {
+                // Counted, not logged one by one: the end event and results carry it.
+                self.flood.count_link_drop(id);
+                return Ok(());
+            }
+        };
+        let ev = TestbedEvent::FabricDrop {
+            segment: self.segments[seg].name.clone(),
+            reason: reason.as_str(),
+            next_hop: format!("{dest:?}"),
+        };
+        self.events.push(self.now, &host, ev)?;
         Ok(())
     }
 }
