@@ -130,6 +130,12 @@ impl Role for EnApp {
         self.en.port()
     }
 
+    /// The end node's (a client's): without it every crowd host took a server's 256 kB each
+    /// way.
+    fn socket_buffer(&self) -> usize {
+        Role::socket_buffer(&self.en)
+    }
+
     fn handle_command(&mut self, now: Time, command: &Command) {
         match command {
             Command::Bound { .. } => self.bound = true,
@@ -274,4 +280,29 @@ pub fn sn_role(
         ),
     };
     Ok(Some(SnSetup { sn, log, recovered }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn an_end_node_app_buffers_like_a_client() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../topologies/paper.toml"
+        ));
+        let topo = Topology::load(path).expect("paper.toml loads");
+        let def = topo
+            .nodes
+            .iter()
+            .find(|n| n.end_node.is_some())
+            .expect("paper.toml has end nodes");
+        let app = EnApp::new(&topo, def, Time::ZERO).expect("an end node");
+        assert_eq!(
+            Role::socket_buffer(&app),
+            binfm_roles::role::CLIENT_SOCKET_BUFFER
+        );
+    }
 }

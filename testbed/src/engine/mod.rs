@@ -17,6 +17,7 @@ use binfm_stack::capture::Capture;
 use binfm_stack::fabric::{Dest, MemberId, Segment, Transmission};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 mod attack;
@@ -28,13 +29,32 @@ use queue::Popped;
 
 pub use boundary::{Boundary, Closed};
 
+/// A packet waiting to be delivered: its own bytes, or bytes shared by every receiver of a
+/// broadcast (one copy in flight however many members the segment has; each receiver gets
+/// its own copy when the packet arrives, the last one the original).
+#[derive(Debug)]
+enum Payload {
+    Own(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Payload {
+    /// The bytes, owned.
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Own(p) => p,
+            Payload::Shared(p) => Arc::try_unwrap(p).unwrap_or_else(|p| (*p).clone()),
+        }
+    }
+}
+
 /// Something scheduled at a time.
 #[derive(Debug)]
 enum What {
     Deliver {
         segment: usize,
         member: usize,
-        packet: Vec<u8>,
+        packet: Payload,
     },
     Wake {
         node: usize,
@@ -126,7 +146,7 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     /// Segments, in topology order.
     pub segments: Vec<Segment>,
     /// Scheduled events, and deliveries (packets) in per-channel lanes.
-    queue: queue::EventQueue<What, Vec<u8>>,
+    queue: queue::EventQueue<What, Payload>,
     wake: Vec<Option<Time>>,
     capture: Option<Capture<W>>,
     /// The event log.
@@ -580,7 +600,8 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// A packet arrives at `member` of `segment` now: taken by the boundary, a flood source or
     /// an attacker host if the member is one of theirs, else received by its node.
-    fn deliver(&mut self, segment: usize, member: usize, packet: Vec<u8>) -> Result<(), RunError> {
+    fn deliver(&mut self, segment: usize, member: usize, packet: Payload) -> Result<(), RunError> {
+        let packet = packet.into_vec();
         if self.boundary.is_outside(segment, member) {
             // Live mode: a kernel member's packets go into its TUN.
             self.boundary.delivered(segment, member, packet);
@@ -847,21 +868,14 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.segment_packets[seg] += 1;
         if let Dest::Unicast(addr) = dest {
             let t = self.segments[seg].unicast(self.now, member, addr, packet.len());
-            return self.carry(seg, member, dest, sender, t, packet);
+            return self.carry(seg, member, dest, sender, t, Payload::Own(packet));
         }
         let mut fates = std::mem::take(&mut self.scratch_fates);
         self.segments[seg].transmit(self.now, member, dest, packet.len(), &mut fates);
-        let last = fates.len().saturating_sub(1);
-        let mut packet = Some(packet);
+        let shared = Arc::new(packet);
         let mut r = Ok(());
-        for (i, t) in fates.drain(..).enumerate() {
-            let p = if t.fate.is_err() {
-                Vec::new() // not delivered: no copy
-            } else if i == last {
-                packet.take().unwrap_or_default()
-            } else {
-                packet.clone().unwrap_or_default()
-            };
+        for t in fates.drain(..) {
+            let p = Payload::Shared(Arc::clone(&shared));
             r = r.and(self.carry(seg, member, dest, sender, t, p));
         }
         self.scratch_fates = fates;
@@ -878,7 +892,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
         dest: Dest,
         sender: Sender,
         t: Transmission,
-        packet: Vec<u8>,
+        packet: Payload,
     ) -> Result<(), RunError> {
         let Transmission { to, fate, channel } = t;
         let reason = match fate {
