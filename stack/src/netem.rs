@@ -60,7 +60,11 @@ pub enum Fate {
 #[derive(Debug)]
 pub struct Channel {
     params: LinkParams,
-    rng: ChaCha8Rng,
+    /// The channel's RNG, made on its first draw from `rng_seed`: most channels (every pair
+    /// a broadcast reaches on a LAN without loss or jitter) never draw, and a ChaCha state
+    /// with its buffer is most of a channel's memory.
+    rng: Option<Box<ChaCha8Rng>>,
+    rng_seed: u64,
     /// When the transmitter is free again (serialization of queued packets).
     next_free: Time,
     /// Serialization end times of packets still in the queue, oldest first.
@@ -81,7 +85,8 @@ impl Channel {
     pub fn new(params: LinkParams, seed: u64, id: u64) -> Self {
         Channel {
             params,
-            rng: ChaCha8Rng::seed_from_u64(mix(seed, id)),
+            rng: None,
+            rng_seed: mix(seed, id),
             next_free: Time::ZERO,
             in_queue: VecDeque::new(),
             last_delivery: Time::ZERO,
@@ -104,12 +109,16 @@ impl Channel {
         // Without loss and jitter neither draw can matter: skip them (see `skipped_words`).
         let (loss_draw, jitter_draw): (f64, f64) =
             if self.params.loss > 0.0 || !self.params.jitter.is_zero() {
+                let seed = self.rng_seed;
+                let rng = self
+                    .rng
+                    .get_or_insert_with(|| Box::new(ChaCha8Rng::seed_from_u64(seed)));
                 if self.skipped_words != 0 {
-                    let pos = self.rng.get_word_pos();
-                    self.rng.set_word_pos(pos + self.skipped_words);
+                    let pos = rng.get_word_pos();
+                    rng.set_word_pos(pos + self.skipped_words);
                     self.skipped_words = 0;
                 }
-                (self.rng.random(), self.rng.random())
+                (rng.random(), rng.random())
             } else {
                 self.skipped_words += WORDS_PER_PACKET;
                 (1.0, 0.0)
@@ -258,7 +267,7 @@ mod tests {
             }
             lazy.set_params(noisy.clone());
             let mut expected = Channel::new(noisy.clone(), 11, 5);
-            expected.rng = reference;
+            expected.rng = Some(Box::new(reference));
             for i in skipped..skipped + 300 {
                 assert_eq!(
                     lazy.send(ms(i), 100),
