@@ -18,8 +18,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// MTU of every emulated link.
 pub const MTU: usize = 1500;
-/// Datagrams a UDP socket buffers in each direction before dropping.
-const SOCKET_PACKETS: usize = 256;
+/// Datagrams a UDP socket buffers in each direction before dropping: one per 256 bytes of
+/// its buffer, at least 16 and at most 256 (a socket's list of datagrams is sized with its
+/// bytes, so a small client socket does not carry a server's list).
+const SOCKET_PACKETS: (usize, usize) = (16, 256);
 
 /// Errors of the host glue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -231,19 +233,14 @@ impl IpStack {
     }
 
     /// Opens a UDP socket on `port` (all addresses, broadcasts included) that buffers
-    /// `bytes` each way (and at most 256 datagrams).
+    /// `bytes` each way (and one datagram per 256 bytes, between 16 and 256).
     pub fn bind_udp(&mut self, port: u16, bytes: usize) -> Result<(), HostError> {
         if self.udp.iter().any(|(p, _)| *p == port) {
             return Err(HostError::PortInUse(port));
         }
-        let rx = udp::PacketBuffer::new(
-            vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
-            vec![0; bytes],
-        );
-        let tx = udp::PacketBuffer::new(
-            vec![udp::PacketMetadata::EMPTY; SOCKET_PACKETS],
-            vec![0; bytes],
-        );
+        let packets = (bytes / 256).clamp(SOCKET_PACKETS.0, SOCKET_PACKETS.1);
+        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; bytes]);
+        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; bytes]);
         let mut socket = udp::Socket::new(rx, tx);
         socket.bind(port).map_err(|e| HostError::Send {
             port,
