@@ -637,3 +637,66 @@ fn decrement_ttl(packet: &mut [u8]) {
     let c = u16::from_be_bytes([packet[10], packet[11]]);
     packet[10..12].copy_from_slice(&checksum::update_word(c, old, new).to_be_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attack::packet::udp_packet;
+    use std::net::SocketAddrV4;
+    use std::path::Path;
+
+    const TOPOLOGY: &str = r#"
+name = "quiet"
+[[segment]]
+name = "lan"
+subnet = "10.1.0.0/24"
+[[segment]]
+name = "public"
+subnet = "198.51.100.0/24"
+[[nat]]
+name = "nat"
+inside = { segment = "lan", address = "10.1.0.1" }
+outside = { segment = "public", address = "198.51.100.1" }
+[[host]]
+name = "a"
+segment = "lan"
+address = "10.1.0.10"
+gateway = "10.1.0.1"
+"#;
+
+    /// `quiet` is what lets the engine skip a poll: it must say no whenever a poll could do
+    /// something (not yet polled, a role given a command, a stack given work, a timer due).
+    #[test]
+    fn a_node_is_quiet_only_when_a_poll_would_do_nothing() {
+        let topo = Topology::from_str(TOPOLOGY, Path::new("quiet.toml")).expect("topology");
+        let n = topo.node_index("nat").expect("nat");
+        let mut nat = Node::new(&topo, n, &[0, 0], Time::ZERO, None).expect("node");
+        let mut out = Vec::new();
+        assert_eq!(nat.quiet(Time::ZERO), None, "never polled");
+        nat.start(Time::ZERO, &mut out);
+        assert_eq!(nat.quiet(Time::ZERO), Some(None), "started, nothing pending");
+
+        // Forwarded outward: the NAT maps it and arms its expiry timer.
+        let from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 10), 5000);
+        let to = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 9), 9);
+        let local = nat.receive(Time::ZERO, 0, udp_packet(from, to, b"x"), &mut out);
+        assert!(!local, "forwarded, not for the NAT's own stack");
+        assert!(matches!(out.last(), Some(Output::Send { port: 1, .. })));
+        let expiry = nat.nat_poll_at().expect("a mapping expires");
+        assert_eq!(nat.quiet(Time::from_secs(1)), Some(None));
+        assert_eq!(nat.quiet(expiry), None, "the NAT's timer is due");
+
+        // A packet for the NAT itself goes to its stack: a poll has work.
+        let me = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 1), 9);
+        assert!(nat.receive(Time::ZERO, 0, udp_packet(from, me, b"y"), &mut out));
+        assert_eq!(nat.quiet(Time::ZERO), None, "a stack has input");
+        nat.poll(Time::ZERO, &mut out);
+        assert_eq!(nat.quiet(Time::ZERO), Some(None));
+
+        nat.command(Time::ZERO, &Command::WindDown);
+        assert_eq!(nat.quiet(Time::ZERO), None, "a role was given a command");
+        nat.poll(Time::ZERO, &mut out);
+        nat.up = false;
+        assert_eq!(nat.quiet(Time::ZERO), None, "a crashed node");
+    }
+}
