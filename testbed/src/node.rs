@@ -674,7 +674,11 @@ gateway = "10.1.0.1"
         let mut out = Vec::new();
         assert_eq!(nat.quiet(Time::ZERO), None, "never polled");
         nat.start(Time::ZERO, &mut out);
-        assert_eq!(nat.quiet(Time::ZERO), Some(None), "started, nothing pending");
+        assert_eq!(
+            nat.quiet(Time::ZERO),
+            Some(None),
+            "started, nothing pending"
+        );
 
         // Forwarded outward: the NAT maps it and arms its expiry timer.
         let from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 10), 5000);

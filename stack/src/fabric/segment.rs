@@ -258,11 +258,6 @@ impl Segment {
         len: usize,
         out: &mut Vec<Transmission>,
     ) {
-        let drop = |to, reason| Transmission {
-            to,
-            fate: Err(reason),
-            channel: usize::MAX,
-        };
         match dest {
             Dest::Unicast(addr) => out.push(self.unicast(now, from, addr, len)),
             Dest::Broadcast => {
@@ -271,7 +266,7 @@ impl Segment {
                         continue;
                     }
                     if self.is_cut(from, to) {
-                        out.push(drop(to, SegmentDrop::Partitioned));
+                        out.push(Transmission::dropped(to, SegmentDrop::Partitioned));
                     } else {
                         out.push(self.send(now, from, to, len));
                     }
@@ -309,13 +304,10 @@ impl Segment {
         addr: Ipv4Addr,
         len: usize,
     ) -> Transmission {
-        let drop = |to, reason| Transmission {
-            to,
-            fate: Err(reason),
-            channel: usize::MAX,
-        };
         match self.resolve(addr).filter(|&to| self.members[to].attached) {
-            Some(to) if to != from && self.is_cut(from, to) => drop(to, SegmentDrop::Partitioned),
+            Some(to) if to != from && self.is_cut(from, to) => {
+                Transmission::dropped(to, SegmentDrop::Partitioned)
+            }
             Some(to) if to != from => {
                 let t = self.send(now, from, to, len);
                 if self.last_hop.len() <= from {
@@ -329,7 +321,7 @@ impl Segment {
                 });
                 t
             }
-            _ => drop(from, SegmentDrop::NoNeighbour),
+            _ => Transmission::dropped(from, SegmentDrop::NoNeighbour),
         }
     }
 
@@ -379,6 +371,17 @@ pub struct Transmission {
     /// (`usize::MAX` when no channel was involved). A channel hands out delivery times in
     /// sending order unless its link reorders.
     pub channel: usize,
+}
+
+impl Transmission {
+    /// Not delivered to `to`, for `reason` (no channel was involved).
+    fn dropped(to: MemberId, reason: SegmentDrop) -> Transmission {
+        Transmission {
+            to,
+            fate: Err(reason),
+            channel: usize::MAX,
+        }
+    }
 }
 
 #[cfg(test)]
