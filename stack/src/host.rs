@@ -7,7 +7,7 @@
 //! smoltcp answers ICMP echo requests to the stack's address by itself.
 
 use crate::Time;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
@@ -289,13 +289,20 @@ impl IpStack {
             Err(udp::SendError::BufferFull) => {
                 // A burst larger than the send buffer (a super node answering thousands of
                 // end nodes at once): move what is queued onto the link (the device queue is
-                // unbounded) and try again, as a kernel's socket would block, not drop.
+                // unbounded) until the datagram fits, as a kernel's socket would block, not
+                // drop. One egress moves at most one datagram per socket, and after the ring
+                // wraps a datagram may need the room of several.
                 let now = self.last_poll;
-                self.iface
-                    .poll_egress(now, &mut self.device, &mut self.sockets);
-                self.sockets
-                    .get_mut::<udp::Socket>(handle)
-                    .send_slice(payload, meta)
+                loop {
+                    let moved = self
+                        .iface
+                        .poll_egress(now, &mut self.device, &mut self.sockets);
+                    let socket = self.sockets.get_mut::<udp::Socket>(handle);
+                    match socket.send_slice(payload, meta) {
+                        Err(udp::SendError::BufferFull) if moved != PollResult::None => {}
+                        r => break r,
+                    }
+                }
             }
             r => r,
         }
@@ -461,6 +468,34 @@ mod tests {
             .map(|d| d.payload[0])
             .collect();
         assert_eq!(got, (0..40).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_burst_of_mixed_sizes_through_a_client_buffer_goes_out_whole() {
+        // After the ring wraps, a large datagram needs the room of several small ones: one
+        // egress (one datagram) is not always enough to make it fit.
+        let now = Time::ZERO;
+        let mut a = IpStack::new(now, 1);
+        let mut b = IpStack::new(now, 2);
+        a.set_address(Some((Ipv4Addr::new(198, 51, 100, 11), 24)), None);
+        b.set_address(Some((Ipv4Addr::new(198, 51, 100, 2), 24)), None);
+        a.bind_udp(7400, 8 * 1024).unwrap();
+        b.bind_udp(7, 1024 * 1024).unwrap();
+        let to = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 7);
+        let mut x: u32 = 7;
+        let mut sizes = Vec::new();
+        for _ in 0..200 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = if (x >> 16) % 5 == 0 { 1_400 } else { 182 };
+            a.send_udp(None, 7400, to, &vec![sizes.len() as u8; len])
+                .unwrap();
+            sizes.push(len);
+        }
+        exchange(&mut a, &mut b, now);
+        let got: Vec<usize> = std::iter::from_fn(|| b.recv_udp())
+            .map(|d| d.payload.len())
+            .collect();
+        assert_eq!(got, sizes);
     }
 
     #[test]
