@@ -52,11 +52,12 @@ pub enum Command {
 /// What a server role's socket buffers each way (see [`Role::socket_buffer`]).
 pub const SERVER_SOCKET_BUFFER: usize = 256 * 1024;
 /// What a client role's socket buffers each way: 5 full-size datagrams. An emulated host's
-/// stack is polled after every packet it receives, so a client's socket holds one datagram
-/// at a time, and a send that finds the buffer full moves what is queued onto the link
-/// first; thousands of client hosts fit in memory only with small buffers (docs/scale.md).
+/// stack is polled after every packet it receives, so a client's socket holds one received
+/// datagram at a time, and a send that finds the buffer full moves queued datagrams onto the
+/// link until it fits (`IpStack::send_udp`); thousands of client hosts fit in memory only
+/// with small buffers (docs/scale.md).
 pub const CLIENT_SOCKET_BUFFER: usize = 8 * 1024;
-// Room for several datagrams of a full 1,500-byte MTU, whatever the ring's wrap-around.
+// Room for several datagrams of a full 1,500-byte MTU.
 const _: () = assert!(CLIENT_SOCKET_BUFFER >= 4 * 1500);
 
 /// A sans-IO protocol role bound to one UDP port of a host.

@@ -18,10 +18,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// MTU of every emulated link.
 pub const MTU: usize = 1500;
-/// Datagrams a UDP socket buffers in each direction before dropping: one per 256 bytes of
-/// its buffer, at least 16 and at most 256 (a socket's list of datagrams is sized with its
-/// bytes, so a small client socket does not carry a server's list).
-const SOCKET_PACKETS: (usize, usize) = (16, 256);
+/// Datagrams a UDP socket buffers in each direction: one per 256 bytes of its buffer, at
+/// least `MIN_SOCKET_PACKETS` and at most `MAX_SOCKET_PACKETS` (a socket's list of datagrams
+/// is sized with its bytes, so a small client socket does not carry a server's list).
+const MIN_SOCKET_PACKETS: usize = 16;
+/// See [`MIN_SOCKET_PACKETS`].
+const MAX_SOCKET_PACKETS: usize = 256;
 
 /// Errors of the host glue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -238,7 +240,7 @@ impl IpStack {
         if self.udp.iter().any(|(p, _)| *p == port) {
             return Err(HostError::PortInUse(port));
         }
-        let packets = (bytes / 256).clamp(SOCKET_PACKETS.0, SOCKET_PACKETS.1);
+        let packets = (bytes / 256).clamp(MIN_SOCKET_PACKETS, MAX_SOCKET_PACKETS);
         let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; bytes]);
         let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0; bytes]);
         let mut socket = udp::Socket::new(rx, tx);
@@ -486,7 +488,11 @@ mod tests {
         let mut sizes = Vec::new();
         for _ in 0..200 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let len = if (x >> 16) % 5 == 0 { 1_400 } else { 182 };
+            let len = if (x >> 16).is_multiple_of(5) {
+                1_400
+            } else {
+                182
+            };
             a.send_udp(None, 7400, to, &vec![sizes.len() as u8; len])
                 .unwrap();
             sizes.push(len);

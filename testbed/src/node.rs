@@ -306,12 +306,7 @@ impl Node {
         if !self.up || !self.settled || !self.ports.iter().all(|p| p.stack.is_idle()) {
             return None;
         }
-        if self
-            .nat
-            .as_ref()
-            .and_then(Nat::poll_timeout)
-            .is_some_and(|t| t <= now)
-        {
+        if self.nat_poll_at().is_some_and(|t| t <= now) {
             return None;
         }
         let mut earliest: Option<Time> = None;

@@ -151,8 +151,7 @@ impl Segment {
 
     /// Detaches a member (the node moved away): it gets no more packets.
     pub fn detach(&mut self, member: MemberId) {
-        self.set_addr(member, None);
-        self.addr_version += 1;
+        self.set_addr(member, None); // bumps `addr_version`: remembered hops to it are dropped
         if let Some(m) = self.members.get_mut(member) {
             m.attached = false;
         }

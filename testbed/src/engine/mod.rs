@@ -533,9 +533,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
         Ok(())
     }
 
-    /// What [`Network::process`] does for a packet that a [`Node::quiet`] node forwarded:
-    /// none of its roles ran, so there is no work to take unless compute is charged, and its
-    /// next wake-up is its roles' earliest timer (`roles_at`, unchanged) or its NAT's.
+    /// What [`Network::process`] does for a packet that a [`Node::quiet`] node forwarded or
+    /// dropped: none of its roles ran, so there is no work to take; with compute charged,
+    /// `charge` still holds the output back while the node's CPU is busy. Its next wake-up
+    /// is its roles' earliest timer (`roles_at`, unchanged) or its NAT's.
     fn forwarded(
         &mut self,
         n: usize,
@@ -546,10 +547,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
             self.charge(n, out);
         }
         self.emit(n, out)?;
-        let next = match (roles_at, self.nodes[n].nat_poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [roles_at, self.nodes[n].nat_poll_at()]
+            .into_iter()
+            .flatten()
+            .min();
         self.set_wake(n, next);
         Ok(())
     }
@@ -876,7 +877,10 @@ impl<W: Write, B: Boundary> Network<W, B> {
         let mut r = Ok(());
         for t in fates.drain(..) {
             let p = Payload::Shared(Arc::clone(&shared));
-            r = r.and(self.carry(seg, member, dest, sender, t, p));
+            r = self.carry(seg, member, dest, sender, t, p);
+            if r.is_err() {
+                break; // the event log failed: the run stops
+            }
         }
         self.scratch_fates = fates;
         r

@@ -131,8 +131,9 @@ impl<T, P> EventQueue<T, P> {
 
     /// Schedules `item`, which `channel` of `segment` carried, at `at`: appended to the
     /// channel's lane. Gives `item` back when it cannot wait there (it is earlier than the
-    /// lane's last entry: a reordering link; or a time beyond 584 years): the caller then
-    /// schedules it by itself with [`EventQueue::push`].
+    /// lane's last entry: a reordering link; a time beyond 584 years; a segment the queue was
+    /// not made for; an index beyond 32 bits): the caller then schedules it by itself with
+    /// [`EventQueue::push`].
     #[inline]
     pub(super) fn push_lane(
         &mut self,
