@@ -175,6 +175,8 @@ pub struct Network<W: Write, B: Boundary = Closed> {
     busy: Vec<Time>,
     /// Per node: the operations charged so far and their total cost.
     charged: Vec<(Work, Time)>,
+    /// Whether a quiet node that forwards a packet skips its poll ([`Network::forwarded`]).
+    quiet_forwarding: bool,
 }
 
 impl<W: Write, B: Boundary> std::fmt::Debug for Network<W, B> {
@@ -270,6 +272,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
             compute_free: topo.compute.is_zero(),
             busy: vec![Time::ZERO; n],
             charged: vec![(Work::NONE, Time::ZERO); n],
+            quiet_forwarding: true,
             topo,
         })
     }
@@ -480,6 +483,13 @@ impl<W: Write, B: Boundary> Network<W, B> {
         self.queue.push(at, what);
     }
 
+    /// Turns the quiet-forwarding shortcut ([`Network::forwarded`]) off or on (on by
+    /// default). It must change nothing but speed: a test runs scenarios both ways and
+    /// compares the captures.
+    pub fn set_quiet_forwarding(&mut self, on: bool) {
+        self.quiet_forwarding = on;
+    }
+
     /// What computation costs from now on (live runs set zero: their work takes real time).
     pub fn set_compute(&mut self, compute: ComputeCosts) {
         self.compute_free = compute.is_zero();
@@ -636,7 +646,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
         }
         let mut out = std::mem::take(&mut self.scratch_out);
         let local = self.nodes[n].receive(self.now, port, packet, &mut out);
-        let quiet = if local {
+        let quiet = if local || !self.quiet_forwarding {
             None
         } else {
             self.nodes[n].quiet(self.now)
