@@ -949,3 +949,64 @@ impl<W: Write, B: Boundary> Network<W, B> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::path::Path;
+
+    /// A broadcast waits for its receivers as one shared copy of its bytes, not one copy
+    /// per receiver (a DHCP broadcast on a 100-host LAN would be 99 copies).
+    #[test]
+    fn a_broadcast_in_flight_is_one_copy_shared_by_its_receivers() {
+        let text = r#"
+name = "bcast"
+[[segment]]
+name = "lan"
+subnet = "10.1.0.0/24"
+delay = "1ms"
+[[host]]
+name = "a"
+segment = "lan"
+address = "10.1.0.10"
+[[host]]
+name = "b"
+segment = "lan"
+address = "10.1.0.11"
+[[host]]
+name = "c"
+segment = "lan"
+address = "10.1.0.12"
+"#;
+        let topo = Topology::from_str(text, Path::new("bcast.toml")).expect("topology");
+        let events = EventLog::create(None).expect("event log");
+        let mut net: Network<std::io::Sink> =
+            Network::new(&topo, 1, None, events, None).expect("network");
+        let a = topo.node_index("a").expect("a");
+        net.start().expect("start");
+        let stack = &mut net.nodes[a].ports[0].stack;
+        stack.bind_udp(9, 4096).expect("bind");
+        let to = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 255), 9);
+        stack.send_udp(None, 9, to, b"hello all").expect("send");
+        net.kick(a).expect("kick");
+        let mut copies = Vec::new();
+        while let Some(p) = net.queue.pop_due(Time::MAX) {
+            if let Popped::Lane { item, .. } = p {
+                copies.push(item);
+            }
+        }
+        assert_eq!(copies.len(), 2, "b and c each get the broadcast");
+        let shared: Vec<&Arc<Vec<u8>>> = copies
+            .iter()
+            .filter_map(|p| match p {
+                Payload::Shared(bytes) => Some(bytes),
+                Payload::Own(_) => None,
+            })
+            .collect();
+        assert_eq!(shared.len(), 2, "both copies are shared");
+        assert!(Arc::ptr_eq(shared[0], shared[1]), "one allocation");
+        let bytes = copies.pop().map(Payload::into_vec).expect("a copy");
+        assert!(bytes.ends_with(b"hello all"));
+    }
+}
