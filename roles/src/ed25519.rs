@@ -163,11 +163,11 @@ fn decode_key(public_key: &[u8; 32]) -> Result<EdwardsPoint, SigError> {
 ///
 /// Why: decoding a point is a field square root, and a signature has two (`A` and `R`):
 /// together about as much of a batch verification's cost per signature as the multiscalar
-/// multiplication (37% against 30-40% in one `perf` run). A super node sees the same keys over and over (an end
-/// node registers again on every move and renewal), so it keeps the keys of signatures that
-/// verified. Results are exactly those without the cache: only keys that passed rule 1 are
-/// in it, and decoding is a pure function of the bytes. At most `capacity` keys, the oldest
-/// inserted leaving first (about 250 bytes each).
+/// multiplication (37% against 30-40% in one `perf` run). A super node sees the same keys
+/// over and over (an end node registers again on every move and renewal), so it keeps the
+/// keys of signatures that verified. Results are exactly those without the cache: only keys
+/// that passed rule 1 are in it, and decoding is a pure function of the bytes. At most
+/// `capacity` keys, the oldest inserted leaving first (about 250 bytes each).
 #[derive(Debug, Clone)]
 pub struct KeyCache {
     keys: HashMap<[u8; 32], EdwardsPoint>,

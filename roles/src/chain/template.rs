@@ -76,12 +76,8 @@ impl<T: ChainTx> Template<T> {
             full,
         };
         for tx in txs {
-            t.bytes += 4 + tx.encode().len();
-            t.by_owner.insert(tx.owner(), t.txs.len());
-            if let Some(leaves) = t.levels.first_mut() {
-                leaves.push(tx.id());
-            }
-            t.txs.push_back(tx);
+            let len = 4 + tx.encode().len();
+            t.push(tx, len);
         }
         t.levels = merkle_levels(t.levels.swap_remove(0));
         t.header.merkle_root = t.root();
@@ -130,17 +126,12 @@ impl<T: ChainTx> Template<T> {
                     return TemplateUpdate::Unchanged;
                 }
                 let len = 4 + tx.encode().len();
-                if self.txs.len() >= self.max_txs || self.bytes + len > self.max_bytes {
+                if !self.fits(len) {
                     self.full = true;
                     return TemplateUpdate::Unchanged;
                 }
                 let index = self.txs.len();
-                self.bytes += len;
-                self.by_owner.insert(tx.owner(), self.dropped + index);
-                self.txs.push_back(tx.clone());
-                if let Some(leaves) = self.levels.first_mut() {
-                    leaves.push(tx.id());
-                }
+                self.push(tx.clone(), len);
                 self.update_path(index);
                 TemplateUpdate::Changed
             }
@@ -210,20 +201,11 @@ impl<T: ChainTx> Template<T> {
         T: 'a,
     {
         for tx in next {
-            if self.txs.len() >= self.max_txs {
-                break;
-            }
             let len = 4 + tx.encode().len();
-            if self.bytes + len > self.max_bytes {
+            if !self.fits(len) {
                 break;
             }
-            self.bytes += len;
-            self.by_owner
-                .insert(tx.owner(), self.dropped + self.txs.len());
-            if let Some(leaves) = self.levels.first_mut() {
-                leaves.push(tx.id());
-            }
-            self.txs.push_back(tx.clone());
+            self.push(tx.clone(), len);
         }
         self.full = self.txs.len() < mempool_len;
         let leaves = self
@@ -233,6 +215,23 @@ impl<T: ChainTx> Template<T> {
             .unwrap_or_default();
         self.levels = merkle_levels(leaves);
         self.header.merkle_root = self.root();
+    }
+
+    /// Whether one more tx of `len` bytes (its 4-byte length included) fits the limits.
+    fn fits(&self, len: usize) -> bool {
+        self.txs.len() < self.max_txs && self.bytes + len <= self.max_bytes
+    }
+
+    /// Appends `tx` (`len` bytes with its length) as the last tx and leaf; the levels above
+    /// the leaves are left to the caller.
+    fn push(&mut self, tx: T, len: usize) {
+        self.bytes += len;
+        self.by_owner
+            .insert(tx.owner(), self.dropped + self.txs.len());
+        if let Some(leaves) = self.levels.first_mut() {
+            leaves.push(tx.id());
+        }
+        self.txs.push_back(tx);
     }
 
     fn root(&self) -> Hash {
