@@ -237,23 +237,13 @@ impl Node {
         &mut self,
         now: Time,
         port: usize,
-        packet: Vec<u8>,
+        mut packet: Vec<u8>,
         out: &mut Vec<Output>,
     ) -> bool {
         if !self.up {
             *self.drops.entry("node_down").or_default() += 1;
             return false;
         }
-        self.receive_up(now, port, packet, out)
-    }
-
-    fn receive_up(
-        &mut self,
-        now: Time,
-        port: usize,
-        mut packet: Vec<u8>,
-        out: &mut Vec<Output>,
-    ) -> bool {
         let (dst, ttl) = match Ipv4Packet::new_checked(&packet[..]) {
             Ok(ip) if ip.verify_checksum() => (ip.dst_addr(), ip.hop_limit()),
             Ok(_) => {
@@ -299,31 +289,23 @@ impl Node {
     }
 
     /// Whether a [`Node::poll`] at `now` would do nothing: the node is up and settled, its
-    /// stacks are idle and no timer of its NAT or roles is due. Then it returns the roles'
-    /// earliest timer (`Some(None)` when none is set): what [`Node::poll_at`] would answer
-    /// but for the NAT.
+    /// stacks are idle and no timer of its NAT or roles is due. Then it returns what
+    /// [`Node::poll_at`] would answer (`Some(None)`: no timer set), without asking the idle
+    /// stacks.
     pub fn quiet(&self, now: Time) -> Option<Option<Time>> {
         if !self.up || !self.settled || !self.ports.iter().all(|p| p.stack.is_idle()) {
             return None;
         }
-        if self.nat_poll_at().is_some_and(|t| t <= now) {
-            return None;
-        }
+        let nat = self.nat.as_ref().and_then(Nat::poll_timeout);
+        let roles = self.services.iter().filter_map(|s| s.role.poll_timeout());
         let mut earliest: Option<Time> = None;
-        for s in &self.services {
-            if let Some(t) = s.role.poll_timeout() {
-                if t <= now {
-                    return None;
-                }
-                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        for t in nat.into_iter().chain(roles) {
+            if t <= now {
+                return None;
             }
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
         }
         Some(earliest)
-    }
-
-    /// The NAT's next timer, if this node is a NAT with mappings.
-    pub fn nat_poll_at(&self) -> Option<Time> {
-        self.nat.as_ref().and_then(Nat::poll_timeout)
     }
 
     /// Forwards a packet that entered on `in_port` (TTL, NAT, route).
@@ -681,8 +663,21 @@ gateway = "10.1.0.1"
         let local = nat.receive(Time::ZERO, 0, udp_packet(from, to, b"x"), &mut out);
         assert!(!local, "forwarded, not for the NAT's own stack");
         assert!(matches!(out.last(), Some(Output::Send { port: 1, .. })));
-        let expiry = nat.nat_poll_at().expect("a mapping expires");
-        assert_eq!(nat.quiet(Time::from_secs(1)), Some(None));
+        let expiry = nat
+            .nat()
+            .and_then(Nat::poll_timeout)
+            .expect("a mapping expires");
+        let one_s = Time::from_secs(1);
+        assert_eq!(
+            nat.quiet(one_s),
+            Some(Some(expiry)),
+            "quiet, next timer the mapping's expiry"
+        );
+        assert_eq!(
+            nat.quiet(one_s),
+            Some(nat.poll_at(one_s)),
+            "what poll_at says"
+        );
         assert_eq!(nat.quiet(expiry), None, "the NAT's timer is due");
 
         // A packet for the NAT itself goes to its stack: a poll has work.
@@ -690,7 +685,7 @@ gateway = "10.1.0.1"
         assert!(nat.receive(Time::ZERO, 0, udp_packet(from, me, b"y"), &mut out));
         assert_eq!(nat.quiet(Time::ZERO), None, "a stack has input");
         nat.poll(Time::ZERO, &mut out);
-        assert_eq!(nat.quiet(Time::ZERO), Some(None));
+        assert_eq!(nat.quiet(Time::ZERO), Some(Some(expiry)));
 
         nat.command(Time::ZERO, &Command::WindDown);
         assert_eq!(nat.quiet(Time::ZERO), None, "a role was given a command");

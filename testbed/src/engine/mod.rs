@@ -545,22 +545,18 @@ impl<W: Write, B: Boundary> Network<W, B> {
 
     /// What [`Network::process`] does for a packet that a [`Node::quiet`] node forwarded or
     /// dropped: none of its roles ran, so there is no work to take; with compute charged,
-    /// `charge` still holds the output back while the node's CPU is busy. Its next wake-up
-    /// is its roles' earliest timer (`roles_at`, unchanged) or its NAT's.
+    /// `charge` still holds the output back while the node's CPU is busy. Its next wake-up,
+    /// `next`, is what [`Node::quiet`] said `Node::poll_at` would answer.
     fn forwarded(
         &mut self,
         n: usize,
-        roles_at: Option<Time>,
+        next: Option<Time>,
         out: &mut Vec<Output>,
     ) -> Result<(), RunError> {
         if !self.compute_free {
             self.charge(n, out);
         }
         self.emit(n, out)?;
-        let next = [roles_at, self.nodes[n].nat_poll_at()]
-            .into_iter()
-            .flatten()
-            .min();
         self.set_wake(n, next);
         Ok(())
     }
@@ -654,7 +650,7 @@ impl<W: Write, B: Boundary> Network<W, B> {
         let r = match quiet {
             // Forwarded (or dropped) by a node with nothing else to do: a poll would change
             // nothing, and only the NAT's timer can have moved.
-            Some(roles_at) => self.forwarded(n, roles_at, &mut out),
+            Some(next) => self.forwarded(n, next, &mut out),
             None => {
                 self.nodes[n].poll(self.now, &mut out);
                 self.process(n, &mut out)
