@@ -79,8 +79,8 @@ pub struct Segment {
     channel_ids: FastMap<(MemberId, MemberId), usize>,
     /// Pairs (lower, higher) cut by a partition.
     cut: FastSet<(MemberId, MemberId)>,
-    /// Per sending member: the last unicast next hop it used, the member holding it and
-    /// the channel between them, valid while `addr_version` is unchanged. A flow's packets
+    /// Per sending member: the last unicast next hop it used and the channel to the member
+    /// holding it, valid while `addr_version` is unchanged. A flow's packets
     /// skip the two hash lookups (address, channel) this way.
     last_hop: Vec<Option<LastHop>>,
     /// Bumped whenever an address moves (`set_addr`, `add_alias`) or a member detaches.
@@ -91,7 +91,7 @@ pub struct Segment {
 #[derive(Debug, Clone, Copy)]
 struct LastHop {
     addr: Ipv4Addr,
-    to: MemberId,
+    /// The channel to the member holding `addr` (which names that member).
     channel: usize,
     version: u64,
 }
@@ -289,8 +289,8 @@ impl Segment {
             && hop.version == self.addr_version
             && self.cut.is_empty()
         {
-            let (to, channel) = (hop.to, hop.channel);
-            return self.fate(now, to, channel, len);
+            let channel = hop.channel;
+            return self.fate(now, self.channel_receiver(channel), channel, len);
         }
         self.unicast_resolve(now, from, addr, len)
     }
@@ -314,7 +314,6 @@ impl Segment {
                 }
                 self.last_hop[from] = Some(LastHop {
                     addr,
-                    to,
                     channel: t.channel,
                     version: self.addr_version,
                 });
