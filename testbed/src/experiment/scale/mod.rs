@@ -367,25 +367,18 @@ impl Wallets {
                 .step_by(chunk)
                 .map(|a| a..to.min(a + chunk))
                 .collect();
-            if ranges.len() == 1 {
-                self.made.extend(make_range(from..to));
-            } else {
-                let parts: Vec<Vec<Wallet>> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = ranges
-                        .iter()
-                        .map(|r| {
-                            let r = r.clone();
-                            scope.spawn(move || make_range(r))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                        .collect()
-                });
-                for part in parts {
-                    self.made.extend(part);
-                }
+            let parts: Vec<Vec<Wallet>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = ranges
+                    .into_iter()
+                    .map(|r| scope.spawn(move || make_range(r)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            });
+            for part in parts {
+                self.made.extend(part);
             }
             if self.made.len() >= next_progress && self.made.len() < n {
                 progress(&format!("scale: {}/{n} wallets made", self.made.len()));
