@@ -97,6 +97,81 @@ fn smoltcp_pair(c: &mut Criterion) {
     assert_eq!(got, sent, "every datagram must reach b");
 }
 
+/// A fabric with hosts `a` (UDP port 6000) and `b` (port 5000, a sink: its datagrams are
+/// counted as `udp_no_service`), run for a second of virtual time.
+struct Flow {
+    net: Network<std::io::Sink>,
+    a: usize,
+    b: usize,
+    until: Time,
+    stop: AtomicBool,
+    sent: u64,
+}
+
+impl Flow {
+    fn new(text: &str, file: &str) -> (Flow, Topology) {
+        let topo = Topology::from_str(text, Path::new(file)).unwrap();
+        let mut net: Network<std::io::Sink> =
+            Network::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
+        let (a, b) = (topo.node_index("a").unwrap(), topo.node_index("b").unwrap());
+        net.start().unwrap();
+        net.nodes[a].ports[0]
+            .stack
+            .bind_udp(6000, 256 * 1024)
+            .unwrap();
+        net.nodes[b].ports[0]
+            .stack
+            .bind_udp(5000, 256 * 1024)
+            .unwrap();
+        let flow = Flow {
+            net,
+            a,
+            b,
+            until: Time::ZERO,
+            stop: AtomicBool::new(false),
+            sent: 0,
+        };
+        (flow, topo)
+    }
+
+    /// Runs the fabric `dt` of virtual time beyond the last run.
+    fn run(&mut self, dt: Duration) {
+        self.until = self.net.now().max(self.until) + dt;
+        self.net.run_until(self.until, &self.stop).unwrap();
+    }
+
+    /// Queues a batch on `a` to `dst` (and, with `from_b`, one datagram from `b`), then runs
+    /// the fabric 100 ms, enough for every packet to arrive.
+    fn batch(&mut self, dst: SocketAddrV4, payload: &[u8], from_b: Option<(SocketAddrV4, &[u8])>) {
+        for _ in 0..BATCH {
+            self.net.nodes[self.a].ports[0]
+                .stack
+                .send_udp(None, 6000, dst, payload)
+                .unwrap();
+        }
+        self.net.kick(self.a).unwrap();
+        if let Some((to, bytes)) = from_b {
+            self.net.nodes[self.b].ports[0]
+                .stack
+                .send_udp(None, 5000, to, bytes)
+                .unwrap();
+            self.net.kick(self.b).unwrap();
+        }
+        self.run(Duration::from_millis(100));
+        self.sent += BATCH;
+    }
+
+    /// Fails unless `b` got every datagram of the batches.
+    fn check_delivered(&self) {
+        let delivered = self.net.nodes[self.b]
+            .drops
+            .get("udp_no_service")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(delivered, self.sent, "every datagram must reach b");
+    }
+}
+
 /// Two hosts on one LAN of the fabric: both stacks, one emulated link, the event loop.
 fn udp_one_segment(c: &mut Criterion) {
     let text = r#"
@@ -114,117 +189,54 @@ name = "b"
 segment = "lan"
 address = "10.1.0.11"
 "#;
-    let topo = Topology::from_str(text, Path::new("bench-lan.toml")).unwrap();
-    let mut net: Network<std::io::Sink> =
-        Network::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
-    let (a, b) = (topo.node_index("a").unwrap(), topo.node_index("b").unwrap());
-    net.start().unwrap();
-    net.nodes[a].ports[0]
-        .stack
-        .bind_udp(6000, 256 * 1024)
-        .unwrap();
-    net.nodes[b].ports[0]
-        .stack
-        .bind_udp(5000, 256 * 1024)
-        .unwrap();
+    let (mut flow, _) = Flow::new(text, "bench-lan.toml");
+    flow.run(Duration::from_secs(1));
     let dst = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 11), 5000);
     let payload = [0x5au8; 160];
-    let stop = AtomicBool::new(false);
-    let mut until = net.now() + Duration::from_secs(1);
-    net.run_until(until, &stop).unwrap();
-    let mut sent = 0u64;
     let mut group = c.benchmark_group("fabric");
     group.throughput(Throughput::Elements(BATCH));
     group.bench_function("udp_one_segment", |bench| {
-        cpu_time::iter_cpu(bench, || {
-            for _ in 0..BATCH {
-                net.nodes[a].ports[0]
-                    .stack
-                    .send_udp(None, 6000, dst, &payload)
-                    .unwrap();
-            }
-            net.kick(a).unwrap();
-            until += Duration::from_millis(100);
-            net.run_until(until, &stop).unwrap();
-            sent += BATCH;
-        })
+        cpu_time::iter_cpu(bench, || flow.batch(dst, &payload, None))
     });
     group.finish();
-    let delivered = net.nodes[b]
-        .drops
-        .get("udp_no_service")
-        .copied()
-        .unwrap_or(0);
-    assert_eq!(delivered, sent, "every datagram must reach b");
+    flow.check_delivered();
 }
 
 fn fabric(c: &mut Criterion) {
-    let topo = Topology::from_str(TOPOLOGY, Path::new("bench.toml")).unwrap();
-    let mut net: Network<std::io::Sink> =
-        Network::new(&topo, 1, None, EventLog::create(None).unwrap(), None).unwrap();
-    let (a, b) = (topo.node_index("a").unwrap(), topo.node_index("b").unwrap());
+    let (mut flow, topo) = Flow::new(TOPOLOGY, "bench.toml");
     let nat_b = topo.node_index("nat-b").unwrap();
-    net.start().unwrap();
-    net.nodes[a].ports[0]
-        .stack
-        .bind_udp(6000, 256 * 1024)
-        .unwrap();
-    net.nodes[b].ports[0]
-        .stack
-        .bind_udp(5000, 256 * 1024)
-        .unwrap();
     // b opens its mapping on nat-b (the probe itself dies at nat-a: no mapping there).
     let probe = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
-    net.nodes[b].ports[0]
+    flow.net.nodes[flow.b].ports[0]
         .stack
         .send_udp(None, 5000, probe, b"open")
         .unwrap();
-    net.kick(b).unwrap();
-    let stop = AtomicBool::new(false);
-    let mut until = net.now() + Duration::from_secs(1);
-    net.run_until(until, &stop).unwrap();
-    let port = net.nodes[nat_b]
+    flow.net.kick(flow.b).unwrap();
+    flow.run(Duration::from_secs(1));
+    let port = flow.net.nodes[nat_b]
         .nat()
         .unwrap()
         .mapping_for(SocketAddrV4::new(Ipv4Addr::new(10, 2, 0, 10), 5000))
         .unwrap();
     let dst = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), port);
     let payload = [0x5au8; 160];
-    let mut sent = 0u64;
 
     let mut group = c.benchmark_group("fabric");
     group.throughput(Throughput::Elements(BATCH));
     group.bench_function("udp_lan_nat_public_nat_lan", |bench| {
+        // b's keepalive keeps its nat-b mapping alive (120 s idle timeout) however many
+        // iterations criterion runs.
         cpu_time::iter_cpu(bench, || {
-            for _ in 0..BATCH {
-                net.nodes[a].ports[0]
-                    .stack
-                    .send_udp(None, 6000, dst, &payload)
-                    .unwrap();
-            }
-            // b's keepalive keeps its nat-b mapping alive (120 s idle timeout) however many
-            // iterations criterion runs.
-            net.nodes[b].ports[0]
-                .stack
-                .send_udp(None, 5000, probe, b"keepalive")
-                .unwrap();
-            net.kick(a).unwrap();
-            net.kick(b).unwrap();
-            until += Duration::from_millis(100);
-            net.run_until(until, &stop).unwrap();
-            sent += BATCH;
+            flow.batch(dst, &payload, Some((probe, b"keepalive")))
         })
     });
     group.finish();
-    let delivered = net.nodes[b]
-        .drops
-        .get("udp_no_service")
-        .copied()
-        .unwrap_or(0);
-    assert_eq!(delivered, sent, "every datagram of the flow must reach b");
+    flow.check_delivered();
     eprintln!(
-        "fabric: {delivered} datagrams delivered to b; drops elsewhere: {:?}",
-        net.nodes
+        "fabric: {} datagrams delivered to b; drops elsewhere: {:?}",
+        flow.sent,
+        flow.net
+            .nodes
             .iter()
             .map(|n| (&n.name, &n.drops))
             .collect::<Vec<_>>()
