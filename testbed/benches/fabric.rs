@@ -98,7 +98,7 @@ fn smoltcp_pair(c: &mut Criterion) {
 }
 
 /// A fabric with hosts `a` (UDP port 6000) and `b` (port 5000, a sink: its datagrams are
-/// counted as `udp_no_service`), run for a second of virtual time.
+/// counted as `udp_no_service`), started (the benches then run it a second before timing).
 struct Flow {
     net: Network<std::io::Sink>,
     a: usize,
