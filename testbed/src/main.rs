@@ -83,9 +83,9 @@ enum Command {
     /// write OUT/results.json, OUT/report.md and OUT/plots/*.svg (the paper's Tables 1-3 and
     /// signalling beside the measured figures, then what the paper left out).
     ///
-    /// `--only capacity` runs the capacity study (docs/scale.md, "Capacity study"): 12
+    /// `--only capacity` runs the capacity study (docs/scale.md, "Capacity study"): 13
     /// minutes on a quiet two-core machine, 43 on a busy one, with its default sweeps and
-    /// crowds (10,000 ENs on the full fabric: about 2.2 GB), so `all` leaves it out.
+    /// crowds (10,000 ENs on the full fabric: about 1.9 GB), so `all` leaves it out.
     Experiment {
         /// Topology file with a `call` and (for mid-call figures) a `move` and a `rekey`.
         file: PathBuf,
@@ -106,7 +106,7 @@ enum Command {
         #[arg(long, value_parser = parse_counts, default_value = "1000,10000,100000")]
         capacity_ens: Counts,
         /// Capacity part: crowd sizes run on the full fabric, each a child `binfm run` (10,000
-        /// takes over a minute and about 2.2 GB); empty ("") to skip.
+        /// takes over a minute and about 1.9 GB); empty ("") to skip.
         #[arg(long, value_parser = parse_counts, default_value = "1000,3000,10000")]
         capacity_crowd: Counts,
         /// Capacity part: virtual time of each full-fabric crowd run.

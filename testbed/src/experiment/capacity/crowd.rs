@@ -205,7 +205,11 @@ mod tests {
         assert_eq!(networks, 100);
         let generated = Topology::from_str(&text, Path::new("crowd-10000.toml")).unwrap();
         let s = shape(&original);
-        assert!(s.contains("tx_per_source: Some(200)") && s.len() > 100_000, "{}", s.len());
+        assert!(
+            s.contains("tx_per_source: Some(200)") && s.len() > 100_000,
+            "{}",
+            s.len()
+        );
         assert_eq!(shape(&generated), s);
     }
 
