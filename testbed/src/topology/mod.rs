@@ -8,7 +8,7 @@ pub mod compute;
 pub mod flood_step;
 mod parse;
 pub mod spec;
-mod units;
+pub(crate) mod units;
 
 use binfm_roles::nat::Filtering;
 use binfm_stack::fabric::{NatSide, RouteGraphNode, RoutePort, RouteTable, compute_routes};

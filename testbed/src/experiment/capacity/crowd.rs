@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 /// limits, its blocks).
 const CROWD_TOML: &str = include_str!("../../../../topologies/crowd.toml");
 
-/// The crowd topology of `n` ENs: `topologies/crowd.toml` with `n` end nodes over
-/// `ceil(n / end nodes per network of the file)` networks, calls in proportion to `n` (80 a
-/// minute for 10,000), moves and calls from 60 s on (halfway through a shorter run), `seed`
-/// and `duration`; everything else (super nodes, their limits, the chain) as in the file.
-/// Returns the text and its number of networks.
+/// The crowd topology of `n` ENs: `topologies/crowd.toml` with `n` end nodes over as many
+/// networks as keep the file's ENs per network (`ceil(n × networks / end nodes)`), calls in
+/// proportion to `n` (at least one a minute), moves and calls from the file's `from` or
+/// halfway through a shorter run, `seed` and `duration`; everything else (super nodes and
+/// their limits, the chain, move interval, call duration) as in the file. Returns the text
+/// and its number of networks.
 pub fn topology_text(seed: u64, n: usize, duration: Duration) -> anyhow::Result<(String, i64)> {
     let mut doc: toml::Table = CROWD_TOML
         .parse()
@@ -29,26 +30,29 @@ pub fn topology_text(seed: u64, n: usize, duration: Duration) -> anyhow::Result<
         .and_then(|a| a.first_mut())
         .and_then(toml::Value::as_table_mut)
         .context("topologies/crowd.toml has no [[crowd]] table")?;
-    let int = |t: &toml::Table, key: &str| {
-        t.get(key)
-            .and_then(toml::Value::as_integer)
-            .filter(|v| *v > 0)
-            .with_context(|| {
-                format!("topologies/crowd.toml: crowd.{key} is not a positive integer")
-            })
+    let number = |key: &str| {
+        let v = crowd.get(key);
+        v.and_then(toml::Value::as_integer)
+            .map(|i| i as f64)
+            .or_else(|| v.and_then(toml::Value::as_float))
+            .filter(|x| *x > 0.0)
+            .with_context(|| format!("topologies/crowd.toml: crowd.{key} is not a positive number"))
     };
     let (file_ens, file_networks, file_calls) = (
-        int(crowd, "end_nodes")?,
-        int(crowd, "networks")?,
-        int(crowd, "calls_per_minute")?,
+        number("end_nodes")?,
+        number("networks")?,
+        number("calls_per_minute")?,
     );
-    let n_i = i64::try_from(n).context("crowd size")?;
-    let per_network = (file_ens / file_networks).max(1);
-    let networks = ((n_i + per_network - 1) / per_network).max(1);
-    let calls = ((n_i as f64) * (file_calls as f64) / (file_ens as f64))
-        .round()
-        .max(1.0) as i64;
-    let from_ms = i64::try_from((duration.as_millis() / 2).min(60_000)).unwrap_or(60_000);
+    let file_from = crowd
+        .get("from")
+        .and_then(toml::Value::as_str)
+        .map(crate::topology::units::parse_duration)
+        .context("topologies/crowd.toml: crowd.from is missing")?
+        .map_err(|e| anyhow::anyhow!("topologies/crowd.toml: crowd.from: {e}"))?;
+    let n_i = i64::try_from(n).with_context(|| format!("crowd size {n}"))?;
+    let networks = ((n as f64) * file_networks / file_ens).ceil().max(1.0) as i64;
+    let calls = ((n as f64) * file_calls / file_ens).round().max(1.0);
+    let from_ms = i64::try_from((duration / 2).min(file_from).as_millis()).unwrap_or(i64::MAX);
     crowd.insert("end_nodes".into(), n_i.into());
     crowd.insert("networks".into(), networks.into());
     crowd.insert("calls_per_minute".into(), calls.into());
@@ -60,7 +64,9 @@ pub fn topology_text(seed: u64, n: usize, duration: Duration) -> anyhow::Result<
     );
     doc.insert(
         "seed".into(),
-        i64::try_from(seed).context("seed above 2^63")?.into(),
+        i64::try_from(seed)
+            .context("a seed at or above 2^63 cannot be written in TOML")?
+            .into(),
     );
     doc.insert(
         "duration".into(),
@@ -92,6 +98,9 @@ pub(super) fn run(
     let file = dir.join(format!("crowd-{n}.toml"));
     let (text, networks) = topology_text(seed, n, cfg.crowd_duration)?;
     super::super::write_atomic(&file, text.as_bytes())?;
+    // Checked here, so that a crowd the parser refuses (more networks than it allows, say)
+    // fails at once with the file and line, not inside the child run.
+    crate::topology::Topology::from_str(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_dir = dir.join(format!("crowd-{n}"));
     let exe = match &cfg.binfm_exe {
         Some(p) => p.clone(),
@@ -235,5 +244,17 @@ mod tests {
         assert_eq!(format!("{:?}", t.chain), format!("{:?}", original.chain));
         assert_eq!(t.duration, Duration::from_secs(120));
         assert!(text.contains("calls_per_minute = 24"), "{text}");
+    }
+
+    #[test]
+    fn a_tiny_short_crowd_takes_the_seed_and_starts_halfway() {
+        let (text, networks) = topology_text(7, 20, Duration::from_secs(4)).unwrap();
+        assert_eq!(networks, 1);
+        let t = Topology::from_str(&text, Path::new("crowd-20.toml")).unwrap();
+        assert_eq!(t.seed, 7);
+        assert_eq!(t.duration, Duration::from_secs(4));
+        assert!(text.contains("from = \"2000ms\""), "{text}");
+        assert!(text.contains("calls_per_minute = 1.0"), "{text}");
+        assert!(text.contains("end_nodes = 20"), "{text}");
     }
 }

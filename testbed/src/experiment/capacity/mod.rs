@@ -22,8 +22,8 @@
 //! * **(c) the SN**: CPU and memory from the points of (b).
 //!
 //! Part (d) runs `binfm run` as a child process on a generated crowd topology per N of
-//! `crowd` (the shape of `topologies/crowd.toml`: 100 ENs per network, three SNs, calls and
-//! moves in proportion to N), for `crowd_duration` of virtual time, and reads back the
+//! `crowd` (`topologies/crowd.toml` resized to N ENs: as many networks and calls as keep its
+//! ratios, everything else as in the file; `crowd::topology_text`), for `crowd_duration` of virtual time, and reads back the
 //! child's `timing.json` (its wall time, CPU time and peak RSS): each N is measured in a
 //! process of its own.
 //!

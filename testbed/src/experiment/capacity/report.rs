@@ -406,7 +406,7 @@ fn sn_sentence(points: &[Value], timing: &Value, cfg: &Value) -> Option<String> 
     let evicted = busiest["mempool_evicted"].as_u64().unwrap_or(0);
     let why = if evicted > 0 {
         format!(
-            "; the Txs at the median would take {} s per second, the rest is in the slow ones (p99 {} µs): {evicted} Txs evicted another from the full mempool, and each such Tx makes the SN rebuild its block template (`Template::offer`)",
+            "; the Txs at the median would take {} s per second, the rest is in the slow ones (p99 {} µs): {evicted} Txs evicted another from the full mempool, and for each the SN's block template drops the evicted Tx (its first) and takes the next pending Txs that fit (`Chain::template_offer`)",
             n(at_median),
             n(f(&w["sn_tx_cpu_us"]["p99"])),
         )
@@ -441,7 +441,7 @@ fn crowd(r: &mut String, c: &Value, timing: &Value) {
     let walls = arr(&timing["capacity"]["crowd"]);
     let _ = writeln!(
         r,
-        "### (d) The full-fabric crowd against N\n\n`binfm run` on a generated crowd topology per N (the shape of `topologies/crowd.toml`: 100 ENs per NATed network, three SNs, 256-Tx blocks, moves every 120 s and 8 calls a minute per 1,000 ENs from 60 s on), each in a child process of its own: wall time, CPU time and peak RSS (`VmHWM`) of that process.\n"
+        "### (d) The full-fabric crowd against N\n\n`binfm run` on `topologies/crowd.toml` resized to N ENs (100 per NATed network, 8 calls a minute per 1,000 ENs; as in the file: three SNs taking 200 Txs and 500 Queries a second per source address, 4,096-Tx blocks, moves every 120 s, calls from 60 s on), each in a child process of its own: wall time, CPU time and peak RSS (`VmHWM`) of that process.\n"
     );
     let per_en: Vec<(f64, f64, f64)> = points
         .iter()
