@@ -76,7 +76,7 @@ pub fn markdown(results: &Value, timing: &Value) -> String {
     let mut r = String::new();
     let _ = writeln!(
         r,
-        "## Capacity: blocks, crowds and churn\n\nOne SN and N ENs in the scale harness (`docs/scale.md`, virtual time): each point first registers every EN (registrations paced at 80% of what the chain confirms), then for {} s every EN moves (a new endpoint and a new {}-byte Tx) at exponential intervals while a prober Queries random registered ENs at {}/s. The crowd is spread over {} source addresses, so the SN's per-source Tx limit (10/s) never binds (Txs refused by it: {}). Virtual time has no processing model: the SN's CPU time is measured beside it (`timing.json`).\n",
+        "## Capacity: blocks, crowds and churn\n\nOne SN and N ENs in the scale harness (`docs/scale.md`, virtual time): each point first registers every EN (registrations paced at 80% of what the chain confirms), then for {} s every EN moves (a new endpoint and a new {}-byte Tx) at exponential intervals while a prober Queries random registered ENs at {}/s. The crowd is spread over {} source addresses, so the SN's per-source Tx limit (10/s) never binds (Txs refused by it: {}). Virtual time has no processing model: the time the SN spends handling datagrams is measured beside it with the wall clock (`timing.json`; the \"SN CPU\" figures below are that time).\n",
         n(f(&cfg["duration_s"])),
         cfg["tx_bytes"],
         n(f(&cfg["query_rate"])),
