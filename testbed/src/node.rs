@@ -296,16 +296,11 @@ impl Node {
         if !self.up || !self.settled || !self.ports.iter().all(|p| p.stack.is_idle()) {
             return None;
         }
-        let nat = self.nat.as_ref().and_then(Nat::poll_timeout);
-        let roles = self.services.iter().filter_map(|s| s.role.poll_timeout());
-        let mut earliest: Option<Time> = None;
-        for t in nat.into_iter().chain(roles) {
-            if t <= now {
-                return None;
-            }
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        let next = self.next_timer();
+        if next.is_some_and(|t| t <= now) {
+            return None;
         }
-        Some(earliest)
+        Some(next)
     }
 
     /// Forwards a packet that entered on `in_port` (TTL, NAT, route).
@@ -554,10 +549,16 @@ impl Node {
         if !self.up {
             return None;
         }
+        let timer = self.next_timer();
         let stacks = self.ports.iter_mut().filter_map(|p| p.stack.poll_at(now));
-        let services = self.services.iter().filter_map(|s| s.role.poll_timeout());
-        let nat = self.nat.as_ref().and_then(|n| n.poll_timeout());
-        stacks.chain(services).chain(nat).min()
+        stacks.chain(timer).min()
+    }
+
+    /// The earliest timer of the node's roles and NAT (its stacks aside).
+    fn next_timer(&self) -> Option<Time> {
+        let roles = self.services.iter().filter_map(|s| s.role.poll_timeout());
+        let nat = self.nat.as_ref().and_then(Nat::poll_timeout);
+        roles.chain(nat).min()
     }
 
     /// NAT drop counters, if this node is a NAT.

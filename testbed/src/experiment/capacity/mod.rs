@@ -23,9 +23,9 @@
 //!
 //! Part (d) runs `binfm run` as a child process on a generated crowd topology per N of
 //! `crowd` (`topologies/crowd.toml` resized to N ENs: as many networks and calls as keep its
-//! ratios, everything else as in the file; `crowd::topology_text`), for `crowd_duration` of virtual time, and reads back the
-//! child's `timing.json` (its wall time, CPU time and peak RSS): each N is measured in a
-//! process of its own.
+//! ratios, everything else as in the file; `crowd::topology_text`), for `crowd_duration` of
+//! virtual time, and reads back the child's `timing.json` (its wall time, CPU time and peak
+//! RSS): each N is measured in a process of its own.
 //!
 //! Everything from the harness is deterministic for a seed except its wall-clock keys
 //! ([`super::scale::WALL_CLOCK_KEYS`]), which go to `timing.json`; of (d) only the counts
